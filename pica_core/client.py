@@ -1,0 +1,621 @@
+"""The Pica client: every endpoint of the contract, sync and async, one implementation.
+
+`PicaClient` (sync, for pages) and `AsyncPicaClient` (for concurrent work: fleet sync, the
+token route) share everything but the I/O loop: each endpoint is described once as an
+`Operation`, and each client runs operations with its own transport. Pagination, retries
+and error mapping live here, once.
+
+Retries: reads (and the AuthKit token pages, as the official generator does) retry on
+transport errors, timeouts, 429 and 5xx with jittered exponential backoff, honouring
+Retry-After / x-pica-rate-limit-reset, within a total deadline. Passthrough writes are
+never retried; a passthrough GET is retried only when Pica itself (not the upstream) failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, Iterator, Mapping, Sequence, TypeVar
+
+import httpx
+
+from . import validation
+from .config import Secret, Settings
+from .errors import (
+    AuthError,
+    InvalidInputError,
+    InvalidResponseError,
+    NotFoundError,
+    PicaError,
+    PicaTimeoutError,
+    RateLimitedError,
+    UpstreamUnavailableError,
+)
+from .models import (
+    Action,
+    ActionHit,
+    Connection,
+    Connector,
+    Knowledge,
+    PassthroughResponse,
+    UserFlags,
+)
+
+log = logging.getLogger("pica_core.client")
+
+# Pica is becoming "One" (x-one-secret …): the prefix is the only thing to change.
+HEADER_PREFIX = "x-pica"
+SECRET_HEADER = f"{HEADER_PREFIX}-secret"
+CONNECTION_HEADER = f"{HEADER_PREFIX}-connection-key"
+ACTION_HEADER = f"{HEADER_PREFIX}-action-id"
+RATE_RESET_HEADER = f"{HEADER_PREFIX}-rate-limit-reset"
+AUTHKIT_PAGE_SIZE = 100  # what the official token generator asks for
+USER_AGENT = "pica-integration-ops-dashboard/1.0"
+
+T = TypeVar("T")
+Parse = Callable[[Any], Any]
+
+
+@dataclass
+class Operation(Generic[T]):
+    """One Pica call, described without doing any I/O."""
+
+    method: str
+    path: str
+    params: dict[str, Any] = field(default_factory=dict)
+    json_body: Any = None
+    parse: Parse = lambda data: data
+    paginated: bool = False
+    page_size: int | None = None
+    retry: bool = True
+    expect_json: bool = True
+
+    def page_params(self, page: int, limit: int) -> dict[str, Any]:
+        return {**self.params, "limit": limit, "page": page}
+
+
+@dataclass
+class PageResult:
+    rows: list[Any]
+    total: int
+    pages: int
+    page: int
+    raw: dict[str, Any]
+
+
+@dataclass
+class RetryPolicy:
+    max_retries: int = 3
+    deadline_seconds: float = 30.0
+    base_delay: float = 0.2
+    max_delay: float = 5.0
+
+    def delay(self, attempt: int, retry_after: float | None, started: float) -> float | None:
+        """Seconds to wait before attempt `attempt + 1`, or None to give up."""
+        if attempt >= self.max_retries:
+            return None
+        if retry_after is not None:
+            wait = retry_after
+        else:
+            wait = random.uniform(0, min(self.max_delay, self.base_delay * 2 ** attempt))
+        if time.monotonic() - started + wait > self.deadline_seconds:
+            return None
+        return wait
+
+
+def _clean(params: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for name, value in params.items():
+        if value is None or value == [] or value == "":
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, (list, tuple, set)):
+            value = ",".join(str(v) for v in value)
+        out[name] = value
+    return out
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    for name in ("retry-after", RATE_RESET_HEADER):
+        raw = response.headers.get(name)
+        if raw:
+            try:
+                return max(0.0, float(raw))
+            except ValueError:
+                continue
+    return None
+
+
+class _Core:
+    """Request building, response interpretation and retry decisions, shared by both clients."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        secret: Secret,
+        timeout: float = 15.0,
+        connect_timeout: float = 5.0,
+        retry: RetryPolicy | None = None,
+        page_size: int = 300,
+        max_concurrency: int = 4,
+    ) -> None:
+        if not base_url:
+            raise ValueError("base_url is required (the sandbox's or Pica's URL)")
+        self.base_url = base_url.rstrip("/")
+        self._secret = secret
+        self.timeout = httpx.Timeout(timeout, connect=connect_timeout)
+        self.retry_policy = retry or RetryPolicy()
+        self.page_size = page_size
+        self.max_concurrency = max_concurrency
+        self.request_count = 0
+        self._count_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any):
+        if not settings.api_url:
+            raise ValueError("Settings have no API URL yet (sandbox mode needs the server port)")
+        kwargs: dict[str, Any] = dict(
+            base_url=settings.api_url,
+            secret=settings.effective_secret(),
+            timeout=settings.timeout_seconds,
+            connect_timeout=settings.connect_timeout_seconds,
+            retry=RetryPolicy(settings.max_retries, settings.retry_deadline_seconds),
+            page_size=settings.page_size,
+            max_concurrency=settings.max_concurrency,
+        )
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r}, secret=****)"
+
+    # --- building --------------------------------------------------------------------------------
+    def _headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        headers = {SECRET_HEADER: self._secret.reveal(), "user-agent": USER_AGENT}
+        if extra:
+            headers.update(extra)
+        return headers
+
+    def _count(self) -> None:
+        with self._count_lock:
+            self.request_count += 1
+
+    def _redact(self, text: str) -> str:
+        secret = self._secret.reveal()
+        return text.replace(secret, "****") if secret else text
+
+    # --- interpreting ------------------------------------------------------------------------------
+    def _error(self, response: httpx.Response, method: str, path: str) -> PicaError:
+        status = response.status_code
+        key = message = None
+        try:
+            body = response.json()
+            if isinstance(body, dict):
+                key = body.get("key")
+                message = body.get("message") or body.get("error")
+        except ValueError:
+            pass
+        message = self._redact(str(message or response.reason_phrase or "Pica answered an error"))[:500]
+        common = dict(status=status, key=key, method=method, path=path)
+        if status in (401, 403):
+            return AuthError(message, **common)
+        if status == 404:
+            return NotFoundError(message, **common)
+        if status == 429:
+            return RateLimitedError(message, retry_after=_retry_after(response), **common)
+        if status in (400, 409, 413, 422):
+            return InvalidInputError(message, **common)
+        if status >= 500:
+            return UpstreamUnavailableError(message, **common)
+        return PicaError(message, **common)
+
+    def _transport_error(self, exc: Exception, method: str, path: str) -> PicaError:
+        if isinstance(exc, httpx.TimeoutException):
+            return PicaTimeoutError(f"Pica did not answer within {self.timeout.read:g} s", method=method, path=path)
+        reason = type(exc).__name__
+        return UpstreamUnavailableError(f"Could not reach Pica at {self.base_url} ({reason})", method=method, path=path)
+
+    def _decode(self, response: httpx.Response, op: Operation) -> Any:
+        if not op.expect_json:
+            return None
+        if not response.content:
+            raise InvalidResponseError("Pica answered with an empty body", status=response.status_code,
+                                       method=op.method, path=op.path)
+        try:
+            return response.json()
+        except ValueError:
+            raise InvalidResponseError("Pica answered with a body that is not valid JSON",
+                                       status=response.status_code, method=op.method, path=op.path) from None
+
+    def _page(self, data: Any, op: Operation) -> PageResult:
+        if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
+            raise InvalidResponseError("Pica's list answer has no 'rows' array", method=op.method, path=op.path)
+        try:
+            rows = [op.parse(row) for row in data["rows"]]
+        except (ValueError, TypeError) as exc:
+            raise InvalidResponseError(f"Pica's rows did not match the contract ({exc.__class__.__name__})",
+                                       method=op.method, path=op.path) from None
+        total = int(data.get("total") or len(rows))
+        pages = int(data.get("pages") or 0)
+        return PageResult(rows, total, pages, int(data.get("page") or 1), data)
+
+    def _parse(self, data: Any, op: Operation) -> Any:
+        try:
+            return op.parse(data)
+        except (ValueError, TypeError) as exc:
+            raise InvalidResponseError(f"Pica's answer did not match the contract ({exc.__class__.__name__})",
+                                       method=op.method, path=op.path) from None
+
+    def _verdict(self, op: Operation, response: httpx.Response | None, exc: Exception | None,
+                 attempt: int, started: float) -> tuple[float | None, PicaError | None]:
+        """(delay before retrying or None, error to raise if not retrying)."""
+        if exc is not None:
+            error = self._transport_error(exc, op.method, op.path)
+            retry_after = None
+        else:
+            assert response is not None
+            error = self._error(response, op.method, op.path)
+            retryable = response.status_code == 429 or response.status_code >= 500
+            if not retryable:
+                return None, error
+            retry_after = _retry_after(response) if response.status_code == 429 else None
+        if not op.retry:
+            return None, error
+        delay = self.retry_policy.delay(attempt, retry_after, started)
+        if delay is not None:
+            log.info("retrying %s %s in %.2fs after %s", op.method, op.path, delay, error)
+        return delay, error
+
+    def _page_plan(self, first: PageResult, limit: int) -> list[int]:
+        pages = first.pages or (math.ceil(first.total / limit) if limit else 1)
+        return list(range(2, pages + 1))
+
+
+class _Endpoints:
+    """Every endpoint of the contract, as operations run by the concrete client's `_run`."""
+
+    page_size: int
+
+    def _run(self, op: Operation) -> Any:  # pragma: no cover - provided by the clients
+        raise NotImplementedError
+
+    # --- catalog -------------------------------------------------------------------------------------
+    def connectors(self, *, authkit: bool | None = None, platform: str | None = None, key: str | None = None,
+                   name: str | None = None, category: str | None = None) -> list[Connector]:
+        return self._run(Operation("GET", "/v1/available-connectors", params=dict(
+            authkit=authkit, platform=platform, key=key, name=name, category=category),
+            parse=Connector.model_validate, paginated=True))
+
+    def actions(self, platform: str, *, title: str | None = None, key: str | None = None,
+                method: str | None = None) -> list[Action]:
+        return self._run(Operation("GET", f"/v1/available-actions/{_segment(platform)}", params=dict(
+            title=title, key=key, method=method), parse=Action.model_validate, paginated=True))
+
+    def search_actions(self, platform: str, query: str = "", *, limit: int = 20,
+                       knowledge: bool = True) -> list[ActionHit]:
+        return self._run(Operation("GET", f"/v1/available-actions/search/{_segment(platform)}", params=dict(
+            query=query, limit=limit, executeAgent=knowledge or None),
+            parse=lambda rows: [ActionHit.model_validate(r) for r in _array(rows)]))
+
+    def knowledge(self, action_id: str) -> Knowledge | None:
+        return self._run(Operation("GET", "/v1/knowledge", params={"_id": action_id},
+                                   parse=lambda data: _first_row(data, Knowledge)))
+
+    # --- vault ------------------------------------------------------------------------------------------
+    def connections(self, *, identity: str | None = None, identity_type: str | None = None,
+                    platform: str | None = None, keys: Sequence[str] | None = None, tags: Sequence[str] | None = None,
+                    name: str | None = None, platform_version: str | None = None,
+                    active: bool | None = None) -> list[Connection]:
+        return self._run(self.connections_operation(
+            identity=identity, identity_type=identity_type, platform=platform, keys=keys, tags=tags, name=name,
+            platform_version=platform_version, active=active))
+
+    def connections_operation(self, *, identity: str | None = None, identity_type: str | None = None,
+                              platform: str | None = None, keys: Sequence[str] | None = None,
+                              tags: Sequence[str] | None = None, name: str | None = None,
+                              platform_version: str | None = None, active: bool | None = None,
+                              page_size: int | None = None) -> Operation:
+        if identity is not None:
+            identity = validation.identity(identity)
+        return Operation("GET", "/v1/vault/connections", params=dict(
+            identity=identity, identityType=validation.identity_type(identity_type), platform=platform,
+            key=list(keys) if keys else None, tags=list(tags) if tags else None, name=name,
+            platformVersion=platform_version, active=active),
+            parse=Connection.model_validate, paginated=True, page_size=page_size)
+
+    def connection(self, connection_id: str) -> Connection:
+        return self._run(Operation("GET", f"/v1/vault/connections/{_segment(connection_id)}",
+                                   parse=Connection.model_validate))
+
+    def connection_by_key(self, key: str) -> Connection | None:
+        """The connection with this key, or None (Pica lists it by key; there is no get-by-key)."""
+        return self._run(Operation("GET", "/v1/vault/connections", params={"key": validation.connection_key(key),
+                                                                           "limit": 1},
+                                   parse=lambda data: _first_row(data, Connection)))
+
+    def update_connection_tags(self, connection_id: str, tags: Sequence[str]) -> Connection:
+        return self._run(Operation("PATCH", f"/v1/vault/connections/{_segment(connection_id)}",
+                                   json_body={"tags": list(tags)}, parse=Connection.model_validate, retry=False))
+
+    def delete_connection(self, connection_id: str) -> None:
+        return self._run(Operation("DELETE", f"/v1/vault/connections/{_segment(connection_id)}",
+                                   parse=lambda _: None, retry=False, expect_json=False))
+
+    # --- account ------------------------------------------------------------------------------------------
+    def user_flags(self) -> UserFlags:
+        return self._run(Operation("GET", "/v1/users/flags", parse=UserFlags.model_validate))
+
+    def authkit_page(self, page: int, identity: str | None, identity_type: str | None) -> Operation:
+        body: dict[str, Any] = {}
+        if identity is not None:
+            body["identity"] = validation.identity(identity)
+        if identity_type:
+            body["identityType"] = validation.identity_type(identity_type)
+        return Operation("POST", "/v1/authkit", params={"limit": AUTHKIT_PAGE_SIZE, "page": page}, json_body=body,
+                         parse=_authkit_page)
+
+
+def _segment(value: str) -> str:
+    """One URL path segment, so an id can never climb out of its route."""
+    from urllib.parse import quote
+
+    return quote(str(value), safe="")
+
+
+def _array(data: Any) -> list:
+    if not isinstance(data, list):
+        raise ValueError("expected a JSON array")
+    return data
+
+
+def _first_row(data: Any, model: type) -> Any:
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
+        raise ValueError("expected a rows envelope")
+    return model.model_validate(data["rows"][0]) if data["rows"] else None
+
+
+def _authkit_page(data: Any) -> dict:
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
+        raise ValueError("expected an AuthKit page")
+    return data
+
+
+def merge_authkit_pages(pages: list[dict], is_white_label: bool) -> dict:
+    """Merge AuthKit pages as the official generator does: one page, latest requestId."""
+    first, latest = pages[0], pages[-1]
+    if len(pages) == 1:
+        return {**first, "isWhiteLabel": is_white_label}
+    return {
+        "rows": [row for page in pages for row in page["rows"]],
+        "page": 1,
+        "pages": 1,
+        "total": first.get("total", 0),
+        "requestId": latest.get("requestId"),
+        "isWhiteLabel": is_white_label,
+    }
+
+
+def _body(op: Operation, kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {**kwargs, "json": op.json_body} if op.json_body is not None else kwargs
+
+
+def _ok(response: httpx.Response) -> bool:
+    return response.status_code < 400
+
+
+def _is_pica_error(response: httpx.Response) -> bool:
+    """A passthrough answer is the upstream's unless Pica failed before forwarding (no passthrough headers)."""
+    if response.status_code < 400:
+        return False
+    return not any(name.startswith(f"{HEADER_PREFIX}-passthrough-") for name in response.headers)
+
+
+PASSTHROUGH_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+@dataclass
+class PassthroughCall:
+    """A passthrough request, checked and ready for either client."""
+
+    op: Operation
+    query: list[tuple[str, str]]
+    headers: dict[str, str]
+    kwargs: dict[str, Any]
+
+    @classmethod
+    def build(cls, method: str, path: str, *, connection_key: str, action_id: str,
+              query: Mapping[str, Any] | Sequence[tuple[str, str]] | None = None,
+              headers: Mapping[str, str] | None = None, json: Any = None, form: Mapping[str, Any] | None = None,
+              files: Any = None, content: bytes | None = None) -> "PassthroughCall":
+        method = method.upper()
+        if method not in PASSTHROUGH_METHODS:
+            raise InvalidInputError(f"Method {method} is not supported by Pica's passthrough "
+                                    f"(use {', '.join(PASSTHROUGH_METHODS)}).")
+        path = validation.passthrough_path(path)
+        extra = {name: value for name, value in validation.headers(headers or {}).items()}
+        extra[CONNECTION_HEADER] = validation.connection_key(connection_key)
+        extra[ACTION_HEADER] = validation.action_id(action_id)
+        kwargs: dict[str, Any] = {}
+        bodies = [b for b in (json is not None, form is not None, files is not None, content is not None) if b]
+        if len(bodies) > 1 and not (form is not None and files is not None and json is None and content is None):
+            raise InvalidInputError("Send one body: JSON, form fields, multipart or raw content.")
+        if json is not None:
+            kwargs["json"] = json
+        if form is not None:
+            kwargs["data"] = dict(form)
+        if files is not None:
+            kwargs["files"] = files
+        if content is not None:
+            kwargs["content"] = content
+        pairs = list(query.items()) if isinstance(query, Mapping) else list(query or [])
+        op = Operation(method, f"/v1/passthrough/{path}", retry=method == "GET", expect_json=False)
+        return cls(op, [(str(k), str(v)) for k, v in pairs], extra, kwargs)
+
+    def result(self, response: httpx.Response, elapsed_ms: float) -> PassthroughResponse:
+        return PassthroughResponse(
+            status=response.status_code, headers=dict(response.headers), body=response.content,
+            elapsed_ms=elapsed_ms, url=str(response.request.url),
+            request_bytes=len(response.request.content or b"") if response.request.stream is not None else 0,
+        )
+
+
+class PicaClient(_Core, _Endpoints):
+    """Synchronous client, for page scripts. Thread-safe (one pooled httpx.Client)."""
+
+    def __init__(self, *args: Any, transport: httpx.BaseTransport | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._http = httpx.Client(base_url=self.base_url, timeout=self.timeout, transport=transport,
+                                  limits=httpx.Limits(max_connections=max(10, self.max_concurrency * 2)))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "PicaClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _send(self, op: Operation, params: Any, *, headers: Mapping[str, str] | None = None,
+              final: Callable[[httpx.Response], bool] = _ok, **kwargs: Any) -> httpx.Response:
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            response = exc = None
+            try:
+                self._count()
+                response = self._http.request(op.method, op.path, params=params, headers=self._headers(headers),
+                                              **_body(op, kwargs))
+                if final(response):
+                    return response
+            except httpx.TransportError as error:
+                exc = error
+            delay, error = self._verdict(op, response, exc, attempt, started)
+            if delay is None:
+                raise error from None
+            time.sleep(delay)
+            attempt += 1
+
+    def fetch_page(self, op: Operation, page: int, limit: int | None = None) -> PageResult:
+        response = self._send(op, _clean(op.page_params(page, limit or op.page_size or self.page_size)))
+        return self._page(self._decode(response, op), op)
+
+    def iter_pages(self, op: Operation) -> Iterator[PageResult]:
+        limit = op.page_size or self.page_size
+        first = self.fetch_page(op, 1, limit)
+        yield first
+        for page in self._page_plan(first, limit):
+            yield self.fetch_page(op, page, limit)
+
+    def _run(self, op: Operation) -> Any:
+        if op.paginated:
+            return [row for page in self.iter_pages(op) for row in page.rows]
+        response = self._send(op, _clean(op.params))
+        return self._parse(self._decode(response, op), op)
+
+    def authkit_token(self, identity: str | None, identity_type: str | None = None) -> dict:
+        """The AuthKit token object (every page merged), as the official generator returns it."""
+        try:
+            white_label = self.user_flags().authkit_whitelist
+        except PicaError:
+            white_label = False  # tolerated, as the official generator does
+        first = self._run(self.authkit_page(1, identity, identity_type))
+        rest = [self._run(self.authkit_page(n, identity, identity_type))
+                for n in range(2, int(first.get("pages") or 1) + 1)]
+        return merge_authkit_pages([first, *rest], white_label)
+
+    def passthrough(self, method: str, path: str, **request: Any) -> PassthroughResponse:
+        """Call an action on a connection; upstream errors come back as responses, Pica's own raise."""
+        call = PassthroughCall.build(method, path, **request)
+        started = time.perf_counter()
+        response = self._send(call.op, call.query, headers=call.headers, final=lambda r: not _is_pica_error(r),
+                              **call.kwargs)
+        return call.result(response, (time.perf_counter() - started) * 1000)
+
+
+class AsyncPicaClient(_Core, _Endpoints):
+    """Async client for concurrent work (fleet sync, the token route): same operations, bounded gather.
+
+    Its endpoint methods return awaitables of what the sync client's return.
+    """
+
+    def __init__(self, *args: Any, transport: httpx.AsyncBaseTransport | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout, transport=transport,
+                                       limits=httpx.Limits(max_connections=max(10, self.max_concurrency * 2)))
+        self._gate = asyncio.Semaphore(self.max_concurrency)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> "AsyncPicaClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _send(self, op: Operation, params: Any, *, headers: Mapping[str, str] | None = None,
+                    final: Callable[[httpx.Response], bool] = _ok, **kwargs: Any) -> httpx.Response:
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            response = exc = None
+            try:
+                self._count()
+                async with self._gate:
+                    response = await self._http.request(op.method, op.path, params=params,
+                                                        headers=self._headers(headers), **_body(op, kwargs))
+                if final(response):
+                    return response
+            except httpx.TransportError as error:
+                exc = error
+            delay, error = self._verdict(op, response, exc, attempt, started)
+            if delay is None:
+                raise error from None
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    async def fetch_page(self, op: Operation, page: int, limit: int | None = None) -> PageResult:
+        response = await self._send(op, _clean(op.page_params(page, limit or op.page_size or self.page_size)))
+        return self._page(self._decode(response, op), op)
+
+    async def _all_pages(self, op: Operation) -> list[PageResult]:
+        limit = op.page_size or self.page_size
+        first = await self.fetch_page(op, 1, limit)
+        rest = await asyncio.gather(*(self.fetch_page(op, n, limit) for n in self._page_plan(first, limit)))
+        return [first, *rest]
+
+    async def _run_async(self, op: Operation) -> Any:
+        if op.paginated:
+            return [row for page in await self._all_pages(op) for row in page.rows]
+        response = await self._send(op, _clean(op.params))
+        return self._parse(self._decode(response, op), op)
+
+    def _run(self, op: Operation) -> Any:
+        return self._run_async(op)
+
+    async def authkit_token(self, identity: str | None, identity_type: str | None = None) -> dict:
+        async def flags() -> bool:
+            try:
+                return (await self.user_flags()).authkit_whitelist
+            except PicaError:
+                return False  # tolerated, as the official generator does
+
+        white_label, first = await asyncio.gather(flags(), self._run(self.authkit_page(1, identity, identity_type)))
+        rest = await asyncio.gather(*(self._run(self.authkit_page(n, identity, identity_type))
+                                      for n in range(2, int(first.get("pages") or 1) + 1)))
+        return merge_authkit_pages([first, *rest], white_label)
+
+    async def passthrough(self, method: str, path: str, **request: Any) -> PassthroughResponse:
+        call = PassthroughCall.build(method, path, **request)
+        started = time.perf_counter()
+        response = await self._send(call.op, call.query, headers=call.headers,
+                                    final=lambda r: not _is_pica_error(r), **call.kwargs)
+        return call.result(response, (time.perf_counter() - started) * 1000)

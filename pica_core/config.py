@@ -1,0 +1,236 @@
+"""Settings from the environment and `.streamlit/secrets.toml` (root keys).
+
+The environment wins over the secrets file, so a deployment can override a
+checked-out secrets file without editing it. No `PICA_SECRET_KEY` means sandbox
+mode: the built-in emulator answers instead of Pica.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SECRETS_PATH = PROJECT_ROOT / ".streamlit" / "secrets.toml"
+DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
+
+LIVE_API_URL = "https://api.picaos.com"
+LIVE_AUTHKIT_URL = "https://authkit.picaos.com"
+# The path the sandbox is mounted under inside the dashboard's st.App.
+SANDBOX_MOUNT = "/sandbox"
+# Documented sandbox keys: deliberately short and obviously not real Pica keys.
+SANDBOX_TEST_KEY = "sk_test_sandbox"
+SANDBOX_LIVE_KEY = "sk_live_sandbox"
+
+KEY_PREFIXES = ("sk_test_", "sk_live_")
+
+
+class Secret:
+    """A string that never shows itself in a repr, a log line or an f-string."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('****')"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return repr(self)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    secret_key: Secret | None = None
+    api_url: str | None = None  # None in sandbox mode until the server port is known
+    authkit_url: str | None = None
+    database_url: str = ""
+    timeout_seconds: float = 15.0
+    connect_timeout_seconds: float = 5.0
+    max_retries: int = 3
+    retry_deadline_seconds: float = 30.0
+    page_size: int = 300
+    max_concurrency: int = 4
+    catalog_ttl_seconds: int = 600
+    connections_ttl_seconds: int = 60
+    authkit_allowed_origin: str = "*"
+    grant_secret: Secret | None = None
+    grant_ttl_seconds: int = 300
+    allow_live_writes: bool = False
+    history_body_limit: int = 16_384
+    display_body_limit: int = 200_000
+    roles_claim: str = "groups"
+    role_map: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def sandbox(self) -> bool:
+        return self.secret_key is None
+
+    @property
+    def environment(self) -> str:
+        """'test' or 'live': the environment of the key in use."""
+        key = self.effective_secret().reveal()
+        return "live" if key.startswith("sk_live_") else "test"
+
+    def effective_secret(self) -> Secret:
+        return self.secret_key if self.secret_key else Secret(SANDBOX_TEST_KEY)
+
+    def with_sandbox_port(self, port: int) -> "Settings":
+        """Point sandbox mode at the sandbox mounted in this process (unless a URL was set)."""
+        if not self.sandbox or self.api_url:
+            return self
+        base = f"http://127.0.0.1:{port}{SANDBOX_MOUNT}"
+        return replace(self, api_url=base, authkit_url=self.authkit_url or f"{SANDBOX_MOUNT}/authkit")
+
+
+def read_secrets_file(path: Path = DEFAULT_SECRETS_PATH) -> dict[str, Any]:
+    """Root keys of `.streamlit/secrets.toml` (absent file → empty)."""
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML ({exc}): fix or remove it.") from None
+
+
+def _number(raw: Mapping[str, Any], name: str, default: float, *, integer: bool = False, minimum: float = 0):
+    value = raw.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        number = int(value) if integer else float(value)
+    except (TypeError, ValueError):
+        kind = "a whole number" if integer else "a number"
+        raise ConfigError(f"{name}={value!r} is not {kind}: set it to {kind} such as {default}.") from None
+    if number < minimum:
+        raise ConfigError(f"{name}={value!r} is too small: it must be at least {minimum}.")
+    return number
+
+
+def _flag(raw: Mapping[str, Any], name: str) -> bool:
+    value = raw.get(name)
+    if isinstance(value, bool):
+        return value
+    return str(value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _database_url(raw: Mapping[str, Any], data_dir: Path) -> str:
+    url = str(raw.get("DATABASE_URL") or "").strip()
+    if not url:
+        return f"sqlite:///{data_dir / 'pica_dashboard.db'}"
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            "DATABASE_URL is not a database URL: use e.g. sqlite:///data/pica.db or "
+            "postgresql+psycopg://user@host:5432/dbname."
+        ) from None
+    if parsed.get_backend_name() not in {"sqlite", "postgresql"}:
+        raise ConfigError(
+            f"DATABASE_URL uses {parsed.get_backend_name()!r}: only sqlite and postgresql are supported."
+        )
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+        # psycopg 3 is what requirements.txt installs; psycopg2 is not.
+        url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return url
+
+
+def _role_map(raw: Mapping[str, Any]) -> dict[str, str]:
+    """ROLE_MAP like "ops-admins=admin,support=viewer" (or a TOML table)."""
+    value = raw.get("ROLE_MAP") or {}
+    if isinstance(value, Mapping):
+        pairs = value.items()
+    else:
+        pairs = []
+        for item in str(value).split(","):
+            if item.strip():
+                if "=" not in item:
+                    raise ConfigError(f"ROLE_MAP entry {item.strip()!r} needs the form group=role.")
+                group, role = item.split("=", 1)
+                pairs.append((group, role))
+    roles = {"viewer", "operator", "engineer", "admin"}
+    result = {}
+    for group, role in pairs:
+        role = str(role).strip().lower()
+        if role not in roles:
+            raise ConfigError(f"ROLE_MAP maps {group!r} to {role!r}: roles are {', '.join(sorted(roles))}.")
+        result[str(group).strip()] = role
+    return result
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None,
+    secrets: Mapping[str, Any] | None = None,
+    *,
+    data_dir: Path = DEFAULT_DATA_DIR,
+) -> Settings:
+    """Build settings; raise ConfigError with one line saying what to fix."""
+    env = os.environ if env is None else env
+    secrets = read_secrets_file() if secrets is None else secrets
+    raw: dict[str, Any] = {k: v for k, v in secrets.items() if not isinstance(v, Mapping) or k == "ROLE_MAP"}
+    raw.update({k: v for k, v in env.items() if v != ""})
+
+    key = str(raw.get("PICA_SECRET_KEY") or "").strip()
+    if key and not key.startswith(KEY_PREFIXES):
+        raise ConfigError(
+            "PICA_SECRET_KEY must start with sk_test_ or sk_live_: copy the key from Pica's dashboard "
+            "(Settings → API keys), or unset it to use the sandbox."
+        )
+    api_url = str(raw.get("PICA_API_URL") or "").strip().rstrip("/") or None
+    authkit_url = str(raw.get("PICA_AUTHKIT_URL") or "").strip() or None
+    for name, url in (("PICA_API_URL", api_url), ("PICA_AUTHKIT_URL", authkit_url)):
+        if url and not url.startswith(("http://", "https://", "/")):
+            raise ConfigError(f"{name}={url!r} must be an http(s) URL.")
+    if key:
+        api_url = api_url or LIVE_API_URL
+        authkit_url = authkit_url or LIVE_AUTHKIT_URL
+    elif api_url and not authkit_url:
+        authkit_url = f"{api_url}/authkit"  # a standalone sandbox serves its page beside its API
+
+    grant = str(raw.get("AUTHKIT_GRANT_SECRET") or "").strip()
+    return Settings(
+        secret_key=Secret(key) if key else None,
+        api_url=api_url,
+        authkit_url=authkit_url,
+        database_url=_database_url(raw, data_dir),
+        timeout_seconds=_number(raw, "PICA_TIMEOUT_SECONDS", 15.0, minimum=0.1),
+        connect_timeout_seconds=_number(raw, "PICA_CONNECT_TIMEOUT_SECONDS", 5.0, minimum=0.1),
+        max_retries=_number(raw, "PICA_MAX_RETRIES", 3, integer=True),
+        retry_deadline_seconds=_number(raw, "PICA_RETRY_DEADLINE_SECONDS", 30.0, minimum=0.1),
+        page_size=_number(raw, "PICA_PAGE_SIZE", 300, integer=True, minimum=1),
+        max_concurrency=_number(raw, "PICA_MAX_CONCURRENCY", 4, integer=True, minimum=1),
+        catalog_ttl_seconds=_number(raw, "CATALOG_CACHE_TTL", 600, integer=True),
+        connections_ttl_seconds=_number(raw, "CONNECTIONS_CACHE_TTL", 60, integer=True),
+        authkit_allowed_origin=str(raw.get("AUTHKIT_ALLOWED_ORIGIN") or "*").strip(),
+        grant_secret=Secret(grant) if grant else None,
+        grant_ttl_seconds=_number(raw, "AUTHKIT_GRANT_TTL_SECONDS", 300, integer=True, minimum=10),
+        allow_live_writes=_flag(raw, "ALLOW_LIVE_WRITES"),
+        history_body_limit=_number(raw, "HISTORY_BODY_LIMIT", 16_384, integer=True, minimum=256),
+        display_body_limit=_number(raw, "DISPLAY_BODY_LIMIT", 200_000, integer=True, minimum=1024),
+        roles_claim=str(raw.get("ROLES_CLAIM") or "groups").strip(),
+        role_map=_role_map(raw),
+    )

@@ -1,0 +1,94 @@
+"""One small hierarchy for everything that can go wrong talking to Pica.
+
+Every error carries what Pica said (its status, error key and message) and a hint
+saying what the person in front of the dashboard should do next. Pages render
+``str(error)`` and ``error.hint``; nothing here ever includes the secret key.
+"""
+
+from __future__ import annotations
+
+
+class PicaError(Exception):
+    """Base class: a call to Pica did not give a usable answer."""
+
+    default_hint = "Try again; if it keeps failing, check Pica's status page."
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        key: str | None = None,
+        hint: str | None = None,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.key = key
+        self.hint = hint or self.default_hint
+        self.method = method
+        self.path = path
+
+    def __str__(self) -> str:
+        where = f" ({self.method} {self.path})" if self.method and self.path else ""
+        status = f"{self.status} " if self.status else ""
+        return f"{status}{self.message}{where}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status={self.status!r}, key={self.key!r}, message={self.message!r})"
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message is one line saying what to fix."""
+
+
+class InvalidInputError(PicaError):
+    """Input was refused before any request was sent (or Pica answered 400/422)."""
+
+    default_hint = "Correct the highlighted input and try again."
+
+
+class AuthError(PicaError):
+    """401/403: the secret key was refused."""
+
+    default_hint = (
+        "Check PICA_SECRET_KEY: it must be a current sk_test_… or sk_live_… key of this Pica account."
+    )
+
+
+class NotFoundError(PicaError):
+    """404: the connection, action or route does not exist (for this key's environment)."""
+
+    default_hint = "Check the id or key, and that it belongs to this key's environment (test or live)."
+
+
+class RateLimitedError(PicaError):
+    """429: Pica's rate limit for this account was reached."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs) -> None:
+        self.retry_after = retry_after
+        if retry_after is not None and "hint" not in kwargs:
+            kwargs["hint"] = f"Pica's rate limit was reached: retry in {retry_after:.0f} s."
+        super().__init__(message, **kwargs)
+
+    default_hint = "Pica's rate limit was reached: wait a minute and retry."
+
+
+class UpstreamUnavailableError(PicaError):
+    """Pica could not be reached, or answered 5xx."""
+
+    default_hint = "Pica is unreachable or failing right now: retry in a moment, or check PICA_API_URL."
+
+
+class PicaTimeoutError(UpstreamUnavailableError):
+    """Pica did not answer within the configured timeout."""
+
+    default_hint = "Pica did not answer in time: retry, or raise PICA_TIMEOUT_SECONDS."
+
+
+class InvalidResponseError(PicaError):
+    """Pica answered something that is not what the contract says."""
+
+    default_hint = "Pica's answer was not understood: retry; if it persists, report it with the request id."

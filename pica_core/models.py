@@ -1,0 +1,150 @@
+"""Typed Pica API objects (see docs/pica-api.md in the team's shared docs).
+
+Attributes are snake_case; the wire names are camelCase. Unknown fields are
+ignored so that Pica can add fields without breaking the dashboard.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+STATES = ("operational", "degraded", "failed", "unknown")
+IDENTITY_TYPES = ("user", "team", "organization", "project")
+CONNECTOR_STATUSES = ("generally_available", "beta", "alpha", "not_available")
+
+State = Literal["operational", "degraded", "failed", "unknown"]
+
+
+class PicaModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    def wire(self) -> dict[str, Any]:
+        """The object as Pica sends it (camelCase)."""
+        return self.model_dump(by_alias=True, mode="json")
+
+
+class Connector(PicaModel):
+    id: int | None = None
+    name: str
+    key: str = ""
+    platform: str
+    platform_version: str | None = None
+    status: str = "generally_available"
+    description: str | None = None
+    category: str | None = None
+    image: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    oauth: bool = False
+    tools: int = 0
+    version: str | None = None
+    active: bool = True
+
+
+class Connection(PicaModel):
+    id: str
+    key: str
+    platform: str
+    environment: str = "test"
+    identity: str | None = None
+    identity_type: str | None = None
+    state: str = "unknown"
+    name: str | None = None
+    type: str | None = None
+    platform_version: str | None = None
+    description: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    version: str | None = None
+    active: bool = True
+    created_at: datetime | None = None
+
+
+class Action(PicaModel):
+    """A row of GET /v1/available-actions/{platform}: no action id (Pica does not send one)."""
+
+    title: str
+    key: str | None = None
+    model_name: str | None = None
+    method: str | None = None
+    platform: str | None = None
+
+
+class ActionHit(PicaModel):
+    """A row of GET /v1/available-actions/search/{platform}: carries the action id and path."""
+
+    system_id: str
+    title: str
+    key: str | None = None
+    method: str = "GET"
+    path: str = ""
+    tags: list[str] = Field(default_factory=list)
+    knowledge: str | None = None
+
+
+class Knowledge(PicaModel):
+    id: str = Field(alias="_id")
+    connection_platform: str | None = None
+    title: str | None = None
+    path: str | None = None
+    knowledge: str | None = None
+    method: str | None = None
+    base_url: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    active: bool = True
+
+
+class UserFlags(PicaModel):
+    access_list: list[str] = Field(default_factory=list)
+    authkit_whitelist: bool = False
+    early_access: list[str] = Field(default_factory=list)
+    completed_quickstart: bool = False
+
+
+class AuthKitIntegration(PicaModel):
+    id: int | str
+    connection_def_id: int | str | None = None
+    type: str
+    title: str
+    image: str | None = None
+    environment: str | None = None
+    active: bool = True
+    tags: list[str] = Field(default_factory=list)
+
+
+@dataclass
+class PassthroughResponse:
+    """What came back from /v1/passthrough: the upstream status and body, verbatim."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    elapsed_ms: float
+    url: str = ""
+    request_bytes: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """The body as JSON, or None when it is not JSON."""
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+    @property
+    def passthrough_headers(self) -> dict[str, str]:
+        """The upstream's own headers, which Pica re-emits as x-pica-passthrough-<name>."""
+        prefix = "x-pica-passthrough-"
+        return {k[len(prefix):]: v for k, v in self.headers.items() if k.lower().startswith(prefix)}
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300

@@ -1,0 +1,420 @@
+"""The dashboard's own database (SQLModel): SQLite by default, PostgreSQL through DATABASE_URL.
+
+Tables
+- `user_connections`: the seed guide's table (id, user_id, platform, connection_key unique,
+  environment, state, created_at, updated_at), extended with identity type, Pica's connection
+  id, tags, active, first/last seen, when the current state began and the last sync that saw it.
+  No foreign key from user_id: a connection must be storable for any identity.
+- `connection_transitions`: append-only; one row when a connection is first seen and one each
+  time its state really changes.
+- `sync_runs`: one row per fleet sync, with the pages that failed, so a sync can resume.
+- `passthrough_calls`: console history (redacted, bodies truncated).
+- `audit_events`: who did what to which target, and how it went.
+
+All times are timezone-aware UTC (SQLModel stores them as UTC on both databases).
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from sqlalchemy import JSON, Column, Index, case, event, func, or_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine, make_url
+from sqlmodel import Field, Session, SQLModel, create_engine, select
+
+from .models import Connection
+
+SCHEMA_VERSION = 1
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+class UserConnection(SQLModel, table=True):
+    __tablename__ = "user_connections"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: str | None = Field(default=None, index=True, max_length=128)  # the Pica identity
+    platform: str = Field(index=True, max_length=120)
+    connection_key: str = Field(unique=True, max_length=400)
+    environment: str = Field(max_length=8)
+    state: str = Field(index=True, max_length=16)
+    created_at: datetime
+    updated_at: datetime
+    identity_type: str | None = Field(default=None, index=True, max_length=16)
+    pica_id: str | None = Field(default=None, index=True, max_length=64)
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, default=list))
+    active: bool = True
+    first_seen_at: datetime
+    last_seen_at: datetime
+    state_since: datetime
+    last_sync_id: int | None = Field(default=None, index=True)
+
+
+class ConnectionTransition(SQLModel, table=True):
+    __tablename__ = "connection_transitions"
+    __table_args__ = (Index("ix_transitions_key_at", "connection_key", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    connection_key: str = Field(max_length=400)
+    user_id: str | None = Field(default=None, max_length=128)
+    platform: str = Field(max_length=120)
+    from_state: str | None = Field(default=None, max_length=16)  # None: first time the dashboard saw it
+    to_state: str = Field(max_length=16)
+    at: datetime = Field(index=True)
+    source: str = Field(max_length=16)  # sync | lookup | connect | refresh
+    sync_id: int | None = None
+
+
+class SyncRun(SQLModel, table=True):
+    __tablename__ = "sync_runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    started_at: datetime
+    finished_at: datetime | None = None
+    status: str = Field(default="running", max_length=16)  # running | complete | partial | failed
+    environment: str = Field(default="test", max_length=8)
+    page_size: int = 0
+    pages_total: int = 0
+    pages_done: int = 0
+    rows_seen: int = 0
+    failed_pages: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, default=list))
+    error: str | None = None
+    resumed_from: int | None = None
+
+
+class PassthroughCallRecord(SQLModel, table=True):
+    __tablename__ = "passthrough_calls"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(index=True)
+    actor: str = Field(max_length=200)
+    environment: str = Field(max_length=8)
+    connection_key: str = Field(index=True, max_length=400)
+    platform: str = Field(index=True, max_length=120)
+    action_id: str = Field(max_length=200)
+    action_title: str | None = Field(default=None, max_length=300)
+    method: str = Field(max_length=8)
+    path: str = Field(max_length=2000)
+    query: list[list[str]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, default=list))
+    request_headers: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False, default=dict))
+    body_kind: str = Field(default="none", max_length=16)  # none | json | form | multipart | raw
+    request_body: str | None = None
+    request_truncated: bool = False
+    status: int | None = Field(default=None, index=True)
+    response_headers: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False, default=dict))
+    response_body: str | None = None
+    response_truncated: bool = False
+    response_size: int = 0
+    elapsed_ms: float | None = None
+    error: str | None = None
+
+
+class AuditEvent(SQLModel, table=True):
+    __tablename__ = "audit_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(index=True)
+    actor: str = Field(index=True, max_length=200)
+    action: str = Field(index=True, max_length=40)
+    target: str = Field(max_length=400)
+    outcome: str = Field(max_length=16)  # ok | error | refused
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False, default=dict))
+
+
+class SchemaInfo(SQLModel, table=True):
+    __tablename__ = "schema_info"
+
+    id: int = Field(default=1, primary_key=True)
+    version: int
+
+
+# --- engine ---------------------------------------------------------------------------------------------
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection, _record) -> None:  # WAL: readers never block the sync's writer
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+@dataclass
+class UpsertResult:
+    inserted: int = 0
+    updated: int = 0
+    transitions: int = 0
+
+
+class Store:
+    """Every query the dashboard makes of its database, in one place."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    @classmethod
+    def from_url(cls, url: str) -> "Store":
+        store = cls(make_engine(url))
+        store.create_schema()
+        return store
+
+    def create_schema(self) -> None:
+        SQLModel.metadata.create_all(self.engine)
+        with self.session() as session:
+            if session.get(SchemaInfo, 1) is None:
+                session.add(SchemaInfo(id=1, version=SCHEMA_VERSION))
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+            session.commit()
+
+    def _insert(self, table):
+        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
+
+    # --- connections --------------------------------------------------------------------------------
+    def upsert_connections(self, connections: Sequence[Connection], *, source: str, sync_id: int | None = None,
+                           seen_at: datetime | None = None) -> UpsertResult:
+        """Idempotent upsert keyed by connection key; a transition row only when the state changes.
+
+        Three statements whatever the batch size: read current states, upsert, append transitions.
+        """
+        if not connections:
+            return UpsertResult()
+        now = seen_at or utcnow()
+        unique = {c.key: c for c in connections}  # last one wins if a batch repeats a key
+        table = UserConnection.__table__
+        with self.session() as session:
+            before = dict(session.execute(
+                select(UserConnection.connection_key, UserConnection.state)
+                .where(UserConnection.connection_key.in_(list(unique)))
+            ).all())
+            rows = [{
+                "user_id": c.identity, "platform": c.platform, "connection_key": c.key, "environment": c.environment,
+                "state": c.state, "created_at": _utc(c.created_at) or now, "updated_at": now,
+                "identity_type": c.identity_type, "pica_id": c.id, "tags": list(c.tags), "active": c.active,
+                "first_seen_at": now, "last_seen_at": now, "state_since": now, "last_sync_id": sync_id,
+            } for c in unique.values()]
+            stmt = self._insert(table)
+            changed = table.c.state != stmt.excluded.state
+            updates = {
+                "user_id": stmt.excluded.user_id, "platform": stmt.excluded.platform,
+                "environment": stmt.excluded.environment, "state": stmt.excluded.state,
+                "identity_type": stmt.excluded.identity_type, "pica_id": stmt.excluded.pica_id,
+                "tags": stmt.excluded.tags, "active": stmt.excluded.active, "created_at": stmt.excluded.created_at,
+                "last_seen_at": stmt.excluded.last_seen_at,
+                "updated_at": stmt.excluded.updated_at,
+                "state_since": case((changed, stmt.excluded.state_since), else_=table.c.state_since),
+            }
+            if sync_id is not None:
+                updates["last_sync_id"] = stmt.excluded.last_sync_id
+            session.execute(stmt.on_conflict_do_update(index_elements=["connection_key"], set_=updates), rows)
+            transitions = [{
+                "connection_key": c.key, "user_id": c.identity, "platform": c.platform,
+                "from_state": before.get(c.key), "to_state": c.state, "at": now, "source": source, "sync_id": sync_id,
+            } for c in unique.values() if before.get(c.key) != c.state]
+            if transitions:
+                session.execute(ConnectionTransition.__table__.insert(), transitions)
+        return UpsertResult(inserted=len(unique) - len(before), updated=len(before), transitions=len(transitions))
+
+    def remove_connection(self, key: str) -> None:
+        """Forget a deleted connection (its transitions stay: they are history)."""
+        with self.session() as session:
+            session.execute(UserConnection.__table__.delete().where(UserConnection.connection_key == key))
+
+    def stored_connection(self, key: str) -> UserConnection | None:
+        with self.session() as session:
+            return session.exec(select(UserConnection).where(UserConnection.connection_key == key)).first()
+
+    def stored_connections(self, *, identity: str | None = None, keys: Sequence[str] | None = None
+                           ) -> list[UserConnection]:
+        with self.session() as session:
+            query = select(UserConnection)
+            if identity is not None:
+                query = query.where(UserConnection.user_id == identity)
+            if keys:
+                query = query.where(UserConnection.connection_key.in_(list(keys)))
+            return list(session.exec(query))
+
+    def transitions(self, key: str) -> list[ConnectionTransition]:
+        with self.session() as session:
+            return list(session.exec(
+                select(ConnectionTransition).where(ConnectionTransition.connection_key == key)
+                .order_by(ConnectionTransition.at, ConnectionTransition.id)))
+
+    def transitions_since(self, since: datetime, limit: int = 500) -> list[ConnectionTransition]:
+        with self.session() as session:
+            return list(session.exec(
+                select(ConnectionTransition).where(ConnectionTransition.at >= since,
+                                                   ConnectionTransition.from_state.is_not(None))
+                .order_by(ConnectionTransition.at.desc(), ConnectionTransition.id.desc()).limit(limit)))
+
+    # --- fleet aggregates (computed by the database) -------------------------------------------------------
+    def state_counts(self, environment: str | None = None) -> dict[str, int]:
+        with self.session() as session:
+            query = select(UserConnection.state, func.count()).group_by(UserConnection.state)
+            if environment:
+                query = query.where(UserConnection.environment == environment)
+            return dict(session.execute(query).all())
+
+    def counts_by(self, column: str, environment: str | None = None) -> list[tuple[str | None, str, int]]:
+        """(platform or identity_type, state, count) rows."""
+        col = {"platform": UserConnection.platform, "identity_type": UserConnection.identity_type}[column]
+        with self.session() as session:
+            query = select(col, UserConnection.state, func.count()).group_by(col, UserConnection.state).order_by(col)
+            if environment:
+                query = query.where(UserConnection.environment == environment)
+            return [tuple(r) for r in session.execute(query).all()]
+
+    def usage_by_platform(self, environment: str | None = None) -> dict[str, int]:
+        with self.session() as session:
+            query = select(UserConnection.platform, func.count()).group_by(UserConnection.platform)
+            if environment:
+                query = query.where(UserConnection.environment == environment)
+            return dict(session.execute(query).all())
+
+    def attention(self, environment: str | None = None, limit: int = 500) -> list[UserConnection]:
+        """Failed and degraded connections, longest in that state first."""
+        with self.session() as session:
+            query = select(UserConnection).where(UserConnection.state.in_(("failed", "degraded")))
+            if environment:
+                query = query.where(UserConnection.environment == environment)
+            return list(session.exec(query.order_by(UserConnection.state_since, UserConnection.id).limit(limit)))
+
+    def not_seen_in(self, sync_id: int, environment: str | None = None, limit: int = 500) -> list[UserConnection]:
+        with self.session() as session:
+            query = select(UserConnection).where(
+                or_(UserConnection.last_sync_id.is_(None), UserConnection.last_sync_id != sync_id))
+            if environment:
+                query = query.where(UserConnection.environment == environment)
+            return list(session.exec(query.order_by(UserConnection.last_seen_at).limit(limit)))
+
+    def fleet_rows(self, environment: str | None = None) -> list[UserConnection]:
+        with self.session() as session:
+            query = select(UserConnection)
+            if environment:
+                query = query.where(UserConnection.environment == environment)
+            return list(session.exec(query.order_by(UserConnection.user_id, UserConnection.platform)))
+
+    # --- syncs ---------------------------------------------------------------------------------------------
+    def start_sync(self, environment: str, page_size: int, resumed_from: int | None = None) -> SyncRun:
+        with self.session() as session:
+            run = SyncRun(started_at=utcnow(), environment=environment, page_size=page_size, resumed_from=resumed_from)
+            session.add(run)
+            session.flush()
+            return run
+
+    def update_sync(self, sync_id: int, **values: Any) -> SyncRun:
+        with self.session() as session:
+            run = session.get(SyncRun, sync_id)
+            for name, value in values.items():
+                setattr(run, name, value)
+            session.add(run)
+            return run
+
+    def sync_run(self, sync_id: int) -> SyncRun | None:
+        with self.session() as session:
+            return session.get(SyncRun, sync_id)
+
+    def last_sync(self, environment: str | None = None, *, statuses: Sequence[str] = ("complete", "partial")
+                  ) -> SyncRun | None:
+        with self.session() as session:
+            query = select(SyncRun).where(SyncRun.status.in_(list(statuses)))
+            if environment:
+                query = query.where(SyncRun.environment == environment)
+            return session.exec(query.order_by(SyncRun.id.desc()).limit(1)).first()
+
+    # --- console history ------------------------------------------------------------------------------------
+    def record_call(self, record: PassthroughCallRecord) -> PassthroughCallRecord:
+        with self.session() as session:
+            session.add(record)
+            session.flush()
+            return record
+
+    def call(self, call_id: int) -> PassthroughCallRecord | None:
+        with self.session() as session:
+            return session.get(PassthroughCallRecord, call_id)
+
+    def search_calls(self, *, platform: str | None = None, action: str | None = None, status: int | None = None,
+                     text_query: str | None = None, connection_key: str | None = None,
+                     limit: int = 200) -> list[PassthroughCallRecord]:
+        with self.session() as session:
+            query = select(PassthroughCallRecord)
+            if platform:
+                query = query.where(PassthroughCallRecord.platform == platform)
+            if action:
+                like = f"%{_escape_like(action)}%"
+                query = query.where(or_(PassthroughCallRecord.action_title.ilike(like, escape="\\"),
+                                        PassthroughCallRecord.action_id.ilike(like, escape="\\")))
+            if status is not None:
+                query = query.where(PassthroughCallRecord.status == status)
+            if connection_key:
+                query = query.where(PassthroughCallRecord.connection_key == connection_key)
+            if text_query:
+                like = f"%{_escape_like(text_query)}%"
+                query = query.where(or_(PassthroughCallRecord.request_body.ilike(like, escape="\\"),
+                                        PassthroughCallRecord.response_body.ilike(like, escape="\\"),
+                                        PassthroughCallRecord.path.ilike(like, escape="\\")))
+            return list(session.exec(query.order_by(PassthroughCallRecord.id.desc()).limit(limit)))
+
+    # --- audit ----------------------------------------------------------------------------------------------
+    def audit(self, *, actor: str, action: str, target: str, outcome: str, **detail: Any) -> AuditEvent:
+        event_ = AuditEvent(at=utcnow(), actor=actor, action=action, target=target, outcome=outcome,
+                            detail=json.loads(json.dumps(detail, default=str)))
+        with self.session() as session:
+            session.add(event_)
+            session.flush()
+            return event_
+
+    def audit_events(self, *, actor: str | None = None, action: str | None = None, outcome: str | None = None,
+                     since: datetime | None = None, target: str | None = None,
+                     limit: int = 1000) -> list[AuditEvent]:
+        with self.session() as session:
+            query = select(AuditEvent)
+            if actor:
+                query = query.where(AuditEvent.actor == actor)
+            if action:
+                query = query.where(AuditEvent.action == action)
+            if outcome:
+                query = query.where(AuditEvent.outcome == outcome)
+            if since:
+                query = query.where(AuditEvent.at >= since)
+            if target:
+                query = query.where(AuditEvent.target.ilike(f"%{_escape_like(target)}%", escape="\\"))
+            return list(session.exec(query.order_by(AuditEvent.id.desc()).limit(limit)))
+
+    def count(self, model: type[SQLModel]) -> int:
+        with self.session() as session:
+            return session.execute(select(func.count()).select_from(model)).scalar_one()
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def since_hours(hours: float) -> datetime:
+    return utcnow() - timedelta(hours=hours)

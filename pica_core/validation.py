@@ -1,0 +1,103 @@
+"""Checks on user input, run before any request is sent."""
+
+from __future__ import annotations
+
+import re
+
+from .errors import InvalidInputError
+from .models import IDENTITY_TYPES
+
+MAX_IDENTITY = 128
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_KEY = re.compile(r"^(test|live)::[a-z0-9][a-z0-9-]*::[A-Za-z0-9_-]+::[0-9a-f]{32}(\|.+)?$")
+
+
+def identity(value: str) -> str:
+    """An end user's identity as Pica takes it: at most 128 characters, no control characters."""
+    value = value.strip()
+    if not value:
+        raise InvalidInputError("Enter an identity (the id your app gave the end user, team, organization or project).")
+    if len(value) > MAX_IDENTITY:
+        raise InvalidInputError(
+            f"That identity is {len(value)} characters long; Pica identities are at most {MAX_IDENTITY}.",
+            hint="Check that you pasted only the identity, not a whole log line.",
+        )
+    if _CONTROL.search(value):
+        raise InvalidInputError(
+            "That identity contains control characters (a line break or tab?).",
+            hint="Paste the identity alone, on one line.",
+        )
+    return value
+
+
+def identity_type(value: str | None) -> str | None:
+    if value in (None, "", "any"):
+        return None
+    if value not in IDENTITY_TYPES:
+        raise InvalidInputError(f"Identity type must be one of {', '.join(IDENTITY_TYPES)} (or any).")
+    return value
+
+
+def connection_key(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise InvalidInputError("Enter a connection key, e.g. test::gmail::default::<32 hex>|<identity>.")
+    if _CONTROL.search(value) or len(value) > 400:
+        raise InvalidInputError("That connection key contains control characters or is far too long.")
+    if not _KEY.match(value):
+        raise InvalidInputError(
+            "That does not look like a Pica connection key.",
+            hint="Keys look like test::gmail::default::<32 hex characters>|<identity>.",
+        )
+    return value
+
+
+def key_environment(key: str) -> str:
+    return key.split("::", 1)[0]
+
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_ACTION_ID = re.compile(r"^[A-Za-z0-9_:.\-]{3,200}$")
+# Headers the dashboard sets itself, or that would let a request impersonate another account.
+RESERVED_HEADERS = ("x-pica-secret", "x-pica-connection-key", "x-pica-action-id", "host", "content-length")
+
+
+def passthrough_path(path: str) -> str:
+    """The action path after /v1/passthrough/, with its variables filled: no traversal, no control characters."""
+    path = path.strip()
+    if _CONTROL.search(path):
+        raise InvalidInputError("The path contains control characters (CR, LF or tab).")
+    if "?" in path or "#" in path:
+        raise InvalidInputError("Put query parameters in the query table, not in the path.")
+    segments = path.strip("/").split("/")
+    if any(s in ("..", ".") for s in segments) or "%2e%2e" in path.lower():
+        raise InvalidInputError("The path may not contain '.' or '..' segments.")
+    if "{{" in path or "}}" in path:
+        raise InvalidInputError("Fill every {{variable}} of the path before sending.")
+    if not path.strip("/"):
+        raise InvalidInputError("Enter the action's path.")
+    return path.lstrip("/")
+
+
+def headers(values: dict[str, str]) -> dict[str, str]:
+    """Extra request headers: valid names, no CR/LF in values, none of the reserved ones."""
+    checked = {}
+    for name, value in values.items():
+        name = str(name).strip()
+        value = str(value)
+        if not _HEADER_NAME.match(name):
+            raise InvalidInputError(f"Header name {name[:40]!r} is not a valid HTTP header name.")
+        if _CONTROL.search(value.replace("\t", "")):
+            raise InvalidInputError(f"Header {name} contains a line break or control character.",
+                                    hint="Header values must be one line: CR/LF would let a value inject headers.")
+        if name.lower() in RESERVED_HEADERS:
+            raise InvalidInputError(f"Header {name} is set by the dashboard; remove it from the table.")
+        checked[name] = value
+    return checked
+
+
+def action_id(value: str) -> str:
+    value = value.strip()
+    if not _ACTION_ID.match(value):
+        raise InvalidInputError("Enter the action id (x-pica-action-id), e.g. conn_mod_def::GJ3odhCpd3I::….")
+    return value
