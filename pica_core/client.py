@@ -462,7 +462,7 @@ class PassthroughCall:
         return PassthroughResponse(
             status=response.status_code, headers=dict(response.headers), body=response.content,
             elapsed_ms=elapsed_ms, url=str(response.request.url),
-            request_bytes=len(response.request.content or b"") if response.request.stream is not None else 0,
+            request_bytes=int(response.request.headers.get("content-length") or 0),
         )
 
 

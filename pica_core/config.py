@@ -190,7 +190,9 @@ def load_settings(
 ) -> Settings:
     """Build settings; raise ConfigError with one line saying what to fix."""
     env = os.environ if env is None else env
-    secrets = read_secrets_file() if secrets is None else secrets
+    if secrets is None:
+        # PICA_SECRETS_FILE points elsewhere (the tests point it at nothing).
+        secrets = read_secrets_file(Path(env.get("PICA_SECRETS_FILE") or DEFAULT_SECRETS_PATH))
     raw: dict[str, Any] = {k: v for k, v in secrets.items() if not isinstance(v, Mapping) or k == "ROLE_MAP"}
     raw.update({k: v for k, v in env.items() if v != ""})
 

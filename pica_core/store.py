@@ -165,7 +165,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 class UpsertResult:
     inserted: int = 0
     updated: int = 0
-    transitions: int = 0
+    transitions: int = 0  # real state changes (first sightings are counted in `inserted`)
 
 
 class Store:
@@ -239,7 +239,8 @@ class Store:
             } for c in unique.values() if before.get(c.key) != c.state]
             if transitions:
                 session.execute(ConnectionTransition.__table__.insert(), transitions)
-        return UpsertResult(inserted=len(unique) - len(before), updated=len(before), transitions=len(transitions))
+        changes = sum(1 for t in transitions if t["from_state"] is not None)
+        return UpsertResult(inserted=len(unique) - len(before), updated=len(before), transitions=changes)
 
     def remove_connection(self, key: str) -> None:
         """Forget a deleted connection (its transitions stay: they are history)."""

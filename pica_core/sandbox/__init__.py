@@ -29,6 +29,7 @@ __all__ = ["SandboxConfig", "SandboxState", "create_app"]
 
 _PAGE = (Path(__file__).parent / "authkit_page.html").read_text(encoding="utf-8")
 STATES = ("operational", "degraded", "failed", "unknown")
+DEFAULT_SECONDS = {"latency": 0.5, "hang": 30, "rate_limit": 1}
 
 
 def _script_json(obj: object) -> str:
@@ -141,7 +142,7 @@ def create_app(config: SandboxConfig | None = None, state: SandboxState | None =
             try:
                 fault = Fault(kind=payload["kind"], count=int(payload.get("count", 1)), path=str(payload.get("path", "")),
                               method=str(payload.get("method", "")).upper(), status=int(payload.get("status", 503)),
-                              seconds=float(payload.get("seconds", 0.5 if payload["kind"] == "latency" else 30)))
+                              seconds=float(payload.get("seconds", DEFAULT_SECONDS.get(payload["kind"], 0))))
             except (TypeError, ValueError):
                 raise PicaHTTPError(400, "count and status must be integers, seconds a number") from None
             if fault.count < 1 or not 400 <= fault.status <= 599:

@@ -413,7 +413,9 @@ async def _apply_fault(fault: Fault, rate_headers: dict[str, str]) -> Response |
         await asyncio.sleep(fault.seconds)
         return None
     if fault.kind == "rate_limit":
-        headers = {**rate_headers, "x-pica-rate-limit-remainings": "0", "retry-after": rate_headers["x-pica-rate-limit-reset"]}
+        wait = str(max(1, round(fault.seconds or 1)))  # an injected 429 says when to retry (default 1 s)
+        headers = {**rate_headers, "x-pica-rate-limit-remainings": "0", "x-pica-rate-limit-reset": wait,
+                   "retry-after": wait}
         return pica_error(429, "Rate limit exceeded", headers)
     if fault.kind == "status":
         return pica_error(fault.status, "Injected sandbox fault", rate_headers)

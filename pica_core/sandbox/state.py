@@ -58,12 +58,14 @@ FAULT_KINDS = ("latency", "rate_limit", "status", "hang", "drop", "malformed")
 
 
 def parse_fault_header(value: str) -> Fault | None:
-    """`x-sandbox-fault: 503` | `429` | `latency=0.3` | `hang=30` | `drop` | `malformed`."""
+    """`x-sandbox-fault: 503` | `429[=seconds]` | `latency=0.3` | `hang=30` | `drop` | `malformed`."""
     value = value.strip().lower()
     name, _, arg = value.partition("=")
     if name.isdigit():
         status = int(name)
-        return Fault("rate_limit" if status == 429 else "status", status=status)
+        if status == 429:  # `429=5`: retry after 5 s
+            return Fault("rate_limit", status=429, seconds=float(arg) if arg.replace(".", "", 1).isdigit() else 1)
+        return Fault("status", status=status)
     if name in ("latency", "hang"):
         try:
             return Fault(name, seconds=float(arg or (0.5 if name == "latency" else 30)))

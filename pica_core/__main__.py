@@ -1,0 +1,61 @@
+"""Command line: `python -m pica_core sync [--resume RUN_ID] [--page-size N]`.
+
+Runs the fleet sync against Pica (or, with no key set, a sandbox at PICA_API_URL) into the
+configured database. Exit status: 0 complete, 1 partial or failed, 2 bad configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from .client import AsyncPicaClient
+from .config import load_settings
+from .errors import ConfigError
+from .store import Store
+from .sync import resume_sync, sync_fleet
+
+
+def _progress(done: int, total: int, rows: int) -> None:
+    print(f"\r  {done}/{total} pages, {rows} connections", end="", file=sys.stderr, flush=True)
+
+
+async def _sync(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if not settings.api_url:
+        raise ConfigError("No Pica to sync from: set PICA_SECRET_KEY (live), or PICA_API_URL to a running sandbox "
+                          "(python -m pica_core.sandbox --port 8600 → PICA_API_URL=http://127.0.0.1:8600).")
+    store = Store.from_url(settings.database_url)
+    async with AsyncPicaClient.from_settings(settings) as client:
+        if args.resume:
+            report = await resume_sync(client, store, args.resume, progress=_progress)
+        else:
+            report = await sync_fleet(client, store, environment=settings.environment, page_size=args.page_size,
+                                      progress=_progress)
+    print(file=sys.stderr)
+    print(report.summary())
+    for page, error in sorted(report.errors.items()):
+        print(f"  page {page}: {error}", file=sys.stderr)
+    return 0 if report.status == "complete" else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pica_core")
+    commands = parser.add_subparsers(dest="command", required=True)
+    sync = commands.add_parser("sync", help="sync every connection of the account into the database")
+    sync.add_argument("--resume", type=int, metavar="RUN_ID", help="fetch again only the pages that failed in a run")
+    sync.add_argument("--page-size", type=int, default=None, help="rows per page (default PICA_PAGE_SIZE)")
+    args = parser.parse_args(argv)
+    try:
+        return asyncio.run(_sync(args))
+    except ConfigError as exc:
+        print(f"Configuration error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

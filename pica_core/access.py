@@ -1,0 +1,107 @@
+"""Who may see and do what: roles, permissions and the principal of a session.
+
+Roles are cumulative: viewer < operator < engineer < admin.
+- viewer: catalog, connections, fleet health (read only)
+- operator: + connect, edit tags, reconnect
+- engineer: + the passthrough console
+- admin: + delete connections, the audit log, settings
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+ROLES = ("viewer", "operator", "engineer", "admin")
+
+# The least role that may take each action.
+ACTIONS = {
+    "view": "viewer",
+    "sync": "viewer",  # reads Pica, writes only the dashboard's own database
+    "connect": "operator",
+    "edit_tags": "operator",
+    "reconnect": "operator",
+    "console": "engineer",
+    "console_write": "engineer",
+    "delete": "admin",
+    "audit": "admin",
+    "settings": "admin",
+}
+
+# The least role that sees each page in its navigation.
+PAGES = {
+    "overview": "viewer",
+    "connections": "viewer",
+    "fleet": "viewer",
+    "catalog": "viewer",
+    "connect": "operator",
+    "console": "engineer",
+    "audit": "admin",
+    "settings": "admin",
+}
+
+WRITE_ACTIONS = {"connect", "edit_tags", "reconnect", "console_write", "delete", "settings"}
+
+
+def rank(role: str) -> int:
+    return ROLES.index(role)
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str  # what the audit log records
+    role: str
+    signed_in: bool
+    read_only_reason: str | None = None  # set when writes are refused whatever the role
+
+    def can(self, action: str) -> bool:
+        return self.why_not(action) is None
+
+    def why_not(self, action: str) -> str | None:
+        """None when allowed, else the reason to show beside the disabled control."""
+        if action in WRITE_ACTIONS and self.read_only_reason:
+            return self.read_only_reason
+        needed = ACTIONS[action]
+        if rank(self.role) < rank(needed):
+            return f"Needs the {needed} role (you are {self.role})."
+        return None
+
+    def sees(self, page: str) -> bool:
+        return rank(self.role) >= rank(PAGES[page])
+
+
+def role_from_claims(claims: Mapping[str, Any], claim: str, role_map: Mapping[str, str],
+                     default: str = "viewer") -> str:
+    """The highest role any of the user's groups (the configured claim) maps to."""
+    value = claims.get(claim)
+    groups: Iterable[str]
+    if isinstance(value, str):
+        groups = [g.strip() for g in value.replace(";", ",").split(",")]
+    elif isinstance(value, (list, tuple, set)):
+        groups = [str(g) for g in value]
+    else:
+        groups = []
+    roles = [role_map[g] for g in groups if g in role_map]
+    # An email can be mapped directly too (handy for a first admin).
+    email = claims.get("email")
+    if isinstance(email, str) and email in role_map:
+        roles.append(role_map[email])
+    return max(roles, key=rank) if roles else default
+
+
+LIVE_READ_ONLY = ("Live mode without sign-in is read-only: configure [auth] in secrets.toml, "
+                  "or set ALLOW_LIVE_WRITES=true to allow writes without sign-in.")
+
+
+def principal_for(*, auth_configured: bool, claims: Mapping[str, Any] | None, sandbox: bool, allow_live_writes: bool,
+                  claim: str, role_map: Mapping[str, str]) -> Principal | None:
+    """The session's principal, or None when sign-in is configured but the user has not signed in."""
+    if auth_configured:
+        if not claims or not claims.get("is_logged_in"):
+            return None
+        name = str(claims.get("email") or claims.get("name") or claims.get("sub") or "signed-in user")
+        return Principal(name, role_from_claims(claims, claim, role_map), True)
+    if sandbox or allow_live_writes:
+        return Principal("local-admin", "admin", False)
+    # Everything visible, nothing writable: reads stay useful, writes need a named person.
+    return Principal("anonymous", "admin", False, read_only_reason=LIVE_READ_ONLY)

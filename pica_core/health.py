@@ -1,0 +1,78 @@
+"""Connection state health: what each state means, what to do, and timelines from transitions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterable, Mapping, Sequence
+
+from .models import STATES
+
+STATE_ICON = {"operational": "🟢", "degraded": "🟠", "failed": "🔴", "unknown": "⚪"}
+STATE_COLOR = {"operational": "green", "degraded": "orange", "failed": "red", "unknown": "gray"}
+NEEDS_ATTENTION = ("failed", "degraded")
+
+MEANING = {
+    "operational": ("Working.", "Nothing to do."),
+    "degraded": (
+        "Pica's OAuth token refresh failed; an automatic retry is pending. Calls may fail intermittently "
+        "(429 or 5xx from the platform).",
+        "Wait for the retry; if it stays degraded for more than a few hours, ask the user to reconnect.",
+    ),
+    "failed": (
+        "The connection is inactive: the platform refused its credentials (expired or revoked token).",
+        "The user must reconnect: use Reconnect to open the Connect flow for the same identity and connector.",
+    ),
+    "unknown": (
+        "Pica could not determine the state (no recent call or check).",
+        "Run a test call from the console, or refresh after the next sync.",
+    ),
+}
+
+
+def meaning(state: str | None) -> tuple[str, str]:
+    """(what it means, what to do)."""
+    return MEANING.get(state or "unknown", MEANING["unknown"])
+
+
+def state_counts(states: Iterable[str | None]) -> dict[str, int]:
+    counts = dict.fromkeys(STATES, 0)
+    for state in states:
+        counts[state if state in counts else "unknown"] += 1
+    return counts
+
+
+def attention_summary(counts: Mapping[str, int]) -> str:
+    total = sum(counts.values())
+    attention = sum(counts.get(s, 0) for s in NEEDS_ATTENTION)
+    noun = "connection" if total == 1 else "connections"
+    return f"{total} {noun} ({attention} need attention)"
+
+
+@dataclass(frozen=True)
+class Period:
+    state: str
+    start: datetime
+    end: datetime | None  # None: still in this state
+
+    @property
+    def label(self) -> str:
+        return f"{self.state} since {self.start:%Y-%m-%d %H:%M} UTC" if self.end is None else (
+            f"{self.state} from {self.start:%Y-%m-%d %H:%M} to {self.end:%Y-%m-%d %H:%M} UTC")
+
+
+def timeline(transitions: Sequence) -> list[Period]:
+    """Periods in each state, oldest first, from transition rows (to_state, at)."""
+    periods: list[Period] = []
+    for index, row in enumerate(transitions):
+        end = transitions[index + 1].at if index + 1 < len(transitions) else None
+        periods.append(Period(row.to_state, row.at, end))
+    return periods
+
+
+def describe_transition(from_state: str | None, to_state: str) -> str:
+    if from_state is None:
+        return f"first seen {to_state}"
+    if to_state == "operational":
+        return f"recovered ({from_state} → operational)"
+    return f"{from_state} → {to_state}"

@@ -1,0 +1,142 @@
+"""Fleet sync: every connection of the account (all identities) into the store.
+
+Pages are fetched concurrently (bounded by the client) and each page is stored as soon as it
+arrives, on one writer thread, so fetching never waits for the database and the database
+sees one writer. A page that fails (after the client's retries) is recorded on the run and
+skipped; what was stored stays stored, and `resume` fetches only the failed pages again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .client import AsyncPicaClient, PageResult
+from .errors import PicaError
+from .store import Store, SyncRun, utcnow
+
+Progress = Callable[[int, int, int], None]  # (pages done, pages total, rows stored)
+
+
+@dataclass
+class SyncReport:
+    run_id: int
+    status: str
+    pages_total: int
+    rows: int
+    failed_pages: list[int] = field(default_factory=list)
+    errors: dict[int, str] = field(default_factory=dict)
+    new: int = 0
+    transitions: int = 0
+
+    def summary(self) -> str:
+        text = f"sync #{self.run_id}: {self.status}, {self.rows} connections from {self.pages_total} pages"
+        text += f" ({self.new} new, {self.transitions} state changes)"
+        if self.failed_pages:
+            text += f"; pages that failed: {', '.join(map(str, self.failed_pages))} (resume with --resume {self.run_id})"
+        return text
+
+
+class _Writer:
+    """Stores pages on one thread, in arrival order."""
+
+    def __init__(self, store: Store, run_id: int) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-writer")
+        self.rows = 0
+        self.new = 0
+        self.transitions = 0
+
+    async def write(self, page: PageResult) -> None:
+        result = await asyncio.get_running_loop().run_in_executor(
+            self.pool, lambda: self.store.upsert_connections(page.rows, source="sync", sync_id=self.run_id))
+        self.rows += len(page.rows)
+        self.new += result.inserted
+        self.transitions += result.transitions
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
+async def _fetch_pages(client: AsyncPicaClient, store: Store, run: SyncRun, pages: list[int], page_size: int,
+                       writer: _Writer, report: SyncReport, progress: Progress | None, done: int) -> int:
+    op = client.connections_operation(page_size=page_size)
+
+    async def one(number: int) -> None:
+        nonlocal done
+        try:
+            page = await client.fetch_page(op, number, page_size)
+        except PicaError as exc:
+            report.failed_pages.append(number)
+            report.errors[number] = str(exc)
+            return
+        await writer.write(page)
+        done += 1
+        if progress:
+            progress(done, report.pages_total, writer.rows)
+
+    await asyncio.gather(*(one(n) for n in pages))
+    return done
+
+
+async def sync_fleet(client: AsyncPicaClient, store: Store, *, environment: str, page_size: int | None = None,
+                     progress: Progress | None = None) -> SyncReport:
+    page_size = page_size or client.page_size
+    run = store.start_sync(environment, page_size)
+    report = SyncReport(run.id, "running", 0, 0)
+    writer = _Writer(store, run.id)
+    try:
+        op = client.connections_operation(page_size=page_size)
+        try:
+            first = await client.fetch_page(op, 1, page_size)
+        except PicaError as exc:
+            store.update_sync(run.id, status="failed", error=str(exc), finished_at=utcnow(), failed_pages=[1])
+            report.status, report.failed_pages, report.errors = "failed", [1], {1: str(exc)}
+            return report
+        report.pages_total = max(1, first.pages)
+        store.update_sync(run.id, pages_total=report.pages_total)
+        await writer.write(first)
+        if progress:
+            progress(1, report.pages_total, writer.rows)
+        done = await _fetch_pages(client, store, run, list(range(2, report.pages_total + 1)), page_size, writer,
+                                  report, progress, 1)
+        return _finish(store, run.id, report, writer, done)
+    finally:
+        writer.close()
+
+
+async def resume_sync(client: AsyncPicaClient, store: Store, run_id: int, *,
+                      progress: Progress | None = None) -> SyncReport:
+    """Fetch again only the pages that failed in run `run_id`; stored rows are not fetched twice."""
+    run = store.sync_run(run_id)
+    if run is None:
+        raise ValueError(f"There is no sync #{run_id}.")
+    if not run.failed_pages:
+        return SyncReport(run.id, run.status, run.pages_total, run.rows_seen)
+    if run.pages_total == 0:  # the first page never arrived: start over
+        return await sync_fleet(client, store, environment=run.environment, page_size=run.page_size,
+                                progress=progress)
+    report = SyncReport(run.id, "running", run.pages_total, 0)
+    writer = _Writer(store, run.id)
+    writer.rows = run.rows_seen
+    try:
+        done = await _fetch_pages(client, store, run, sorted(run.failed_pages), run.page_size, writer, report,
+                                  progress, run.pages_done)
+        return _finish(store, run.id, report, writer, done)
+    finally:
+        writer.close()
+
+
+def _finish(store: Store, run_id: int, report: SyncReport, writer: _Writer, done: int) -> SyncReport:
+    report.failed_pages.sort()
+    report.rows = writer.rows
+    report.new = writer.new
+    report.transitions = writer.transitions
+    report.status = "complete" if not report.failed_pages else "partial"
+    error = "; ".join(f"page {p}: {report.errors[p]}" for p in report.failed_pages[:5]) or None
+    store.update_sync(run_id, status=report.status, pages_done=done, rows_seen=writer.rows,
+                      failed_pages=report.failed_pages, error=error, finished_at=utcnow())
+    return report

@@ -1,0 +1,62 @@
+"""Per-session context for pages: settings, the client, the store and the signed-in principal."""
+
+from __future__ import annotations
+
+import hashlib
+
+import streamlit as st
+
+from ..access import Principal, principal_for
+from ..client import PicaClient
+from ..config import Settings, load_settings
+from ..errors import ConfigError
+from ..store import Store
+
+
+def settings() -> Settings:
+    """Settings for this run; a bad setting stops the page with one line saying what to fix."""
+    try:
+        loaded = load_settings()
+    except ConfigError as exc:
+        st.error(f"Configuration error: {exc}", icon=":material/settings_alert:")
+        st.stop()
+    return loaded.with_sandbox_port(int(st.get_option("server.port") or 8501))
+
+
+def _fingerprint(settings: Settings) -> str:
+    return hashlib.sha256(settings.effective_secret().reveal().encode()).hexdigest()[:16]
+
+
+@st.cache_resource(show_spinner=False)
+def _client(api_url: str, fingerprint: str, _settings: Settings) -> PicaClient:
+    return PicaClient.from_settings(_settings)
+
+
+def client(current: Settings | None = None) -> PicaClient:
+    current = current or settings()
+    return _client(current.api_url or "", _fingerprint(current) + repr((current.timeout_seconds, current.page_size,
+                                                                        current.max_retries)), current)
+
+
+@st.cache_resource(show_spinner=False)
+def _store(database_url: str) -> Store:
+    return Store.from_url(database_url)
+
+
+def store(current: Settings | None = None) -> Store:
+    return _store((current or settings()).database_url)
+
+
+def auth_configured() -> bool:
+    try:
+        return "auth" in st.secrets
+    except Exception:  # st.secrets raises when there is no secrets file at all
+        return False
+
+
+def principal(current: Settings | None = None) -> Principal | None:
+    current = current or settings()
+    claims = st.user.to_dict() if auth_configured() else None
+    return principal_for(auth_configured=auth_configured(), claims=claims, sandbox=current.sandbox,
+                         allow_live_writes=current.allow_live_writes, claim=current.roles_claim,
+                         role_map=current.role_map)

@@ -1,0 +1,89 @@
+"""Cached reads for pages: a warm rerun makes no upstream call; a failed read falls back to the
+last good answer (with its age) where there is one.
+
+Cache keys are the API URL and a fingerprint of the key, never the key itself.
+"""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from ..caching import Fetched, last_good
+from ..client import PicaClient
+from ..config import Settings, load_settings
+from ..errors import ConfigError, PicaError
+from ..models import ActionHit, Connection, Connector
+from . import context
+
+try:
+    _DEFAULTS = load_settings()
+except ConfigError:  # the pages report it; caches just use default TTLs
+    _DEFAULTS = Settings()
+
+CATALOG_TTL = _DEFAULTS.catalog_ttl_seconds
+CONNECTIONS_TTL = _DEFAULTS.connections_ttl_seconds
+
+
+def _key(settings: Settings) -> tuple[str, str]:
+    return settings.api_url or "", context._fingerprint(settings)
+
+
+@st.cache_data(ttl=CATALOG_TTL, show_spinner=False)
+def _catalog(api_url: str, fingerprint: str, _client: PicaClient) -> tuple[tuple[list[Connector], set[str]], float]:
+    connectors = _client.connectors()
+    enabled = {c.platform for c in _client.connectors(authkit=True)}
+    return (connectors, enabled), time.time()
+
+
+def catalog(settings: Settings) -> Fetched[tuple[list[Connector], set[str]]]:
+    """(every connector, platforms enabled in AuthKit), cached; the last good one if Pica fails."""
+    client = context.client(settings)
+    return last_good.fetch(("catalog", *_key(settings)), lambda: _catalog(*_key(settings), client))
+
+
+def refresh_catalog() -> None:
+    _catalog.clear()
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _reachability(api_url: str, fingerprint: str, _client: PicaClient) -> tuple[bool, float, str | None]:
+    started = time.perf_counter()
+    try:
+        _client.user_flags()
+    except PicaError as exc:
+        return False, (time.perf_counter() - started) * 1000, f"{exc} — {exc.hint}"
+    return True, (time.perf_counter() - started) * 1000, None
+
+
+def reachability(settings: Settings) -> tuple[bool, float, str | None]:
+    """(reachable, latency in ms, error text); cached 30 s."""
+    return _reachability(*_key(settings), context.client(settings))
+
+
+@st.cache_data(ttl=CONNECTIONS_TTL, show_spinner=False)
+def _connections(api_url: str, fingerprint: str, filters: tuple, _client: PicaClient) -> tuple[list[Connection], float]:
+    return _client.connections(**dict(filters)), time.time()
+
+
+def connections(settings: Settings, **filters) -> Fetched[list[Connection]]:
+    """Vault connections matching the filters (every page), cached for CONNECTIONS_CACHE_TTL."""
+    frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in filters.items() if v not in (None, "")))
+    client = context.client(settings)
+    return last_good.fetch(("connections", *_key(settings), frozen),
+                           lambda: _connections(*_key(settings), frozen, client))
+
+
+def refresh_connections() -> None:
+    _connections.clear()
+
+
+@st.cache_data(ttl=CATALOG_TTL, show_spinner=False)
+def _actions(api_url: str, fingerprint: str, platform: str, query: str, _client: PicaClient) -> list[ActionHit]:
+    return _client.search_actions(platform, query, limit=100)
+
+
+def actions(settings: Settings, platform: str, query: str = "") -> list[ActionHit]:
+    """Actions of a platform (search endpoint: it carries ids and paths), cached."""
+    return _actions(*_key(settings), platform, query.strip(), context.client(settings))

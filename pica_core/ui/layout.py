@@ -1,0 +1,92 @@
+"""Shared rendering: banners, error messages, state badges, small formatting helpers."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Iterator
+
+import streamlit as st
+
+from ..access import Principal
+from ..config import Settings
+from ..errors import InvalidInputError, PicaError, RateLimitedError
+from ..health import STATE_COLOR, STATE_ICON
+
+
+def banner(settings: Settings, principal: Principal) -> None:
+    """The line every page starts with: which Pica this is, and what this session may do."""
+    if settings.sandbox:
+        st.info(
+            "**Sandbox mode**: this dashboard talks to the built-in Pica emulator with demo data, not to Pica. "
+            "Set `PICA_SECRET_KEY` to use your Pica account.",
+            icon=":material/science:",
+        )
+    if principal.read_only_reason:
+        st.warning(principal.read_only_reason, icon=":material/lock:")
+    elif not principal.signed_in and settings.sandbox:
+        st.caption(":material/person: Running as a local admin: sign-in is not configured (fine for the sandbox).")
+
+
+def show_error(error: Exception, *, what: str | None = None) -> None:
+    """A readable message and what to do next: never a traceback."""
+    prefix = f"{what}: " if what else ""
+    if isinstance(error, InvalidInputError):
+        st.error(f"{prefix}{error.message}", icon=":material/edit_off:")
+        st.caption(error.hint)
+    elif isinstance(error, RateLimitedError):
+        st.warning(f"{prefix}{error.message}", icon=":material/hourglass_top:")
+        st.caption(error.hint)
+    elif isinstance(error, PicaError):
+        st.error(f"{prefix}{error}", icon=":material/cloud_off:")
+        st.caption(error.hint)
+    else:
+        st.error(f"{prefix}Something went wrong ({type(error).__name__}). The details are in the server log.",
+                 icon=":material/error:")
+
+
+@contextmanager
+def guarded(what: str | None = None) -> Iterator[None]:
+    """Render Pica and input errors raised inside the block as messages."""
+    try:
+        yield
+    except PicaError as exc:
+        show_error(exc, what=what)
+
+
+def state_label(state: str | None) -> str:
+    """Text for tables: a coloured dot and the state."""
+    state = state or "unknown"
+    return f"{STATE_ICON.get(state, '⚪')} {state}"
+
+
+def state_badge(state: str | None) -> str:
+    """Markdown badge for prose and headers."""
+    state = state or "unknown"
+    return f":{STATE_COLOR.get(state, 'gray')}-badge[{state}]"
+
+
+def ago(moment: datetime | float | None, now: float | None = None) -> str:
+    if moment is None:
+        return "never"
+    if isinstance(moment, datetime):
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.timestamp()
+    seconds = max(0, (now or time.time()) - moment)
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit} ago"
+    return f"{seconds:.0f} s ago"
+
+
+def public_url(url: str | None, settings: Settings) -> str | None:
+    """A sandbox asset URL as the browser can load it (the server reaches the sandbox on 127.0.0.1)."""
+    if url and settings.sandbox and settings.api_url and url.startswith(settings.api_url):
+        from urllib.parse import urlsplit
+
+        internal = urlsplit(settings.api_url)
+        if internal.hostname in ("127.0.0.1", "localhost") and internal.path:
+            return url[len(f"{internal.scheme}://{internal.netloc}"):]
+    return url

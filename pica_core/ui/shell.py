@@ -1,0 +1,60 @@
+"""The frame around every page: page config, sign-in, navigation by role, banner, safety net."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import streamlit as st
+
+from . import context
+from .layout import banner
+
+log = logging.getLogger("pica_core.ui")
+PAGES_DIR = Path(__file__).resolve().parents[2] / "pages"
+
+# (key, file, title, icon, section); the key is the access.PAGES entry and the URL path.
+PAGES = (
+    ("overview", "overview.py", "Overview", ":material/dashboard:", "Monitor"),
+    ("fleet", "fleet.py", "Fleet health", ":material/monitor_heart:", "Monitor"),
+    ("connections", "connections.py", "Connections", ":material/link:", "Support"),
+    ("connect", "connect.py", "Connect", ":material/add_link:", "Support"),
+    ("catalog", "catalog.py", "Catalog", ":material/apps:", "Product"),
+    ("console", "console.py", "Console", ":material/terminal:", "Engineering"),
+    ("audit", "audit.py", "Audit log", ":material/policy:", "Admin"),
+    ("settings", "settings.py", "Settings", ":material/settings:", "Admin"),
+)
+
+
+def _sign_in() -> None:
+    st.title("Pica integration ops")
+    st.write("Sign in with your company account to continue.")
+    st.button("Sign in", type="primary", on_click=st.login, icon=":material/login:")
+
+
+def run() -> None:
+    st.set_page_config(page_title="Pica integration ops", page_icon=":material/hub:", layout="wide")
+    settings = context.settings()
+    principal = context.principal(settings)
+    if principal is None:
+        st.navigation([st.Page(_sign_in, title="Sign in", icon=":material/login:")], position="hidden").run()
+        return
+
+    sections: dict[str, list] = {}
+    for key, filename, title, icon, section in PAGES:
+        if principal.sees(key):
+            sections.setdefault(section, []).append(
+                st.Page(str(PAGES_DIR / filename), title=title, icon=icon, url_path=key, default=key == "overview"))
+    page = st.navigation(sections)
+    with st.sidebar:
+        mode = "Sandbox" if settings.sandbox else f"Live · {settings.environment}"
+        st.caption(f":material/hub: **{mode}** · {principal.name} ({principal.role})")
+        if principal.signed_in:
+            st.button("Sign out", on_click=st.logout, icon=":material/logout:", type="tertiary")
+    banner(settings, principal)
+    try:
+        page.run()
+    except Exception as exc:  # the safety net: no traceback ever reaches a user
+        log.exception("page %s failed", page.title)
+        st.error(f"This page hit an unexpected error ({type(exc).__name__}). It was logged; reload to try again.",
+                 icon=":material/error:")

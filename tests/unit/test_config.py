@@ -1,0 +1,78 @@
+"""Settings: sources, defaults, and one clear line for every invalid setting."""
+
+from __future__ import annotations
+
+import pytest
+
+from pica_core.config import LIVE_API_URL, LIVE_AUTHKIT_URL, Secret, load_settings
+from pica_core.errors import ConfigError
+
+
+def settings(**env):
+    return load_settings(env, secrets={})
+
+
+def test_no_key_is_sandbox_mode(tmp_path):
+    s = load_settings({}, secrets={}, data_dir=tmp_path)
+    assert s.sandbox and s.environment == "test" and s.api_url is None
+    assert s.database_url == f"sqlite:///{tmp_path / 'pica_dashboard.db'}"
+    mounted = s.with_sandbox_port(8501)
+    assert mounted.api_url == "http://127.0.0.1:8501/sandbox" and mounted.authkit_url == "/sandbox/authkit"
+
+
+def test_live_key_uses_pica_hosts():
+    s = settings(PICA_SECRET_KEY="sk_live_abc")
+    assert not s.sandbox and s.environment == "live"
+    assert (s.api_url, s.authkit_url) == (LIVE_API_URL, LIVE_AUTHKIT_URL)
+    assert s.with_sandbox_port(8501) is s
+
+
+def test_standalone_sandbox_url_serves_its_own_authkit_page():
+    s = settings(PICA_API_URL="http://127.0.0.1:8600/")
+    assert s.sandbox and s.api_url == "http://127.0.0.1:8600" and s.authkit_url == "http://127.0.0.1:8600/authkit"
+
+
+def test_environment_wins_over_secrets_file():
+    s = load_settings({"PICA_TIMEOUT_SECONDS": "3"}, secrets={"PICA_TIMEOUT_SECONDS": 9, "PICA_MAX_RETRIES": 1,
+                                                              "auth": {"client_id": "x"}})
+    assert s.timeout_seconds == 3 and s.max_retries == 1
+
+
+def test_secrets_file_is_read(tmp_path):
+    path = tmp_path / "secrets.toml"
+    path.write_text('PICA_SECRET_KEY = "sk_test_fromfile"\n[auth]\nclient_id = "x"\n')
+    s = load_settings({"PICA_SECRETS_FILE": str(path)})
+    assert s.secret_key == Secret("sk_test_fromfile")
+
+
+def test_postgres_url_gets_the_installed_driver():
+    assert settings(DATABASE_URL="postgresql://u@h:5432/db").database_url.startswith("postgresql+psycopg://")
+
+
+@pytest.mark.parametrize("env, fragment", [
+    ({"PICA_SECRET_KEY": "pk_live_123"}, "must start with sk_test_ or sk_live_"),
+    ({"DATABASE_URL": "not a url"}, "DATABASE_URL is not a database URL"),
+    ({"DATABASE_URL": "mysql://u@h/db"}, "only sqlite and postgresql"),
+    ({"PICA_TIMEOUT_SECONDS": "soon"}, "PICA_TIMEOUT_SECONDS='soon' is not a number"),
+    ({"PICA_MAX_RETRIES": "-1"}, "at least"),
+    ({"PICA_API_URL": "ftp://x"}, "http(s) URL"),
+    ({"ROLE_MAP": "ops=superuser"}, "roles are"),
+])
+def test_invalid_settings_give_one_clear_line(env, fragment):
+    with pytest.raises(ConfigError) as raised:
+        settings(**env)
+    message = str(raised.value)
+    assert fragment in message and "\n" not in message
+
+
+def test_invalid_secrets_file_is_one_line(tmp_path):
+    path = tmp_path / "secrets.toml"
+    path.write_text("PICA_SECRET_KEY = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings({"PICA_SECRETS_FILE": str(path)})
+
+
+def test_secret_never_shows_in_repr():
+    s = settings(PICA_SECRET_KEY="sk_live_supersecretvalue")
+    assert "supersecret" not in repr(s) and "supersecret" not in str(s.secret_key)
+    assert s.effective_secret().reveal() == "sk_live_supersecretvalue"

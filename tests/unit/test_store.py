@@ -1,0 +1,134 @@
+"""The store on SQLite and PostgreSQL: idempotent upserts, real transitions only, aggregates in SQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import event
+
+from pica_core.models import Connection
+from pica_core.store import ConnectionTransition, PassthroughCallRecord, Store, UserConnection, utcnow
+
+
+def conn(n: int, state: str = "operational", identity: str = "u-1", platform: str = "gmail", **extra) -> Connection:
+    return Connection(id=f"id-{n}", key=f"test::{platform}::default::{n:032x}|{identity}", platform=platform,
+                      identity=identity, identity_type="user", state=state, **extra)
+
+
+@pytest.fixture
+def store(database_url):
+    s = Store.from_url(database_url)
+    yield s
+    s.engine.dispose()
+
+
+@pytest.fixture
+def statements(store):
+    """Counts SQL statements sent to the database."""
+    seen: list[str] = []
+    event.listen(store.engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+    return seen
+
+
+def test_upsert_is_idempotent_and_keyed_by_connection_key(store):
+    first = store.upsert_connections([conn(1), conn(2)], source="sync")
+    again = store.upsert_connections([conn(1), conn(2)], source="sync")
+    assert (first.inserted, first.updated) == (2, 0) and (again.inserted, again.updated) == (0, 2)
+    assert store.count(UserConnection) == 2
+    assert store.count(ConnectionTransition) == 2  # first sightings only
+
+
+def test_transition_only_when_state_really_changes(store):
+    store.upsert_connections([conn(1)], source="sync")
+    store.upsert_connections([conn(1)], source="sync")
+    result = store.upsert_connections([conn(1, "failed")], source="sync")
+    store.upsert_connections([conn(1, "failed")], source="sync")
+    store.upsert_connections([conn(1, "operational")], source="lookup")
+    assert result.transitions == 1
+    history = [(t.from_state, t.to_state, t.source) for t in store.transitions(conn(1).key)]
+    assert history == [(None, "operational", "sync"), ("operational", "failed", "sync"),
+                       ("failed", "operational", "lookup")]
+
+
+def test_state_since_moves_only_on_change(store):
+    t0 = utcnow() - timedelta(hours=5)
+    store.upsert_connections([conn(1, "failed")], source="sync", seen_at=t0)
+    store.upsert_connections([conn(1, "failed")], source="sync", seen_at=t0 + timedelta(hours=1))
+    row = store.stored_connection(conn(1).key)
+    assert row.state_since == t0 and row.last_seen_at == t0 + timedelta(hours=1) and row.first_seen_at == t0
+    store.upsert_connections([conn(1, "operational")], source="sync", seen_at=t0 + timedelta(hours=2))
+    assert store.stored_connection(conn(1).key).state_since == t0 + timedelta(hours=2)
+
+
+def test_any_identity_is_storable_without_a_users_table(store):
+    odd = conn(3, identity="org_ünïcode:with spaces")
+    store.upsert_connections([odd, conn(4, identity=None)], source="connect")
+    assert store.stored_connection(odd.key).user_id == "org_ünïcode:with spaces"
+    assert store.stored_connection(conn(4, identity=None).key).user_id is None
+
+
+def test_extended_columns_round_trip(store):
+    created = utcnow() - timedelta(days=40)
+    store.upsert_connections([conn(5, tags=["vip", "eu"], created_at=created, active=True)], source="sync", sync_id=7)
+    row = store.stored_connection(conn(5).key)
+    assert (row.tags, row.identity_type, row.pica_id, row.active, row.last_sync_id) == (["vip", "eu"], "user", "id-5", True, 7)
+    assert row.created_at == created and row.environment == "test"
+
+
+def test_upsert_batch_is_three_statements(store, statements):
+    rows = [conn(n, "failed" if n % 3 else "operational") for n in range(300)]
+    store.upsert_connections(rows, source="sync")
+    statements.clear()
+    store.upsert_connections([conn(n, "degraded") for n in range(300)], source="sync")
+    writes = [s for s in statements if not s.lstrip().upper().startswith(("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE"))]
+    assert len(writes) == 3, writes
+
+
+def test_aggregates_are_computed_by_the_database(store, statements):
+    store.upsert_connections([conn(n, state, platform=p) for n, (state, p) in enumerate(
+        [("operational", "gmail"), ("failed", "gmail"), ("degraded", "slack"), ("failed", "slack"), ("unknown", "notion")])],
+        source="sync")
+    statements.clear()
+    assert store.state_counts() == {"operational": 1, "failed": 2, "degraded": 1, "unknown": 1}
+    assert ("gmail", "failed", 1) in store.counts_by("platform")
+    assert store.usage_by_platform() == {"gmail": 2, "slack": 2, "notion": 1}
+    assert [r.state for r in store.attention()] == ["failed", "degraded", "failed"]  # same age: insertion order
+    assert len([s for s in statements if "GROUP BY" in s.upper()]) == 3
+
+
+def test_attention_is_oldest_first_and_not_seen(store):
+    t0 = utcnow() - timedelta(days=3)
+    store.upsert_connections([conn(1, "failed")], source="sync", seen_at=t0, sync_id=1)
+    store.upsert_connections([conn(2, "degraded")], source="sync", seen_at=t0 + timedelta(days=1), sync_id=1)
+    store.upsert_connections([conn(2, "degraded"), conn(3, "operational")], source="sync", sync_id=2)
+    assert [r.connection_key for r in store.attention()] == [conn(1).key, conn(2).key]
+    assert [r.connection_key for r in store.not_seen_in(2)] == [conn(1).key]
+
+
+def test_transitions_since_lists_changes_not_first_sightings(store):
+    store.upsert_connections([conn(1), conn(2)], source="sync")
+    store.upsert_connections([conn(1, "failed")], source="sync")
+    changes = store.transitions_since(utcnow() - timedelta(hours=24))
+    assert [(c.connection_key, c.from_state, c.to_state) for c in changes] == [(conn(1).key, "operational", "failed")]
+
+
+def test_sync_runs(store):
+    run = store.start_sync("test", 300)
+    store.update_sync(run.id, status="partial", failed_pages=[3, 5], pages_total=5)
+    assert store.sync_run(run.id).failed_pages == [3, 5]
+    assert store.last_sync("test").id == run.id and store.last_sync("live") is None
+
+
+def test_history_search_and_audit(store):
+    for n, (status, body) in enumerate([(200, '{"messages": []}'), (401, '{"error": "invalid_token"}')]):
+        store.record_call(PassthroughCallRecord(
+            at=utcnow(), actor="a@x.io", environment="test", connection_key=conn(n).key, platform="gmail",
+            action_id=f"conn_mod_def::{n}", action_title="List Messages", method="GET", path="gmail/v1/users/me/messages",
+            status=status, response_body=body))
+    assert [c.status for c in store.search_calls(text_query="INVALID_token")] == [401]
+    assert len(store.search_calls(platform="gmail", action="list")) == 2
+    assert store.search_calls(text_query="100%_") == []  # LIKE wildcards are escaped
+    store.audit(actor="a@x.io", action="delete", target="key-1", outcome="ok", platform="gmail")
+    events = store.audit_events(action="delete")
+    assert events[0].actor == "a@x.io" and events[0].detail == {"platform": "gmail"}
