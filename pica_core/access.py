@@ -10,7 +10,8 @@ Roles are cumulative: viewer < operator < engineer < admin.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
+from collections.abc import Iterable, Mapping
 
 ROLES = ("viewer", "operator", "engineer", "admin")
 

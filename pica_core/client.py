@@ -20,7 +20,8 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import httpx
 
@@ -433,7 +434,7 @@ class PassthroughCall:
     def build(cls, method: str, path: str, *, connection_key: str, action_id: str,
               query: Mapping[str, Any] | Sequence[tuple[str, str]] | None = None,
               headers: Mapping[str, str] | None = None, json: Any = None, form: Mapping[str, Any] | None = None,
-              files: Any = None, content: bytes | None = None) -> "PassthroughCall":
+              files: Any = None, content: bytes | None = None) -> PassthroughCall:
         method = method.upper()
         if method not in PASSTHROUGH_METHODS:
             raise InvalidInputError(f"Method {method} is not supported by Pica's passthrough "
@@ -477,7 +478,7 @@ class PicaClient(_Core, _Endpoints):
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "PicaClient":
+    def __enter__(self) -> PicaClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -555,7 +556,7 @@ class AsyncPicaClient(_Core, _Endpoints):
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def __aenter__(self) -> "AsyncPicaClient":
+    async def __aenter__(self) -> AsyncPicaClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

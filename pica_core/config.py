@@ -11,7 +11,8 @@ import os
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from .errors import ConfigError
 
@@ -95,7 +96,7 @@ class Settings:
     def effective_secret(self) -> Secret:
         return self.secret_key if self.secret_key else Secret(SANDBOX_TEST_KEY)
 
-    def with_sandbox_port(self, port: int) -> "Settings":
+    def with_sandbox_port(self, port: int) -> Settings:
         """Point sandbox mode at the sandbox mounted in this process (unless a URL was set)."""
         if not self.sandbox or self.api_url:
             return self

@@ -63,6 +63,7 @@ def _build() -> tuple[BaseRoute, ...]:
 
 def routes(*, exit_on_config_error: bool) -> list[BaseRoute]:
     """The routes, or (bad configuration) one clear line and exit when the server starts."""
+    declare_navigation()
     try:
         return list(_build())
     except ConfigError as exc:
@@ -70,3 +71,16 @@ def routes(*, exit_on_config_error: bool) -> list[BaseRoute]:
             print(f"Configuration error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
         return []  # the pages show the same line
+
+
+def declare_navigation() -> None:
+    """Tell Streamlit that `pages/` is st.navigation's folder, not its legacy pages directory.
+
+    Until some session has called st.navigation, Streamlit treats a `pages/` folder beside the
+    main script as a v1 multipage app: the first deep link after a restart (e.g. /catalog) would
+    run that page alone, without the entry script's navigation, banner and access checks.
+    st.navigation sets this same flag; we set it before the first session can arrive.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    PagesManager.uses_pages_directory = False

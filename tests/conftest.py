@@ -38,7 +38,7 @@ class ThreadedServer:
                                                     access_log=False, lifespan="off"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> "ThreadedServer":
+    def __enter__(self) -> ThreadedServer:
         self.thread.start()
         deadline = time.time() + 20
         while not self.server.started:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from datetime import datetime, timezone
-from typing import Awaitable, Callable
+from datetime import datetime, UTC
+from collections.abc import Awaitable, Callable
 from urllib.parse import unquote
 
 from starlette.requests import Request
@@ -438,4 +438,4 @@ class DroppedConnection(Response):
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 from .catalog import POPULAR, Catalog
 
@@ -99,7 +99,7 @@ def generate_fleet(
 ) -> list[dict]:
     """`connections` test-environment connections plus `live_connections` live ones, newest first."""
     rng = random.Random(seed)
-    anchor = (anchor or datetime.now(timezone.utc)).replace(hour=12, minute=0, second=0, microsecond=0)
+    anchor = (anchor or datetime.now(UTC)).replace(hour=12, minute=0, second=0, microsecond=0)
     span = timedelta(days=300).total_seconds()
 
     popular = [p for p in POPULAR if p in catalog.by_platform]

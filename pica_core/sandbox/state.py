@@ -9,7 +9,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 from .catalog import Catalog, load_catalog
 from .seed import generate_fleet, make_connection
@@ -141,7 +141,7 @@ class SandboxState:
             conn = make_connection(
                 rng=self.rng, catalog=self.catalog, platform=platform, environment=environment,
                 identity=identity, identity_type=identity_type, state="operational",
-                created_at=datetime.now(timezone.utc),
+                created_at=datetime.now(UTC),
             )
             self.connections[conn["id"]] = conn
             self.order.insert(0, conn["id"])

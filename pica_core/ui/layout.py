@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from datetime import datetime, timezone
-from typing import Iterator
+from datetime import datetime, UTC
+from collections.abc import Iterator
 
 import streamlit as st
 
@@ -72,7 +72,7 @@ def ago(moment: datetime | float | None, now: float | None = None) -> str:
         return "never"
     if isinstance(moment, datetime):
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
+            moment = moment.replace(tzinfo=UTC)
         moment = moment.timestamp()
     seconds = max(0, (now or time.time()) - moment)
     for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):

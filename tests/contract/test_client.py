@@ -252,9 +252,8 @@ def test_timeout_error_after_budget(sandbox):
 
 # --- non-retryable: clear error, no retry --------------------------------------------------------------------------
 def test_bad_secret_is_an_auth_error_without_retry(sandbox):
-    with make(sandbox, secret="sk_test_notthekey") as c:
-        with pytest.raises(AuthError) as raised:
-            c.connections()
+    with make(sandbox, secret="sk_test_notthekey") as c, pytest.raises(AuthError) as raised:
+        c.connections()
     assert c.request_count == 1 and raised.value.status == 401 and "PICA_SECRET_KEY" in raised.value.hint
 
 
@@ -279,10 +278,10 @@ def test_invalid_identity_is_refused_before_any_request(sandbox, client):
 
 
 def test_unreachable_pica(sandbox):
-    with PicaClient(base_url="http://127.0.0.1:9", secret=Secret(SANDBOX_TEST_KEY),
-                    retry=RetryPolicy(max_retries=1, deadline_seconds=2, base_delay=0.01)) as c:
-        with pytest.raises(UpstreamUnavailableError) as raised:
-            c.user_flags()
+    client = PicaClient(base_url="http://127.0.0.1:9", secret=Secret(SANDBOX_TEST_KEY),
+                        retry=RetryPolicy(max_retries=1, deadline_seconds=2, base_delay=0.01))
+    with client as c, pytest.raises(UpstreamUnavailableError) as raised:
+        c.user_flags()
     assert "Could not reach Pica" in str(raised.value)
 
 
@@ -294,9 +293,8 @@ def test_secret_never_in_repr_errors_or_logs(sandbox, caplog):
         assert secret not in repr(c)
         sandbox.fault("status", status=503, count=1, path="/v1/users/flags")
         c.user_flags()  # retried: logs a line
-        with make(sandbox, secret="sk_test_wrongwrongwrong") as bad:
-            with pytest.raises(AuthError) as raised:
-                bad.user_flags()
+        with make(sandbox, secret="sk_test_wrongwrongwrong") as bad, pytest.raises(AuthError) as raised:
+            bad.user_flags()
     assert "sk_test_wrongwrongwrong" not in str(raised.value) + repr(raised.value) + raised.value.hint
     assert secret not in caplog.text and "sk_test_wrong" not in caplog.text
     assert repr(Secret(secret)) == "Secret('****')" and secret not in f"{Secret(secret)}"
