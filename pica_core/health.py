@@ -8,8 +8,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from .models import STATES
 
-STATE_ICON = {"operational": "🟢", "degraded": "🟠", "failed": "🔴", "unknown": "⚪"}
-STATE_COLOR = {"operational": "green", "degraded": "orange", "failed": "red", "unknown": "gray"}
+STATE_COLOR = {"operational": "green", "degraded": "orange", "failed": "red", "unknown": "gray"}  # markdown
+STATE_HEX = {"operational": "#16a34a", "degraded": "#d97706", "failed": "#dc2626", "unknown": "#64748b"}
 NEEDS_ATTENTION = ("failed", "degraded")
 
 MEANING = {

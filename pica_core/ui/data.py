@@ -84,6 +84,10 @@ def _actions(api_url: str, fingerprint: str, platform: str, query: str, _client:
     return _client.search_actions(platform, query, limit=100)
 
 
+def refresh_actions() -> None:
+    _actions.clear()
+
+
 def actions(settings: Settings, platform: str, query: str = "") -> list[ActionHit]:
     """Actions of a platform (search endpoint: it carries ids and paths), cached."""
     return _actions(*_key(settings), platform, query.strip(), context.client(settings))

@@ -12,7 +12,8 @@ import streamlit as st
 from ..access import Principal
 from ..config import Settings
 from ..errors import InvalidInputError, PicaError, RateLimitedError
-from ..health import STATE_COLOR, STATE_ICON
+from ..health import STATE_COLOR, STATE_HEX
+from ..text import plain
 
 
 def banner(settings: Settings, principal: Principal) -> None:
@@ -30,17 +31,17 @@ def banner(settings: Settings, principal: Principal) -> None:
 
 
 def show_error(error: Exception, *, what: str | None = None) -> None:
-    """A readable message and what to do next: never a traceback."""
-    prefix = f"{what}: " if what else ""
+    """A readable message and what to do next: never a traceback. Pica's words are shown as text."""
+    prefix = f"{plain(what)}: " if what else ""
     if isinstance(error, InvalidInputError):
-        st.error(f"{prefix}{error.message}", icon=":material/edit_off:")
-        st.caption(error.hint)
+        st.error(f"{prefix}{plain(error.message)}", icon=":material/edit_off:")
+        st.caption(plain(error.hint))
     elif isinstance(error, RateLimitedError):
-        st.warning(f"{prefix}{error.message}", icon=":material/hourglass_top:")
-        st.caption(error.hint)
+        st.warning(f"{prefix}{plain(error.message)}", icon=":material/hourglass_top:")
+        st.caption(plain(error.hint))
     elif isinstance(error, PicaError):
-        st.error(f"{prefix}{error}", icon=":material/cloud_off:")
-        st.caption(error.hint)
+        st.error(f"{prefix}{plain(str(error))}", icon=":material/cloud_off:")
+        st.caption(plain(error.hint))
     else:
         st.error(f"{prefix}Something went wrong ({type(error).__name__}). The details are in the server log.",
                  icon=":material/error:")
@@ -56,9 +57,22 @@ def guarded(what: str | None = None) -> Iterator[None]:
 
 
 def state_label(state: str | None) -> str:
-    """Text for tables: a coloured dot and the state."""
-    state = state or "unknown"
-    return f"{STATE_ICON.get(state, '⚪')} {state}"
+    """Text for tables and options: a dot and the state (colour it with `style_states`)."""
+    return f"● {state or 'unknown'}"
+
+
+def state_metric_label(state: str) -> str:
+    """Markdown label with a coloured dot, for st.metric and prose."""
+    return f":{STATE_COLOR.get(state, 'gray')}[●] {state}"
+
+
+def style_states(frame, column: str = "state"):
+    """A pandas Styler colouring the state column's text (dataframes cannot take markdown)."""
+    def color(value: object) -> str:
+        state = str(value).replace("●", "").strip()
+        return f"color: {STATE_HEX.get(state, '#64748b')}; font-weight: 600"
+
+    return frame.style.map(color, subset=[column])
 
 
 def state_badge(state: str | None) -> str:
@@ -82,11 +96,19 @@ def ago(moment: datetime | float | None, now: float | None = None) -> str:
 
 
 def public_url(url: str | None, settings: Settings) -> str | None:
-    """A sandbox asset URL as the browser can load it (the server reaches the sandbox on 127.0.0.1)."""
-    if url and settings.sandbox and settings.api_url and url.startswith(settings.api_url):
-        from urllib.parse import urlsplit
+    """A mounted-sandbox asset URL as the browser can load it.
 
-        internal = urlsplit(settings.api_url)
-        if internal.hostname in ("127.0.0.1", "localhost") and internal.path:
-            return url[len(f"{internal.scheme}://{internal.netloc}"):]
-    return url
+    The server reaches the sandbox on 127.0.0.1, which a remote browser cannot; image cells need
+    absolute URLs, so rewrite to the origin the browser used for this page.
+    """
+    if not (url and settings.sandbox and settings.api_url and url.startswith(settings.api_url)):
+        return url
+    from urllib.parse import urlsplit
+
+    internal = urlsplit(settings.api_url)
+    if internal.hostname not in ("127.0.0.1", "localhost") or not internal.path:
+        return url  # a standalone sandbox: its URL is what it is
+    browser = urlsplit(st.context.url or "")
+    if not browser.scheme or not browser.netloc:
+        return url
+    return f"{browser.scheme}://{browser.netloc}{url[len(f'{internal.scheme}://{internal.netloc}'):]}"

@@ -1,0 +1,68 @@
+"""Catalog: what Pica can connect, what is switched on for AuthKit, and what is actually used.
+
+The filters live in the URL (`?q=…&category=…&status=…&authkit=yes&oauth=no&sort=-actions&selected=gmail`),
+so a filtered view, or an open connector, can be shared as a link.
+"""
+
+from dataclasses import replace
+
+import streamlit as st
+
+from pica_core import catalog_view as cv
+from pica_core.ui import catalog_ui as ui
+from pica_core.ui import context, data
+from pica_core.ui.layout import ago, public_url, show_error
+
+settings = context.settings()
+principal = context.principal(settings)
+
+head, refresh = st.columns([6, 1], vertical_alignment="bottom")
+head.title("Connector catalog")
+head.caption("What Pica can connect, what is switched on for AuthKit, and what this account actually uses.")
+refresh.button("Refresh", icon=":material/refresh:", on_click=data.refresh_catalog, width="stretch",
+               help="Fetch the catalog from Pica again (it is cached for "
+                    f"{settings.catalog_ttl_seconds // 60} min)")
+
+fetched = data.catalog(settings)
+if fetched.value is None:
+    show_error(fetched.error, what="The catalog could not be loaded from Pica")
+    st.caption("Nothing was loaded earlier to fall back on. Check the API URL and key on the Settings page, "
+               "then press Refresh.")
+    st.stop()
+if fetched.stale:
+    st.warning(f"Pica did not answer, so this is the catalog fetched **{ago(fetched.fetched_at)}**. "
+               "Press Refresh to try again.", icon=":material/cloud_off:")
+    st.caption(cv.plain(f"{fetched.error} — {fetched.error.hint}"))  # Pica's error text, shown as text
+
+connectors, enabled = fetched.value
+store = context.store(settings)
+usage = store.usage_by_platform(settings.environment)  # connections per platform: a GROUP BY on the local store
+frame = cv.connector_frame(connectors, enabled, usage, image_url=lambda url: public_url(url, settings))
+
+ui.load_url_into_widgets(frame)
+spec = ui.filter_bar(frame)
+shown = cv.apply(frame, spec)
+
+counts, export = st.columns([4, 1], vertical_alignment="center")
+counts.markdown(f"Showing **{len(shown)}** of **{len(frame)}** connectors"
+                + ("" if fetched.stale else f" · fetched {ago(fetched.fetched_at)}"))
+export.download_button("CSV", cv.to_csv(shown), file_name="pica-connectors.csv", mime="text/csv",
+                       icon=":material/download:", on_click="ignore", width="stretch",
+                       help="The table as filtered and sorted")
+spec = replace(spec, selected=ui.connector_table(shown, spec.selected))
+ui.write_url(spec)
+
+by_platform = {c.platform: c for c in connectors}
+if spec.selected in by_platform:
+    ui.connector_detail(settings, by_platform[spec.selected], enabled=spec.selected in enabled,
+                        connections=usage.get(spec.selected, 0), can_connect=principal.sees("connect"),
+                        can_console=principal.sees("console"))
+elif spec.selected:
+    ui.selection_note(spec.selected)
+else:
+    st.caption(":material/touch_app: Select a row to see the connector's actions and links.")
+
+st.subheader("Coverage", anchor=False)
+ui.coverage_panel(cv.coverage(shown), whole_catalog=not spec.filtered,
+                  synced=store.last_sync(settings.environment) is not None,
+                  unknown=cv.unknown_platforms(usage, frame))

@@ -1,0 +1,22 @@
+"""Text from outside (Pica, platforms, users) made safe to show in Streamlit Markdown."""
+
+from __future__ import annotations
+
+import re
+
+_MARKDOWN_SPECIALS = set("\\`*_{}[]()<>#+-.!|:$~=&^\"'")
+
+
+# Streamlit draws `:material/name:` as an icon even when its colons are escaped: an invisible word joiner
+# after the colon breaks the pattern without changing what is shown.
+_ICON = re.compile(r"\\:(?=(material|streamlit|emoji)/)", re.IGNORECASE)
+_WORD_JOINER = "\u2060"
+
+
+def plain(text: object) -> str:
+    """API text made inert for Streamlit Markdown: every punctuation character that Markdown, HTML, LaTeX or
+    Streamlit's directives (`:red[…]`, `:smile:`) could act on is backslash-escaped (CommonMark renders an
+    escaped ASCII punctuation character as itself), icon codes are broken up, and line breaks become spaces."""
+    value = " ".join(str(text or "").split())
+    escaped = "".join("\\" + ch if ch in _MARKDOWN_SPECIALS else ch for ch in value)
+    return _ICON.sub(lambda m: m.group(0) + _WORD_JOINER, escaped)
