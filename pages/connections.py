@@ -1,0 +1,174 @@
+"""Connections: look up an end user (or a key, or a platform), see every connection and its health."""
+
+import asyncio
+
+import streamlit as st
+
+from pica_core.client import AsyncPicaClient
+from pica_core.connections_view import (
+    Lookup,
+    apply_filters,
+    connection_rows,
+    no_results_message,
+    parse_bulk,
+    sort_for_attention,
+    triage,
+    triage_rows,
+)
+from pica_core.errors import InvalidInputError
+from pica_core.health import attention_summary, state_counts
+from pica_core.models import IDENTITY_TYPES, STATES
+from pica_core.ui import context, data
+from pica_core.ui.connections_ui import detail
+from pica_core.ui.layout import ago, public_url, show_error, state_label, state_metric_label, style_states
+
+settings = context.settings()
+store = context.store(settings)
+principal = context.principal(settings)
+
+st.title("Connections")
+st.caption("Who is connected to what, and what is broken. Deep link: `?identity=…&identityType=…`.")
+
+catalog = data.catalog(settings).value
+names = {c.platform: c.name for c in catalog[0]} if catalog else {}
+logos = {c.platform: public_url(c.image, settings) for c in catalog[0]} if catalog else {}
+
+lookup_tab, bulk_tab = st.tabs([":material/person_search: Look up", ":material/checklist: Bulk triage"])
+
+with lookup_tab:
+    lookup = Lookup.from_query(st.query_params.to_dict())
+    with st.form("lookup", border=False):
+        c1, c2, c3, c4 = st.columns([3, 1.4, 1.6, 3])
+        identity = c1.text_input("Identity", value=lookup.identity, placeholder="usr_1a2b3c or ana@acme.io")
+        kinds = ["any", *IDENTITY_TYPES]
+        identity_type = c2.selectbox("Identity type", kinds, index=kinds.index(lookup.identity_type or "any"))
+        platforms = sorted(names) if names else []
+        platform = c3.selectbox("Platform", ["", *platforms], index=(platforms.index(lookup.platform) + 1)
+                                if lookup.platform in platforms else 0, format_func=lambda p: names.get(p, p) or "any")
+        key = c4.text_input("…or a connection key", value=lookup.key, placeholder="test::gmail::default::…|identity")
+        if st.form_submit_button("Look up", type="primary", icon=":material/search:"):
+            chosen = Lookup(identity=identity.strip(), identity_type="" if identity_type == "any" else identity_type,
+                            platform=platform, key=key.strip())
+            st.query_params.from_dict(chosen.to_query())
+            st.rerun()
+
+    if st.session_state.get("deleted"):
+        st.success(st.session_state.pop("deleted"), icon=":material/delete:")
+
+    if lookup.empty:
+        st.info("Enter an identity (with its type, or any), a connection key or a platform, then **Look up**.",
+                icon=":material/info:")
+    else:
+        try:
+            filters = lookup.filters()
+        except InvalidInputError as exc:
+            show_error(exc)
+            filters = None
+        fetched = data.connections(settings, **filters) if filters is not None else None
+        if fetched is not None and fetched.value is None:
+            show_error(fetched.error, what="Looking up connections")
+        elif fetched is not None:
+            if fetched.stale:
+                st.warning(f"Pica did not answer ({fetched.error}); showing the result from "
+                           f"{ago(fetched.fetched_at)}.", icon=":material/cloud_off:")
+            connections = fetched.value
+            marker = (tuple(sorted(filters.items(), key=str)), fetched.fetched_at)
+            if connections and st.session_state.get("stored-lookup") != marker:
+                store.upsert_connections(connections, source="lookup")  # history and first/last seen
+                st.session_state["stored-lookup"] = marker
+
+            if not connections:
+                other_types = {}
+                if lookup.identity and lookup.identity_type:
+                    others = data.connections(settings, identity=filters["identity"]).value or []
+                    for c in others:
+                        other_types[c.identity_type] = other_types.get(c.identity_type, 0) + 1
+                message, hint = no_results_message(lookup, other_types=other_types, environment=settings.environment)
+                st.warning(message, icon=":material/search_off:")
+                st.caption(hint)
+            else:
+                counts = state_counts(c.state for c in connections)
+                st.markdown(f"**{lookup.describe()}** · {attention_summary(counts)}")
+                for column, state in zip(st.columns(4), STATES):
+                    column.metric(state_metric_label(state), counts[state])
+
+                f1, f2, f3 = st.columns(3)
+
+                def keep(name: str, param: str) -> None:
+                    value = ",".join(st.session_state[name])
+                    if value:
+                        st.query_params[param] = value
+                    else:
+                        st.query_params.pop(param, None)
+
+                f1.multiselect("State", STATES, default=list(lookup.states), key="f-state",
+                               on_change=keep, args=("f-state", "state"), format_func=state_label)
+                present = sorted({c.platform for c in connections})
+                f2.multiselect("Platform", present, default=[p for p in lookup.platforms if p in present],
+                               key="f-platform", on_change=keep, args=("f-platform", "platforms"),
+                               format_func=lambda p: names.get(p, p))
+                f3.multiselect("Environment", ["test", "live"], default=list(lookup.environments), key="f-env",
+                               on_change=keep, args=("f-env", "environment"))
+
+                shown = sort_for_attention(apply_filters(connections, lookup))
+                stored = {row.connection_key: row for row in store.stored_connections(keys=[c.key for c in shown])}
+                table = connection_rows(shown, stored, names, logos)
+                st.caption(f"Showing {len(shown)} of {len(connections)} · broken first · select a row for details")
+                event = st.dataframe(
+                    style_states(table), hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
+                    key="vault", column_order=[c for c in table.columns if c != "id"],
+                    column_config={
+                        "logo": st.column_config.ImageColumn("", width="small"),
+                        "key": st.column_config.TextColumn("connection key", width="medium"),
+                        "tags": st.column_config.ListColumn("tags"),
+                        "active": st.column_config.CheckboxColumn("active"),
+                        "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
+                        "first seen": st.column_config.DatetimeColumn("first seen", format="YYYY-MM-DD HH:mm"),
+                        "last seen": st.column_config.DatetimeColumn("last seen", format="distance"),
+                    },
+                )
+                rows = event.selection.rows if event and event.selection else []
+                if rows:
+                    chosen_id = table.iloc[rows[0]]["id"]
+                    if chosen_id != lookup.selected:
+                        st.query_params["connection"] = chosen_id
+                        st.rerun()
+                st.download_button("Download CSV", table.drop(columns=["logo"]).to_csv(index=False),
+                                   file_name="connections.csv", mime="text/csv", icon=":material/download:")
+
+                selected = next((c for c in connections if c.id == lookup.selected), None)
+                if selected is not None:
+                    st.divider()
+                    detail(selected, settings=settings, store=store, principal=principal,
+                           display_name=names.get(selected.platform, selected.platform))
+
+with bulk_tab:
+    st.caption("Paste identities, one per line (`identity` or `identity,type`), or upload a CSV with an "
+               "`identity` column (and optionally `identityType`). Up to 500 at a time.")
+    text = st.text_area("Identities", height=140, placeholder="usr_1a2b3c,user\nteam-growth-acme-4,team")
+    upload = st.file_uploader("CSV file", type=["csv", "txt"])
+    if st.button("Triage", type="primary", icon=":material/checklist:"):
+        raw = text + "\n" + (upload.getvalue().decode("utf-8", errors="replace") if upload else "")
+        parsed = parse_bulk(raw)
+        st.session_state["triage-problems"] = parsed.problems
+        if parsed.identities:
+            async def run():
+                async with AsyncPicaClient.from_settings(settings) as client:
+                    return await triage(client, parsed.identities)
+
+            with st.spinner(f"Looking up {len(parsed.identities)} identities…"):
+                st.session_state["triage"] = asyncio.run(run())
+        else:
+            st.session_state.pop("triage", None)
+    for problem in st.session_state.get("triage-problems", []):
+        st.warning(problem, icon=":material/edit_off:")
+    results = st.session_state.get("triage")
+    if results:
+        table = triage_rows(results)
+        states = state_counts(s for s in table["state"] if s in STATES)
+        st.markdown(f"**{len(results)} identities** · {attention_summary(states)} · "
+                    f"{sum(1 for r in results if not r.connections and not r.error)} with none · "
+                    f"{sum(1 for r in results if r.error)} failed to load")
+        st.dataframe(table, hide_index=True, width="stretch")
+        st.download_button("Download CSV", table.to_csv(index=False), file_name="triage.csv", mime="text/csv",
+                           icon=":material/download:", key="triage-csv")

@@ -1,0 +1,131 @@
+"""Fleet health: sync every connection of the account, then see what is broken, oldest first."""
+
+from datetime import timedelta
+
+import pandas as pd
+import streamlit as st
+
+from pica_core.health import attention_summary, describe_transition
+from pica_core.models import STATES
+from pica_core.store import utcnow
+from pica_core.ui import context, data, fleet_ui
+from pica_core.ui.layout import ago, state_label, state_metric_label, style_states
+
+settings = context.settings()
+store = context.store(settings)
+env = settings.environment
+COLORS = ["#16a34a", "#f59e0b", "#dc2626", "#94a3b8"]
+
+st.title("Fleet health")
+catalog = data.catalog(settings).value
+names = {c.platform: c.name for c in catalog[0]} if catalog else {}
+
+last = store.last_sync(env, statuses=("complete", "partial", "failed"))
+top = st.columns([3, 1, 1])
+with top[0]:
+    if last:
+        st.markdown(f"Last sync **#{last.id}** {ago(last.finished_at or last.started_at)}: **{last.status}**, "
+                    f"{last.rows_seen} connections from {last.pages_total} pages.")
+        if last.failed_pages:
+            st.warning(f"Pages that failed in sync #{last.id}: {', '.join(map(str, last.failed_pages))}. What was "
+                       "stored is kept; **Resume** fetches only those pages.", icon=":material/sync_problem:")
+    else:
+        st.markdown("No sync yet: **Sync now** copies every connection of the account into the dashboard's database.")
+if top[1].button("Sync now", type="primary", icon=":material/sync:"):
+    st.session_state["sync-report"] = fleet_ui.run_sync(settings, store)
+    st.rerun()
+if last and last.failed_pages and top[2].button("Resume", icon=":material/replay:"):
+    st.session_state["sync-report"] = fleet_ui.run_sync(settings, store, resume=last.id)
+    st.rerun()
+if "sync-report" in st.session_state:
+    fleet_ui.report_message(st.session_state.pop("sync-report"))
+st.caption("The same sync runs from a schedule: `python -m pica_core sync` (resumable with `--resume RUN_ID`).")
+
+auto = st.toggle("Auto-refresh this overview every 30 s", key="auto-refresh",
+                 help="Re-reads the dashboard's database (no Pica calls); run syncs on a schedule to keep it fresh.")
+
+
+@st.fragment(run_every=30 if auto else None)
+def overview() -> None:
+    counts = store.state_counts(env)
+    total = sum(counts.values())
+    if not total:
+        st.info("Nothing synced yet.", icon=":material/cloud_download:")
+        return
+    st.markdown(f"**{attention_summary(counts)}** · read {ago(utcnow())}")
+    for column, state in zip(st.columns(4), STATES):
+        column.metric(state_metric_label(state), counts.get(state, 0))
+
+    by_platform = pd.DataFrame(store.counts_by("platform", env), columns=["platform", "state", "connections"])
+    by_platform["platform"] = by_platform["platform"].map(lambda p: names.get(p, p))
+    worst = (by_platform[by_platform.state.isin(["failed", "degraded"])].groupby("platform")["connections"].sum()
+             .sort_values(ascending=False))
+    busiest = by_platform.groupby("platform")["connections"].sum().sort_values(ascending=False)
+    keep = list(dict.fromkeys([*worst.index[:10], *busiest.index[:15]]))[:20]
+    by_type = pd.DataFrame(store.counts_by("identity_type", env), columns=["identity type", "state", "connections"])
+    by_type["identity type"] = by_type["identity type"].fillna("none")
+    left, right = st.columns([3, 2])
+    with left:
+        st.markdown("**States by platform** (the most broken and the busiest)")
+        wide = by_platform[by_platform.platform.isin(keep)].pivot_table(
+            index="platform", columns="state", values="connections", fill_value=0)
+        st.bar_chart(wide.reindex(columns=[s for s in STATES if s in wide.columns]), horizontal=True, height=420,
+                     color=[COLORS[STATES.index(s)] for s in STATES if s in wide.columns])
+    with right:
+        st.markdown("**States by identity type**")
+        wide = by_type.pivot_table(index="identity type", columns="state", values="connections", fill_value=0)
+        st.bar_chart(wide.reindex(columns=[s for s in STATES if s in wide.columns]), height=420,
+                     color=[COLORS[STATES.index(s)] for s in STATES if s in wide.columns])
+
+
+overview()
+
+
+def link(row) -> str:
+    return f"/connections?identity={row.user_id or ''}&identityType={row.identity_type or ''}&connection={row.pica_id}"
+
+
+attention = store.attention(env)
+changes = store.transitions_since(utcnow() - timedelta(hours=24))
+sync_for_missing = store.last_sync(env)
+missing = store.not_seen_in(sync_for_missing.id, env) if sync_for_missing else []
+
+broken_tab, changed_tab, missing_tab, export_tab = st.tabs([
+    f"Failing and degraded ({len(attention)})", f"Changed in the last 24 h ({len(changes)})",
+    f"Not seen in the last sync ({len(missing)})", "Export"])
+with broken_tab:
+    if attention:
+        table = pd.DataFrame([{
+            "state": state_label(r.state), "since": r.state_since, "for": ago(r.state_since).replace(" ago", ""),
+            "platform": names.get(r.platform, r.platform), "identity": r.user_id, "identity type": r.identity_type,
+            "key": r.connection_key, "open": link(r)} for r in attention])
+        st.dataframe(style_states(table), hide_index=True, width="stretch", column_config={
+            "since": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+            "open": st.column_config.LinkColumn("details", display_text="open")})
+    else:
+        st.success("Nothing failed or degraded in the last sync.", icon=":material/check_circle:")
+with changed_tab:
+    if changes:
+        st.dataframe(pd.DataFrame([{
+            "when": t.at, "change": describe_transition(t.from_state, t.to_state),
+            "platform": names.get(t.platform, t.platform), "identity": t.user_id, "seen by": t.source,
+            "key": t.connection_key} for t in changes]), hide_index=True, width="stretch")
+    else:
+        st.caption("No state changed in the last 24 hours.")
+with missing_tab:
+    if missing:
+        st.caption("Stored before but absent from the last sync: deleted in Pica, deactivated, or on a page that failed.")
+        st.dataframe(style_states(pd.DataFrame([{
+            "platform": names.get(r.platform, r.platform), "identity": r.user_id, "last state": state_label(r.state),
+            "last seen": r.last_seen_at, "key": r.connection_key} for r in missing]), "last state"),
+            hide_index=True, width="stretch")
+    else:
+        st.caption("Every stored connection was seen in the last sync.")
+with export_tab:
+    rows = store.fleet_rows(env)
+    fleet = pd.DataFrame([{
+        "identity": r.user_id, "identity_type": r.identity_type, "platform": r.platform, "state": r.state,
+        "state_since": r.state_since, "environment": r.environment, "connection_key": r.connection_key,
+        "tags": ",".join(r.tags), "created_at": r.created_at, "last_seen_at": r.last_seen_at} for r in rows])
+    st.download_button(f"Download the fleet ({len(rows)} connections, CSV)", fleet.to_csv(index=False),
+                       file_name="fleet.csv", mime="text/csv", icon=":material/download:")

@@ -1,0 +1,72 @@
+"""Overview: which Pica this is, whether it answers, and the headline numbers."""
+
+import streamlit as st
+
+from pica_core.health import NEEDS_ATTENTION, attention_summary
+from pica_core.models import STATES
+from pica_core.ui import context, data, fleet_ui
+from pica_core.ui.layout import ago, show_error
+
+settings = context.settings()
+store = context.store(settings)
+
+st.title("Overview")
+st.caption("Pica integration ops: connections, connectors and actions of this Pica account at a glance.")
+
+mode, reach, sync_col = st.columns(3)
+with mode, st.container(border=True):
+    st.markdown("**Mode**")
+    if settings.sandbox:
+        st.markdown(":blue-badge[:material/science: Sandbox] demo data, no Pica account needed")
+    else:
+        st.markdown(f":green-badge[:material/cloud: Live] `{settings.api_url}` · {settings.environment} key")
+with reach, st.container(border=True):
+    st.markdown("**Pica**")
+    ok, latency, error = data.reachability(settings)
+    if ok:
+        st.markdown(f":green-badge[:material/check_circle: reachable] answered in {latency:.0f} ms")
+    else:
+        st.markdown(":red-badge[:material/cloud_off: unreachable]")
+        st.caption(error)
+with sync_col, st.container(border=True):
+    st.markdown("**Fleet sync**")
+    last = store.last_sync(settings.environment)
+    st.markdown(f"Last sync: **{ago(last.finished_at) if last else 'never'}**"
+                + (f" · {last.rows_seen} connections" if last else ""))
+
+# Sandbox mode shows data on first visit; live mode syncs when someone asks (it costs Pica calls).
+if settings.sandbox and store.last_sync(settings.environment) is None:
+    fleet_ui.run_sync(settings, store, label="Loading the sandbox's connections…")
+    st.rerun()
+
+catalog = data.catalog(settings)
+counts = store.state_counts(settings.environment)
+total = sum(counts.values())
+
+st.subheader("Headline numbers")
+c1, c2, c3, c4 = st.columns(4)
+if catalog.value:
+    connectors, enabled = catalog.value
+    c1.metric("Connectors in the catalog", len(connectors))
+    c2.metric("Enabled in AuthKit", len(enabled), f"{len(enabled) / max(1, len(connectors)):.0%} of the catalog",
+              delta_color="off")
+else:
+    c1.metric("Connectors in the catalog", "—")
+    c2.metric("Enabled in AuthKit", "—")
+if catalog.error:
+    show_error(catalog.error, what="Catalog")
+c3.metric("Connections (last sync)", total)
+attention = sum(counts.get(s, 0) for s in NEEDS_ATTENTION)
+c4.metric("Need attention", attention, f"{attention / max(1, total):.0%} failed or degraded", delta_color="off")
+
+if total:
+    st.caption(attention_summary(counts))
+    st.bar_chart({state: [counts.get(state, 0)] for state in STATES}, horizontal=True, height=160,
+                 color=["#16a34a", "#f59e0b", "#dc2626", "#94a3b8"], stack=True)
+
+left, right = st.columns(2)
+left.page_link("pages/connections.py", label="Look up an end user's connections", icon=":material/person_search:")
+left.page_link("pages/fleet.py", label="Fleet health: what is broken, oldest first", icon=":material/monitor_heart:")
+right.page_link("pages/catalog.py", label="Connector catalog and coverage", icon=":material/apps:")
+if context.principal(settings).sees("console"):
+    right.page_link("pages/console.py", label="Test an action in the console", icon=":material/terminal:")

@@ -1,0 +1,226 @@
+"""What the Connections and Fleet pages show, as plain data: lookups, table rows, hints, bulk input."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Mapping, Sequence
+
+import pandas as pd
+
+from . import validation
+from .errors import InvalidInputError
+from .models import IDENTITY_TYPES, STATES, Connection
+from .store import UserConnection
+
+ATTENTION_ORDER = {"failed": 0, "degraded": 1, "unknown": 2, "operational": 3}
+MAX_BULK_IDENTITIES = 500
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A lookup as it lives in the URL: `?identity=…&identityType=…&state=failed,degraded…`."""
+
+    identity: str = ""
+    identity_type: str = ""  # "" = any
+    key: str = ""
+    platform: str = ""
+    states: tuple[str, ...] = ()
+    platforms: tuple[str, ...] = ()
+    environments: tuple[str, ...] = ()
+    selected: str = ""  # connection id shown in detail
+
+    @property
+    def empty(self) -> bool:
+        return not (self.identity or self.key or self.platform)
+
+    @classmethod
+    def from_query(cls, params: Mapping[str, str | list[str]]) -> Lookup:
+        def one(name: str) -> str:
+            value = params.get(name, "")
+            return (value[-1] if isinstance(value, list) and value else value or "").strip()
+
+        def many(name: str, allowed: Sequence[str] | None = None) -> tuple[str, ...]:
+            items = [v.strip() for v in one(name).split(",") if v.strip()]
+            return tuple(v for v in items if allowed is None or v in allowed)
+
+        identity_type = one("identityType") or one("identity_type")
+        return cls(
+            identity=one("identity"),
+            identity_type=identity_type if identity_type in IDENTITY_TYPES else "",
+            key=one("key"),
+            platform=one("platform"),
+            states=many("state", STATES),
+            platforms=many("platforms"),
+            environments=many("environment", ("test", "live")),
+            selected=one("connection"),
+        )
+
+    def to_query(self) -> dict[str, str]:
+        query = {
+            "identity": self.identity, "identityType": self.identity_type, "key": self.key, "platform": self.platform,
+            "state": ",".join(self.states), "platforms": ",".join(self.platforms),
+            "environment": ",".join(self.environments), "connection": self.selected,
+        }
+        return {k: v for k, v in query.items() if v}
+
+    def filters(self) -> dict:
+        """Client filters for GET /v1/vault/connections; raises InvalidInputError before any request."""
+        if self.empty:
+            raise InvalidInputError("Enter an identity, a connection key or a platform to look up.")
+        filters: dict = {}
+        if self.key:
+            filters["keys"] = [validation.connection_key(self.key)]
+        if self.identity:
+            filters["identity"] = validation.identity(self.identity)
+            if self.identity_type:
+                filters["identity_type"] = validation.identity_type(self.identity_type)
+        if self.platform:
+            filters["platform"] = self.platform.strip().lower()
+        return filters
+
+    def with_(self, **changes) -> Lookup:
+        return replace(self, **changes)
+
+    def describe(self) -> str:
+        if self.key:
+            return f"key {self.key}"
+        parts = []
+        if self.identity:
+            parts.append(f"{self.identity} (type {self.identity_type or 'any'})")
+        if self.platform:
+            parts.append(f"platform {self.platform}")
+        return ", ".join(parts)
+
+
+def sort_for_attention(connections: Iterable[Connection]) -> list[Connection]:
+    """Broken first (failed, degraded, unknown), newest first within a state."""
+    newest_first = sorted(connections, key=lambda c: c.created_at.timestamp() if c.created_at else 0, reverse=True)
+    return sorted(newest_first, key=lambda c: ATTENTION_ORDER.get(c.state, 2))
+
+
+def apply_filters(connections: Sequence[Connection], lookup: Lookup) -> list[Connection]:
+    return [c for c in connections
+            if (not lookup.states or c.state in lookup.states)
+            and (not lookup.platforms or c.platform in lookup.platforms)
+            and (not lookup.environments or c.environment in lookup.environments)]
+
+
+def connection_rows(connections: Sequence[Connection], stored: Mapping[str, UserConnection],
+                    names: Mapping[str, str], logos: Mapping[str, str | None]) -> pd.DataFrame:
+    """One row per connection, in the order given, for st.dataframe."""
+    rows = []
+    for c in connections:
+        seen = stored.get(c.key)
+        rows.append({
+            "logo": logos.get(c.platform),
+            "platform": names.get(c.platform, c.platform),
+            "state": f"● {c.state}",
+            "environment": c.environment,
+            "identity": c.identity,
+            "identity type": c.identity_type,
+            "key": c.key,
+            "tags": list(c.tags),
+            "active": c.active,
+            "created": c.created_at,
+            "first seen": seen.first_seen_at if seen else None,
+            "last seen": seen.last_seen_at if seen else None,
+            "id": c.id,
+        })
+    columns = ["logo", "platform", "state", "environment", "identity", "identity type", "key", "tags", "active",
+               "created", "first seen", "last seen", "id"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def no_results_message(lookup: Lookup, *, other_types: Mapping[str, int], environment: str) -> tuple[str, str]:
+    """(message, hint) for an empty lookup: other identity types that do have connections, and the environment."""
+    if lookup.key:
+        message = f"No connection with key {lookup.key}."
+    elif lookup.identity:
+        message = f"No connections for {lookup.identity} (type {lookup.identity_type or 'any'})"
+        if lookup.platform:
+            message += f" on {lookup.platform}"
+        message += "."
+    else:
+        message = f"No connections on platform {lookup.platform}."
+    hints = []
+    if other_types:
+        found = ", ".join(f"{count} as type {kind or 'none'}" for kind, count in sorted(other_types.items(),
+                                                                                        key=lambda kv: str(kv[0])))
+        hints.append(f"This identity has connections under another identity type: {found}.")
+    other_env = "live" if environment == "test" else "test"
+    hints.append(f"The dashboard's key is a {environment} key: connections made in the {other_env} environment are "
+                 f"not visible with it.")
+    if lookup.key and not lookup.key.startswith(f"{environment}::"):
+        hints.insert(0, f"That key belongs to the {lookup.key.split('::', 1)[0]} environment.")
+    return message, " ".join(hints)
+
+
+@dataclass
+class BulkInput:
+    identities: list[tuple[str, str | None]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def parse_bulk(text: str) -> BulkInput:
+    """Identities to triage, one per line or as CSV: `identity[,identityType]` (a header row is optional)."""
+    result = BulkInput()
+    seen: set[tuple[str, str | None]] = set()
+    for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):  # numbers as the user sees the lines
+        if not row or not "".join(row).strip():
+            continue
+        if not result.identities and not result.problems and row[0].strip().lower() == "identity":
+            continue  # a header row
+        raw_identity = row[0]
+        raw_type = row[1].strip().lower() if len(row) > 1 else ""
+        try:
+            identity = validation.identity(raw_identity)
+            identity_type = validation.identity_type(raw_type or None)
+        except InvalidInputError as exc:
+            result.problems.append(f"Line {number}: {exc.message}")
+            continue
+        if (identity, identity_type) not in seen:
+            seen.add((identity, identity_type))
+            result.identities.append((identity, identity_type))
+    if len(result.identities) > MAX_BULK_IDENTITIES:
+        result.problems.append(f"Only the first {MAX_BULK_IDENTITIES} identities are looked up; split the list.")
+        result.identities = result.identities[:MAX_BULK_IDENTITIES]
+    return result
+
+
+@dataclass
+class TriageResult:
+    identity: str
+    identity_type: str | None
+    connections: list[Connection] = field(default_factory=list)
+    error: str | None = None
+
+
+async def triage(client, identities: Sequence[tuple[str, str | None]]) -> list[TriageResult]:
+    """Every identity's connections, concurrently (the async client bounds concurrency); errors per identity."""
+    import asyncio
+
+    from .errors import PicaError
+
+    async def one(identity: str, identity_type: str | None) -> TriageResult:
+        try:
+            found = await client.connections(identity=identity, identity_type=identity_type)
+        except PicaError as exc:
+            return TriageResult(identity, identity_type, error=f"{exc} — {exc.hint}")
+        return TriageResult(identity, identity_type, sort_for_attention(found))
+
+    return list(await asyncio.gather(*(one(i, t) for i, t in identities)))
+
+
+def triage_rows(results: Sequence[TriageResult]) -> pd.DataFrame:
+    rows = []
+    for result in results:
+        if result.error or not result.connections:
+            rows.append({"identity": result.identity, "identity type": result.identity_type or "any",
+                         "platform": None, "state": "error" if result.error else "no connections",
+                         "key": None, "note": result.error or ""})
+        for c in result.connections:
+            rows.append({"identity": result.identity, "identity type": c.identity_type, "platform": c.platform,
+                         "state": c.state, "key": c.key, "note": ""})
+    return pd.DataFrame(rows, columns=["identity", "identity type", "platform", "state", "key", "note"])

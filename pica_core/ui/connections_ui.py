@@ -1,0 +1,132 @@
+"""The connection detail panel: record, state history, meaning, recent calls, and the actions on it."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from ..access import Principal
+from ..config import Settings
+from ..errors import PicaError
+from ..health import describe_transition, meaning, timeline
+from ..models import Connection
+from ..store import Store
+from . import context, data
+from .layout import ago, show_error, state_badge
+
+
+def page_link(principal: Principal, page: str, label: str, icon: str, query: dict[str, str], action: str) -> None:
+    """A link to another page, or a disabled button saying why this role cannot use it."""
+    reason = principal.why_not(action)
+    if principal.sees(page) and reason is None:
+        st.page_link(f"pages/{page}.py", label=label, icon=icon, query_params=query)
+    else:
+        st.button(label, icon=icon, disabled=True, help=reason or f"Needs access to the {page} page.", key=f"link-{page}")
+
+
+def detail(conn: Connection, *, settings: Settings, store: Store, principal: Principal, display_name: str) -> None:
+    st.subheader(f"{display_name} · {conn.identity or 'no identity'}")
+    st.markdown(f"{state_badge(conn.state)} &nbsp; `{conn.environment}` &nbsp; "
+                f"{'active' if conn.active else 'inactive'} &nbsp; created {ago(conn.created_at)}")
+    what, todo = meaning(conn.state)
+    (st.error if conn.state == "failed" else st.warning if conn.state == "degraded" else st.info)(
+        f"**{conn.state.capitalize()}**: {what}\n\n**What to do:** {todo}")
+    st.code(conn.key, language=None)
+
+    actions(conn, settings=settings, store=store, principal=principal, display_name=display_name)
+
+    history, calls, record = st.tabs(["State history", "Recent console calls", "Full record"])
+    with history:
+        transitions = store.transitions(conn.key)
+        if not transitions:
+            st.caption("No history yet: the dashboard records a state each time it syncs or looks this connection up.")
+        else:
+            periods = timeline(transitions)
+            st.dataframe(pd.DataFrame([{
+                "when": t.at, "change": describe_transition(t.from_state, t.to_state), "seen by": t.source,
+            } for t in reversed(transitions)]), hide_index=True, width="stretch")
+            st.caption(" · ".join(p.label for p in periods[-3:]))
+    with calls:
+        recent = store.search_calls(connection_key=conn.key, limit=20)
+        if not recent:
+            st.caption("No console calls on this connection yet.")
+        else:
+            st.dataframe(pd.DataFrame([{"when": c.at, "who": c.actor, "method": c.method, "path": c.path,
+                                        "status": c.status, "ms": c.elapsed_ms} for c in recent]),
+                         hide_index=True, width="stretch")
+    with record:
+        st.json(conn.wire())
+
+
+def actions(conn: Connection, *, settings: Settings, store: Store, principal: Principal, display_name: str) -> None:
+    refresh_col, tags_col, links_col = st.columns([1, 2, 2])
+    with refresh_col:
+        if st.button("Refresh from Pica", icon=":material/refresh:", key="refresh-connection"):
+            try:
+                fresh = context.client(settings).connection(conn.id)
+            except PicaError as exc:
+                show_error(exc, what="Refresh")
+            else:
+                result = store.upsert_connections([fresh], source="refresh")
+                data.refresh_connections()
+                st.toast(f"Refreshed: {fresh.state}" + (" (state changed)" if result.transitions else ""))
+                st.rerun()
+    with tags_col, st.form("tags", border=False):
+        tags = st.multiselect("Tags", options=sorted({*conn.tags, "vip", "beta", "trial", "eu", "escalated"}),
+                              default=conn.tags, accept_new_options=True, disabled=not principal.can("edit_tags"),
+                              help=principal.why_not("edit_tags"), max_selections=50)
+        if st.form_submit_button("Save tags", disabled=not principal.can("edit_tags"),
+                                 help=principal.why_not("edit_tags")):
+            save_tags(conn, tags, settings=settings, store=store, principal=principal)
+    with links_col:
+        reconnect = {"identity": conn.identity or "", "identityType": conn.identity_type or "",
+                     "connector": display_name, "reconnect": conn.key}
+        page_link(principal, "connect", "Reconnect", ":material/link:", reconnect, "reconnect")
+        page_link(principal, "console", "Open in the console", ":material/terminal:", {"key": conn.key}, "console")
+    delete(conn, settings=settings, store=store, principal=principal)
+
+
+def save_tags(conn: Connection, tags: list[str], *, settings: Settings, store: Store, principal: Principal) -> None:
+    if not principal.can("edit_tags"):  # a disabled control is not a permission check
+        st.error(principal.why_not("edit_tags"), icon=":material/lock:")
+        return
+    tags = [t.strip() for t in tags if t.strip()]
+    try:
+        updated = context.client(settings).update_connection_tags(conn.id, tags)
+    except PicaError as exc:
+        store.audit(actor=principal.name, action="edit_tags", target=conn.key, outcome="error", tags=tags,
+                    error=str(exc))
+        show_error(exc, what="Saving tags")
+        return
+    store.upsert_connections([updated], source="refresh")
+    store.audit(actor=principal.name, action="edit_tags", target=conn.key, outcome="ok", before=conn.tags,
+                after=updated.tags)
+    data.refresh_connections()
+    st.toast("Tags saved")
+    st.rerun()
+
+
+def delete(conn: Connection, *, settings: Settings, store: Store, principal: Principal) -> None:
+    reason = principal.why_not("delete")
+    with st.expander("Delete this connection", icon=":material/delete:"):
+        st.caption("Deleting removes the connection from Pica's vault: the end user must connect again. "
+                   "Type the connection's platform id to confirm.")
+        typed = st.text_input(f"Type `{conn.platform}` to confirm", key="delete-confirm", disabled=bool(reason),
+                              help=reason)
+        confirmed = typed.strip() == conn.platform
+        if st.button("Delete connection", type="primary", disabled=bool(reason) or not confirmed,
+                     help=reason or (None if confirmed else "Type the platform id above first."), key="delete-go") \
+                and confirmed and principal.can("delete"):
+            try:
+                context.client(settings).delete_connection(conn.id)
+            except PicaError as exc:
+                store.audit(actor=principal.name, action="delete", target=conn.key, outcome="error", error=str(exc))
+                show_error(exc, what="Delete")
+                return
+            store.remove_connection(conn.key)
+            store.audit(actor=principal.name, action="delete", target=conn.key, outcome="ok", platform=conn.platform,
+                        identity=conn.identity)
+            data.refresh_connections()
+            st.session_state["deleted"] = f"Deleted the {conn.platform} connection {conn.key}."
+            st.query_params.pop("connection", None)
+            st.rerun()

@@ -1,0 +1,166 @@
+"""Connections page (AppTest): lookups, deep links, filters, detail history, tag edit, delete, bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from pica_core.store import Store
+from tests.app.conftest import assert_clean, open_page
+
+
+def seeded(sandbox, **match) -> dict:
+    rows = sandbox.state.connections.values()
+    return next(c for c in sorted(rows, key=lambda c: c["createdAt"], reverse=True)
+                if c["environment"] == "test" and all(c[k] == v for k, v in match.items()))
+
+
+def identity_with_broken_connection(sandbox) -> dict:
+    """An identity having both a failed and an operational connection."""
+    by_identity: dict[str, set] = {}
+    for c in sandbox.state.connections.values():
+        if c["environment"] == "test":
+            by_identity.setdefault(c["identity"], set()).add(c["state"])
+    identity = next(i for i, states in by_identity.items() if {"failed", "operational"} <= states)
+    return seeded(sandbox, identity=identity, state="failed")
+
+
+def table(at):
+    return at.dataframe[0].value
+
+
+def store_of(_sandbox) -> Store:
+    import os
+
+    return Store.from_url(os.environ["DATABASE_URL"])
+
+
+def test_deep_link_opens_the_identity(app_env):
+    conn = identity_with_broken_connection(app_env)
+    at = open_page("connections", query={"identity": conn["identity"], "identityType": conn["identityType"]})
+    assert_clean(at)
+    expected = [c for c in app_env.state.connections.values()
+                if c["identity"] == conn["identity"] and c["identityType"] == conn["identityType"]]
+    frame = table(at)
+    assert len(frame) == len(expected) and set(frame["key"]) == {c["key"] for c in expected}
+    assert frame["state"].iloc[0] == "● failed"  # broken first
+    assert any("need attention" in m.value for m in at.markdown)
+
+
+def test_lookup_by_typing_an_identity(app_env):
+    conn = seeded(app_env, identityType="organization")
+    at = open_page("connections")
+    at.text_input[0].set_value(conn["identity"])
+    at.button[0].click().run()  # "Look up" (form submit)
+    assert_clean(at)
+    assert at.query_params["identity"] == conn["identity"]
+    assert conn["key"] in set(table(at)["key"])
+
+
+def test_lookup_by_key(app_env):
+    conn = seeded(app_env, platform="slack")
+    at = open_page("connections", query={"key": conn["key"]})
+    assert_clean(at)
+    assert list(table(at)["key"]) == [conn["key"]]
+
+
+def test_state_filter_from_the_url(app_env):
+    conn = identity_with_broken_connection(app_env)
+    at = open_page("connections", query={"identity": conn["identity"], "state": "failed"})
+    assert_clean(at)
+    assert set(table(at)["state"]) == {"● failed"}
+
+
+def test_detail_shows_history_after_two_syncs_with_a_state_change(app_env):
+    from tests.app.conftest import open_page as run
+
+    conn = seeded(app_env, state="operational", platform="gmail")
+    at = run("fleet")  # the first sync ran on the overview; state recorded as operational
+    app_env.set_state(conn["id"], "failed")
+    sync = next(b for b in at.button if b.label == "Sync now")
+    sync.click().run()
+    assert_clean(at)
+    at = open_page("connections", query={"identity": conn["identity"], "identityType": conn["identityType"],
+                                         "connection": conn["id"]})
+    assert_clean(at)
+    history = next(df.value for df in at.dataframe if "change" in df.value.columns)
+    assert list(history["change"]) == ["operational → failed", "first seen operational"]
+    assert any("The user must reconnect" in e.value for e in at.error)
+
+
+def test_tag_edit_round_trips_through_the_sandbox(app_env):
+    conn = seeded(app_env, platform="notion")
+    at = open_page("connections", query={"key": conn["key"], "connection": conn["id"]})
+    tags = next(m for m in at.multiselect if m.label == "Tags")
+    tags.set_value(["escalated", "vip"])
+    next(b for b in at.button if b.label == "Save tags").click().run()
+    assert_clean(at)
+    assert app_env.state.connections[conn["id"]]["tags"] == ["escalated", "vip"]
+    event = store_of(app_env).audit_events(action="edit_tags")[0]
+    assert (event.actor, event.target, event.outcome) == ("local-admin", conn["key"], "ok")
+
+
+def test_delete_needs_the_typed_confirmation_then_round_trips(app_env):
+    conn = seeded(app_env, platform="hubspot")
+    at = open_page("connections", query={"key": conn["key"], "connection": conn["id"]})
+    delete = next(b for b in at.button if b.label == "Delete connection")
+    assert delete.disabled
+    at.text_input(key="delete-confirm").set_value("hubspot").run()
+    next(b for b in at.button if b.label == "Delete connection").click().run()
+    assert_clean(at)
+    assert conn["id"] not in app_env.state.connections
+    assert any("Deleted the hubspot connection" in s.value for s in at.success)
+    store = store_of(app_env)
+    assert store.stored_connection(conn["key"]) is None
+    assert store.audit_events(action="delete")[0].outcome == "ok"
+
+
+def test_unknown_identity_gets_a_message_with_hints(app_env):
+    conn = seeded(app_env, identityType="team")
+    at = open_page("connections", query={"identity": conn["identity"], "identityType": "user"})
+    assert_clean(at)
+    assert at.warning[0].value == f"No connections for {conn['identity']} (type user)."
+    hint = " ".join(c.value for c in at.caption)
+    assert "as type team" in hint and "test key" in hint
+
+
+@pytest.mark.parametrize("identity, message", [("x" * 129, "at most 128"), ("a\u0007b", "control characters")])
+def test_bad_identity_is_refused_before_any_request(app_env, identity, message):
+    at = open_page("connections")
+    before = app_env.count("vault/connections")
+    at.query_params["identity"] = identity
+    at.run()
+    assert_clean(at)
+    assert any(message in e.value for e in at.error)
+    assert app_env.count("vault/connections") == before
+
+
+def test_pica_401_says_to_check_the_secret_key(app_env, monkeypatch):
+    monkeypatch.setenv("PICA_SECRET_KEY", "sk_test_wrong_key_for_this_test")
+    monkeypatch.setenv("PICA_MAX_RETRIES", "0")
+    at = open_page("connections", query={"identity": "anyone"})
+    assert_clean(at)
+    assert any("Check PICA_SECRET_KEY" in c.value.replace("\\", "") for c in at.caption)  # shown escaped
+    assert not any("sk_test_wrong_key_for_this_test" in e.value for e in [*at.error, *at.caption, *at.markdown])
+
+
+def test_pica_429_says_when_to_retry(app_env, monkeypatch):
+    monkeypatch.setenv("PICA_RETRY_DEADLINE_SECONDS", "1")
+    at = open_page("connections")
+    app_env.fault("rate_limit", count=10, path="/v1/vault", seconds=42)
+    at.query_params["identity"] = "someone-new"
+    at.run()
+    assert_clean(at)
+    assert any("retry in 42 s" in c.value for c in at.caption)
+
+
+def test_bulk_triage(app_env):
+    first = seeded(app_env, identityType="user")
+    second = seeded(app_env, identityType="project")
+    at = open_page("connections")
+    at.text_area[0].set_value(f"identity\n{first['identity']},user\n{second['identity']}\nnobody-at-all\n{'y' * 200}")
+    next(b for b in at.button if b.label == "Triage").click().run()
+    assert_clean(at)
+    frame = next(df.value for df in at.dataframe if "note" in df.value.columns)
+    assert {first["key"], second["key"]} <= set(frame["key"])
+    assert "no connections" in set(frame["state"])
+    assert any("Line 5" in w.value for w in at.warning)

@@ -1,0 +1,30 @@
+"""The shell: every page renders in sandbox mode, with the banner and the right navigation."""
+
+from __future__ import annotations
+
+import pytest
+
+from pica_core.ui.shell import PAGES
+from tests.app.conftest import assert_clean, open_page
+
+
+@pytest.mark.parametrize("page", [p[1][:-3] for p in PAGES])
+def test_every_page_renders_without_an_exception(app_env, page):
+    at = open_page(page)
+    assert_clean(at)
+    assert any("Sandbox mode" in i.value for i in at.info)
+
+
+def test_overview_shows_headline_numbers_after_first_sync(app_env):
+    at = open_page("overview")
+    assert_clean(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Connectors in the catalog"] == "294"
+    assert metrics["Connections (last sync)"] == "720"
+
+
+def test_bad_configuration_is_one_line_not_a_traceback(app_env, monkeypatch):
+    monkeypatch.setenv("PICA_SECRET_KEY", "pk_nope")
+    at = open_page("overview")
+    assert not at.exception
+    assert at.error[0].value.startswith("Configuration error: PICA_SECRET_KEY must start with")

@@ -1,0 +1,101 @@
+"""Pure view logic: lookups in the URL, bulk input, empty-result hints, timelines, grants, masked settings."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import pytest
+
+from pica_core.config import Secret, load_settings
+from pica_core.connections_view import Lookup, no_results_message, parse_bulk, sort_for_attention
+from pica_core.errors import InvalidInputError
+from pica_core.health import attention_summary, describe_transition, state_counts, timeline
+from pica_core.models import Connection
+from pica_core.settings_view import configuration_rows
+from pica_core.tokens import GrantError, GrantSigner, RateLimiter, token_headers
+
+
+def test_lookup_round_trips_through_the_query_string():
+    lookup = Lookup(identity="ana@x.io", identity_type="user", states=("failed", "degraded"), platforms=("gmail",),
+                    environments=("test",), selected="abc")
+    assert Lookup.from_query(lookup.to_query()) == lookup
+    assert Lookup.from_query({"identity": "a", "identityType": "robot", "state": "failed,nope"}) == Lookup(
+        identity="a", states=("failed",))
+
+
+def test_lookup_filters_validate_before_any_request():
+    with pytest.raises(InvalidInputError):
+        Lookup().filters()
+    with pytest.raises(InvalidInputError):
+        Lookup(key="not-a-key").filters()
+    assert Lookup(identity=" u1 ", identity_type="team").filters() == {"identity": "u1", "identity_type": "team"}
+
+
+def test_parse_bulk_numbers_lines_as_pasted():
+    parsed = parse_bulk("identity,identityType\nu1,user\nu1,user\nu2\n\nbad,robot\n" + "x" * 130)
+    assert parsed.identities == [("u1", "user"), ("u2", None)]
+    assert [p.split(":")[0] for p in parsed.problems] == ["Line 6", "Line 7"]
+
+
+def test_no_results_message_hints_other_types_and_environment():
+    message, hint = no_results_message(Lookup(identity="u1", identity_type="user"), other_types={"team": 2},
+                                       environment="test")
+    assert message == "No connections for u1 (type user)."
+    assert "2 as type team" in hint and "test key" in hint and "live environment" in hint
+    _, hint = no_results_message(Lookup(key="live::gmail::default::" + "a" * 32), other_types={}, environment="test")
+    assert hint.startswith("That key belongs to the live environment.")
+
+
+def test_sort_for_attention():
+    now = datetime.now(UTC)
+    rows = [Connection(id=str(n), key=f"k{n}", platform="p", state=s, created_at=now - timedelta(days=n))
+            for n, s in enumerate(["operational", "failed", "unknown", "failed", "degraded"])]
+    assert [c.id for c in sort_for_attention(rows)] == ["1", "3", "4", "2", "0"]
+
+
+def test_health_summary_and_timeline():
+    counts = state_counts(["failed", "operational", "bogus"])
+    assert counts == {"operational": 1, "degraded": 0, "failed": 1, "unknown": 1}
+    assert attention_summary(counts) == "3 connections (1 need attention)"
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = [SimpleNamespace(to_state="operational", at=t0), SimpleNamespace(to_state="failed", at=t0 + timedelta(hours=1))]
+    periods = timeline(rows)
+    assert [(p.state, p.end) for p in periods] == [("operational", t0 + timedelta(hours=1)), ("failed", None)]
+    assert describe_transition("failed", "operational") == "recovered (failed → operational)"
+
+
+def test_grants_bind_identity_and_expire():
+    signer = GrantSigner(Secret("k"), ttl_seconds=60)
+    grant = signer.issue("ünï:code", "team")
+    assert signer.verify(grant).identity == "ünï:code" and signer.verify(grant).identity_type == "team"
+    with pytest.raises(GrantError, match="expired"):
+        signer.verify(grant, now=time.time() + 61)
+    with pytest.raises(GrantError, match="signature"):
+        GrantSigner(Secret("other")).verify(grant)
+    with pytest.raises(GrantError):
+        signer.verify("not.a.grant.at.all")
+    with pytest.raises(InvalidInputError):
+        signer.issue("x" * 129, "user")
+
+
+def test_token_headers_keep_non_latin_identities_out_of_headers():
+    assert token_headers("g", "ana") == {"x-authkit-grant": "g", "x-user-id": "ana"}
+    assert token_headers("g", "東京") == {"x-authkit-grant": "g"}
+
+
+def test_rate_limiter_windows():
+    limiter = RateLimiter(2)
+    assert [limiter.take("a"), limiter.take("a")] == [None, None]
+    assert limiter.take("a") > 0 and limiter.take("b") is None
+    assert RateLimiter(0).take("a") is None
+
+
+def test_configuration_rows_mask_secrets():
+    settings = load_settings({"PICA_SECRET_KEY": "sk_live_abcdefghijklmnop",
+                              "DATABASE_URL": "postgresql://u:hunter2@db/x"}, secrets={})
+    rows = {r["setting"]: r for r in configuration_rows(settings, {"PICA_SECRET_KEY": "x", "DATABASE_URL": "y"}, {})}
+    assert rows["PICA_SECRET_KEY"]["value"] == "sk_live_…op (set)" and rows["PICA_SECRET_KEY"]["source"] == "environment"
+    assert "hunter2" not in rows["DATABASE_URL"]["value"] and "***" in rows["DATABASE_URL"]["value"]
+    assert rows["PICA_TIMEOUT_SECONDS"]["source"] == "default"
