@@ -103,6 +103,17 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def token_headers(grant: str, identity: str) -> dict[str, str]:
+    """The widget's token headers: the grant, and `x-user-id` as the seed guide sends it (informative only).
+
+    Header values must be Latin-1 for the browser's fetch(); a non-ASCII identity travels in the grant alone.
+    """
+    headers = {GRANT_HEADER: grant}
+    if identity.isascii():
+        headers["x-user-id"] = identity
+    return headers
+
+
 class RateLimiter:
     """Fixed 60 s windows per name (here: per granted identity)."""
 

@@ -1,0 +1,127 @@
+"""Connect: open Pica's AuthKit widget for an identity, then confirm and store the new connection."""
+
+import uuid
+
+import streamlit as st
+
+from pica_core.connect import confirm_and_store, resolve_connector
+from pica_core.errors import InvalidInputError
+from pica_core.models import IDENTITY_TYPES
+from pica_core.tokens import token_headers
+from pica_core.ui import context, data
+from pica_core.ui.authkit import authkit_widget
+from pica_core.ui.layout import show_error
+from pica_core.web import grant_signer
+
+TOKEN_PATH = "/api/authkit/token"
+
+settings = context.settings()
+store = context.store(settings)
+principal = context.principal(settings)
+query = st.query_params
+reconnect_key = query.get("reconnect", "")
+action = "reconnect" if reconnect_key else "connect"
+blocked = principal.why_not(action)
+
+st.title("Reconnect an account" if reconnect_key else "Connect an account")
+st.caption("Opens Pica's AuthKit for an end user; the connection it creates is confirmed with Pica, stored and "
+           "audited. In sandbox mode the AuthKit page is the sandbox's own.")
+if reconnect_key:
+    st.info(f"Reconnecting `{reconnect_key}`: authorise the same connector again for this identity.",
+            icon=":material/link:")
+
+catalog = data.catalog(settings)
+connectors, enabled = catalog.value if catalog.value else ([], set())
+if catalog.error:
+    show_error(catalog.error, what="Catalog")
+choices = sorted((c for c in connectors if c.platform in enabled), key=lambda c: c.name.lower())
+
+try:
+    preselected = resolve_connector(query.get("connector"), connectors)
+except InvalidInputError as exc:
+    show_error(exc)
+    preselected = None
+if preselected is not None and preselected.platform not in enabled:
+    st.warning(f"{preselected.name} is not enabled in AuthKit for this environment: enable it in Pica's dashboard "
+               "first, or pick another connector.", icon=":material/toggle_off:")
+    preselected = None
+
+with st.form("connect"):
+    c1, c2, c3 = st.columns([3, 1.4, 3])
+    identity = c1.text_input("Identity", value=query.get("identity", ""), placeholder="the end user's id in your app")
+    kinds = list(IDENTITY_TYPES)
+    chosen_type = query.get("identityType") or query.get("identity_type") or "user"
+    identity_type = c2.selectbox("Identity type", kinds, index=kinds.index(chosen_type) if chosen_type in kinds else 0)
+    names = ["", *[c.name for c in choices]]
+    connector_name = c3.selectbox("Connector (optional)", names,
+                                  index=names.index(preselected.name) if preselected else 0,
+                                  format_func=lambda n: n or "Let the user choose from the list",
+                                  help="Only connectors enabled in AuthKit are listed.")
+    opened = st.form_submit_button("Open AuthKit", type="primary", icon=":material/add_link:", disabled=bool(blocked),
+                                   help=blocked)
+
+if opened and not blocked:
+    try:
+        grant = grant_signer().issue(identity, identity_type)  # validates the identity too
+    except InvalidInputError as exc:
+        show_error(exc)
+    else:
+        st.session_state["authkit-session"] = {
+            "nonce": uuid.uuid4().hex, "grant": grant, "identity": identity.strip(), "identity_type": identity_type,
+            "connector": connector_name or None, "reconnect": reconnect_key or None,
+        }
+        st.session_state.pop("connect-outcome", None)
+        st.query_params.update({"identity": identity.strip(), "identityType": identity_type,
+                                **({"connector": connector_name} if connector_name else {})})
+
+session = st.session_state.get("authkit-session")
+if session:
+    theme = getattr(getattr(st.context, "theme", None), "type", None)
+    result = authkit_widget(
+        key="authkit-widget", nonce=session["nonce"], base_url=settings.authkit_url or "/sandbox/authkit",
+        token_url=TOKEN_PATH, headers=token_headers(session["grant"], session["identity"]),
+        title=f"Connect an account for {session['identity']}", selected_connection=session["connector"], theme=theme,
+    )
+    success = result.get("connection") if result else None
+    if success and success.get("nonce") == session["nonce"] and not session.get("stored"):
+        session["stored"] = True
+        outcome = confirm_and_store(context.client(settings), store, success.get("record"),
+                                    identity=session["identity"], identity_type=session["identity_type"],
+                                    actor=principal.name, reconnect_key=session["reconnect"])
+        st.session_state["connect-outcome"] = outcome
+        data.refresh_connections()
+    event = result.get("event") if result else None
+    if event and event.get("nonce") == session["nonce"]:
+        if event.get("type") == "error":
+            session["error"] = event.get("message") or "AuthKit reported an error."
+        elif event.get("type") == "close":
+            st.session_state.pop("authkit-session", None)
+            if not session.get("stored"):
+                st.session_state["connect-closed"] = session.get("error") or "closed"
+            st.rerun()
+    if session.get("error") and not session.get("stored"):
+        st.error(f"AuthKit: {session['error']}", icon=":material/error:")
+        st.caption("Fix the cause (the message says what failed) and open AuthKit again; nothing was stored.")
+    elif not session.get("stored"):
+        st.info(f"AuthKit is open for **{session['identity']}** ({session['identity_type']}).",
+                icon=":material/open_in_new:")
+
+outcome = st.session_state.get("connect-outcome")
+if outcome is not None:
+    if outcome.ok:
+        conn = outcome.connection
+        connector_names = {c.platform: c.name for c in connectors}
+        st.success(f"{connector_names.get(conn.platform, conn.platform)} is connected for `{conn.identity}` "
+                   f"({conn.identity_type}).", icon=":material/check_circle:")
+        st.code(conn.key, language=None)
+        st.page_link("pages/connections.py", label=f"See {conn.identity}'s connections", icon=":material/link:",
+                     query_params={"identity": conn.identity or "", "identityType": conn.identity_type or "",
+                                   "connection": conn.id})
+    else:
+        st.error(outcome.message, icon=":material/gpp_bad:")
+closed = st.session_state.pop("connect-closed", None)
+if closed and outcome is None:
+    if closed == "closed":
+        st.info("The widget was closed before a connection was made.", icon=":material/close:")
+    else:
+        st.error(f"AuthKit closed after an error: {closed}", icon=":material/error:")

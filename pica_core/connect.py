@@ -1,0 +1,70 @@
+"""Connecting an account through AuthKit: choosing the integration, and trusting a success only after Pica confirms it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import InvalidInputError, PicaError
+from .models import Connection, Connector
+from .store import Store
+
+
+def resolve_connector(value: str | None, connectors: Sequence[Connector]) -> Connector | None:
+    """The connector named by a platform id ("google-calendar") or a display name ("Google Calendar").
+
+    AuthKit's `selectedConnection` takes the display name; passing the id opens the list instead
+    of the integration, the seed guide's most common mistake. Unknown → InvalidInputError.
+    """
+    wanted = (value or "").strip()
+    if not wanted:
+        return None
+    lowered = wanted.lower()
+    for connector in connectors:
+        if connector.platform == lowered or connector.name.lower() == lowered:
+            return connector
+    raise InvalidInputError(f"No connector called {wanted!r} in the catalog.",
+                            hint="Pick one from the list (names like 'Gmail' or ids like 'google-calendar').")
+
+
+def record_key(record: Any) -> str | None:
+    """The connection key in a LINK_SUCCESS payload (`key`, or `connectionKey` as one docs page has it)."""
+    if not isinstance(record, Mapping):
+        return None
+    key = record.get("key") or record.get("connectionKey")
+    return key if isinstance(key, str) and key else None
+
+
+@dataclass
+class ConnectOutcome:
+    ok: bool
+    message: str
+    connection: Connection | None = None
+
+
+def confirm_and_store(client, store: Store, record: Any, *, identity: str, identity_type: str | None, actor: str,
+                      reconnect_key: str | None = None) -> ConnectOutcome:
+    """Treat the widget's success as a hint: confirm it with Pica, then store and audit it."""
+    action = "reconnect" if reconnect_key else "connect"
+    key = record_key(record)
+    if key is None:
+        store.audit(actor=actor, action=action, target=identity, outcome="error", reason="no key in LINK_SUCCESS")
+        return ConnectOutcome(False, "The widget reported a success without a connection key; nothing was stored.")
+    try:
+        connection = client.connection_by_key(key)
+    except (PicaError, InvalidInputError) as exc:
+        store.audit(actor=actor, action=action, target=key, outcome="error", error=str(exc))
+        return ConnectOutcome(False, f"Could not confirm the new connection with Pica: {exc}. {exc.hint}")
+    if connection is None:
+        store.audit(actor=actor, action=action, target=key, outcome="refused", reason="unknown to Pica")
+        return ConnectOutcome(False, "Pica does not know the connection the widget reported; nothing was stored.")
+    if connection.identity != identity:
+        store.audit(actor=actor, action=action, target=key, outcome="refused", reason="identity mismatch",
+                    expected=identity, actual=connection.identity)
+        return ConnectOutcome(False, f"The reported connection belongs to {connection.identity!r}, not {identity!r}; "
+                                     "nothing was stored.")
+    store.upsert_connections([connection], source="connect")
+    store.audit(actor=actor, action=action, target=key, outcome="ok", platform=connection.platform,
+                identity=identity, identity_type=identity_type, replaced=reconnect_key)
+    return ConnectOutcome(True, f"{connection.platform} is connected for {identity}.", connection)

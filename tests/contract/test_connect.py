@@ -1,0 +1,85 @@
+"""Connecting: choosing the integration by id or name, and storing a success only once Pica confirms it."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from pica_core.client import PicaClient
+from pica_core.config import SANDBOX_TEST_KEY, Secret
+from pica_core.connect import confirm_and_store, record_key, resolve_connector
+from pica_core.errors import InvalidInputError
+from pica_core.store import AuditEvent, Store
+
+
+@pytest.fixture
+def client(sandbox):
+    with PicaClient(base_url=sandbox.url, secret=Secret(SANDBOX_TEST_KEY)) as c:
+        yield c
+
+
+@pytest.fixture
+def store(tmp_path):
+    return Store.from_url(f"sqlite:///{tmp_path / 'connect.db'}")
+
+
+def authkit_connect(sandbox, identity: str, identity_type: str, platform: str) -> dict:
+    token = httpx.post(f"{sandbox.url}/v1/authkit", headers={"x-pica-secret": SANDBOX_TEST_KEY},
+                       json={"identity": identity, "identityType": identity_type}).json()
+    return httpx.post(f"{sandbox.url}/authkit/connect",
+                      json={"requestId": token["requestId"], "platform": platform}).json()
+
+
+@pytest.mark.parametrize("value", ["google-calendar", "Google Calendar", "google calendar", " GOOGLE-CALENDAR "])
+def test_resolve_connector_maps_ids_and_names_to_the_display_name(client, value):
+    assert resolve_connector(value, client.connectors()).name == "Google Calendar"
+
+
+def test_resolve_connector_empty_and_unknown(client):
+    connectors = client.connectors()
+    assert resolve_connector("", connectors) is None and resolve_connector(None, connectors) is None
+    with pytest.raises(InvalidInputError, match="No connector called"):
+        resolve_connector("not-a-thing", connectors)
+
+
+def test_record_key_accepts_both_field_names():
+    assert record_key({"key": "k1"}) == "k1" and record_key({"connectionKey": "k2"}) == "k2"
+    assert record_key({}) is None and record_key("nope") is None
+
+
+def test_confirmed_success_is_stored_and_audited(sandbox, client, store):
+    record = authkit_connect(sandbox, "new-user-7", "user", "gmail")
+    outcome = confirm_and_store(client, store, record, identity="new-user-7", identity_type="user", actor="ops@x.io")
+    assert outcome.ok and outcome.connection.key == record["key"]
+    stored = store.stored_connection(record["key"])
+    assert (stored.user_id, stored.identity_type, stored.platform, stored.state) == ("new-user-7", "user", "gmail",
+                                                                                     "operational")
+    assert [t.source for t in store.transitions(record["key"])] == ["connect"]
+    event = store.audit_events(action="connect")[0]
+    assert (event.actor, event.target, event.outcome) == ("ops@x.io", record["key"], "ok")
+
+
+def test_reconnect_is_audited_as_reconnect(sandbox, client, store):
+    record = authkit_connect(sandbox, "u-re", "user", "slack")
+    confirm_and_store(client, store, record, identity="u-re", identity_type="user", actor="a", reconnect_key="old")
+    assert store.audit_events(action="reconnect")[0].detail["replaced"] == "old"
+
+
+def test_forged_success_is_not_stored(sandbox, client, store):
+    fake = {"key": "test::gmail::default::" + "f" * 32 + "|victim"}
+    outcome = confirm_and_store(client, store, fake, identity="victim", identity_type="user", actor="a")
+    assert not outcome.ok and "does not know" in outcome.message
+    assert store.stored_connection(fake["key"]) is None
+    assert store.audit_events()[0].outcome == "refused"
+
+
+def test_success_for_another_identity_is_refused(sandbox, client, store):
+    record = authkit_connect(sandbox, "someone", "user", "gmail")
+    outcome = confirm_and_store(client, store, record, identity="me", identity_type="user", actor="a")
+    assert not outcome.ok and "belongs to 'someone'" in outcome.message
+    assert store.stored_connection(record["key"]) is None and store.count(AuditEvent) == 1
+
+
+def test_success_without_key(client, store):
+    outcome = confirm_and_store(client, store, {"platform": "gmail"}, identity="me", identity_type="user", actor="a")
+    assert not outcome.ok and store.audit_events()[0].outcome == "error"

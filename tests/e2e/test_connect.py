@@ -1,0 +1,99 @@
+"""The AuthKit flow in a real browser: our component, the token route, the sandbox's hosted page."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.e2e.conftest import open_path, screenshot, wait_idle
+
+pytestmark = pytest.mark.e2e
+OVERLAY = "#pica-authkit-overlay"
+
+
+def open_widget(page, dashboard, identity: str, connector: str = "gmail"):
+    query = urlencode({"identity": identity, "identityType": "user", "connector": connector})
+    open_path(page, dashboard, f"connect?{query}")
+    page.get_by_role("button", name="Open AuthKit").click()
+    page.wait_for_selector(f"{OVERLAY}[style*='visible']")
+    return page.frame_locator(OVERLAY)
+
+
+def connections_of(dashboard, identity: str) -> list[dict]:
+    return dashboard.pica("/v1/vault/connections", identity=identity, limit=100)["rows"]
+
+
+def test_connect_gmail_end_to_end(dashboard, page):
+    frame = open_widget(page, dashboard, "e2e-ana")
+    frame.get_by_role("heading", name="Connect Gmail").wait_for()  # selectedConnection jumped straight to Gmail
+    screenshot(page, "connect-widget")
+    frame.get_by_role("button", name="Authorize").click()
+    frame.get_by_text("Gmail is connected.").wait_for()
+    frame.get_by_role("button", name="Done").click()
+    page.wait_for_selector(OVERLAY, state="detached")
+    wait_idle(page)
+    assert page.get_by_text("Gmail is connected for").is_visible()
+
+    created = connections_of(dashboard, "e2e-ana")
+    assert [c["platform"] for c in created] == ["gmail"]
+    key = created[0]["key"]
+    assert dashboard.query("select user_id, platform, state from user_connections where connection_key = ?", key) == [
+        ("e2e-ana", "gmail", "operational")]
+    assert dashboard.query("select action, outcome from audit_events where target = ?", key) == [("connect", "ok")]
+
+    page.get_by_role("link", name="See e2e-ana's connections").click()
+    wait_idle(page)
+    assert page.get_by_text(key).first.is_visible()
+    screenshot(page, "connect-result")
+
+
+def test_closing_the_widget_stores_nothing(dashboard, page):
+    frame = open_widget(page, dashboard, "e2e-closer")
+    frame.get_by_role("button", name="Close").click()
+    page.wait_for_selector(OVERLAY, state="detached")
+    wait_idle(page)
+    assert page.get_by_text("The widget was closed before a connection was made.").is_visible()
+    assert connections_of(dashboard, "e2e-closer") == []
+
+
+def test_token_route_failure_shows_a_clear_error(dashboard, page):
+    dashboard.control("POST", "faults", json={"kind": "status", "status": 503, "count": 20, "path": "/v1/authkit"})
+    try:
+        frame = open_widget(page, dashboard, "e2e-error")
+        frame.get_by_text("The token endpoint answered 502").wait_for()
+        wait_idle(page)
+        assert page.get_by_text("AuthKit: The token endpoint answered 502").is_visible()
+    finally:
+        dashboard.control("DELETE", "faults")
+    assert connections_of(dashboard, "e2e-error") == []
+
+
+def test_a_forged_success_from_another_frame_is_ignored(dashboard, page):
+    victim = next(c for c in dashboard.pica("/v1/vault/connections", limit=50)["rows"]
+                  if not c["identity"].startswith("e2e-"))
+    open_widget(page, dashboard, victim["identity"])
+    audited = dashboard.query("select count(*) from audit_events")
+    # Another frame (and the page itself) post a LINK_SUCCESS carrying a real connection of that identity.
+    page.evaluate("""(key) => {
+        const message = {messageType: "LINK_SUCCESS", message: {key}};
+        window.postMessage(message, "*");
+        const other = document.createElement("iframe");
+        other.srcdoc = `<script>parent.postMessage(${JSON.stringify(message)}, "*")<\/script>`;
+        document.body.appendChild(other);
+    }""", victim["key"])
+    page.wait_for_timeout(1500)
+    wait_idle(page)
+    assert page.get_by_text("is connected for").count() == 0
+    assert dashboard.query("select count(*) from audit_events") == audited
+
+
+def test_unicode_identity_and_title_survive_the_widget_options(dashboard, page):
+    identity = "équipe ✓ 東京:42"
+    frame = open_widget(page, dashboard, identity, connector="Slack")
+    frame.get_by_text(f"Connect an account for {identity}").wait_for()
+    frame.get_by_role("button", name="Authorize").click()
+    frame.get_by_text("Slack is connected.").wait_for()
+    created = connections_of(dashboard, identity)
+    assert [c["identity"] for c in created] == [identity]
+    assert created[0]["key"].endswith("|équipe-✓-東京-42")  # spaces and colons become '-'
