@@ -1,0 +1,47 @@
+"""Audit log (admins): every write made through the dashboard, who made it, on what, and how it went."""
+
+import json
+from datetime import datetime, time, UTC
+
+import pandas as pd
+import streamlit as st
+
+from pica_core.ui import context
+
+settings = context.settings()
+store = context.store(settings)
+principal = context.principal(settings)
+
+st.title("Audit log")
+st.caption("Connects, reconnects, tag edits, deletions, console calls other than GET and settings changes. "
+           "Append-only; newest first.")
+
+if not principal.can("audit"):  # the page is not in other roles' navigation; this guards direct use
+    st.error(principal.why_not("audit"), icon=":material/lock:")
+    st.stop()
+
+c1, c2, c3, c4, c5 = st.columns([2, 2, 1.2, 1.5, 2])
+actor = c1.text_input("Who", placeholder="email")
+action = c2.selectbox("Action", ["", "connect", "reconnect", "edit_tags", "delete", "console_call", "settings"],
+                      format_func=lambda a: a or "any")
+outcome = c3.selectbox("Outcome", ["", "ok", "error", "refused"], format_func=lambda o: o or "any")
+since = c4.date_input("Since", value=None)
+target = c5.text_input("Target contains", placeholder="connection key, identity…")
+
+events = store.audit_events(
+    actor=actor.strip() or None, action=action or None, outcome=outcome or None, target=target.strip() or None,
+    since=datetime.combine(since, time.min, tzinfo=UTC) if since else None,
+)
+if not events:
+    st.info("No audit events match.", icon=":material/policy:")
+else:
+    frame = pd.DataFrame([{"when": e.at, "who": e.actor, "action": e.action, "target": e.target,
+                           "outcome": e.outcome, "detail": e.detail} for e in events])
+    st.caption(f"{len(frame)} events" + (" (the newest 1,000)" if len(frame) == 1000 else ""))
+    st.dataframe(frame, hide_index=True, width="stretch", column_config={
+        "when": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+        "detail": st.column_config.JsonColumn("detail"),
+    })
+    export = frame.assign(detail=frame["detail"].map(lambda d: json.dumps(d, sort_keys=True)))
+    st.download_button("Download CSV", export.to_csv(index=False), file_name="audit-log.csv", mime="text/csv",
+                       icon=":material/download:")

@@ -1,0 +1,89 @@
+"""Settings (admins): the effective configuration, roles, and the operations that change how the dashboard behaves."""
+
+import os
+
+import httpx
+import pandas as pd
+import streamlit as st
+
+from pica_core.caching import last_good
+from pica_core.config import DEFAULT_SECRETS_PATH, read_secrets_file
+from pica_core.errors import ConfigError
+from pica_core.settings_view import configuration_rows
+from pica_core.ui import context
+
+settings = context.settings()
+store = context.store(settings)
+principal = context.principal(settings)
+reason = principal.why_not("settings")
+
+st.title("Settings")
+if not principal.can("audit"):  # not in other roles' navigation; this guards direct use
+    st.error(principal.why_not("audit"), icon=":material/lock:")
+    st.stop()
+
+
+def audited(operation: str, outcome: str, **detail) -> None:
+    store.audit(actor=principal.name, action="settings", target=operation, outcome=outcome, **detail)
+
+
+st.subheader("Configuration")
+st.caption("From the environment, then `.streamlit/secrets.toml`, then defaults. Change them there and restart; "
+           "secrets are masked.")
+try:
+    secrets_file = read_secrets_file(DEFAULT_SECRETS_PATH)
+except ConfigError:
+    secrets_file = {}
+st.dataframe(pd.DataFrame(configuration_rows(settings, os.environ, secrets_file)), hide_index=True, width="stretch")
+
+st.subheader("Access")
+left, right = st.columns(2)
+left.markdown(f"You: **{principal.name}** · role **{principal.role}**"
+              + ("" if principal.signed_in else " · sign-in not configured"))
+right.markdown("Role map (`ROLE_MAP`, claim `" + settings.roles_claim + "`): "
+               + (", ".join(f"`{g}` → {r}" for g, r in settings.role_map.items()) or "none (everyone is a viewer)"))
+
+st.subheader("Operations")
+clear = st.button("Clear the dashboard's caches", icon=":material/cached:", disabled=bool(reason), help=reason
+                  or "Catalog, connections and reachability are read again from Pica on the next view.")
+if clear and principal.can("settings"):
+    st.cache_data.clear()
+    last_good.clear()
+    audited("clear caches", "ok")
+    st.toast("Caches cleared")
+
+if settings.sandbox and settings.api_url:
+    st.markdown("**Sandbox** (demo controls: they change what the emulator answers)")
+    sandbox_headers = {"x-pica-secret": settings.effective_secret().reveal()}
+
+    def sandbox_control(method: str, path: str, operation: str, **kwargs) -> None:
+        if not principal.can("settings"):
+            return
+        try:
+            response = httpx.request(method, f"{settings.api_url}/control/{path}", headers=sandbox_headers,
+                                     timeout=15, **kwargs)
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            audited(operation, "error", error=type(exc).__name__)
+            st.error(f"The sandbox refused {operation}: {exc.__class__.__name__}.", icon=":material/error:")
+            return
+        audited(operation, "ok", **kwargs.get("json", {}))
+        st.cache_data.clear()
+        st.toast(f"Sandbox: {operation} done")
+
+    c1, c2 = st.columns(2)
+    if c1.button("Reset the sandbox to its seed data", icon=":material/restart_alt:", disabled=bool(reason),
+                 help=reason):
+        sandbox_control("POST", "reset", "reset sandbox")
+    if c2.button("Clear injected faults", icon=":material/healing:", disabled=bool(reason), help=reason):
+        sandbox_control("DELETE", "faults", "clear sandbox faults")
+    with st.form("fault"):
+        st.caption("Inject a fault to see how the dashboard copes with a misbehaving Pica.")
+        f1, f2, f3, f4 = st.columns(4)
+        kind = f1.selectbox("Fault", ["status", "rate_limit", "latency", "hang", "drop", "malformed"])
+        status = f2.selectbox("Status (for status)", [503, 500, 502])
+        count = f3.number_input("For the next N requests", min_value=1, max_value=1000, value=3)
+        path = f4.text_input("Path prefix", value="/v1/", help="e.g. /v1/vault or /v1/authkit")
+        if st.form_submit_button("Inject", disabled=bool(reason), help=reason):
+            sandbox_control("POST", "faults", "inject sandbox fault",
+                            json={"kind": kind, "status": status, "count": int(count), "path": path})
