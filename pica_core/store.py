@@ -383,6 +383,12 @@ class Store:
                                         PassthroughCallRecord.path.ilike(like, escape="\\")))
             return list(session.exec(query.order_by(PassthroughCallRecord.id.desc()).limit(limit)))
 
+    def call_platforms(self) -> list[str]:
+        """Platforms that have calls in history (for the console's filter)."""
+        with self.session() as session:
+            return list(session.exec(select(PassthroughCallRecord.platform).distinct()
+                                     .order_by(PassthroughCallRecord.platform)))
+
     # --- audit ----------------------------------------------------------------------------------------------
     def audit(self, *, actor: str, action: str, target: str, outcome: str, **detail: Any) -> AuditEvent:
         event_ = AuditEvent(at=utcnow(), actor=actor, action=action, target=target, outcome=outcome,

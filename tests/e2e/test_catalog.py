@@ -7,6 +7,7 @@ import re
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.e2e.conftest import open_path, screenshot, wait_idle
 
@@ -58,8 +59,8 @@ def test_catalog_search_select_and_screenshot(dashboard, page):
     wait_idle(page, settle_ms=600)
     selected = query(page).get("selected")
     assert selected, page.url
-    assert page.get_by_role("link", name=re.compile("^Connect ")).is_visible()
-    assert page.get_by_role("link", name="Try it in the console").is_visible()
+    expect(page.get_by_role("link", name=re.compile("^Connect "))).to_be_visible()
+    expect(page.get_by_role("link", name="Try it in the console")).to_be_visible()
     assert page.locator("[data-testid='stException']").count() == 0
     # the detail's heading is the connector's display name; the links carry it to the Connect page / console
     connect = page.get_by_role("link", name=re.compile("^Connect ")).get_attribute("href")
@@ -78,16 +79,16 @@ def test_catalog_search_select_and_screenshot(dashboard, page):
     wait_idle(page)
     assert page.get_by_placeholder(SEARCH).input_value() == "google"
     assert showing(page) == (enabled, 294)
-    assert page.get_by_role("link", name="Try it in the console").is_visible()
+    expect(page.get_by_role("link", name="Try it in the console")).to_be_visible()
 
 
 def test_coverage_of_the_whole_catalog(dashboard, page):
     open_path(page, dashboard, "")  # the fleet sync, as above (a no-op once done)
     open_path(page, dashboard, "catalog")
     page.get_by_role("heading", name="Coverage").evaluate("e => e.scrollIntoView({block: 'start'})")
-    assert page.get_by_text("Coverage of the whole catalog").is_visible()
-    assert page.locator("[data-testid='stVegaLiteChart']").first.is_visible()
-    assert page.get_by_text(re.compile(r"^All \d+ categories$")).is_visible()
-    assert page.get_by_text(re.compile(r"^\d+ connectors with no connection$")).is_visible()
+    expect(page.get_by_text("Coverage of the whole catalog")).to_be_visible()
+    expect(page.locator("[data-testid='stVegaLiteChart']").first).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^All \d+ categories$"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^\d+ connectors with no connection$"))).to_be_visible()
     page.wait_for_timeout(500)
     screenshot(page, "catalog-coverage")

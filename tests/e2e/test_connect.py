@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.e2e.conftest import open_path, screenshot, wait_idle
 
@@ -33,7 +34,7 @@ def test_connect_gmail_end_to_end(dashboard, page):
     frame.get_by_role("button", name="Done").click()
     page.wait_for_selector(OVERLAY, state="detached")
     wait_idle(page)
-    assert page.get_by_text("Gmail is connected for").is_visible()
+    expect(page.get_by_text("Gmail is connected for")).to_be_visible()
 
     created = connections_of(dashboard, "e2e-ana")
     assert [c["platform"] for c in created] == ["gmail"]
@@ -44,7 +45,7 @@ def test_connect_gmail_end_to_end(dashboard, page):
 
     page.get_by_role("link", name="See e2e-ana's connections").click()
     wait_idle(page)
-    assert page.get_by_text(key).first.is_visible()
+    expect(page.get_by_text(key).first).to_be_visible()
     screenshot(page, "connect-result")
 
 
@@ -53,7 +54,7 @@ def test_closing_the_widget_stores_nothing(dashboard, page):
     frame.get_by_role("button", name="Close").click()
     page.wait_for_selector(OVERLAY, state="detached")
     wait_idle(page)
-    assert page.get_by_text("The widget was closed before a connection was made.").is_visible()
+    expect(page.get_by_text("The widget was closed before a connection was made.")).to_be_visible()
     assert connections_of(dashboard, "e2e-closer") == []
 
 
@@ -63,7 +64,7 @@ def test_token_route_failure_shows_a_clear_error(dashboard, page):
         frame = open_widget(page, dashboard, "e2e-error")
         frame.get_by_text("The token endpoint answered 502").wait_for()
         wait_idle(page)
-        assert page.get_by_text("AuthKit: The token endpoint answered 502").is_visible()
+        expect(page.get_by_text("AuthKit: The token endpoint answered 502")).to_be_visible()
     finally:
         dashboard.control("DELETE", "faults")
     assert connections_of(dashboard, "e2e-error") == []
@@ -75,7 +76,7 @@ def test_a_forged_success_from_another_frame_is_ignored(dashboard, page):
     open_widget(page, dashboard, victim["identity"])
     audited = dashboard.query("select count(*) from audit_events")
     # Another frame (and the page itself) post a LINK_SUCCESS carrying a real connection of that identity.
-    page.evaluate("""(key) => {
+    page.evaluate(r"""(key) => {
         const message = {messageType: "LINK_SUCCESS", message: {key}};
         window.postMessage(message, "*");
         const other = document.createElement("iframe");

@@ -13,6 +13,7 @@ import threading
 from urllib.parse import urlencode
 
 import pytest
+from playwright.sync_api import expect
 
 from pica_core.config import Secret
 from pica_core.tokens import GrantSigner
@@ -70,7 +71,7 @@ def test_official_package_connects_through_our_route_and_the_sandbox_page(dashbo
     page.get_by_role("button", name="Connect").click()
     frame = page.frame_locator("#event-link")
     frame.get_by_role("heading", name="Connect Slack").wait_for()  # selectedConnection by display name
-    assert frame.get_by_text("Connectez-vous: ünïcödé").is_visible()  # Latin-1: what the package's btoa can send
+    expect(frame.get_by_text("Connectez-vous: ünïcödé")).to_be_visible()  # Latin-1: what the package's btoa can send
     frame.get_by_role("button", name="Authorize").click()
     page.wait_for_function("window.results.some(r => r.type === 'success')")
     success = page.evaluate("window.results.find(r => r.type === 'success').connection")

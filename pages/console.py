@@ -1,0 +1,125 @@
+"""Passthrough console: build a request on a real connection, send it through Pica, read it, replay it later.
+
+Deep links: ?platform=<id> (from the catalog), ?key=<connection key>, ?identity=…&identityType=… (from Connections),
+?action=<action id>. The logic is in pica_core.console; the widgets in pica_core.ui.console_ui.
+"""
+
+import streamlit as st
+
+from pica_core import console
+from pica_core.errors import InvalidInputError
+from pica_core.ui import console_ui as ui
+from pica_core.ui import context
+from pica_core.text import plain
+from pica_core.ui.layout import show_error
+
+settings = context.settings()
+client = context.client(settings)
+store = context.store(settings)
+principal = context.principal(settings)
+secret = settings.effective_secret().reveal()  # only to mask it, should a request or an answer contain it
+ss = st.session_state
+
+st.title("Passthrough console")
+st.caption("Try an action on a user's real connection before shipping code that relies on it: pick the connection "
+           "and the action, send, read the platform's answer; every call lands in History.")
+ui.keep_widget_values()
+ui.apply_deep_link()
+if notice := ss.pop("con_notice", None):
+    st.info(notice, icon=":material/edit:")
+
+ss.setdefault("con_tab", "Builder")
+builder_tab, history_tab = st.tabs(["Builder", "History"], key="con_tab", on_change="rerun")
+
+with builder_tab:
+    action = None
+    with st.container(border=True):
+        st.markdown("##### :material/link: Connection")
+        chosen = ui.pick_connection(settings)
+        if chosen is not None:
+            ui.show_connection(settings, chosen)
+    if chosen is not None:
+        with st.container(border=True):
+            st.markdown(f"##### :material/bolt: Action on {plain(chosen.platform)}")
+            action = ui.pick_action(settings, chosen.platform)
+            if action is not None:
+                ui.show_action(action)
+                path_values = ui.path_fields(action.path)
+    ui.write_deep_link(chosen, action)
+
+    if chosen is not None and action is not None:
+        with st.container(border=True):
+            st.markdown("##### :material/tune: Request")
+            draft = ui.request_editor(chosen, action, path_values)
+            try:
+                prepared, problem = console.prepare(draft), None
+            except InvalidInputError as exc:
+                prepared, problem = None, exc
+            if prepared is not None:
+                st.code(console.scrub(f"{prepared.method} {prepared.url('')}", secret), language="http")
+            else:
+                st.caption(f":orange[:material/pending: Not ready: {plain(problem.message)}]")
+            confirmed = False
+            if console.needs_live_confirmation(draft.method, chosen.key):
+                confirmed = st.checkbox(f"I confirm: send this {draft.method.upper()} to a **live** connection "
+                                        "(it may change the user's real data).", key="con_confirm_live")
+            write_refusal = console.send_refusal(draft.method, chosen.key, can_write=principal.can("console_write"),
+                                                 why_not_write=principal.why_not("console_write"),
+                                                 live_confirmed=confirmed)
+            clicked = st.button("Send", type="primary", key="con_send", icon=":material/send:",
+                                disabled=write_refusal is not None, help=write_refusal)
+            if write_refusal and draft.method.upper() != "GET" and not principal.can("console_write"):
+                st.caption(f":material/lock: {write_refusal}")
+        if clicked:
+            if problem is not None:
+                show_error(problem, what="Not sent")
+            else:
+                shown = ui.execute(prepared, settings=settings, client=client, store=store, principal=principal,
+                                   platform=chosen.platform, action_title=action.title, confirmed=confirmed)
+                if shown is not None:
+                    ss["con_last"] = shown
+
+    if (last := ss.get("con_last")) is not None:
+        with st.container(border=True):
+            st.markdown("##### :material/inbox: Response")
+            ui.render_call(last, settings, key="con_last")
+
+with history_tab:
+    filters = ui.history_filters(store)
+    records = store.search_calls(**filters, limit=200)
+    if (replayed := ss.get("con_replayed")) is not None:
+        with st.container(border=True):
+            st.markdown(f"##### :material/replay: Replay of #{ss.get('con_replayed_of')}")
+            ui.render_call(replayed, settings, key="con_replayed")
+    if not records:
+        st.info("No calls match." if any(filters.values()) else "No calls yet: send one from the Builder tab.",
+                icon=":material/history:")
+    else:
+        more = " (the latest 200: narrow the filters)" if len(records) == 200 else ""
+        st.caption(f"{len(records)} calls{more}. Bodies are kept up to {console.format_size(settings.history_body_limit)}; "
+                   "credentials are never stored.")
+        ui.history_table(records)
+        shown_records = records[:ui.HISTORY_SHOWN]
+        live_writes = any(r.environment == "live" and r.method != "GET" for r in shown_records)
+        confirm_replay = live_writes and st.checkbox("I confirm replays of writes on **live** connections.",
+                                                      key="con_h_confirm")
+        if len(records) > ui.HISTORY_SHOWN:
+            st.caption(f"Details of the latest {ui.HISTORY_SHOWN}:")
+        replay_messages = st.container()  # above the list, where a refused replay is seen
+        to_replay = [r for r in shown_records if ui.history_entry(r, settings, store)]
+        if to_replay:
+            record = to_replay[0]
+            with replay_messages:
+                try:
+                    prepared = console.replay_request(record)
+                except InvalidInputError as exc:
+                    show_error(exc, what=f"Replay of #{record.id}")
+                else:
+                    shown = ui.execute(prepared, settings=settings, client=client, store=store, principal=principal,
+                                       platform=record.platform, action_title=record.action_title,
+                                       confirmed=bool(confirm_replay))
+                    if shown is not None:
+                        ss["con_replayed"], ss["con_replayed_of"] = shown, record.id
+                        st.rerun()  # show the new call at the top of the list
+        with st.expander("Compare two responses", icon=":material/compare_arrows:", expanded=False):
+            ui.compare_panel(records)

@@ -1,0 +1,742 @@
+"""The passthrough console, without the UI: drafts, checks, sending, response views, history, exports.
+
+A page turns its widgets into a `RequestDraft`; `prepare()` checks it and returns a `PreparedRequest` (or
+raises `InvalidInputError` before anything is sent); `run_call()` sends it through the Pica client, stores a
+redacted `PassthroughCallRecord` and audits writes. The same `PreparedRequest` is what history replays and what
+the curl / Python-httpx exports print.
+
+Limits (documented, one place):
+- `MAX_REQUEST_BODY_BYTES` (1 MiB): a request body (JSON, form, multipart or raw, as encoded on the wire) larger
+  than this is refused before sending.
+- History keeps at most `settings.history_body_limit` bytes (UTF-8) of each request and response body
+  (`HISTORY_BODY_LIMIT`, default 16 384 = 16 KiB); longer bodies are cut at a character boundary and the record is
+  flagged `request_truncated` / `response_truncated`. A call whose request body was truncated cannot be replayed.
+- The response panel shows at most `settings.display_body_limit` bytes (`DISPLAY_BODY_LIMIT`, default 200 000) of a
+  body, with a note; the download button always gives the whole body.
+
+Secrets: the Pica secret never enters a draft, a record or an export (exports read `$PICA_SECRET_KEY`); values of
+`Authorization`-like headers are replaced by `REDACTED` in history and by an environment variable in exports; any
+occurrence of the secret's text in what is stored is replaced by `****`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import pprint
+import re
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, quote, urlencode
+
+import httpx
+
+from . import validation
+from .client import ACTION_HEADER, CONNECTION_HEADER, PASSTHROUGH_METHODS, SECRET_HEADER, PassthroughCall
+from .errors import InvalidInputError, PicaError
+from .models import PassthroughResponse
+from .store import PassthroughCallRecord, utcnow
+
+if TYPE_CHECKING:  # only for annotations: the console works with any client and store of these shapes
+    from .client import PicaClient
+    from .store import Store
+
+MAX_REQUEST_BODY_BYTES = 1_048_576  # 1 MiB
+MAX_TABLE_ROWS = 1_000  # records shown in the response table; the rest are in the raw body
+BODY_KINDS = ("none", "json", "form", "multipart", "raw")
+WRITE_METHODS = tuple(m for m in PASSTHROUGH_METHODS if m != "GET")
+REDACTED = "[redacted]"
+SECRET_MASK = "****"
+SECRET_ENV = "PICA_SECRET_KEY"
+
+# Header names whose values are credentials: never shown back, stored or exported.
+_SENSITIVE_EXACT = {"authorization", "proxy-authorization", "cookie", "set-cookie", SECRET_HEADER}
+_SENSITIVE_PARTS = ("authorization", "secret", "token", "password", "passwd", "api-key", "apikey", "api_key",
+                    "cookie", "session")
+# {{var}} (Pica's templates) and ${var} (a few older action paths).
+_PATH_VAR = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}|\$\{([^{}]+)\}")
+
+
+# --- path templates -----------------------------------------------------------------------------------------
+def path_variables(template: str) -> list[str]:
+    """The variables of a path template, in order, each once: `/users/{{userId}}/messages/{{id}}` → [userId, id]."""
+    names: list[str] = []
+    for match in _PATH_VAR.finditer(template or ""):
+        name = (match.group(1) or match.group(2)).strip()
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def fill_path(template: str, values: Mapping[str, str]) -> str:
+    """The template with every variable replaced by its URL-encoded value; a missing value is refused."""
+    missing = [name for name in path_variables(template) if not str(values.get(name) or "").strip()]
+    if missing:
+        listed = ", ".join(f"{{{{{name}}}}}" for name in missing)
+        raise InvalidInputError(f"Fill the path variable{'s' if len(missing) > 1 else ''} {listed} before sending.",
+                                hint="Path variables are the fields under the action, e.g. userId = me for Gmail.")
+
+    def value_of(match: re.Match) -> str:
+        name = (match.group(1) or match.group(2)).strip()
+        value = str(values[name]).strip()
+        if value in (".", "..") or ".." in value.split("/"):
+            raise InvalidInputError(f"The value of {{{{{name}}}}} may not be '.' or '..' (it would change the path).")
+        return quote(value, safe="")
+
+    return _PATH_VAR.sub(value_of, template)
+
+
+# --- JSON bodies -----------------------------------------------------------------------------------------------
+def parse_json_body(text: str) -> Any:
+    """The JSON value of `text`, or InvalidInputError naming the line and column of the first error."""
+    if not text.strip():
+        raise InvalidInputError("The JSON body is empty.", hint="Enter a JSON value (e.g. {}), or choose body 'none'.")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        line = text.splitlines()[exc.lineno - 1] if text.splitlines() else ""
+        pointer = f"{line[:120]}\n{' ' * min(exc.colno - 1, 120)}^"
+        raise InvalidInputError(f"The JSON body is not valid: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
+                                hint=pointer) from None
+
+
+def json_error(text: str) -> InvalidInputError | None:
+    """The error `parse_json_body` would raise, or None (for a live check under the editor)."""
+    try:
+        parse_json_body(text)
+    except InvalidInputError as exc:
+        return exc
+    return None
+
+
+def encode_json(value: Any) -> bytes:
+    """The bytes httpx sends for `json=value` (compact, UTF-8): what curl must send to get the same answer."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+# --- drafts and prepared requests -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FilePart:
+    """A multipart file: its bytes are sent, never stored (history keeps the name and size)."""
+
+    field: str
+    filename: str
+    content: bytes = field(repr=False)
+    content_type: str = "application/octet-stream"
+
+
+@dataclass
+class RequestDraft:
+    """What the builder holds: a template and values, possibly incomplete or invalid."""
+
+    connection_key: str
+    action_id: str
+    method: str
+    path_template: str
+    path_values: dict[str, str] = field(default_factory=dict)
+    query: list[tuple[str, str]] = field(default_factory=list)
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body_kind: str = "none"
+    body_text: str = ""  # the JSON or raw text
+    form: list[tuple[str, str]] = field(default_factory=list)  # form fields, or multipart's text fields
+    files: list[FilePart] = field(default_factory=list)
+    custom: bool = False  # the action is tagged `custom`: connectionKey goes into the body
+
+
+@dataclass
+class PreparedRequest:
+    """A checked request, exactly as it will be sent (and replayed, and exported)."""
+
+    method: str
+    path: str  # filled and validated, without the leading slash
+    connection_key: str
+    action_id: str
+    query: list[tuple[str, str]] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+    body_kind: str = "none"
+    json_body: Any = None
+    form: dict[str, str] | None = None
+    files: list[FilePart] = field(default_factory=list)
+    content: bytes | None = None
+
+    @property
+    def environment(self) -> str:
+        return validation.key_environment(self.connection_key)
+
+    @property
+    def display_path(self) -> str:
+        return f"/{self.path}"
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `PicaClient.passthrough(method, path, **kwargs)`."""
+        kwargs: dict[str, Any] = dict(connection_key=self.connection_key, action_id=self.action_id,
+                                      query=list(self.query), headers=dict(self.headers))
+        if self.body_kind == "json":
+            kwargs["json"] = self.json_body
+        elif self.body_kind == "form":
+            kwargs["form"] = dict(self.form or {})
+        elif self.body_kind == "multipart":
+            kwargs["form"] = dict(self.form or {})
+            kwargs["files"] = [(f.field, (f.filename, f.content, f.content_type)) for f in self.files]
+        elif self.body_kind == "raw":
+            kwargs["content"] = self.content or b""
+        return kwargs
+
+    def body_bytes(self) -> int:
+        """The size of the body on the wire (multipart: fields and files, without the boundaries)."""
+        if self.body_kind == "json":
+            return len(encode_json(self.json_body))
+        if self.body_kind == "form":
+            return len(urlencode(list((self.form or {}).items())).encode())
+        if self.body_kind == "multipart":
+            return sum(len(k) + len(v.encode()) for k, v in (self.form or {}).items()) + sum(
+                len(f.content) for f in self.files)
+        if self.body_kind == "raw":
+            return len(self.content or b"")
+        return 0
+
+    def url(self, base_url: str) -> str:
+        """The full URL, query included, encoded exactly as httpx encodes it."""
+        return str(httpx.URL(f"{base_url.rstrip('/')}/v1/passthrough/{self.path}", params=self.query or None))
+
+
+def _pairs(rows: Iterable[tuple[Any, Any]], what: str) -> list[tuple[str, str]]:
+    """Table rows → (name, value) pairs: blank rows dropped, a value without a name refused."""
+    pairs = []
+    for name, value in rows:
+        name = "" if name is None else str(name).strip()
+        value = "" if value is None else str(value)
+        if not name and not value.strip():
+            continue
+        if not name:
+            raise InvalidInputError(f"A {what} row has a value but no name.", hint="Name it, or clear the row.")
+        pairs.append((name, value))
+    return pairs
+
+
+def _unique(pairs: list[tuple[str, str]], what: str, *, case_insensitive: bool = False) -> dict[str, str]:
+    seen: dict[str, str] = {}
+    names: set[str] = set()
+    for name, value in pairs:
+        folded = name.lower() if case_insensitive else name
+        if folded in names:
+            raise InvalidInputError(f"The {what} {name!r} appears twice: keep one row.")
+        names.add(folded)
+        seen[name] = value
+    return seen
+
+
+def inject_connection_key(body: Any, connection_key: str) -> Any:
+    """A custom action's JSON body with `connectionKey` set to the connection used (Pica requires it)."""
+    if body is None:
+        return {"connectionKey": connection_key}
+    if not isinstance(body, dict):
+        raise InvalidInputError("This is a Pica custom action: its JSON body must be an object "
+                                "(the console adds \"connectionKey\" to it).")
+    return {**body, "connectionKey": connection_key}
+
+
+def prepare(draft: RequestDraft, *, max_body: int = MAX_REQUEST_BODY_BYTES) -> PreparedRequest:
+    """Check every part of a draft and build the request; InvalidInputError (nothing sent) when a part is wrong."""
+    method = (draft.method or "").upper()
+    if method not in PASSTHROUGH_METHODS:
+        raise InvalidInputError(f"Method {method or '(none)'} is not supported by Pica's passthrough "
+                                f"(use {', '.join(PASSTHROUGH_METHODS)}).")
+    key = validation.connection_key(draft.connection_key or "")
+    action_id = validation.action_id(draft.action_id or "")
+    path = validation.passthrough_path(fill_path(draft.path_template or "", draft.path_values))
+    query = _pairs(draft.query, "query parameter")
+    headers = _unique(_pairs(draft.headers, "header"), "header", case_insensitive=True)
+    for name, value in headers.items():
+        if value == REDACTED:
+            raise InvalidInputError(f"The value of header {name} was redacted in history: enter it again.",
+                                    hint="Credentials are never stored; type the value into the Headers tab.")
+    headers = validation.headers(headers)
+
+    kind = draft.body_kind if draft.body_kind in BODY_KINDS else "none"
+    prepared = PreparedRequest(method, path, key, action_id, query, headers, kind)
+    if kind == "json":
+        prepared.json_body = parse_json_body(draft.body_text)
+    elif kind in ("form", "multipart"):
+        prepared.form = _unique(_pairs(draft.form, "form field"), "form field")
+        if kind == "multipart":
+            prepared.files = list(draft.files)
+            if not prepared.files and not prepared.form:
+                raise InvalidInputError("The multipart body is empty: add a field or a file, or choose body 'none'.")
+    elif kind == "raw":
+        prepared.content = draft.body_text.encode("utf-8")
+    if draft.custom:
+        if kind in ("none", "json"):
+            prepared.body_kind = "json"
+            prepared.json_body = inject_connection_key(prepared.json_body, key)
+        elif kind in ("form", "multipart"):
+            prepared.form = {**(prepared.form or {}), "connectionKey": key}
+        else:
+            raise InvalidInputError("A Pica custom action needs connectionKey in its body: use a JSON or form body.")
+
+    size = prepared.body_bytes()
+    if size > max_body:
+        raise InvalidInputError(f"The request body is {size:,} bytes; the console sends at most {max_body:,} bytes "
+                                f"({format_size(max_body)}).", hint="Send a smaller body, or call Pica from code.")
+    # The client's own checks (method, path, headers, key, action id, one body) — run once more so that what the
+    # console accepts is exactly what the client will send.
+    PassthroughCall.build(method, path, **prepared.client_kwargs())
+    return prepared
+
+
+# --- permissions --------------------------------------------------------------------------------------------
+def send_refusal(method: str, connection_key: str, *, can_write: bool, why_not_write: str | None,
+                 live_confirmed: bool) -> str | None:
+    """Why this send may not go ahead (None: it may). Non-GET needs the console_write permission and, on a live
+    connection, an explicit confirmation."""
+    if method.upper() == "GET":
+        return None
+    if not can_write:
+        return why_not_write or "You may not send writes from the console."
+    if needs_live_confirmation(method, connection_key) and not live_confirmed:
+        return (f"{method.upper()} on a live connection changes real data: tick the confirmation box "
+                "before sending.")
+    return None
+
+
+def needs_live_confirmation(method: str, connection_key: str) -> bool:
+    return method.upper() != "GET" and validation.key_environment(connection_key or "") == "live"
+
+
+# --- responses ----------------------------------------------------------------------------------------------
+@dataclass
+class ResponseView:
+    """A passthrough response ready to show: status and its meaning, timings, the body in its best form."""
+
+    status: int
+    reason: str
+    elapsed_ms: float
+    size: int
+    content_type: str
+    passthrough_headers: dict[str, str]
+    kind: str  # json | records | text | binary | empty
+    display: str  # pretty JSON or text, cut at the display limit
+    records: list[dict] | None = None
+    records_key: str | None = None  # where the records were found ("messages", or None for a bare list)
+    truncated: bool = False
+    note: str | None = None
+    meaning: str | None = None
+    retry_after: float | None = None
+    body: bytes = field(default=b"", repr=False)  # the whole body, for the download button
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def extension(self) -> str:
+        return "json" if self.kind in ("json", "records") else "txt"
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    lowered = {k.lower(): v for k, v in headers.items()}
+    for name in ("retry-after", "x-ratelimit-reset", "x-rate-limit-reset"):
+        raw = lowered.get(name)
+        if raw:
+            try:
+                return max(0.0, float(raw))
+            except ValueError:
+                continue
+    return None
+
+
+def status_meaning(status: int, retry_after: float | None = None) -> str | None:
+    """What an upstream error status means for the person testing the connection (None for success)."""
+    if status < 400:
+        return None
+    wait = f"retry after {retry_after:.0f} s" if retry_after is not None else "retry later"
+    if status == 401:
+        return ("401: the platform refused the connection's credentials — the connection needs reconnecting "
+                "(open Connect for the same identity and platform).")
+    if status == 403:
+        return "403: the platform refused access — the connection lacks a permission or scope this action needs."
+    if status == 404:
+        return "404: the platform found nothing at this path — check the path variables and the action."
+    if status == 429:
+        return f"429: the platform is rate-limiting this connection — {wait}."
+    if status in (400, 422):
+        return f"{status}: the platform refused the request — check the body and parameters against the knowledge."
+    if status >= 500:
+        return f"{status}: the platform failed or is unavailable — {wait}."
+    return f"{status}: the platform answered with an error."
+
+
+def _records(value: Any) -> tuple[list[dict] | None, str | None]:
+    """A list of records in the body: the body itself, or the one list of objects inside an envelope."""
+    if isinstance(value, list):
+        return (value, None) if value and all(isinstance(v, dict) for v in value) else (None, None)
+    if isinstance(value, dict):
+        lists = [(k, v) for k, v in value.items() if isinstance(v, list) and v and all(isinstance(i, dict) for i in v)]
+        if len(lists) == 1:
+            return lists[0][1], lists[0][0]
+    return None, None
+
+
+def format_size(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.3g} KiB"
+    return f"{size / (1024 * 1024):.3g} MiB"
+
+
+def response_view(response: PassthroughResponse, *, display_limit: int, secret: str | None = None) -> ResponseView:
+    """Status, meaning, headers and the body as pretty JSON, a records table or text, cut for display."""
+    body = response.body or b""
+    masked = bool(secret) and secret.encode() in body
+    if masked:  # the platform echoed the secret back: it must not reach the browser
+        body = body.replace(secret.encode(), SECRET_MASK.encode())
+    headers = {k.lower(): v for k, v in response.headers.items()}
+    upstream = {name: (REDACTED if is_sensitive_header(name) else scrub(value, secret))
+                for name, value in response.passthrough_headers.items()}
+    retry_after = _retry_after(upstream) if response.status in (429, 503) else None
+    view = ResponseView(
+        status=response.status, reason=httpx.codes.get_reason_phrase(response.status), elapsed_ms=response.elapsed_ms,
+        size=len(body), content_type=headers.get("content-type", ""), passthrough_headers=upstream, kind="empty",
+        display="", meaning=status_meaning(response.status, retry_after), retry_after=retry_after, body=body,
+        note="The body contained the Pica secret: it is masked as ****." if masked else None)
+    if not body:
+        return view
+    parsed: Any = None
+    is_json = False
+    if len(body) <= display_limit * 10:  # past that, pretty-printing costs more than it shows
+        try:
+            parsed = json.loads(body)
+            is_json = True
+        except ValueError:
+            pass
+    if is_json:
+        pretty = json.dumps(parsed, indent=2, ensure_ascii=False)
+        records, key = _records(parsed)
+        view.kind = "records" if records else "json"
+        if records:
+            view.records = records[:MAX_TABLE_ROWS]
+            view.records_key = key
+            if len(records) > MAX_TABLE_ROWS:
+                view.note = " ".join(filter(None, (view.note, f"The table shows the first {MAX_TABLE_ROWS} of "
+                                                              f"{len(records)} records.")))
+        text = pretty
+    else:
+        try:
+            text = body.decode("utf-8")
+            view.kind = "text"
+        except UnicodeDecodeError:
+            view.kind = "binary"
+            view.note = " ".join(filter(None, (view.note, f"A binary body of {format_size(len(body))}: download it "
+                                                          "to inspect it.")))
+            return view
+    encoded = text.encode("utf-8")
+    if len(encoded) > display_limit:
+        view.display = encoded[:display_limit].decode("utf-8", errors="ignore")
+        view.truncated = True
+        cut = (f"The body is {format_size(len(body))}: showing the first {format_size(display_limit)}. "
+               "Download it for the whole body.")
+        view.note = f"{cut} {view.note}" if view.note else cut
+    else:
+        view.display = text
+    return view
+
+
+# --- redaction and history ------------------------------------------------------------------------------------
+def is_sensitive_header(name: str) -> bool:
+    lowered = name.lower()
+    if lowered.startswith("x-pica-passthrough-"):
+        lowered = lowered[len("x-pica-passthrough-"):]
+    return lowered in _SENSITIVE_EXACT or any(part in lowered for part in _SENSITIVE_PARTS)
+
+
+def scrub(text: str | None, secret: str | None) -> str | None:
+    """`text` with every occurrence of the secret replaced by ****."""
+    if text is None or not secret:
+        return text
+    return text.replace(secret, SECRET_MASK)
+
+
+def redact_headers(headers: Mapping[str, str], secret: str | None) -> dict[str, str]:
+    """Headers safe to store or show: credential values replaced, the secret scrubbed from the rest."""
+    return {name: REDACTED if is_sensitive_header(name) else (scrub(str(value), secret) or "")
+            for name, value in headers.items()}
+
+
+def truncate(text: str | None, limit: int) -> tuple[str | None, bool]:
+    """At most `limit` UTF-8 bytes of `text`, cut at a character boundary; (text, was it cut)."""
+    if text is None:
+        return None, False
+    encoded = text.encode("utf-8")
+    if len(encoded) <= limit:
+        return text, False
+    return encoded[:limit].decode("utf-8", errors="ignore"), True
+
+
+def request_body_text(prepared: PreparedRequest) -> str | None:
+    """The request body as history stores it: what was sent (JSON, urlencoded form), or multipart's fields and
+    file names (file contents are not stored)."""
+    if prepared.body_kind == "json":
+        return encode_json(prepared.json_body).decode("utf-8")
+    if prepared.body_kind == "form":
+        return urlencode(list((prepared.form or {}).items()))
+    if prepared.body_kind == "multipart":
+        return json.dumps({
+            "fields": [[k, v] for k, v in (prepared.form or {}).items()],
+            "files": [{"field": f.field, "filename": f.filename, "content_type": f.content_type,
+                       "size": len(f.content)} for f in prepared.files],
+        }, ensure_ascii=False)
+    if prepared.body_kind == "raw":
+        return (prepared.content or b"").decode("utf-8", errors="replace")
+    return None
+
+
+def make_record(prepared: PreparedRequest, *, response: PassthroughResponse | None = None,
+                error: PicaError | None = None, actor: str, platform: str, action_title: str | None = None,
+                secret: str | None, body_limit: int) -> PassthroughCallRecord:
+    """A history row for one call: credentials redacted, the secret scrubbed, bodies cut at `body_limit` bytes."""
+    request_body, request_cut = truncate(scrub(request_body_text(prepared), secret), body_limit)
+    record = PassthroughCallRecord(
+        at=utcnow(), actor=actor, environment=prepared.environment, connection_key=prepared.connection_key,
+        platform=platform, action_id=prepared.action_id, action_title=(action_title or None),
+        method=prepared.method, path=scrub(prepared.display_path, secret) or "",
+        query=[[k, scrub(v, secret) or ""] for k, v in prepared.query],
+        request_headers=redact_headers(prepared.headers, secret), body_kind=prepared.body_kind,
+        request_body=request_body, request_truncated=request_cut,
+    )
+    if response is not None:
+        body_text, response_cut = truncate(scrub(response.text, secret), body_limit)
+        record.status = response.status
+        record.response_headers = redact_headers(response.headers, secret)
+        record.response_body = body_text or None
+        record.response_truncated = response_cut
+        record.response_size = len(response.body or b"")
+        record.elapsed_ms = round(response.elapsed_ms, 2)
+    if error is not None:
+        record.status = error.status
+        record.error = scrub(f"{error} — {error.hint}", secret)
+    return record
+
+
+# --- sending ------------------------------------------------------------------------------------------------
+@dataclass
+class CallOutcome:
+    """One sent call: the upstream's response, or Pica's own error; and its history row."""
+
+    prepared: PreparedRequest
+    response: PassthroughResponse | None = None
+    error: PicaError | None = None
+    record: PassthroughCallRecord | None = None
+
+    @property
+    def status(self) -> int | None:
+        return self.response.status if self.response is not None else (self.error.status if self.error else None)
+
+    @property
+    def ok(self) -> bool:
+        return self.response is not None and self.response.status < 400
+
+
+def send(client: PicaClient, prepared: PreparedRequest) -> CallOutcome:
+    """Send a prepared request. Upstream errors are responses; Pica's own errors are kept in the outcome."""
+    try:
+        response = client.passthrough(prepared.method, prepared.path, **prepared.client_kwargs())
+    except InvalidInputError as exc:
+        if exc.status is None:  # refused by the client before sending: not a call
+            raise
+        return CallOutcome(prepared, error=exc)
+    except PicaError as exc:
+        return CallOutcome(prepared, error=exc)
+    return CallOutcome(prepared, response=response)
+
+
+def run_call(client: PicaClient, store: Store, prepared: PreparedRequest, *, actor: str, platform: str,
+             action_title: str | None, secret: str | None, body_limit: int) -> CallOutcome:
+    """Send, store the redacted call in history, and audit it when it is not a GET."""
+    outcome = send(client, prepared)
+    outcome.record = store.record_call(make_record(
+        prepared, response=outcome.response, error=outcome.error, actor=actor, platform=platform,
+        action_title=action_title, secret=secret, body_limit=body_limit))
+    if prepared.method != "GET":
+        store.audit(actor=actor, action="console_call", target=prepared.connection_key,
+                    outcome="ok" if outcome.ok else "error", method=prepared.method, path=outcome.record.path,
+                    status=outcome.status, action_id=prepared.action_id, history_id=outcome.record.id)
+    return outcome
+
+
+# --- replay and loading -----------------------------------------------------------------------------------------
+def draft_from_record(record: PassthroughCallRecord) -> RequestDraft:
+    """A stored call as a builder draft (raw mode: the path is already filled)."""
+    draft = RequestDraft(
+        connection_key=record.connection_key, action_id=record.action_id, method=record.method,
+        path_template=record.path, query=[(str(k), str(v)) for k, v in (record.query or [])],
+        headers=list((record.request_headers or {}).items()), body_kind=record.body_kind or "none")
+    body = record.request_body or ""
+    if draft.body_kind in ("json", "raw"):
+        draft.body_text = body
+    elif draft.body_kind == "form":
+        draft.form = parse_qsl(body, keep_blank_values=True)
+    elif draft.body_kind == "multipart":
+        draft.form = [(str(k), str(v)) for k, v in _stored_multipart(body).get("fields", [])]
+    return draft
+
+
+def _stored_multipart(body: str | None) -> dict:
+    try:
+        stored = json.loads(body) if body else {}
+    except ValueError:
+        return {}
+    return stored if isinstance(stored, dict) else {}
+
+
+def replay_request(record: PassthroughCallRecord, *, for_export: bool = False) -> PreparedRequest:
+    """The exact request a stored call sent; InvalidInputError when history did not keep enough to repeat it."""
+    if record.request_truncated:
+        raise InvalidInputError("This call's request body was longer than history keeps, so it cannot be repeated "
+                                "exactly.", hint="Load it into the builder and paste the whole body.")
+    if record.body_kind == "multipart" and _stored_multipart(record.request_body).get("files"):
+        raise InvalidInputError("This call sent files, and history does not keep file contents.",
+                                hint="Load it into the builder and attach the files again.")
+    draft = draft_from_record(record)
+    if for_export:  # credentials become environment variables in an export: the stored marker is fine
+        draft.headers = [(k, "" if v == REDACTED else v) for k, v in draft.headers]
+    # Bodies are as sent: no connectionKey injection, no size limit beyond what was sent then.
+    return prepare(draft, max_body=max(MAX_REQUEST_BODY_BYTES, len((record.request_body or "").encode())))
+
+
+# --- exports ----------------------------------------------------------------------------------------------------
+def _env_name(header: str) -> str:
+    return "HEADER_" + re.sub(r"[^A-Za-z0-9]+", "_", header).strip("_").upper()
+
+
+def export_curl(prepared: PreparedRequest, base_url: str, *, secret: str | None = None) -> str:
+    """A curl command that sends this request; the secret is read from $PICA_SECRET_KEY (and masked should it
+    appear in the request itself)."""
+    lines = [f"curl -sS -X {prepared.method} {shlex.quote(prepared.url(base_url))}",
+             f'-H "{SECRET_HEADER}: ${SECRET_ENV}"',
+             f"-H {shlex.quote(f'{CONNECTION_HEADER}: {prepared.connection_key}')}",
+             f"-H {shlex.quote(f'{ACTION_HEADER}: {prepared.action_id}')}"]
+    for name, value in prepared.headers.items():
+        if is_sensitive_header(name):
+            lines.append(f'-H "{name}: ${_env_name(name)}"')
+        else:
+            lines.append(f"-H {shlex.quote(f'{name}: {value}')}")
+    if prepared.body_kind == "json":
+        lines.append("-H 'content-type: application/json'")
+        lines.append(f"--data-raw {shlex.quote(encode_json(prepared.json_body).decode('utf-8'))}")
+    elif prepared.body_kind == "form":
+        lines += [f"--data-urlencode {shlex.quote(f'{k}={v}')}" for k, v in (prepared.form or {}).items()]
+    elif prepared.body_kind == "multipart":
+        lines += [f"--form-string {shlex.quote(f'{k}={v}')}" for k, v in (prepared.form or {}).items()]
+        lines += [f"-F {shlex.quote(f'{f.field}=@{f.filename};type={f.content_type}')}" for f in prepared.files]
+    elif prepared.body_kind == "raw":
+        lines.append(f"--data-binary {shlex.quote((prepared.content or b'').decode('utf-8', errors='replace'))}")
+    return scrub(" \\\n  ".join(lines), secret) or ""
+
+
+def export_httpx(prepared: PreparedRequest, base_url: str, *, secret: str | None = None) -> str:
+    """Python (httpx) code that sends this request; the secret is read from the PICA_SECRET_KEY variable."""
+    headers = [f'        "{SECRET_HEADER}": os.environ["{SECRET_ENV}"],  # ${SECRET_ENV}',
+               f"        {CONNECTION_HEADER!r}: {prepared.connection_key!r},",
+               f"        {ACTION_HEADER!r}: {prepared.action_id!r},"]
+    for name, value in prepared.headers.items():
+        shown = f'os.environ["{_env_name(name)}"]' if is_sensitive_header(name) else repr(value)
+        headers.append(f"        {name!r}: {shown},")
+    url = f"{base_url.rstrip('/')}/v1/passthrough/{prepared.path}"
+    args = [f"    {prepared.method!r},", f"    {url!r},"]
+    if prepared.query:
+        args.append(f"    params={list(prepared.query)!r},")
+    args += ["    headers={", *headers, "    },"]
+    if prepared.body_kind == "json":
+        literal = pprint.pformat(prepared.json_body, width=100, sort_dicts=False).replace("\n", "\n    ")
+        args.append(f"    json={literal},")
+    elif prepared.body_kind in ("form", "multipart") and prepared.form:
+        args.append(f"    data={dict(prepared.form)!r},")
+    if prepared.body_kind == "multipart" and prepared.files:
+        files = ", ".join(f"({f.field!r}, ({f.filename!r}, open({f.filename!r}, 'rb'), {f.content_type!r}))"
+                          for f in prepared.files)
+        args.append(f"    files=[{files}],")
+    elif prepared.body_kind == "raw":
+        args.append(f"    content={(prepared.content or b'')!r},")
+    args.append("    timeout=30.0,")
+    code = "\n".join(["import os", "", "import httpx", "", "response = httpx.request(", *args, ")",
+                      "print(response.status_code)", "print(response.text)"])
+    return scrub(code, secret) or ""
+
+
+# --- comparing two calls ----------------------------------------------------------------------------------------
+@dataclass
+class Comparison:
+    left: str
+    right: str
+    diff: str  # unified diff of the bodies ("" when identical)
+    summary: list[dict[str, Any]]  # rows: field, left, right, same
+
+    @property
+    def same_body(self) -> bool:
+        return not self.diff
+
+
+def _pretty(body: str | None) -> str:
+    if not body:
+        return ""
+    try:
+        return json.dumps(json.loads(body), indent=2, ensure_ascii=False, sort_keys=True)
+    except ValueError:
+        return body
+
+
+def compare(left: PassthroughCallRecord, right: PassthroughCallRecord) -> Comparison:
+    """Two stored calls side by side: a field summary and a unified diff of their (pretty, key-sorted) bodies."""
+    a, b = _pretty(left.response_body), _pretty(right.response_body)
+    diff = "\n".join(difflib.unified_diff(a.splitlines(), b.splitlines(), f"#{left.id}", f"#{right.id}", lineterm=""))
+    fields = (("status", "status"), ("method", "method"), ("path", "path"), ("action", "action_title"),
+              ("connection", "connection_key"), ("size (bytes)", "response_size"), ("elapsed (ms)", "elapsed_ms"))
+    summary = [{"field": label, "left": getattr(left, attr), "right": getattr(right, attr),
+                "same": getattr(left, attr) == getattr(right, attr)} for label, attr in fields]
+    return Comparison(a, b, diff, summary)
+
+
+# --- history helpers for the page ------------------------------------------------------------------------------
+def history_label(record: PassthroughCallRecord) -> str:
+    status = record.status if record.status is not None else "—"
+    title = f" · {record.action_title}" if record.action_title else ""
+    return f"#{record.id} · {status} · {record.method} {record.path}{title}"
+
+
+def platform_of_key(connection_key: str) -> str:
+    """A connection key's platform (its second segment): test::gmail::default::… → gmail."""
+    parts = (connection_key or "").split("::")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def flatten_records(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Records for a table: nested objects become dotted columns, lists and deeper values JSON text."""
+    def flat(value: Mapping[str, Any], prefix: str = "", depth: int = 0) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, item in value.items():
+            column = f"{prefix}{name}"
+            if isinstance(item, Mapping) and depth < 2:
+                out.update(flat(item, f"{column}.", depth + 1))
+            elif isinstance(item, (list, dict)):
+                out[column] = json.dumps(item, ensure_ascii=False)
+            else:
+                out[column] = item
+        return out
+
+    return [flat(record) for record in records]
+
+
+def as_pairs(rows: Sequence[Mapping[str, Any]], name: str = "name", value: str = "value") -> list[tuple[Any, Any]]:
+    """Editor rows ({name, value} dicts, NaN for blanks) → pairs for a draft."""
+    pairs = []
+    for row in rows:
+        n, v = row.get(name), row.get(value)
+        pairs.append((None if _blank(n) else n, None if _blank(v) else v))
+    return pairs
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)

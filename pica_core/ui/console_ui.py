@@ -1,0 +1,614 @@
+"""Widgets of the passthrough console: connection and action pickers, the request editor, the response panel,
+history. Logic lives in `pica_core.console`; this module only reads widgets and renders.
+
+Session-state keys all start with `con_`. Tables (params, headers, form fields) are `st.data_editor`s over rows
+kept in `con_<table>_rows`; loading a call into the builder replaces the rows and bumps `con_<table>_ver` so that
+the editor starts afresh.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pandas as pd
+import streamlit as st
+
+from .. import console, validation
+from ..access import Principal
+from ..client import PicaClient
+from ..config import Settings
+from ..errors import InvalidInputError, PicaError
+from ..health import meaning
+from ..models import IDENTITY_TYPES, ActionHit, Connection
+from ..store import PassthroughCallRecord, Store
+from ..text import plain
+from . import data
+from .layout import ago, show_error, state_badge
+
+CONNECTION_MODES = ("Identity", "Connection key", "Platform")
+ACTION_MODES = ("Search", "Browse all", "Raw")
+HISTORY_SHOWN = 25
+ss = st.session_state
+
+
+# --- deep links -------------------------------------------------------------------------------------------------
+def apply_deep_link() -> None:
+    """Fill the pickers from ?key=, ?identity=&identityType=, ?platform= and ?action= when the URL changed
+    (a link from another page), not on every rerun (the user's choices win)."""
+    current = {k: st.query_params.get(k) for k in ("key", "identity", "identityType", "platform", "action")}
+    current = {k: v for k, v in current.items() if v}
+    if current == ss.get("con_url"):
+        return
+    ss["con_url"] = current
+    if current.get("identity"):
+        ss["con_conn_mode"] = "Identity"
+        ss["con_identity"] = current["identity"]
+        itype = current.get("identityType")
+        ss["con_identity_type"] = itype if itype in IDENTITY_TYPES else "any"
+        if current.get("key"):
+            ss["con_identity_pick"] = current["key"]
+    elif current.get("key"):
+        ss["con_conn_mode"] = "Connection key"
+        ss["con_key"] = current["key"]
+    elif current.get("platform"):
+        ss["con_conn_mode"] = "Platform"
+        ss["con_platform"] = current["platform"]
+    if current.get("action"):
+        ss["con_action_mode"] = "Browse all"
+        ss["con_action_pick"] = current["action"]
+
+
+def write_deep_link(chosen: ChosenConnection | None, action: ChosenAction | None) -> None:
+    """Keep the chosen connection and action in the URL, so that the page can be shared or reloaded."""
+    wanted: dict[str, str] = {}
+    if chosen is not None:
+        mode = ss.get("con_conn_mode")
+        if mode == "Identity" and ss.get("con_identity"):
+            wanted["identity"] = ss["con_identity"]
+            if ss.get("con_identity_type") not in (None, "any"):
+                wanted["identityType"] = ss["con_identity_type"]
+        elif mode == "Platform":
+            wanted["platform"] = chosen.platform
+        wanted["key"] = chosen.key
+    if action is not None and not action.raw:
+        wanted["action"] = action.id
+    if wanted != ss.get("con_url"):
+        for name in ("key", "identity", "identityType", "platform", "action"):
+            if name in wanted:
+                st.query_params[name] = wanted[name]
+            elif name in st.query_params:
+                del st.query_params[name]
+        ss["con_url"] = wanted
+
+
+# --- connection -------------------------------------------------------------------------------------------------
+@dataclass
+class ChosenConnection:
+    key: str
+    platform: str
+    environment: str
+    connection: Connection | None  # None: Pica does not list this key (the call will answer 404)
+
+    @property
+    def state(self) -> str:
+        return self.connection.state if self.connection else "unknown"
+
+
+def _connection_label(connection: Connection) -> str:
+    who = connection.identity or "no identity"
+    return f"{connection.platform} · {who} · {connection.state} · …{connection.key.split('::')[-1][:10]}"
+
+
+def _pick_from(connections: list[Connection], key: str, label: str) -> Connection | None:
+    if not connections:
+        return None
+    by_key = {c.key: c for c in connections}
+    if ss.get(key) not in by_key:
+        ss[key] = next((c.key for c in connections if c.state == "operational"), connections[0].key)
+    chosen = st.selectbox(label, list(by_key), key=key, format_func=lambda k: _connection_label(by_key[k]))
+    return by_key.get(chosen)
+
+
+def pick_connection(settings: Settings) -> ChosenConnection | None:
+    """By identity (then one of its connections), by pasting a key, or by platform."""
+    ss.setdefault("con_conn_mode", "Identity")
+    mode = st.segmented_control("Choose the connection by", CONNECTION_MODES, key="con_conn_mode", required=True,
+                                label_visibility="collapsed")
+    if mode == "Identity":
+        left, right = st.columns([3, 1])
+        identity = left.text_input("Identity", key="con_identity", placeholder="e.g. usr_6c36bac704 or ava@acme.io")
+        identity_type = right.selectbox("Identity type", ["any", *IDENTITY_TYPES], key="con_identity_type")
+        if not identity.strip():
+            st.caption("Enter the identity your app gave the end user, team, organization or project.")
+            return None
+        fetched = data.connections(settings, identity=identity.strip(),
+                                   identity_type=None if identity_type == "any" else identity_type)
+        if fetched.error is not None:
+            show_error(fetched.error, what="Connections of this identity")
+        connections = fetched.value or []
+        if not connections and fetched.error is None:
+            st.info(f"No active connections for {plain(identity.strip())} in this {settings.environment} environment.",
+                    icon=":material/link_off:")
+        chosen = _pick_from(connections, "con_identity_pick", "Connection")
+        return ChosenConnection(chosen.key, chosen.platform, chosen.environment, chosen) if chosen else None
+
+    if mode == "Connection key":
+        key = st.text_input("Connection key", key="con_key", placeholder="test::gmail::default::<32 hex>|<identity>")
+        if not key.strip():
+            st.caption("Paste a connection key (Connections page → copy key).")
+            return None
+        try:
+            key = validation.connection_key(key)
+        except InvalidInputError as exc:
+            show_error(exc)
+            return None
+        fetched = data.connections(settings, keys=[key])
+        if fetched.error is not None:
+            show_error(fetched.error, what="Looking up the key")
+        found = next((c for c in fetched.value or [] if c.key == key), None)
+        return ChosenConnection(key, found.platform if found else console.platform_of_key(key),
+                                validation.key_environment(key), found)
+
+    platform = st.text_input("Platform", key="con_platform", placeholder="e.g. gmail, slack, hubspot").strip()
+    if not platform:
+        st.caption("Enter a platform id (as in the catalog) to pick one of its connections.")
+        return None
+    fetched = data.connections(settings, platform=platform)
+    if fetched.error is not None:
+        show_error(fetched.error, what=f"Connections on {platform}")
+    connections = sorted(fetched.value or [], key=lambda c: (c.state != "operational", c.identity or ""))
+    if not connections and fetched.error is None:
+        st.info(f"No active {plain(platform)} connections in this {settings.environment} environment.",
+                icon=":material/link_off:")
+    chosen = _pick_from(connections, "con_platform_pick", "Connection")
+    return ChosenConnection(chosen.key, chosen.platform, chosen.environment, chosen) if chosen else None
+
+
+def show_connection(settings: Settings, chosen: ChosenConnection) -> None:
+    """Platform, environment and state, with a warning when the connection is degraded or failed."""
+    platform, env, state, who = st.columns([1, 1, 1, 2])
+    platform.markdown(f"**Platform**  \n{plain(chosen.platform)}")
+    env_badge = ":red-badge[live]" if chosen.environment == "live" else ":blue-badge[test]"
+    env.markdown(f"**Environment**  \n{env_badge}")
+    state.markdown(f"**State**  \n{state_badge(chosen.state)}")
+    identity = chosen.connection.identity if chosen.connection else None
+    kind = chosen.connection.identity_type if chosen.connection else None
+    who.markdown(f"**Identity**  \n{plain(identity) if identity else '—'}" + (f" ({plain(kind)})" if kind else ""))
+    st.caption(f"Key {plain(chosen.key)}")
+    if chosen.connection is None:
+        st.warning("Pica does not list an active connection with this key in this environment: the call will most "
+                   "likely answer 404.", icon=":material/link_off:")
+    elif chosen.state in ("degraded", "failed"):
+        what, todo = meaning(chosen.state)
+        st.warning(f"**This connection is {chosen.state}.** {what} {todo}", icon=":material/warning:")
+    if chosen.environment != settings.environment:
+        st.warning(f"This is a {chosen.environment} connection but the dashboard's key is a {settings.environment} "
+                   "key: Pica will answer 404 Invalid connection header.", icon=":material/swap_horiz:")
+
+
+# --- action -----------------------------------------------------------------------------------------------------
+@dataclass
+class ChosenAction:
+    id: str
+    title: str | None
+    method: str
+    path: str  # the template
+    tags: list[str] = field(default_factory=list)
+    knowledge: str | None = None
+    raw: bool = False
+
+    @property
+    def custom(self) -> bool:
+        return "custom" in self.tags
+
+
+def _hits(settings: Settings, platform: str, query: str) -> list[ActionHit]:
+    try:
+        return data.actions(settings, platform, query)
+    except PicaError as exc:
+        show_error(exc, what=f"Actions of {platform}")
+        return []
+
+
+def _select_from_table() -> None:
+    table = ss.get("con_action_table")
+    rows = table.selection.rows if table is not None else []
+    ids = ss.get("con_action_ids") or []
+    if rows and rows[0] < len(ids):
+        ss["con_action_pick"] = ids[rows[0]]
+
+
+def pick_action(settings: Settings, platform: str) -> ChosenAction | None:
+    """Search the platform's actions, browse them all, or enter a raw method, path and action id."""
+    ss.setdefault("con_action_mode", "Search")
+    mode = st.segmented_control("Action", ACTION_MODES, key="con_action_mode", required=True,
+                                label_visibility="collapsed")
+    if mode == "Raw":
+        return _raw_action(settings, platform)
+    if mode == "Search":
+        query = st.text_input("Search actions", key="con_action_query", placeholder="e.g. send email, list messages",
+                              help="Pica's action search (available-actions/search) over this platform.")
+        hits = _hits(settings, platform, query)
+    else:
+        hits = _hits(settings, platform, "")
+        if hits:
+            ss["con_action_ids"] = [h.system_id for h in hits]
+            table = pd.DataFrame([{"method": h.method, "title": h.title, "path": h.path, "tags": ", ".join(h.tags)}
+                                  for h in hits])
+            st.dataframe(table, key="con_action_table", on_select=_select_from_table, selection_mode="single-row",
+                         hide_index=True, height=min(320, 38 + 35 * len(hits)),
+                         column_config={"method": st.column_config.TextColumn(width="small")})
+    if not hits:
+        st.caption(f"No actions of {plain(platform)} match." if mode == "Search"
+                   else f"No actions listed for {plain(platform)}.")
+        return None
+    by_id = {h.system_id: h for h in hits}
+    if ss.get("con_action_pick") not in by_id:
+        ss["con_action_pick"] = None
+    picked = st.selectbox("Action", list(by_id), key="con_action_pick", index=None,
+                          placeholder=f"Choose one of {len(hits)} actions",
+                          format_func=lambda i: f"{by_id[i].method} · {by_id[i].title}")
+    if picked is None:
+        return None
+    hit = by_id[picked]
+    return ChosenAction(hit.system_id, hit.title, hit.method.upper(), hit.path, list(hit.tags), hit.knowledge)
+
+
+def _raw_action(settings: Settings, platform: str) -> ChosenAction | None:
+    method_col, path_col = st.columns([1, 4])
+    method = method_col.selectbox("Method", console.PASSTHROUGH_METHODS, key="con_raw_method")
+    path = path_col.text_input("Path", key="con_raw_path", placeholder="/gmail/v1/users/{{userId}}/messages",
+                               help="The platform path after /v1/passthrough/; {{variables}} become fields.")
+    action_id = st.text_input("Action id (x-pica-action-id)", key="con_raw_action_id",
+                              placeholder="conn_mod_def::…")
+    custom = st.checkbox("Pica custom action: add connectionKey to the body", key="con_raw_custom")
+    if not path.strip() or not action_id.strip():
+        st.caption("Raw mode sends any method and path with the action id you give.")
+        return None
+    title = ss.get("con_raw_title")
+    known = next((h for h in _hits(settings, platform, "") if h.system_id == action_id.strip()), None)
+    if known is not None:
+        title = known.title
+    return ChosenAction(action_id.strip(), title, method, path.strip(), ["custom"] if custom else [],
+                        known.knowledge if known else None, raw=True)
+
+
+def show_action(action: ChosenAction) -> None:
+    st.markdown(f":blue-badge[{action.method}] **{plain(action.path)}**"
+                + (f" — {plain(action.title)}" if action.title else ""))
+    st.caption(f"Action id {plain(action.id)}" + (" · tags: " + plain(", ".join(action.tags)) if action.tags else ""))
+    if action.custom:
+        st.info("A Pica custom action: the console puts `\"connectionKey\"` (the chosen connection) into the body.",
+                icon=":material/key:")
+    if action.knowledge:
+        with st.expander("Knowledge", icon=":material/menu_book:"):
+            st.markdown(action.knowledge)  # Pica's documentation is Markdown (Streamlit renders no raw HTML)
+
+
+def path_fields(template: str) -> dict[str, str]:
+    names = console.path_variables(template)
+    if not names:
+        return {}
+    st.markdown("**Path variables**")
+    values = {}
+    for column, name in zip(st.columns(min(3, len(names))) * len(names), names):
+        values[name] = column.text_input(name, key=f"con_var_{name}", placeholder="me" if name == "userId" else "",
+                                         help=f"Fills {{{{{name}}}}}; the value is URL-encoded.")
+    return values
+
+
+# --- request ----------------------------------------------------------------------------------------------------
+def _table(name: str, *, name_label: str = "Name", value_label: str = "Value") -> list[tuple]:
+    editor_key = f"{name}_{ss.get(f'{name}_ver', 0)}"
+    if editor_key not in ss and f"{name}_saved" in ss:
+        # The editor was not on screen last run, so Streamlit dropped its edits: start from what they gave.
+        ss[f"{name}_rows"] = ss.pop(f"{name}_saved")
+    rows = ss.setdefault(f"{name}_rows", [])
+    frame = pd.DataFrame(rows, columns=["name", "value"], dtype="object")
+    edited = st.data_editor(frame, key=editor_key, num_rows="dynamic", hide_index=True, width="stretch",
+                            column_config={"name": st.column_config.TextColumn(name_label, width="medium"),
+                                           "value": st.column_config.TextColumn(value_label, width="large")})
+    records = edited.to_dict("records")
+    ss[f"{name}_saved"] = records
+    return console.as_pairs(records)
+
+
+def set_table(name: str, pairs: list[tuple[str, str]]) -> None:
+    """Replace a table's rows (the editor restarts from them)."""
+    ss[f"{name}_rows"] = [{"name": k, "value": v} for k, v in pairs]
+    ss[f"{name}_ver"] = ss.get(f"{name}_ver", 0) + 1
+    ss.pop(f"{name}_saved", None)
+
+
+# Widget values kept while their widget is off screen (another mode or body kind is showing).
+KEPT = ("con_identity", "con_identity_type", "con_key", "con_platform", "con_action_query", "con_raw_method",
+        "con_raw_path", "con_raw_action_id", "con_raw_custom", "con_body_json", "con_body_raw", "con_authorization",
+        "con_h_action", "con_h_status", "con_h_text")
+
+
+def keep_widget_values() -> None:
+    for name in [*KEPT, *(k for k in ss if str(k).startswith("con_var_"))]:
+        if name in ss:
+            ss[name] = ss[name]
+
+
+def request_editor(chosen: ChosenConnection, action: ChosenAction, path_values: dict[str, str]) -> console.RequestDraft:
+    """Params, Headers and Body tabs → a draft (not yet checked)."""
+    if ss.get("con_action_seen") != action.id:  # a new action: a body that suits its method
+        ss["con_action_seen"] = action.id
+        if not action.raw:
+            ss["con_body_kind"] = "json" if action.method in console.WRITE_METHODS or action.custom else "none"
+    params_tab, headers_tab, body_tab = st.tabs(["Params", "Headers", "Body"])
+    with params_tab:
+        query = _table("con_params")
+        st.caption("Query parameters, sent in this order (a name may repeat).")
+    with headers_tab:
+        headers = _table("con_headers")
+        authorization = st.text_input("Authorization (optional)", key="con_authorization", type="password",
+                                      help="Only if the platform needs one beyond Pica's own: never shown, "
+                                           "stored or exported.")
+        if authorization:
+            headers.append(("Authorization", authorization))
+        st.caption("x-pica-secret, x-pica-connection-key and x-pica-action-id are set by the console. Values of "
+                   "Authorization-like headers are redacted in history and exports.")
+    form: list[tuple] = []
+    files: list[console.FilePart] = []
+    with body_tab:
+        ss.setdefault("con_body_kind", "none")
+        kind = st.segmented_control("Body", console.BODY_KINDS, key="con_body_kind", required=True,
+                                    format_func=lambda k: {"none": "None", "json": "JSON", "form": "Form-encoded",
+                                                           "multipart": "Multipart", "raw": "Raw text"}[k])
+        if kind == "json":
+            text = st.text_area("JSON body", key="con_body_json", height=220, placeholder='{\n  "raw": "…"\n}')
+            error = console.json_error(text) if text.strip() else None
+            if error is not None:
+                st.error(plain(error.message), icon=":material/data_object:")
+                st.code(error.hint, language="text")
+            elif text.strip():
+                st.caption(":green[:material/check:] valid JSON")
+        elif kind == "form":
+            form = _table("con_form", name_label="Field")
+        elif kind == "multipart":
+            form = _table("con_multipart", name_label="Field")
+            for upload in st.file_uploader("Files", key="con_files", accept_multiple_files=True) or []:
+                files.append(console.FilePart("file", upload.name, upload.getvalue(),
+                                              upload.type or "application/octet-stream"))
+            st.caption("Files are sent under the field name `file`; history keeps their names and sizes only.")
+        elif kind == "raw":
+            st.text_area("Raw body", key="con_body_raw", height=200)
+            st.caption("Sent as is: set its Content-Type in the Headers tab.")
+        if action.custom:
+            st.caption(f"connectionKey: {plain(chosen.key)} is added to the body when sending.")
+        st.caption(f"Bodies over {console.format_size(console.MAX_REQUEST_BODY_BYTES)} are refused.")
+    body_text = ss.get("con_body_json", "") if kind == "json" else ss.get("con_body_raw", "") if kind == "raw" else ""
+    return console.RequestDraft(
+        connection_key=chosen.key, action_id=action.id, method=action.method, path_template=action.path,
+        path_values=path_values, query=query, headers=headers, body_kind=kind or "none", body_text=body_text,
+        form=form, files=files, custom=action.custom)
+
+
+# --- response ---------------------------------------------------------------------------------------------------
+@dataclass
+class ShownCall:
+    """The last call of this session, kept to show it again on reruns."""
+
+    outcome: console.CallOutcome
+    view: console.ResponseView | None
+    platform: str
+
+
+def remember(outcome: console.CallOutcome, settings: Settings, platform: str) -> ShownCall:
+    view = None
+    if outcome.response is not None:
+        view = console.response_view(outcome.response, display_limit=settings.display_body_limit,
+                                     secret=settings.effective_secret().reveal())
+    return ShownCall(outcome, view, platform)
+
+
+def render_call(shown: ShownCall, settings: Settings, *, key: str) -> None:
+    """Status, time, size, the passthrough headers and the body; upstream errors as sent, with their meaning."""
+    outcome, view = shown.outcome, shown.view
+    record_id = outcome.record.id if outcome.record else None
+    st.caption(f"{outcome.prepared.method} {plain(outcome.prepared.display_path)}"
+               + (f" · history #{record_id}" if record_id else ""))
+    if outcome.error is not None:
+        show_error(outcome.error, what="Pica did not forward the call")
+        _exports(outcome.prepared, settings, key=key)
+        return
+    assert view is not None
+    status, elapsed, size = st.columns(3)
+    status.metric("Status", f"{view.status} {view.reason}")
+    elapsed.metric("Time", f"{view.elapsed_ms:.0f} ms")
+    size.metric("Size", console.format_size(view.size))
+    if view.meaning:
+        (st.error if view.status in (401, 403) or view.status >= 500 else st.warning)(
+            view.meaning, icon=":material/report:")
+    if view.note:
+        st.info(view.note, icon=":material/content_cut:")
+    body_tab, headers_tab, export_tab = st.tabs(["Body", f"Headers ({len(view.passthrough_headers)})", "Export"])
+    with body_tab:
+        if view.kind == "records":
+            where = f" under {plain(view.records_key)}" if view.records_key else ""
+            st.caption(f"{len(view.records or [])} records{where}")
+            st.dataframe(pd.DataFrame(console.flatten_records(view.records or [])), hide_index=True, width="stretch")
+            with st.expander("JSON"):
+                st.code(view.display, language="json")
+        elif view.kind == "json":
+            st.code(view.display, language="json")
+        elif view.kind == "text":
+            st.code(view.display, language="text")
+        elif view.kind == "empty":
+            st.caption("Empty body.")
+        if view.size:
+            st.download_button("Download body", view.body, file_name=f"response-{record_id or 'last'}.{view.extension}",
+                               mime=view.content_type.split(";")[0] or None, key=f"{key}_download",
+                               icon=":material/download:", on_click="ignore")
+    with headers_tab:
+        if view.passthrough_headers:
+            st.dataframe(pd.DataFrame(sorted(view.passthrough_headers.items()), columns=["header", "value"]),
+                         hide_index=True, width="stretch")
+        st.caption("Pica re-emits each header of the platform's answer as `x-pica-passthrough-<name>`.")
+    with export_tab:
+        _exports(outcome.prepared, settings, key=key)
+
+
+def _exports(prepared: console.PreparedRequest, settings: Settings, *, key: str) -> None:
+    base, secret = settings.api_url or "", settings.effective_secret().reveal()
+    curl_tab, python_tab = st.tabs(["curl", "Python (httpx)"])
+    curl_tab.code(console.export_curl(prepared, base, secret=secret), language="bash")
+    python_tab.code(console.export_httpx(prepared, base, secret=secret), language="python")
+    st.caption("Set `PICA_SECRET_KEY` in your shell first; the secret is never part of an export.")
+
+
+# --- history ----------------------------------------------------------------------------------------------------
+def load_into_builder(store: Store, call_id: int) -> None:
+    """on_click: put a stored call into the builder (raw mode: its path is already filled)."""
+    record = store.call(call_id)
+    if record is None:
+        return
+    draft = console.draft_from_record(record)
+    ss["con_conn_mode"] = "Connection key"
+    ss["con_key"] = record.connection_key
+    ss["con_action_mode"] = "Raw"
+    ss["con_raw_method"] = record.method
+    ss["con_raw_path"] = record.path
+    ss["con_raw_action_id"] = record.action_id
+    ss["con_raw_custom"] = False  # a stored body already carries its connectionKey
+    ss["con_raw_title"] = record.action_title
+    ss["con_action_seen"] = record.action_id
+    set_table("con_params", draft.query)
+    set_table("con_headers", [(k, v) for k, v in draft.headers if v != console.REDACTED])
+    ss["con_authorization"] = ""
+    ss["con_body_kind"] = draft.body_kind
+    if draft.body_kind == "json":
+        ss["con_body_json"] = draft.body_text
+    elif draft.body_kind == "raw":
+        ss["con_body_raw"] = draft.body_text
+    elif draft.body_kind in ("form", "multipart"):
+        set_table(f"con_{draft.body_kind}", draft.form)
+    redacted = [k for k, v in draft.headers if v == console.REDACTED]
+    note = f"Loaded call #{call_id} into the builder."
+    if redacted:
+        note += f" Enter {plain(', '.join(redacted))} again: credentials are not stored."
+    if record.request_truncated:
+        note += " Its body was truncated in history: paste the whole body."
+    ss["con_notice"] = note
+    ss["con_tab"] = "Builder"
+
+
+def history_filters(store: Store) -> dict:
+    platform_col, action_col, status_col, text_col = st.columns([1, 1, 1, 2])
+    platforms = ["any", *store.call_platforms()]
+    if ss.get("con_h_platform") not in platforms:
+        ss["con_h_platform"] = "any"
+    platform = platform_col.selectbox("Platform", platforms, key="con_h_platform")
+    action = action_col.text_input("Action", key="con_h_action", placeholder="title or id")
+    status = status_col.text_input("Status", key="con_h_status", placeholder="e.g. 429")
+    text = text_col.text_input("Full text", key="con_h_text", placeholder="in request and response bodies, path")
+    filters: dict = {"platform": None if platform == "any" else platform, "action": action.strip() or None,
+                     "text_query": text.strip() or None, "status": None}
+    if status.strip():
+        if status.strip().isdigit():
+            filters["status"] = int(status.strip())
+        else:
+            st.caption(":orange[Status must be a number such as 200 or 429: ignored.]")
+    return filters
+
+
+def history_table(records: list[PassthroughCallRecord]) -> None:
+    frame = pd.DataFrame([{
+        "#": r.id, "when": _utc_text(r.at),
+        "status": r.status, "method": r.method, "path": r.path, "action": r.action_title or r.action_id,
+        "platform": r.platform, "ms": r.elapsed_ms, "size": r.response_size, "by": r.actor,
+    } for r in records])
+    st.dataframe(frame, hide_index=True, width="stretch", height=min(400, 38 + 35 * len(records)),
+                 column_config={"ms": st.column_config.NumberColumn(format="%.0f")})
+
+
+def _utc_text(moment: datetime | None) -> str:
+    if moment is None:
+        return ""
+    moment = moment.astimezone(UTC) if moment.tzinfo else moment  # naive values are stored UTC
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def history_entry(record: PassthroughCallRecord, settings: Settings, store: Store) -> bool:
+    """One call: its request and response, Replay and Load buttons, exports. True when Replay was clicked."""
+    icon = ":material/check_circle:" if record.status and record.status < 400 else ":material/error:"
+    with st.expander(f"{plain(console.history_label(record))} · {ago(record.at)}", icon=icon):
+        replay_col, load_col, _ = st.columns([1, 1, 3])
+        replay = replay_col.button("Replay", key=f"con_replay_{record.id}", icon=":material/replay:")
+        load_col.button("Load into builder", key=f"con_load_{record.id}", icon=":material/edit:",
+                        on_click=load_into_builder, args=(store, record.id))
+        st.caption(plain(f"{record.environment} · {record.connection_key} · action {record.action_id} · "
+                         f"by {record.actor}"))
+        request_col, response_col = st.columns(2)
+        with request_col:
+            st.markdown("**Request**")
+            if record.query:
+                st.caption("Query: " + plain(" & ".join(f"{k}={v}" for k, v in record.query)))
+            if record.request_headers:
+                st.caption("Headers: " + plain(", ".join(f"{k}: {v}" for k, v in record.request_headers.items())))
+            if record.request_body:
+                st.code(console._pretty(record.request_body) if record.body_kind == "json" else record.request_body,
+                        language="json" if record.body_kind == "json" else "text", height=200)
+            if record.request_truncated:
+                st.caption(f"Body cut at {console.format_size(settings.history_body_limit)} in history.")
+        with response_col:
+            st.markdown(f"**Response** {record.status or ''}")
+            if record.error:
+                st.error(plain(record.error))
+            if record.response_body:
+                st.code(console._pretty(record.response_body), language="json", height=200)
+            if record.response_truncated:
+                st.caption(f"{console.format_size(record.response_size)}; history keeps the first "
+                           f"{console.format_size(settings.history_body_limit)}.")
+        try:
+            prepared = console.replay_request(record, for_export=True)
+        except InvalidInputError as exc:
+            st.caption(f"No export: {plain(exc.message)}")
+        else:
+            _exports(prepared, settings, key=f"con_export_{record.id}")
+    return replay
+
+
+def compare_panel(records: list[PassthroughCallRecord]) -> None:
+    if len(records) < 2:
+        st.caption("Compare needs at least two calls in the list.")
+        return
+    by_id = {r.id: r for r in records}
+    ids = list(by_id)
+    left_col, right_col = st.columns(2)
+    left_id = left_col.selectbox("Left", ids, index=1, key="con_cmp_left", format_func=lambda i: console.history_label(by_id[i]))
+    right_id = right_col.selectbox("Right", ids, index=0, key="con_cmp_right",
+                                   format_func=lambda i: console.history_label(by_id[i]))
+    result = console.compare(by_id[left_id], by_id[right_id])
+    st.dataframe(pd.DataFrame(result.summary).astype({"left": str, "right": str}), hide_index=True, width="stretch")
+    if result.same_body:
+        st.success("The response bodies are identical.", icon=":material/difference:")
+    else:
+        st.code(result.diff, language="diff", height=240)
+    left_col, right_col = st.columns(2)
+    left_col.code(result.left or "(empty)", language="json", height=360)
+    right_col.code(result.right or "(empty)", language="json", height=360)
+
+
+# --- sending ----------------------------------------------------------------------------------------------------
+def execute(prepared: console.PreparedRequest, *, settings: Settings, client: PicaClient, store: Store,
+            principal: Principal, platform: str, action_title: str | None, confirmed: bool) -> ShownCall | None:
+    """Send a checked request if this person may (writes: console_write; live writes: confirmation)."""
+    refusal = console.send_refusal(prepared.method, prepared.connection_key, can_write=principal.can("console_write"),
+                                   why_not_write=principal.why_not("console_write"), live_confirmed=confirmed)
+    if refusal:
+        st.warning(f"Not sent: {refusal}", icon=":material/lock:")
+        return None
+    with st.spinner(f"{prepared.method} {prepared.display_path}…"):
+        try:
+            outcome = console.run_call(client, store, prepared, actor=principal.name, platform=platform,
+                                       action_title=action_title, secret=settings.effective_secret().reveal(),
+                                       body_limit=settings.history_body_limit)
+        except PicaError as exc:  # refused by the client before anything was sent
+            show_error(exc, what="Not sent")
+            return None
+    return remember(outcome, settings, platform)

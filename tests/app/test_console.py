@@ -1,0 +1,402 @@
+"""The console page through the real entry script, against the test sandbox.
+
+Every refusal is proven by the sandbox's passthrough counter: a refused request never reaches Pica.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from sqlmodel import select
+
+from pica_core import console
+from pica_core.config import SANDBOX_TEST_KEY
+from pica_core.store import AuditEvent, PassthroughCallRecord, Store
+from tests.app.conftest import assert_clean, open_page
+
+LIST_MESSAGES = "conn_mod_def::GJ3odOE-fdw::ijLww5s-SCSplLQtLpxkrw"  # GET /gmail/v1/users/{{userId}}/messages
+SEND_MESSAGE = "conn_mod_def::GJ3odhCpd3I::gujvYoneSk6NFWltse9bGg"  # POST …/messages/send
+GET_EMAILS = "conn_mod_def::GGSNOTZxFUU::ZWXBuJboTpS3Q_U06pF8gA"  # POST /gmail/get-emails (custom)
+
+
+def gmail(sandbox, state="operational", environment="test") -> dict:
+    return next(c for c in sandbox.state.connections.values()
+                if c["platform"] == "gmail" and c["environment"] == environment and c["state"] == state)
+
+
+def store() -> Store:
+    from pica_core.config import load_settings
+
+    return Store.from_url(load_settings().database_url)
+
+
+def records() -> list[PassthroughCallRecord]:
+    return list(reversed(store().search_calls()))
+
+
+def passthrough_calls(sandbox) -> int:
+    return sandbox.count("passthrough")
+
+
+def console_on(sandbox, action_id: str = LIST_MESSAGES, *, state="operational", user_id: str | None = "me",
+               query: dict | None = None):
+    """The console with a Gmail connection chosen by key (deep link) and an action picked in Browse all."""
+    conn = gmail(sandbox, state)
+    at = open_page("console", query={"key": conn["key"], **(query or {})})
+    at.segmented_control(key="con_action_mode").set_value("Browse all").run()
+    at.selectbox(key="con_action_pick").set_value(action_id).run()
+    if user_id is not None and "con_var_userId" in at.session_state:
+        at.text_input(key="con_var_userId").set_value(user_id).run()
+    assert_clean(at)
+    return at, conn
+
+
+def send(at):
+    at.button(key="con_send").click().run()
+    assert_clean(at)
+    return at
+
+
+def shown(markdown: str) -> str:
+    """Markdown as the reader sees it: escapes (pica_core.text.plain) removed."""
+    return re.sub(r"\\(.)", r"\1", markdown).replace("\u2060", "")
+
+
+def messages(at) -> str:
+    return "\n".join(shown(e.value) for kind in (at.error, at.warning, at.info, at.success) for e in kind)
+
+
+def history_labels(at) -> list[str]:
+    return [label for label in (shown(e.label) for e in at.expander) if label.startswith("#")]
+
+
+def markdown(at) -> str:
+    return "\n".join(shown(m.value) for m in at.markdown)
+
+
+def codes(at) -> list[str]:
+    return [c.value for c in at.code]
+
+
+def set_rows(at, table: str, rows: list[dict]) -> None:
+    """What typing rows into a data editor gives (AppTest cannot edit a data editor directly)."""
+    at.session_state[f"{table}_saved"] = rows
+    version = at.session_state[f"{table}_ver"] if f"{table}_ver" in at.session_state else 0  # noqa: SIM401 (no .get)
+    at.session_state[f"{table}_ver"] = version + 1
+
+
+# --- round trips --------------------------------------------------------------------------------------------
+def test_a_get_round_trips_and_lands_in_history(app_env):
+    at, conn = console_on(app_env)
+    assert "Fill the path variable" not in messages(at)
+    set_rows(at, "con_params", [{"name": "maxResults", "value": "3"}])
+    at.run()
+    send(at)
+    assert passthrough_calls(app_env) == 1
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Status"] == "200 OK" and metrics["Size"].endswith("B")
+    assert app_env.requests(1)[0]["query"] == "maxResults=3"
+    [record] = records()
+    assert (record.method, record.path, record.status, record.platform) == (
+        "GET", "/gmail/v1/users/me/messages", 200, "gmail")
+    assert record.connection_key == conn["key"] and record.action_title.startswith("List a User")
+    assert any(label.startswith(f"#{record.id} · 200 · GET") for label in history_labels(at))
+    assert any("x-request-id" in str(df.value.to_dict()) for df in at.dataframe)  # passthrough headers
+    assert st_query(at) == {"key": conn["key"], "action": LIST_MESSAGES}
+
+
+def st_query(at) -> dict:
+    return {k: at.query_params[k] for k in at.query_params}
+
+
+def test_a_post_round_trips_is_audited_and_lands_in_history(app_env):
+    at, conn = console_on(app_env, SEND_MESSAGE)
+    assert at.segmented_control(key="con_body_kind").value == "json"
+    at.text_area(key="con_body_json").set_value('{\n  "raw": "SGVsbG8="\n}').run()
+    assert "valid JSON" in " ".join(c.value for c in at.caption)
+    send(at)
+    assert passthrough_calls(app_env) == 1
+    assert json.loads(app_env.requests(1)[0]["body"]) == {"raw": "SGVsbG8="}
+    assert {m.label: m.value for m in at.metric}["Status"] == "200 OK"
+    [record] = records()
+    assert (record.method, record.body_kind, record.request_body) == ("POST", "json", '{"raw":"SGVsbG8="}')
+    with store().session() as session:
+        [event] = session.exec(select(AuditEvent)).all()
+    assert (event.action, event.target, event.outcome, event.actor) == ("console_call", conn["key"], "ok", "local-admin")
+    assert event.detail["method"] == "POST" and event.detail["status"] == 200
+
+
+def test_a_custom_action_gets_the_connection_key_in_its_body(app_env):
+    at, conn = console_on(app_env, GET_EMAILS, user_id=None)
+    assert any("custom action" in i.value for i in at.info)
+    at.text_area(key="con_body_json").set_value('{"query": "is:unread"}').run()
+    send(at)
+    assert json.loads(app_env.requests(1)[0]["body"]) == {"query": "is:unread", "connectionKey": conn["key"]}
+
+
+def test_replay_reproduces_the_request_exactly(app_env):
+    at, _ = console_on(app_env, SEND_MESSAGE)
+    set_rows(at, "con_params", [{"name": "b", "value": "2"}, {"name": "a", "value": "x y"}])
+    set_rows(at, "con_headers", [{"name": "X-Trace", "value": "t-1"}])
+    at.text_area(key="con_body_json").set_value('{"raw": "SGk=", "é": [1, 2]}').run()
+    send(at)
+    [record] = records()
+    at.button(key=f"con_replay_{record.id}").click().run()
+    assert_clean(at)
+    assert passthrough_calls(app_env) == 2
+    original, replayed = app_env.requests(2)
+    assert replayed == original  # method, path, query, every header, body
+    first, second = records()
+    assert (second.method, second.path, second.query, second.request_headers, second.request_body) == (
+        first.method, first.path, first.query, first.request_headers, first.request_body)
+    assert any(m.value.startswith(f"##### :material/replay: Replay of #{first.id}") for m in at.markdown)
+
+
+def test_load_into_builder_then_send_repeats_the_call(app_env):
+    at, conn = console_on(app_env, SEND_MESSAGE)
+    set_rows(at, "con_params", [{"name": "q", "value": "1"}])
+    at.text_area(key="con_body_json").set_value('{"raw": "QQ=="}').run()
+    send(at)
+    [record] = records()
+    at.button(key=f"con_load_{record.id}").click().run()
+    assert_clean(at)
+    assert at.session_state["con_tab"] == "Builder"
+    assert at.segmented_control(key="con_action_mode").value == "Raw"
+    assert at.text_input(key="con_raw_path").value == "/gmail/v1/users/me/messages/send"
+    assert at.text_input(key="con_key").value == conn["key"]
+    assert any(f"Loaded call #{record.id}" in i.value for i in at.info)
+    send(at)
+    assert passthrough_calls(app_env) == 2
+    original, again = app_env.requests(2)
+    assert again == original
+
+
+# --- refusals: nothing is sent ------------------------------------------------------------------------------------
+def test_invalid_json_is_refused_with_line_and_column(app_env):
+    at, _ = console_on(app_env, SEND_MESSAGE)
+    at.text_area(key="con_body_json").set_value('{\n  "raw": "SGk="\n  "to": 1\n}').run()
+    assert "line 3, column 3" in messages(at)  # shown live under the editor
+    send(at)
+    assert "Not sent: The JSON body is not valid: Expecting ',' delimiter at line 3, column 3." in messages(at)
+    assert passthrough_calls(app_env) == 0 and records() == []
+
+
+def test_a_missing_path_variable_is_refused(app_env):
+    at, _ = console_on(app_env, user_id=None)
+    assert at.text_input(key="con_var_userId").value == ""
+    send(at)
+    assert "Not sent: Fill the path variable {{userId}} before sending." in messages(at)
+    assert passthrough_calls(app_env) == 0
+
+
+def test_a_header_with_cr_lf_is_refused(app_env):
+    at, _ = console_on(app_env)
+    set_rows(at, "con_headers", [{"name": "X-Test", "value": "ok\r\nX-Injected: 1"}])
+    at.run()
+    send(at)
+    assert "Not sent: Header X-Test contains a line break or control character." in messages(at)
+    assert passthrough_calls(app_env) == 0
+
+
+@pytest.mark.parametrize("how", ["raw path", "path variable"])
+def test_a_path_with_dot_dot_is_refused(app_env, how):
+    if how == "path variable":
+        at, _ = console_on(app_env, user_id="..")
+    else:
+        at, _ = console_on(app_env)
+        at.segmented_control(key="con_action_mode").set_value("Raw").run()
+        at.text_input(key="con_raw_path").set_value("/gmail/v1/users/me/../../admin").run()
+        at.text_input(key="con_raw_action_id").set_value(LIST_MESSAGES).run()
+    send(at)
+    assert "'..'" in messages(at) and "Not sent" in messages(at)
+    assert passthrough_calls(app_env) == 0
+
+
+def test_an_oversized_body_is_refused(app_env):
+    at, _ = console_on(app_env, SEND_MESSAGE)
+    at.text_area(key="con_body_json").set_value(json.dumps({"raw": "x" * console.MAX_REQUEST_BODY_BYTES})).run()
+    send(at)
+    assert f"the console sends at most {console.MAX_REQUEST_BODY_BYTES:,} bytes (1 MiB)" in messages(at)
+    assert passthrough_calls(app_env) == 0
+
+
+# --- connections: state, deep links, live writes ------------------------------------------------------------------
+def test_a_failed_connection_warns_and_its_401_says_reconnect(app_env):
+    at, _ = console_on(app_env, state="failed")
+    assert "This connection is failed." in messages(at)
+    send(at)
+    assert {m.label: m.value for m in at.metric}["Status"] == "401 Unauthorized"
+    assert "the connection needs reconnecting" in messages(at)
+    assert any("invalid authentication credentials" in c for c in codes(at))  # the body as the platform sent it
+
+
+def test_a_degraded_connection_shows_retry_after(app_env):
+    at, _ = console_on(app_env, state="degraded")
+    assert "This connection is degraded." in messages(at)
+    send(at)
+    send(at)  # the sandbox fails every other call of a degraded connection
+    assert {m.label: m.value for m in at.metric}["Status"] == "429 Too Many Requests"
+    assert "retry after 30 s" in messages(at)
+
+
+def test_a_connection_that_failed_since_the_sync_warns(app_env):
+    conn = gmail(app_env)
+    app_env.set_state(conn["id"], "failed")
+    at = open_page("console", query={"key": conn["key"]})
+    assert "This connection is failed." in messages(at)
+
+
+def test_deep_link_by_identity_picks_one_of_its_connections(app_env):
+    conn = gmail(app_env)
+    at = open_page("console", query={"identity": conn["identity"], "identityType": conn["identityType"]})
+    assert_clean(at)
+    assert at.segmented_control(key="con_conn_mode").value == "Identity"
+    assert at.text_input(key="con_identity").value == conn["identity"]
+    picker = at.selectbox(key="con_identity_pick")
+    assert conn["key"] in picker.options or conn["key"] == picker.value
+    picker.set_value(conn["key"]).run()
+    assert st_query(at)["key"] == conn["key"] and st_query(at)["identity"] == conn["identity"]
+
+
+def test_deep_link_by_platform_lists_its_connections(app_env):
+    at = open_page("console", query={"platform": "slack"})
+    assert_clean(at)
+    assert at.segmented_control(key="con_conn_mode").value == "Platform"
+    assert at.selectbox(key="con_platform_pick").value.startswith("test::slack::")
+    assert "Action on slack" in markdown(at)
+
+
+def test_search_fills_method_path_and_knowledge(app_env):
+    at = open_page("console", query={"key": gmail(app_env)["key"]})
+    at.text_input(key="con_action_query").set_value("send message").run()
+    at.selectbox(key="con_action_pick").set_value(SEND_MESSAGE).run()
+    assert_clean(at)
+    assert ":blue-badge[POST] **/gmail/v1/users/{{userId}}/messages/send**" in markdown(at)
+    assert any(e.label == "Knowledge" for e in at.expander)
+    assert "con_var_userId" in at.session_state
+    assert st_query(at)["action"] == SEND_MESSAGE
+
+
+def test_an_unknown_key_is_refused_before_any_lookup(app_env):
+    at = open_page("console", query={"key": "test::gmail::nope"})
+    assert_clean(at)
+    assert "does not look like a Pica connection key" in messages(at)
+
+
+@pytest.fixture
+def live_env(app_env, monkeypatch):
+    monkeypatch.setenv("PICA_SECRET_KEY", "sk_live_sandbox")
+    return app_env
+
+
+def test_a_live_write_needs_an_explicit_confirmation(live_env, monkeypatch):
+    monkeypatch.setenv("ALLOW_LIVE_WRITES", "true")
+    conn = gmail(live_env, environment="live")
+    at = open_page("console", query={"key": conn["key"], "action": SEND_MESSAGE})
+    at.text_input(key="con_var_userId").set_value("me").run()
+    at.text_area(key="con_body_json").set_value('{"raw": "SGk="}').run()
+    button = at.button(key="con_send")
+    assert button.disabled and "tick the confirmation box" in button.help  # (the send path re-checks it too)
+    assert passthrough_calls(live_env) == 0
+    at.checkbox(key="con_confirm_live").check().run()
+    assert not at.button(key="con_send").disabled
+    send(at)
+    assert passthrough_calls(live_env) == 1
+    assert {m.label: m.value for m in at.metric}["Status"] == "200 OK"
+    [record] = records()
+    assert record.environment == "live"
+
+
+def test_live_without_sign_in_is_read_only_but_gets_work(live_env):
+    conn = gmail(live_env, environment="live")
+    at = open_page("console", query={"key": conn["key"], "action": SEND_MESSAGE})
+    at.text_input(key="con_var_userId").set_value("me").run()
+    assert at.button(key="con_send").disabled
+    assert "read-only" in at.button(key="con_send").help
+    at = open_page("console", query={"key": conn["key"], "action": LIST_MESSAGES})
+    at.text_input(key="con_var_userId").set_value("me").run()
+    assert not at.button(key="con_send").disabled
+    send(at)
+    assert passthrough_calls(live_env) == 1
+
+
+# --- history ----------------------------------------------------------------------------------------------------
+def test_history_filters_and_compare(app_env):
+    at, _ = console_on(app_env)
+    send(at)
+    failed = gmail(app_env, "failed")
+    at.segmented_control(key="con_conn_mode").set_value("Connection key").run()
+    at.text_input(key="con_key").set_value(failed["key"]).run()
+    at.segmented_control(key="con_action_mode").set_value("Browse all").run()
+    at.selectbox(key="con_action_pick").set_value(LIST_MESSAGES).run()
+    at.text_input(key="con_var_userId").set_value("me").run()
+    send(at)
+    assert passthrough_calls(app_env) == 2
+    ok, unauthorized = records()
+    at.text_input(key="con_h_status").set_value("401").run()
+    labels = history_labels(at)
+    assert len(labels) == 1 and labels[0].startswith(f"#{unauthorized.id} · 401")
+    at.text_input(key="con_h_status").set_value("").run()
+    at.text_input(key="con_h_text").set_value("invalid authentication").run()
+    assert [label.split(" ")[0] for label in history_labels(at)] == [f"#{unauthorized.id}"]
+    at.text_input(key="con_h_text").set_value("").run()
+    at.selectbox(key="con_h_platform").set_value("gmail").run()
+    at.text_input(key="con_h_action").set_value("list a user").run()
+    assert len(history_labels(at)) == 2
+    assert any(line.startswith("-") or line.startswith("+") for c in codes(at) for line in c.splitlines()
+               if c.startswith("---"))  # the diff of the 200 and the 401 bodies
+    assert_clean(at)
+
+
+def test_exports_and_stored_history_never_contain_the_secret(app_env):
+    at, _ = console_on(app_env, SEND_MESSAGE)
+    set_rows(at, "con_headers", [{"name": "X-Echo", "value": SANDBOX_TEST_KEY}])
+    at.text_input(key="con_authorization").set_value("Bearer upstream-token").run()
+    at.text_area(key="con_body_json").set_value(json.dumps({"raw": SANDBOX_TEST_KEY})).run()
+    send(at)
+    assert passthrough_calls(app_env) == 1
+    assert app_env.requests(1)[0]["headers"]["authorization"] == "Bearer upstream-token"
+    curl = next(c for c in codes(at) if c.startswith("curl"))
+    assert "$PICA_SECRET_KEY" in curl and "$HEADER_AUTHORIZATION" in curl
+    page = "\n".join([*codes(at), messages(at), markdown(at), *(shown(c.value) for c in at.caption)])
+    assert SANDBOX_TEST_KEY not in page and "upstream-token" not in page
+    [record] = records()
+    assert SANDBOX_TEST_KEY not in record.model_dump_json() and "upstream-token" not in record.model_dump_json()
+    assert record.request_headers["Authorization"] == console.REDACTED
+
+
+def test_picas_own_error_is_a_message_and_still_recorded(app_env):
+    at, _ = console_on(app_env)
+    at.segmented_control(key="con_action_mode").set_value("Raw").run()
+    at.selectbox(key="con_raw_method").set_value("GET").run()
+    at.text_input(key="con_raw_path").set_value("/gmail/v1/users/me/labels").run()
+    at.text_input(key="con_raw_action_id").set_value("conn_mod_def::unknown::action").run()
+    send(at)
+    assert passthrough_calls(app_env) == 1
+    assert "Pica did not forward the call: 404 Action not found for platform gmail" in messages(at)
+    [record] = records()
+    assert record.status == 404 and record.response_body is None and "Action not found" in record.error
+
+
+def test_a_form_body_round_trips(app_env):
+    at, _ = console_on(app_env, SEND_MESSAGE)
+    at.segmented_control(key="con_body_kind").set_value("form").run()
+    set_rows(at, "con_form", [{"name": "raw", "value": "a b&c"}])
+    at.run()
+    send(at)
+    sent = app_env.requests(1)[0]
+    assert sent["body"] == "raw=a+b%26c" and sent["headers"]["content-type"] == "application/x-www-form-urlencoded"
+    [record] = records()
+    assert (record.body_kind, record.request_body) == ("form", "raw=a+b%26c")
+
+
+def test_a_warm_rerun_makes_no_upstream_call(app_env):
+    at, _ = console_on(app_env)
+    send(at)
+    calls = app_env.count()
+    at.run()
+    at.text_input(key="con_h_text").set_value("INBOX").run()
+    assert_clean(at)
+    assert app_env.count() == calls

@@ -1,0 +1,52 @@
+"""The console in a real browser: a deep-linked connection and action, one GET, the response and its history."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e.conftest import open_path, screenshot, wait_idle
+
+pytestmark = pytest.mark.e2e
+
+LIST_MESSAGES = "conn_mod_def::GJ3odOE-fdw::ijLww5s-SCSplLQtLpxkrw"  # GET /gmail/v1/users/{{userId}}/messages
+
+
+def gmail_key(dashboard) -> str:
+    rows = httpx.get(f"{dashboard.sandbox_url}/v1/vault/connections", params={"platform": "gmail", "limit": 100},
+                     headers={"x-pica-secret": "sk_test_sandbox"}, timeout=10).json()["rows"]
+    return next(r["key"] for r in rows if r["state"] == "operational")
+
+
+def test_a_call_from_the_console(dashboard, page):
+    key = gmail_key(dashboard)
+    before = dashboard.control("GET", "stats").json()["by_route"].get("passthrough", 0)
+    open_path(page, dashboard, f"console?key={httpx.QueryParams({'key': key})['key']}&action={LIST_MESSAGES}"
+              .replace("|", "%7C"))
+    assert page.locator("[data-testid='stException']").count() == 0
+    picked = page.locator("[data-testid='stMarkdownContainer']").filter(has_text="List a User’s Gmail Messages")
+    expect(picked.first).to_be_visible()
+
+    user_id = page.locator(".st-key-con_var_userId input")
+    user_id.fill("me")
+    user_id.press("Enter")
+    wait_idle(page)
+    page.locator(".st-key-con_send button").click()
+    wait_idle(page, settle_ms=600)
+
+    assert dashboard.control("GET", "stats").json()["by_route"].get("passthrough", 0) == before + 1
+    status = page.get_by_text("200 OK").first
+    expect(status).to_be_visible()
+    assert page.locator("[data-testid='stException']").count() == 0
+    # The secret never reaches the browser: exports read it from the environment.
+    html = page.content()
+    assert "sk_test_sandbox" not in html and "$PICA_SECRET_KEY" in html
+    # Frame the request and the response it got.
+    page.locator("h5").filter(has_text="Request").first.evaluate("e => e.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(300)
+    screenshot(page, "console")
+
+    page.get_by_role("tab", name="History").click()
+    wait_idle(page)
+    expect(page.get_by_text("· 200 · GET /gmail/v1/users/me/messages").first).to_be_visible()

@@ -1,0 +1,508 @@
+"""The console's core: drafts, checks, response views, history records, replay, exports, compare.
+
+The pure parts are tested directly; sending, storing and the exports' round trips run against the real sandbox.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from pica_core import console
+from pica_core.client import PicaClient
+from pica_core.config import SANDBOX_TEST_KEY
+from pica_core.errors import InvalidInputError, NotFoundError
+from pica_core.models import PassthroughResponse
+from pica_core.store import AuditEvent, PassthroughCallRecord, Store
+
+KEY = "test::gmail::default::" + "a" * 32 + "|user-1"
+LIVE_KEY = "live::gmail::default::" + "b" * 32
+ACTION = "conn_mod_def::GJ3odOE-fdw::ijLww5s-SCSplLQtLpxkrw"  # Gmail: list a user's messages
+SEND_ACTION = "conn_mod_def::GJ3odhCpd3I::gujvYoneSk6NFWltse9bGg"  # Gmail: send a user's message
+CUSTOM_ACTION = "conn_mod_def::GGSNOTZxFUU::ZWXBuJboTpS3Q_U06pF8gA"  # Gmail: get emails (custom)
+
+
+def draft(**overrides) -> console.RequestDraft:
+    values = dict(connection_key=KEY, action_id=ACTION, method="GET",
+                  path_template="/gmail/v1/users/{{userId}}/messages", path_values={"userId": "me"})
+    values.update(overrides)
+    return console.RequestDraft(**values)
+
+
+def refused(message_part: str, **overrides) -> InvalidInputError:
+    with pytest.raises(InvalidInputError) as caught:
+        console.prepare(draft(**overrides))
+    assert message_part in caught.value.message, caught.value.message
+    return caught.value
+
+
+# --- path templates -----------------------------------------------------------------------------------------
+def test_path_variables_become_fields_in_order_once_each():
+    assert console.path_variables("/gmail/v1/users/{{userId}}/messages/{{ id }}") == ["userId", "id"]
+    assert console.path_variables("/users/me/messages/${messageRef.id}") == ["messageRef.id"]
+    assert console.path_variables("/a/{{x}}/b/{{x}}") == ["x"]
+    assert console.path_variables("/conversations.list") == []
+
+
+def test_filled_values_are_url_encoded_into_one_segment():
+    path = console.fill_path("/users/{{userId}}/labels/{{id}}", {"userId": "ava@acme.io", "id": "a b/c?d"})
+    assert path == "/users/ava%40acme.io/labels/a%20b%2Fc%3Fd"
+
+
+def test_a_missing_path_variable_is_named():
+    with pytest.raises(InvalidInputError, match=r"\{\{userId\}\}"):
+        console.fill_path("/users/{{userId}}/messages", {"userId": "  "})
+    refused("Fill the path variables {{userId}}, {{id}}", path_template="/u/{{userId}}/m/{{id}}", path_values={})
+
+
+@pytest.mark.parametrize("value", ["..", ".", "a/../b"])
+def test_a_path_variable_cannot_climb_out_of_its_segment(value):
+    refused("may not be '.' or '..'", path_values={"userId": value})
+
+
+def test_a_raw_path_with_dot_dot_is_refused():
+    refused("'.' or '..'", path_template="/gmail/v1/users/../admin", path_values={})
+    refused("'.' or '..'", path_template="/gmail/%2e%2e/admin", path_values={})
+
+
+# --- JSON bodies ------------------------------------------------------------------------------------------------
+def test_invalid_json_reports_line_and_column():
+    text = '{\n  "to": "ava@acme.io",\n  "subject" "hi"\n}'
+    error = refused("at line 3, column 13", method="POST", body_kind="json", body_text=text)
+    assert "Expecting ':' delimiter" in error.message
+    assert error.hint.splitlines()[1].index("^") == 12  # the caret under the error
+
+
+def test_empty_json_body_is_refused_not_sent_as_nothing():
+    refused("The JSON body is empty", method="POST", body_kind="json", body_text="   ")
+
+
+def test_json_error_helper_for_the_live_check():
+    assert console.json_error('{"a": 1}') is None
+    assert "line 1, column 9" in console.json_error('{"a": 1,}').message
+
+
+# --- preparing --------------------------------------------------------------------------------------------------
+def test_a_complete_draft_prepares_exactly():
+    prepared = console.prepare(draft(
+        method="post", body_kind="json", body_text='{"raw": "SGk=", "n": 1}',
+        query=[("maxResults", "5"), (None, None), ("labelIds", "INBOX"), ("labelIds", "SENT")],
+        headers=[("X-Trace", "abc"), ("", "")]))
+    assert prepared.method == "POST"
+    assert prepared.path == "gmail/v1/users/me/messages"
+    assert prepared.query == [("maxResults", "5"), ("labelIds", "INBOX"), ("labelIds", "SENT")]
+    assert prepared.headers == {"X-Trace": "abc"}
+    assert prepared.json_body == {"raw": "SGk=", "n": 1}
+    assert prepared.url("http://pica") == ("http://pica/v1/passthrough/gmail/v1/users/me/messages"
+                                           "?maxResults=5&labelIds=INBOX&labelIds=SENT")
+
+
+@pytest.mark.parametrize("value", ["a\r\nInjected: 1", "a\nb", "a\rb"])
+def test_a_header_with_cr_or_lf_is_refused(value):
+    refused("line break", headers=[("X-Test", value)])
+
+
+def test_headers_the_console_sets_cannot_be_overridden():
+    refused("set by the dashboard", headers=[("X-Pica-Secret", "sk_live_other")])
+    refused("set by the dashboard", headers=[("x-pica-connection-key", KEY)])
+
+
+def test_duplicate_headers_and_nameless_values_are_refused():
+    refused("appears twice", headers=[("X-A", "1"), ("x-a", "2")])
+    refused("has a value but no name", query=[("", "5")])
+
+
+def test_a_redacted_header_loaded_from_history_must_be_entered_again():
+    refused("was redacted in history", headers=[("Authorization", console.REDACTED)])
+
+
+def test_an_unsupported_method_is_refused():
+    refused("not supported", method="OPTIONS")
+
+
+def test_an_oversized_body_is_refused():
+    big = json.dumps({"raw": "x" * console.MAX_REQUEST_BODY_BYTES})
+    refused(f"at most {console.MAX_REQUEST_BODY_BYTES:,} bytes", method="POST", body_kind="json", body_text=big)
+    refused("at most", method="POST", body_kind="raw", body_text="y" * (console.MAX_REQUEST_BODY_BYTES + 1))
+    just_enough = "y" * console.MAX_REQUEST_BODY_BYTES
+    assert console.prepare(draft(method="POST", body_kind="raw", body_text=just_enough)).body_bytes() == len(just_enough)
+
+
+def test_custom_actions_get_the_connection_key_in_the_body():
+    none = console.prepare(draft(method="POST", custom=True))
+    assert none.body_kind == "json" and none.json_body == {"connectionKey": KEY}
+    body = console.prepare(draft(method="POST", custom=True, body_kind="json",
+                                 body_text='{"query": "is:unread", "connectionKey": "stale"}'))
+    assert body.json_body == {"query": "is:unread", "connectionKey": KEY}
+    form = console.prepare(draft(method="POST", custom=True, body_kind="form", form=[("q", "1")]))
+    assert form.form == {"q": "1", "connectionKey": KEY}
+    refused("must be an object", method="POST", custom=True, body_kind="json", body_text="[1, 2]")
+
+
+def test_form_and_multipart_bodies():
+    form = console.prepare(draft(method="POST", body_kind="form", form=[("a", "1"), ("b", "x y")]))
+    assert form.client_kwargs()["form"] == {"a": "1", "b": "x y"}
+    upload = console.FilePart("file", "notes.txt", b"hello", "text/plain")
+    multi = console.prepare(draft(method="POST", body_kind="multipart", form=[("title", "t")], files=[upload]))
+    assert multi.client_kwargs()["files"] == [("file", ("notes.txt", b"hello", "text/plain"))]
+    assert multi.body_bytes() == len("title") + 1 + 5
+    refused("multipart body is empty", method="POST", body_kind="multipart")
+
+
+def test_who_may_send_what():
+    def refusal(method, key, can_write=True, confirmed=False):
+        return console.send_refusal(method, key, can_write=can_write, why_not_write="Needs the engineer role.",
+                                    live_confirmed=confirmed)
+
+    assert refusal("GET", LIVE_KEY, can_write=False) is None
+    assert refusal("POST", KEY) is None
+    assert refusal("POST", KEY, can_write=False) == "Needs the engineer role."
+    assert "live connection" in refusal("DELETE", LIVE_KEY)
+    assert refusal("DELETE", LIVE_KEY, confirmed=True) is None
+    assert console.needs_live_confirmation("PATCH", LIVE_KEY) and not console.needs_live_confirmation("GET", LIVE_KEY)
+
+
+# --- response views -----------------------------------------------------------------------------------------------
+def response(status=200, body=b"", headers=None) -> PassthroughResponse:
+    return PassthroughResponse(status=status, headers=headers or {"content-type": "application/json"}, body=body,
+                               elapsed_ms=12.5)
+
+
+def test_a_bare_list_of_records_is_a_table():
+    view = console.response_view(response(body=b'[{"id": 1, "user": {"login": "ava"}}, {"id": 2}]'),
+                                 display_limit=10_000)
+    assert view.kind == "records" and view.records_key is None and len(view.records) == 2
+    assert console.flatten_records(view.records)[0] == {"id": 1, "user.login": "ava"}
+
+
+def test_records_inside_an_envelope_are_found():
+    body = json.dumps({"messages": [{"id": "a"}, {"id": "b"}], "resultSizeEstimate": 2}).encode()
+    view = console.response_view(response(body=body), display_limit=10_000)
+    assert view.kind == "records" and view.records_key == "messages"
+    assert '"resultSizeEstimate": 2' in view.display  # the pretty JSON is there too
+
+
+def test_json_text_binary_and_empty_bodies():
+    assert console.response_view(response(body=b'{"ok": true}'), display_limit=100).display == '{\n  "ok": true\n}'
+    text = console.response_view(response(body=b"plain <b>text</b>", headers={"content-type": "text/html"}),
+                                 display_limit=100)
+    assert text.kind == "text" and text.display == "plain <b>text</b>"
+    assert console.response_view(response(body=b"\xff\xfe\x00"), display_limit=100).kind == "binary"
+    assert console.response_view(response(status=204), display_limit=100).kind == "empty"
+
+
+def test_a_large_body_is_cut_for_display_but_kept_whole_for_download():
+    body = json.dumps({"blob": "é" * 5000}).encode()
+    view = console.response_view(response(body=body), display_limit=1000)
+    assert view.truncated and len(view.display.encode()) <= 1000
+    assert "showing the first" in view.note and view.body == body
+
+
+def test_upstream_errors_carry_their_meaning():
+    expired = console.response_view(response(401, b'{"error": "invalid_token"}'), display_limit=1000)
+    assert "needs reconnecting" in expired.meaning and expired.display == '{\n  "error": "invalid_token"\n}'
+    limited = console.response_view(response(429, b"{}", {"x-pica-passthrough-retry-after": "30"}), display_limit=100)
+    assert limited.retry_after == 30 and "retry after 30 s" in limited.meaning
+    assert "retry later" in console.status_meaning(503)
+    assert console.status_meaning(200) is None
+
+
+def test_passthrough_headers_are_shown_without_credentials():
+    view = console.response_view(response(headers={"x-pica-passthrough-x-request-id": "r1",
+                                                   "x-pica-passthrough-set-cookie": "session=abc",
+                                                   "x-pica-rate-limit-limit": "500"}), display_limit=100)
+    assert view.passthrough_headers == {"x-request-id": "r1", "set-cookie": console.REDACTED}
+
+
+# --- history records ----------------------------------------------------------------------------------------------
+def test_a_record_is_redacted_scrubbed_and_truncated():
+    secret = "sk_test_0123456789abcdef"
+    prepared = console.prepare(draft(
+        method="POST", body_kind="json", body_text=json.dumps({"note": f"key={secret}", "pad": "z" * 400}),
+        query=[("q", secret)], headers=[("Authorization", "Bearer upstream-token"), ("X-Api-Key", "k"),
+                                        ("X-Trace", f"t-{secret}")]))
+    answer = response(200, json.dumps({"echo": secret, "pad": "y" * 500}).encode(),
+                      {"content-type": "application/json", "set-cookie": "s=1"})
+    record = console.make_record(prepared, response=answer, actor="ava", platform="gmail", action_title="List",
+                                 secret=secret, body_limit=256)
+    stored = record.model_dump_json()
+    assert secret not in stored and "upstream-token" not in stored
+    assert record.request_headers == {"Authorization": console.REDACTED, "X-Api-Key": console.REDACTED,
+                                      "X-Trace": "t-****"}
+    assert record.query == [["q", "****"]] and record.response_headers["set-cookie"] == console.REDACTED
+    assert record.request_truncated and len(record.request_body.encode()) <= 256
+    assert record.response_truncated and record.response_size == len(answer.body)
+    assert (record.status, record.environment, record.path) == (200, "test", "/gmail/v1/users/me/messages")
+
+
+def test_truncation_cuts_at_a_character_boundary():
+    text, cut = console.truncate("é" * 10, 5)
+    assert cut and text == "éé"
+    assert console.truncate("short", 5) == ("short", False)
+
+
+def round_trip(prepared: console.PreparedRequest, body_limit: int = 16_384) -> console.PreparedRequest:
+    record = console.make_record(prepared, response=response(200, b"{}"), actor="a", platform="gmail",
+                                 secret=None, body_limit=body_limit)
+    return console.replay_request(record)
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(query=[("b", "2"), ("a", "1"), ("a", "0")], headers=[("X-Trace", "1")]),
+    dict(method="POST", body_kind="json", body_text='{"z": 1, "a": [1, {"é": null}]}'),
+    dict(method="PUT", body_kind="form", form=[("x", "1 2&3"), ("y", "")]),
+    dict(method="PATCH", body_kind="raw", body_text="<xml>é</xml>", headers=[("Content-Type", "application/xml")]),
+    dict(method="POST", body_kind="multipart", form=[("title", "t")]),
+])
+def test_replay_rebuilds_the_identical_request(overrides):
+    prepared = console.prepare(draft(**overrides))
+    assert round_trip(prepared) == prepared
+
+
+def test_replay_refuses_what_history_did_not_keep():
+    long = console.prepare(draft(method="POST", body_kind="json", body_text=json.dumps({"x": "y" * 300})))
+    with pytest.raises(InvalidInputError, match="cannot be repeated exactly"):
+        round_trip(long, body_limit=256)
+    files = console.prepare(draft(method="POST", body_kind="multipart",
+                                  files=[console.FilePart("file", "a.bin", b"123")]))
+    with pytest.raises(InvalidInputError, match="file contents"):
+        round_trip(files)
+    authorized = console.prepare(draft(headers=[("Authorization", "Bearer x")]))
+    record = console.make_record(authorized, actor="a", platform="gmail", secret=None, body_limit=1000)
+    with pytest.raises(InvalidInputError, match="redacted in history"):
+        console.replay_request(record)
+    assert "$HEADER_AUTHORIZATION" in console.export_curl(console.replay_request(record, for_export=True), "http://p")
+
+
+def test_loading_a_record_gives_a_raw_draft():
+    prepared = console.prepare(draft(method="PUT", body_kind="form", form=[("a", "1")], query=[("q", "x")]))
+    record = console.make_record(prepared, actor="a", platform="gmail", secret=None, body_limit=1000)
+    loaded = console.draft_from_record(record)
+    assert (loaded.method, loaded.path_template, loaded.action_id) == ("PUT", "/gmail/v1/users/me/messages", ACTION)
+    assert loaded.form == [("a", "1")] and loaded.query == [("q", "x")] and loaded.body_kind == "form"
+
+
+# --- exports ----------------------------------------------------------------------------------------------------
+def test_curl_export_reads_the_secret_from_the_environment():
+    prepared = console.prepare(draft(method="POST", body_kind="json", body_text='{"text": "it\'s $HOME"}',
+                                     headers=[("Authorization", "Bearer upstream"), ("X-Trace", "a b")],
+                                     query=[("q", "a b&c")]))
+    curl = console.export_curl(prepared, "http://127.0.0.1:8700")
+    assert '"x-pica-secret: $PICA_SECRET_KEY"' in curl and "upstream" not in curl
+    assert '"Authorization: $HEADER_AUTHORIZATION"' in curl
+    words = shlex.split(curl.replace("\\\n", " "))
+    assert words[words.index("--data-raw") + 1] == '{"text":"it\'s $HOME"}'  # single-quoted: no expansion
+    assert prepared.url("http://127.0.0.1:8700") in words
+    assert "X-Trace: a b" in words
+
+
+def test_python_export_is_valid_code_without_the_secret():
+    prepared = console.prepare(draft(method="POST", body_kind="json", body_text='{"ok": true, "n": null}',
+                                     query=[("q", "1")], headers=[("X-Api-Key", "hidden")]))
+    code = console.export_httpx(prepared, "http://127.0.0.1:8700")
+    compile(code, "export.py", "exec")
+    assert 'os.environ["PICA_SECRET_KEY"]' in code and "hidden" not in code
+    assert "json={'ok': True, 'n': None}" in code and "params=[('q', '1')]" in code
+
+
+# --- compare ------------------------------------------------------------------------------------------------------
+def test_compare_two_calls():
+    def rec(i, status, body):
+        return PassthroughCallRecord(id=i, at=None, actor="a", environment="test", connection_key=KEY,
+                                     platform="gmail", action_id=ACTION, method="GET", path="/p", status=status,
+                                     response_body=body)
+
+    same = console.compare(rec(1, 200, '{"b": 1, "a": 2}'), rec(2, 200, '{"a": 2, "b": 1}'))
+    assert same.same_body and all(row["same"] for row in same.summary if row["field"] != "elapsed (ms)")
+    different = console.compare(rec(1, 200, '{"a": 1}'), rec(2, 429, '{"a": 2}'))
+    assert '-  "a": 1' in different.diff and '+  "a": 2' in different.diff
+    assert next(r for r in different.summary if r["field"] == "status")["same"] is False
+
+
+# --- against the sandbox ------------------------------------------------------------------------------------------
+@pytest.fixture
+def client(sandbox, secret):
+    with PicaClient(base_url=sandbox.url, secret=secret) as instance:
+        yield instance
+
+
+@pytest.fixture
+def store(database_url):
+    instance = Store.from_url(database_url)
+    yield instance
+    instance.engine.dispose()
+
+
+def connection(sandbox, platform="gmail", state="operational") -> dict:
+    return next(c for c in sandbox.state.connections.values()
+                if c["platform"] == platform and c["environment"] == "test" and c["state"] == state)
+
+
+def run(client, store, prepared, **overrides):
+    values = dict(actor="tester", platform="gmail", action_title="List", secret=SANDBOX_TEST_KEY,
+                  body_limit=16_384)
+    values.update(overrides)
+    return console.run_call(client, store, prepared, **values)
+
+
+def test_a_get_is_sent_stored_and_not_audited(sandbox, client, store):
+    conn = connection(sandbox)
+    prepared = console.prepare(draft(connection_key=conn["key"], query=[("maxResults", "3")]))
+    outcome = run(client, store, prepared)
+    assert outcome.ok and sandbox.count("passthrough") == 1
+    view = console.response_view(outcome.response, display_limit=200_000)
+    assert view.kind == "records" and view.records_key == "messages"
+    assert "x-request-id" in view.passthrough_headers
+    stored = store.call(outcome.record.id)
+    assert (stored.status, stored.query, stored.actor) == (200, [["maxResults", "3"]], "tester")
+    assert store.count(AuditEvent) == 0
+
+
+def test_a_post_is_audited(sandbox, client, store):
+    conn = connection(sandbox)
+    prepared = console.prepare(draft(connection_key=conn["key"], action_id=SEND_ACTION, method="POST",
+                                     path_template="/gmail/v1/users/{{userId}}/messages/send",
+                                     body_kind="json", body_text='{"raw": "SGk="}'))
+    outcome = run(client, store, prepared, action_title="Send")
+    assert outcome.response.status == 200 and outcome.response.json()["labelIds"] == ["SENT"]
+    [event] = store.audit_events(action="console_call")
+    assert (event.actor, event.target, event.outcome) == ("tester", conn["key"], "ok")
+    assert event.detail["method"] == "POST" and event.detail["status"] == 200
+    assert event.detail["path"] == "/gmail/v1/users/me/messages/send"
+
+
+def test_custom_actions_reach_the_sandbox_with_their_connection_key(sandbox, client, store):
+    conn = connection(sandbox)
+    prepared = console.prepare(draft(connection_key=conn["key"], action_id=CUSTOM_ACTION, method="POST",
+                                     path_template="/gmail/get-emails", path_values={}, custom=True))
+    outcome = run(client, store, prepared)
+    assert outcome.response.status == 200, outcome.response.text
+    assert json.loads(sandbox.requests(1)[0]["body"]) == {"connectionKey": conn["key"]}
+
+
+def test_upstream_errors_are_responses_and_pica_errors_are_kept(sandbox, client, store):
+    failed = connection(sandbox, state="failed")
+    outcome = run(client, store, console.prepare(draft(connection_key=failed["key"])))
+    assert outcome.response.status == 401 and not outcome.ok
+    assert "needs reconnecting" in console.response_view(outcome.response, display_limit=1000).meaning
+
+    conn = connection(sandbox)
+    unknown = console.prepare(draft(connection_key=conn["key"], action_id="conn_mod_def::nope::nope"))
+    outcome = run(client, store, unknown)
+    assert isinstance(outcome.error, NotFoundError) and outcome.response is None
+    assert store.call(outcome.record.id).status == 404 and "Action not found" in store.call(outcome.record.id).error
+
+
+def test_a_degraded_connection_alternates_with_retry_after(sandbox, client, store):
+    degraded = connection(sandbox, state="degraded")
+    statuses = [run(client, store, console.prepare(draft(connection_key=degraded["key"]))) for _ in range(2)]
+    second = console.response_view(statuses[1].response, display_limit=1000)
+    assert statuses[0].response.status == 200 and second.status == 429
+    assert second.retry_after == 30 and "retry after 30 s" in second.meaning
+    assert sandbox.count("passthrough") == 2  # a passthrough GET is not retried on the upstream's 429
+
+
+def test_replay_sends_byte_identical_requests(sandbox, client, store):
+    conn = connection(sandbox)
+    prepared = console.prepare(draft(connection_key=conn["key"], action_id=SEND_ACTION, method="POST",
+                                     path_template="/gmail/v1/users/{{userId}}/messages/send",
+                                     query=[("b", "1"), ("a", "x y")], headers=[("X-Trace", "t1")],
+                                     body_kind="json", body_text='{"raw": "SGk=", "é": [1, 2]}'))
+    first = run(client, store, prepared)
+    again = run(client, store, console.replay_request(store.call(first.record.id)))
+    original, replayed = sandbox.requests(2)
+    assert replayed == original
+    assert again.response.body == first.response.body
+
+
+def test_history_and_exports_never_contain_the_secret(sandbox, client, store):
+    conn = connection(sandbox)
+    prepared = console.prepare(draft(
+        connection_key=conn["key"], action_id=SEND_ACTION, method="POST",
+        path_template="/gmail/v1/users/{{userId}}/messages/send", query=[("note", SANDBOX_TEST_KEY)],
+        headers=[("X-Echo", SANDBOX_TEST_KEY), ("Authorization", "Bearer up")],
+        body_kind="json", body_text=json.dumps({"raw": SANDBOX_TEST_KEY})))
+    outcome = run(client, store, prepared)
+    assert outcome.ok and SANDBOX_TEST_KEY in sandbox.requests(1)[0]["body"]  # it did reach the platform
+    unknown = console.prepare(draft(connection_key=conn["key"], action_id="conn_mod_def::x::y"))
+    run(client, store, unknown)
+    for record in store.search_calls():
+        stored = record.model_dump_json()
+        assert SANDBOX_TEST_KEY not in stored and "Bearer up" not in stored
+        exportable = console.replay_request(record, for_export=True)
+        for text in (console.export_curl(exportable, sandbox.url), console.export_httpx(exportable, sandbox.url)):
+            assert SANDBOX_TEST_KEY not in text and "Bearer up" not in text
+    for text in (console.export_curl(prepared, sandbox.url), console.export_httpx(prepared, sandbox.url)):
+        assert "Bearer up" not in text and "$PICA_SECRET_KEY" in text
+
+
+def test_search_history_by_platform_action_status_and_text(sandbox, client, store):
+    conn = connection(sandbox)
+    failed = connection(sandbox, state="failed")
+    run(client, store, console.prepare(draft(connection_key=conn["key"])), action_title="List messages")
+    run(client, store, console.prepare(draft(connection_key=failed["key"])), action_title="List messages")
+    run(client, store, console.prepare(draft(connection_key=conn["key"], action_id=SEND_ACTION, method="POST",
+                                             path_template="/gmail/v1/users/me/messages/send", body_kind="json",
+                                             body_text='{"raw": "needle-42"}')), action_title="Send")
+    assert len(store.search_calls(platform="gmail")) == 3 and store.search_calls(platform="slack") == []
+    assert [r.action_title for r in store.search_calls(action="send")] == ["Send"]
+    assert len(store.search_calls(status=401)) == 1
+    assert len(store.search_calls(text_query="needle-42")) == 1  # request body
+    assert len(store.search_calls(text_query="invalid authentication")) == 1  # response body
+    assert store.call_platforms() == ["gmail"] and store.count(PassthroughCallRecord) == 3
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_the_curl_export_returns_the_same_response(sandbox, client, store):
+    conn = connection(sandbox)
+    for prepared in (
+        console.prepare(draft(connection_key=conn["key"], query=[("q", "from:ava is:unread"), ("maxResults", "3")])),
+        console.prepare(draft(connection_key=conn["key"], action_id=SEND_ACTION, method="POST",
+                              path_template="/gmail/v1/users/me/messages/send", body_kind="json",
+                              body_text='{"raw": "it\'s é $HOME"}')),
+    ):
+        expected = run(client, store, prepared).response
+        curl = console.export_curl(prepared, sandbox.url)
+        env = {**os.environ, "PICA_SECRET_KEY": SANDBOX_TEST_KEY}
+        result = subprocess.run(["bash", "-c", curl], capture_output=True, env=env, timeout=30, check=True)
+        assert result.stdout == expected.body
+        via_console, via_curl = sandbox.requests(2)
+        assert (via_curl["path"], via_curl["query"], via_curl["body"]) == (
+            via_console["path"], via_console["query"], via_console["body"])
+
+
+def test_the_python_export_returns_the_same_response(sandbox, client, store):
+    conn = connection(sandbox)
+    prepared = console.prepare(draft(connection_key=conn["key"], query=[("maxResults", "2")]))
+    expected = run(client, store, prepared).response
+    code = console.export_httpx(prepared, sandbox.url)
+    env = {**os.environ, "PICA_SECRET_KEY": SANDBOX_TEST_KEY}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, env=env, timeout=60, check=True,
+                            text=True)
+    status, body = result.stdout.split("\n", 1)
+    assert int(status) == expected.status and body.rstrip("\n") == expected.text
+
+
+def test_the_console_refuses_before_the_client_would_send(sandbox, client):
+    # What prepare() accepts, the client accepts too (the same checks), so nothing reaches Pica half-built.
+    with pytest.raises(InvalidInputError):
+        console.prepare(draft(connection_key=connection(sandbox)["key"], headers=[("X-A", "1\r\n2")]))
+    assert sandbox.count("passthrough") == 0
+
+
+
+def test_the_secret_is_masked_in_responses_and_exports():
+    secret = "sk_test_0123456789abcdef"
+    view = console.response_view(response(body=json.dumps({"echo": secret}).encode()), display_limit=1000,
+                                 secret=secret)
+    assert secret not in view.display and secret.encode() not in view.body and "masked" in view.note
+    prepared = console.prepare(draft(query=[("q", secret)], headers=[("X-Echo", secret)]))
+    for text in (console.export_curl(prepared, "http://p", secret=secret),
+                 console.export_httpx(prepared, "http://p", secret=secret)):
+        assert secret not in text and "****" in text
