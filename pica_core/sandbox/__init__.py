@@ -141,7 +141,8 @@ def create_app(config: SandboxConfig | None = None, state: SandboxState | None =
                 raise PicaHTTPError(400, f"kind must be one of {', '.join(FAULT_KINDS)}")
             try:
                 fault = Fault(kind=payload["kind"], count=int(payload.get("count", 1)), path=str(payload.get("path", "")),
-                              method=str(payload.get("method", "")).upper(), status=int(payload.get("status", 503)),
+                              method=str(payload.get("method", "")).upper(), query=str(payload.get("query", "")),
+                              status=int(payload.get("status", 503)),
                               seconds=float(payload.get("seconds", DEFAULT_SECONDS.get(payload["kind"], 0))))
             except (TypeError, ValueError):
                 raise PicaHTTPError(400, "count and status must be integers, seconds a number") from None

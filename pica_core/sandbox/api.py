@@ -100,6 +100,7 @@ def build_routes(state: SandboxState) -> list[Route]:
     cfg = state.config
     catalog = state.catalog
     connector_cache: dict[str, list[bytes]] = {}
+    authkit_cache: dict[tuple[str, str], list[bytes]] = {}
 
     def endpoint(name: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def run(request: Request) -> Response:
@@ -120,7 +121,7 @@ def build_routes(state: SandboxState) -> list[Route]:
             if not allowed:
                 return pica_error(429, "Rate limit exceeded", {**rate_headers, "retry-after": rate_headers["x-pica-rate-limit-reset"]})
             header_fault = request.headers.get("x-sandbox-fault")
-            fault = parse_fault_header(header_fault) if header_fault else state.take_fault(request.method, _pica_path(request))
+            fault = parse_fault_header(header_fault) if header_fault else state.take_fault(request.method, _pica_path(request), request.url.query)
             if fault is not None:
                 early = await _apply_fault(fault, rate_headers)
                 if early is not None:
@@ -139,15 +140,12 @@ def build_routes(state: SandboxState) -> list[Route]:
         rows = connector_cache.get(base)
         if rows is None:
             rows = []
-            enabled = catalog.authkit_enabled
             for c in catalog.connectors:
                 rows.append(_dumps({
                     "id": c.id, "name": c.name, "key": c.key, "platform": c.platform, "platformVersion": "v1",
                     "status": c.status, "description": c.description, "category": c.category,
                     "image": f"{base}/logos/{c.platform}.svg", "tags": [c.category.lower()] if c.category else [],
                     "oauth": c.oauth, "tools": c.tools, "version": "1.0.0", "active": c.status != "not_available",
-                    # Not in Pica's documented row: which environments have the connector on in AuthKit.
-                    "authkit": {"test": c.platform in enabled["test"], "live": c.platform in enabled["live"]},
                 }))
             connector_cache[base] = rows
         return rows
@@ -229,25 +227,33 @@ def build_routes(state: SandboxState) -> list[Route]:
         version = request.query_params.get("platformVersion")
         active = _bool_param(request, "active")
         active = True if active is None else active
-        if keys:
-            candidates = [state.by_key[k] for k in keys if k in state.by_key]
-        elif identity is not None:
-            candidates = state.by_identity.get(identity, [])
-        else:
-            candidates = state.order
-        conns = state.connections
-        picked = []
-        for cid in candidates:
-            c = conns[cid]
-            if (c["environment"] == env and c["active"] == active
-                    and (identity is None or c["identity"] == identity)
-                    and (identity_type is None or c["identityType"] == identity_type)
-                    and (not platform or c["platform"] == platform)
-                    and (not tags or tags.issubset(c["tags"]))
-                    and (not name or c["name"] == name)
-                    and (not version or c["platformVersion"] == version)):
-                picked.append(cid)
-        return _envelope([state.row_bytes(cid) for cid in _paginate(picked, limit, page)], len(picked), limit, page)
+
+        def pick() -> list[str]:
+            if keys:
+                candidates = [state.by_key[k] for k in keys if k in state.by_key]
+            elif identity is not None:
+                candidates = state.by_identity.get(identity, [])
+            else:
+                candidates = state.order
+            conns = state.connections
+            picked = []
+            for cid in candidates:
+                c = conns[cid]
+                if (c["environment"] == env and c["active"] == active
+                        and (identity is None or c["identity"] == identity)
+                        and (identity_type is None or c["identityType"] == identity_type)
+                        and (not platform or c["platform"] == platform)
+                        and (not tags or tags.issubset(c["tags"]))
+                        and (not name or c["name"] == name)
+                        and (not version or c["platformVersion"] == version)):
+                    picked.append(cid)
+            return picked
+
+        # Keys and identities index a few connections; other filters scan the whole fleet, so their result is kept
+        # until the vault changes (paging through 50,000 connections must not rescan them for every page).
+        picked = pick() if keys or identity is not None else state.listing(
+            (env, active, identity_type, platform, tuple(sorted(tags)), name, version), pick)
+        return _envelope(state.rows_bytes(_paginate(picked, limit, page)), len(picked), limit, page)
 
     def own_connection(request: Request, env: str) -> dict:
         conn = state.connections.get(request.path_params["id"])
@@ -319,9 +325,26 @@ def build_routes(state: SandboxState) -> list[Route]:
         return Response(upstream.body, upstream.status, headers=headers)
 
     # --- users and AuthKit ------------------------------------------------------------------------------
+    flags = _dumps({"accessList": ["authkit", "passthrough", "vault"], "authkitWhitelist": False,
+                    "earlyAccess": [], "completedQuickstart": True})
+
     async def user_flags(request: Request, env: str) -> Response:
-        return Response(_dumps({"accessList": ["authkit", "passthrough", "vault"], "authkitWhitelist": False,
-                                "earlyAccess": [], "completedQuickstart": True}), media_type=JSON)
+        return Response(flags, media_type=JSON)
+
+    def authkit_rows(base: str, env: str) -> list[bytes]:
+        """The environment's AuthKit-enabled integrations as serialised rows (the catalog is fixed: built once)."""
+        rows = authkit_cache.get((base, env))
+        if rows is None:
+            enabled = sorted((catalog.by_platform[p] for p in catalog.authkit_enabled[env]), key=lambda c: c.name.lower())
+            rows = authkit_cache[(base, env)] = [_dumps({
+                "id": 1000 + c.id, "connectionDefId": c.id, "type": c.platform, "title": c.name,
+                "image": f"{base}/logos/{c.platform}.svg", "activatedAt": "2025-03-14T09:26:53.589Z",
+                "secretId": None, "clientSecretDisplay": "****" if c.oauth else None,
+                "clientIdDisplay": f"{c.platform[:12]}-client" if c.oauth else None,
+                "scopes": None, "environment": env, "guide": None, "createdAt": "2025-03-14T09:26:53.589Z",
+                "tags": [], "active": True,
+            }) for c in enabled]
+        return rows
 
     async def authkit(request: Request, env: str) -> Response:
         limit, page = _page(request, state, default_limit=100)
@@ -333,17 +356,8 @@ def build_routes(state: SandboxState) -> list[Route]:
         identity = _identity(payload.get("identity"))
         identity_type = _identity_type(payload.get("identityType", payload.get("identity_type")))
         request_id = state.open_authkit_session(identity, identity_type, env)
-        base = _base(request)
-        enabled = sorted((catalog.by_platform[p] for p in catalog.authkit_enabled[env]), key=lambda c: c.name.lower())
-        rows = [_dumps({
-            "id": 1000 + c.id, "connectionDefId": c.id, "type": c.platform, "title": c.name,
-            "image": f"{base}/logos/{c.platform}.svg", "activatedAt": "2025-03-14T09:26:53.589Z",
-            "secretId": None, "clientSecretDisplay": "****" if c.oauth else None,
-            "clientIdDisplay": f"{c.platform[:12]}-client" if c.oauth else None,
-            "scopes": None, "environment": env, "guide": None, "createdAt": "2025-03-14T09:26:53.589Z",
-            "tags": [], "active": True,
-        }) for c in _paginate(enabled, limit, page)]
-        return _envelope(rows, len(enabled), limit, page, extra=f',"requestId":{request_id}')
+        rows = authkit_rows(_base(request), env)
+        return _envelope(_paginate(rows, limit, page), len(rows), limit, page, extra=f',"requestId":{request_id}')
 
     pica = [
         ("GET", "/v1/available-connectors", "available-connectors", available_connectors),
@@ -381,7 +395,8 @@ def _method_router(path: str, handlers: dict[str, Callable]) -> Route:
 
 
 def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
+    """Where this sandbox is served, mount prefix included (Starlette's base_url leaves it out)."""
+    return f"{request.url.scheme}://{request.url.netloc}{request.scope.get('root_path', '')}"
 
 
 def _pica_path(request: Request) -> str:

@@ -8,6 +8,7 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, UTC
 
@@ -16,6 +17,7 @@ from .seed import generate_fleet, make_connection
 
 RATE_WINDOW_SECONDS = 60
 AUTHKIT_SESSION_SECONDS = 15 * 60
+MAX_CACHED_LISTINGS = 256  # filtered connection-id lists kept between vault mutations
 
 
 @dataclass
@@ -43,14 +45,15 @@ class Fault:
     count: int = 1
     path: str = ""  # prefix of the Pica path it applies to ("" = any)
     method: str = ""
+    query: str = ""  # text the query string must contain, e.g. "page=3" ("" = any)
     status: int = 503
     seconds: float = 0.0
 
-    def applies(self, method: str, path: str) -> bool:
-        return path.startswith(self.path) and (not self.method or self.method == method)
+    def applies(self, method: str, path: str, query: str = "") -> bool:
+        return path.startswith(self.path) and (not self.method or self.method == method) and self.query in query
 
     def as_dict(self) -> dict:
-        return {"kind": self.kind, "count": self.count, "path": self.path, "method": self.method,
+        return {"kind": self.kind, "count": self.count, "path": self.path, "method": self.method, "query": self.query,
                 "status": self.status, "seconds": self.seconds}
 
 
@@ -96,6 +99,8 @@ class SandboxState:
             self.order: list[str] = [c["id"] for c in fleet]  # newest first
             self._reindex()
             self._bytes: dict[str, bytes] = {}
+            self._listings: dict[tuple, list[str]] = {}
+            self._generation = getattr(self, "_generation", 0) + 1
             self.call_counts: dict[str, int] = {}
             self.authkit_sessions: dict[int, dict] = {}
             self.next_request_id = 7_340_000
@@ -114,16 +119,43 @@ class SandboxState:
                 self.by_identity.setdefault(identity, []).append(cid)
 
     # --- connections ---------------------------------------------------------------------------
+    def _changed(self) -> None:
+        """Forget the cached listings (call with the lock held, on every vault mutation)."""
+        self._generation += 1
+        self._listings = {}
+
+    def listing(self, key: tuple, compute: Callable[[], list[str]]) -> list[str]:
+        """The connection ids a filter picks (`key` names the filter), computed once until the vault changes.
+
+        Listing a 50,000-connection fleet page by page would otherwise scan the whole fleet per page.
+        """
+        picked = self._listings.get(key)
+        if picked is None:
+            generation = self._generation
+            picked = compute()
+            with self._lock:
+                if generation == self._generation:  # no mutation while computing
+                    if len(self._listings) >= MAX_CACHED_LISTINGS:
+                        self._listings = {}
+                    self._listings[key] = picked
+        return picked
+
     def row_bytes(self, cid: str) -> bytes:
         cached = self._bytes.get(cid)
         if cached is None:
             cached = self._bytes[cid] = json.dumps(self.connections[cid], separators=(",", ":")).encode()
         return cached
 
+    def rows_bytes(self, cids: list[str]) -> list[bytes]:
+        """row_bytes of each id, in one pass over the cache (a page of rows per listing request)."""
+        cached = self._bytes.get
+        return [cached(cid) or self.row_bytes(cid) for cid in cids]
+
     def update_connection(self, cid: str, **changes) -> dict:
         with self._lock:
             self.connections[cid].update(changes)
             self._bytes.pop(cid, None)
+            self._changed()
             return self.connections[cid]
 
     def delete_connection(self, cid: str) -> None:
@@ -134,6 +166,7 @@ class SandboxState:
             if conn["identity"] in self.by_identity:
                 self.by_identity[conn["identity"]].remove(cid)
             self._bytes.pop(cid, None)
+            self._changed()
 
     def add_connection(self, *, platform: str, environment: str, identity: str | None,
                        identity_type: str | None) -> dict:
@@ -148,6 +181,7 @@ class SandboxState:
             self.by_key[conn["key"]] = conn["id"]
             if identity is not None:
                 self.by_identity.setdefault(identity, []).insert(0, conn["id"])
+            self._changed()
             return conn
 
     def find(self, id_or_key: str) -> dict | None:
@@ -166,7 +200,16 @@ class SandboxState:
             self.next_request_id += 1
             rid = self.next_request_id
             now = time.monotonic()
-            self.authkit_sessions = {k: v for k, v in self.authkit_sessions.items() if v["expires"] > now}
+            # Sessions are kept in opening order, so in expiry order: drop the expired ones from the front
+            # (rebuilding the whole dict on every token made minting O(open sessions)).
+            sessions = self.authkit_sessions
+            expired = []
+            for k, v in sessions.items():
+                if v["expires"] > now:
+                    break
+                expired.append(k)
+            for k in expired:
+                del sessions[k]
             self.authkit_sessions[rid] = {"identity": identity, "identityType": identity_type,
                                           "environment": environment, "expires": now + AUTHKIT_SESSION_SECONDS}
             return rid
@@ -203,10 +246,10 @@ class SandboxState:
         return allowed, headers
 
     # --- faults ----------------------------------------------------------------------------------
-    def take_fault(self, method: str, path: str) -> Fault | None:
+    def take_fault(self, method: str, path: str, query: str = "") -> Fault | None:
         with self._lock:
             for fault in self.faults:
-                if fault.applies(method, path):
+                if fault.applies(method, path, query):
                     fault.count -= 1
                     if fault.count <= 0:
                         self.faults.remove(fault)

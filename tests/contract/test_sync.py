@@ -1,0 +1,106 @@
+"""Fleet sync against the sandbox: counts, transitions, failures part-way and resume; the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pica_core.client import AsyncPicaClient, RetryPolicy
+from pica_core.config import SANDBOX_TEST_KEY, Secret
+from pica_core.store import ConnectionTransition, Store, UserConnection
+from pica_core.sync import resume_sync, sync_fleet
+from tests.conftest import ROOT
+
+FAST_RETRY = RetryPolicy(max_retries=1, deadline_seconds=2, base_delay=0.01, max_delay=0.02)
+
+
+@pytest.fixture
+def store(database_url):
+    s = Store.from_url(database_url)
+    yield s
+    s.engine.dispose()
+
+
+def run(sandbox, store, resume: int | None = None, page_size: int = 100):
+    async def go():
+        async with AsyncPicaClient(base_url=sandbox.url, secret=Secret(SANDBOX_TEST_KEY), page_size=page_size,
+                                   retry=FAST_RETRY, max_concurrency=3) as client:
+            if resume is not None:
+                return await resume_sync(client, store, resume)
+            return await sync_fleet(client, store, environment="test", page_size=page_size)
+
+    return asyncio.run(go())
+
+
+def test_sync_stores_every_connection_with_exact_request_count(sandbox, store):
+    sandbox.control("DELETE", "stats")
+    report = run(sandbox, store)
+    assert (report.status, report.rows, report.pages_total, report.new) == ("complete", 720, 8, 720)
+    assert sandbox.count("vault/connections") == 8
+    assert store.count(UserConnection) == 720
+    assert store.sync_run(report.run_id).status == "complete"
+
+
+def test_second_sync_records_only_real_changes(sandbox, store):
+    run(sandbox, store)
+    conn = next(c for c in sandbox.state.connections.values() if c["environment"] == "test" and c["state"] == "failed")
+    sandbox.set_state(conn["id"], "operational")
+    report = run(sandbox, store)
+    assert (report.new, report.transitions) == (0, 1)
+    assert [(t.from_state, t.to_state) for t in store.transitions(conn["key"])] == [(None, "failed"),
+                                                                                     ("failed", "operational")]
+    assert store.count(ConnectionTransition) == 721
+
+
+def test_a_failed_page_loses_nothing_and_resume_fetches_only_it(sandbox, store):
+    sandbox.fault("status", status=503, count=50, path="/v1/vault/connections", query="page=3")
+    report = run(sandbox, store)
+    assert (report.status, report.failed_pages, report.rows) == ("partial", [3], 620)
+    assert "503" in report.errors[3] and "--resume" in report.summary()
+    assert store.count(UserConnection) == 620 and store.sync_run(report.run_id).failed_pages == [3]
+    sandbox.control("DELETE", "faults")
+    sandbox.control("DELETE", "stats")
+    resumed = run(sandbox, store, resume=report.run_id)
+    assert (resumed.run_id, resumed.status, resumed.failed_pages, resumed.rows) == (report.run_id, "complete", [], 720)
+    assert sandbox.count("vault/connections") == 1  # only page 3
+    assert store.count(UserConnection) == 720
+    assert store.not_seen_in(report.run_id) == []  # every row carries this run
+
+
+def test_first_page_failing_fails_the_run_and_resume_starts_over(sandbox, store):
+    sandbox.fault("status", status=502, count=50, path="/v1/vault/connections", query="page=1")
+    report = run(sandbox, store)
+    assert (report.status, report.failed_pages) == ("failed", [1])
+    sandbox.control("DELETE", "faults")
+    assert run(sandbox, store, resume=report.run_id).status == "complete"
+
+
+def cli(sandbox, tmp_path, *args):
+    env = {**os.environ, "PICA_API_URL": sandbox.url, "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+           "PICA_PAGE_SIZE": "100", "PICA_MAX_RETRIES": "0"}
+    env.pop("PICA_SECRET_KEY", None)
+    return subprocess.run([sys.executable, "-m", "pica_core", "sync", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_cli_sync_and_resume(sandbox, tmp_path):
+    sandbox.fault("status", status=503, count=50, path="/v1/vault/connections", query="page=5")
+    failed = cli(sandbox, tmp_path)
+    assert failed.returncode == 1
+    assert "sync #1: partial, 620 connections" in failed.stdout and "pages that failed: 5" in failed.stdout
+    sandbox.control("DELETE", "faults")
+    resumed = cli(sandbox, tmp_path, "--resume", "1")
+    assert resumed.returncode == 0 and "sync #1: complete, 720 connections" in resumed.stdout
+    assert "sk_test_sandbox" not in failed.stdout + failed.stderr + resumed.stdout + resumed.stderr
+
+
+def test_cli_bad_configuration_is_one_line(tmp_path, sandbox):
+    result = subprocess.run([sys.executable, "-m", "pica_core", "sync"], cwd=ROOT, capture_output=True, text=True,
+                            env={**os.environ, "PICA_SECRET_KEY": "nope", "PICA_API_URL": sandbox.url}, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("Configuration error: PICA_SECRET_KEY must start with")
+    assert len(result.stderr.strip().splitlines()) == 1
