@@ -1,0 +1,126 @@
+"""Fleet sync of a 50,000-connection sandbox fleet into SQLite and PostgreSQL, against a bare httpx loop.
+
+    .venv/bin/python bench/fleet_sync.py [--connections 50000] [--page-size 300] [--concurrency 4]
+
+Prints, per database: wall time of a first sync (all inserts) and of a re-sync (all updates), rows per second,
+and the ratio to a bare httpx loop fetching the same pages at the same concurrency (target: at most 1.3×).
+The sandbox runs pinned to core 0; this process (client and database writer) on the others.
+PostgreSQL comes from TEST_DATABASE_URL (default: the local server); it is skipped with a note if unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import CORES, TEST_KEY, shell, start_sandbox, table  # noqa: E402
+from pica_core.client import AsyncPicaClient  # noqa: E402
+from pica_core.config import Secret  # noqa: E402
+from pica_core.store import Store  # noqa: E402
+from pica_core.sync import sync_fleet  # noqa: E402
+
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+async def bare_loop(url: str, page_size: int, concurrency: int) -> tuple[float, int]:
+    """The floor: fetch every page (first, then the rest concurrently) and decode the JSON; nothing else."""
+    gate = asyncio.Semaphore(concurrency)
+    started = time.perf_counter()
+    async with httpx.AsyncClient(base_url=url, headers={"x-pica-secret": TEST_KEY}, timeout=60,
+                                 limits=httpx.Limits(max_connections=max(10, concurrency * 2))) as client:
+        async def page(n: int) -> dict:
+            async with gate:
+                response = await client.get("/v1/vault/connections", params={"limit": page_size, "page": n})
+            return response.json()
+
+        first = await page(1)
+        rest = await asyncio.gather(*(page(n) for n in range(2, first["pages"] + 1)))
+    rows = len(first["rows"]) + sum(len(p["rows"]) for p in rest)
+    return time.perf_counter() - started, rows
+
+
+async def timed_sync(url: str, store: Store, page_size: int, concurrency: int) -> tuple[float, int]:
+    started = time.perf_counter()
+    async with AsyncPicaClient(base_url=url, secret=Secret(TEST_KEY), page_size=page_size,
+                               max_concurrency=concurrency) as client:
+        report = await sync_fleet(client, store, environment="test", page_size=page_size)
+    if report.status != "complete":
+        raise SystemExit(f"sync did not complete: {report.summary()}")
+    return time.perf_counter() - started, report.rows
+
+
+def postgres_url() -> tuple[str | None, str]:
+    url = os.environ.get("TEST_DATABASE_URL", DEFAULT_PG)
+    from sqlalchemy import create_engine, text
+
+    try:
+        engine = create_engine(url, connect_args={"connect_timeout": 3})
+        schema = f"bench_{uuid.uuid4().hex[:8]}"
+        with engine.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - report and skip
+        return None, f"PostgreSQL unreachable at {url} ({type(exc).__name__}): skipped"
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}options=-csearch_path%3D{schema}", schema
+
+
+def drop_schema(schema: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(os.environ.get("TEST_DATABASE_URL", DEFAULT_PG))
+    with engine.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--connections", type=int, default=50_000)
+    parser.add_argument("--page-size", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3, help="bare-loop runs (the best is the floor)")
+    args = parser.parse_args()
+    if CORES > 1 and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, set(range(1, CORES)))  # the sandbox has core 0
+
+    print(f"command: {shell([sys.executable, *sys.argv])}")
+    with start_sandbox("--connections", str(args.connections), "--live-connections", "0", core=0) as sandbox:
+        bare = min((asyncio.run(bare_loop(sandbox.url, args.page_size, args.concurrency)) for _ in range(args.rounds)),
+                   key=lambda r: r[0])
+        print(f"sandbox: {args.connections} connections, pages of {args.page_size}, concurrency {args.concurrency}, "
+              f"sandbox pinned to core 0 of {CORES}")
+        rows = [["bare httpx loop (fetch + decode)", f"{bare[0]:.2f}", f"{bare[1] / bare[0]:,.0f}", "1.00"]]
+        databases: list[tuple[str, str | None, str]] = []
+        with tempfile.TemporaryDirectory() as tmp:
+            databases.append(("SQLite", f"sqlite:///{Path(tmp) / 'bench.db'}", ""))
+            pg_url, pg_note = postgres_url()
+            databases.append(("PostgreSQL", pg_url, pg_note))
+            for name, url, note in databases:
+                if url is None:
+                    print(note)
+                    continue
+                store = Store.from_url(url)
+                for label in ("first sync (inserts)", "re-sync (updates)"):
+                    seconds, synced = asyncio.run(timed_sync(sandbox.url, store, args.page_size, args.concurrency))
+                    rows.append([f"{name}: {label}", f"{seconds:.2f}", f"{synced / seconds:,.0f}",
+                                 f"{seconds / bare[0]:.2f}"])
+                store.engine.dispose()
+                if name == "PostgreSQL":
+                    drop_schema(note)
+    print(table(["run", "wall s", "rows/s", "× bare loop"], rows))
+    print("target: each sync at most 1.3× the bare loop")
+
+
+if __name__ == "__main__":
+    main()
