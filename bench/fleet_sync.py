@@ -90,16 +90,26 @@ def main() -> None:
     parser.add_argument("--page-size", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3, help="bare-loop runs (the best is the floor)")
+    parser.add_argument("--latency-ms", type=float, default=0.0,
+                        help="answer every page this much later (the sandbox's latency fault): 0 is the worst case "
+                             "for the ratio; Pica over a network is tens of ms away")
+    parser.add_argument("--pin", action="store_true",
+                        help="keep this process (client and writer) off the sandbox's core; by default it may use any "
+                             "core, as the dashboard does in production where Pica is another machine")
     args = parser.parse_args()
-    if CORES > 1 and hasattr(os, "sched_setaffinity"):
+    if args.pin and CORES > 1 and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, set(range(1, CORES)))  # the sandbox has core 0
 
     print(f"command: {shell([sys.executable, *sys.argv])}")
     with start_sandbox("--connections", str(args.connections), "--live-connections", "0", core=0) as sandbox:
+        if args.latency_ms:
+            httpx.post(f"{sandbox.url}/control/faults", headers={"x-pica-secret": TEST_KEY}, timeout=10, json={
+                "kind": "latency", "seconds": args.latency_ms / 1000, "count": 1_000_000, "path": "/v1/vault"})
         bare = min((asyncio.run(bare_loop(sandbox.url, args.page_size, args.concurrency)) for _ in range(args.rounds)),
                    key=lambda r: r[0])
         print(f"sandbox: {args.connections} connections, pages of {args.page_size}, concurrency {args.concurrency}, "
-              f"sandbox pinned to core 0 of {CORES}")
+              f"sandbox pinned to core 0 of {CORES}; this process {'pinned off it' if args.pin else 'on any core'}; "
+              f"added latency per page {args.latency_ms:g} ms")
         rows = [["bare httpx loop (fetch + decode)", f"{bare[0]:.2f}", f"{bare[1] / bare[0]:,.0f}", "1.00"]]
         databases: list[tuple[str, str | None, str]] = []
         with tempfile.TemporaryDirectory() as tmp:

@@ -20,10 +20,12 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, Generic, TypeVar
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import httpx
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 
 from . import validation
 from .config import Secret, Settings
@@ -72,6 +74,7 @@ class Operation(Generic[T]):
     json_body: Any = None
     parse: Parse = lambda data: data
     paginated: bool = False
+    row_model: type[BaseModel] | None = None  # paginated: the rows' model (the envelope is validated in one pass)
     page_size: int | None = None
     retry: bool = True
     expect_json: bool = True
@@ -86,7 +89,15 @@ class PageResult:
     total: int
     pages: int
     page: int
-    raw: dict[str, Any]
+
+
+@cache
+def _envelope(row_model: type[BaseModel]) -> TypeAdapter:
+    """{rows, total, pages, page} of `row_model`, parsed and validated from the bytes in one pass (pydantic-core):
+    about half the CPU of json.loads followed by a validation per row, which a 50,000-row sync feels."""
+    envelope = create_model(f"{row_model.__name__}Page", __config__=ConfigDict(extra="ignore"),
+                            rows=(list[row_model], ...), total=(int, 0), pages=(int, 0), page=(int, 1))
+    return TypeAdapter(envelope)
 
 
 @dataclass
@@ -235,17 +246,17 @@ class _Core:
             raise InvalidResponseError("Pica answered with a body that is not valid JSON",
                                        status=response.status_code, method=op.method, path=op.path) from None
 
-    def _page(self, data: Any, op: Operation) -> PageResult:
-        if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
-            raise InvalidResponseError("Pica's list answer has no 'rows' array", method=op.method, path=op.path)
+    def _page(self, response: httpx.Response, op: Operation) -> PageResult:
+        assert op.row_model is not None, "paginated operations name their row model"
         try:
-            rows = [op.parse(row) for row in data["rows"]]
-        except (ValueError, TypeError) as exc:
-            raise InvalidResponseError(f"Pica's rows did not match the contract ({exc.__class__.__name__})",
-                                       method=op.method, path=op.path) from None
-        total = int(data.get("total") or len(rows))
-        pages = int(data.get("pages") or 0)
-        return PageResult(rows, total, pages, int(data.get("page") or 1), data)
+            envelope = _envelope(op.row_model).validate_json(response.content)
+        except ValidationError as exc:
+            if any(e["type"] == "json_invalid" for e in exc.errors()):
+                message = "Pica answered with a body that is not valid JSON"
+            else:
+                message = f"Pica's list answer did not match the contract ({exc.error_count()} problems)"
+            raise InvalidResponseError(message, status=response.status_code, method=op.method, path=op.path) from None
+        return PageResult(envelope.rows, envelope.total or len(envelope.rows), envelope.pages, envelope.page)
 
     def _parse(self, data: Any, op: Operation) -> Any:
         try:
@@ -292,12 +303,12 @@ class _Endpoints:
                    name: str | None = None, category: str | None = None) -> list[Connector]:
         return self._run(Operation("GET", "/v1/available-connectors", params=dict(
             authkit=authkit, platform=platform, key=key, name=name, category=category),
-            parse=Connector.model_validate, paginated=True))
+            row_model=Connector, paginated=True))
 
     def actions(self, platform: str, *, title: str | None = None, key: str | None = None,
                 method: str | None = None) -> list[Action]:
         return self._run(Operation("GET", f"/v1/available-actions/{_segment(platform)}", params=dict(
-            title=title, key=key, method=method), parse=Action.model_validate, paginated=True))
+            title=title, key=key, method=method), row_model=Action, paginated=True))
 
     def search_actions(self, platform: str, query: str = "", *, limit: int = 20,
                        knowledge: bool = True) -> list[ActionHit]:
@@ -329,7 +340,7 @@ class _Endpoints:
             identity=identity, identityType=validation.identity_type(identity_type), platform=platform,
             key=list(keys) if keys else None, tags=list(tags) if tags else None, name=name,
             platformVersion=platform_version, active=active),
-            parse=Connection.model_validate, paginated=True, page_size=page_size)
+            row_model=Connection, paginated=True, page_size=page_size)
 
     def connection(self, connection_id: str) -> Connection:
         return self._run(Operation("GET", f"/v1/vault/connections/{_segment(connection_id)}",
@@ -506,7 +517,7 @@ class PicaClient(_Core, _Endpoints):
 
     def fetch_page(self, op: Operation, page: int, limit: int | None = None) -> PageResult:
         response = self._send(op, _clean(op.page_params(page, limit or op.page_size or self.page_size)))
-        return self._page(self._decode(response, op), op)
+        return self._page(response, op)
 
     def iter_pages(self, op: Operation) -> Iterator[PageResult]:
         limit = op.page_size or self.page_size
@@ -585,7 +596,7 @@ class AsyncPicaClient(_Core, _Endpoints):
 
     async def fetch_page(self, op: Operation, page: int, limit: int | None = None) -> PageResult:
         response = await self._send(op, _clean(op.page_params(page, limit or op.page_size or self.page_size)))
-        return self._page(self._decode(response, op), op)
+        return self._page(response, op)
 
     async def _all_pages(self, op: Operation) -> list[PageResult]:
         limit = op.page_size or self.page_size

@@ -9,13 +9,14 @@ skipped; what was stored stays stored, and `resume` fetches only the failed page
 from __future__ import annotations
 
 import asyncio
+import functools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from collections.abc import Callable
 
 from .client import AsyncPicaClient, PageResult
 from .errors import PicaError
-from .store import Store, SyncRun, utcnow
+from .store import Store, utcnow
 
 Progress = Callable[[int, int, int], None]  # (pages done, pages total, rows stored)
 
@@ -40,33 +41,58 @@ class SyncReport:
 
 
 class _Writer:
-    """Stores pages on one thread, in arrival order."""
+    """Stores pages on one thread. Pages that arrive while a write runs go together into the next one: fewer,
+    larger transactions when fetching outpaces the database, one page at a time when it does not."""
 
-    def __init__(self, store: Store, run_id: int) -> None:
+    MAX_BATCH_ROWS = 3000
+
+    def __init__(self, store: Store, run_id: int, report: SyncReport, progress: Progress | None,
+                 pages_done: int = 0, rows: int = 0) -> None:
         self.store = store
         self.run_id = run_id
+        self.report = report
+        self.progress = progress
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-writer")
-        self.rows = 0
+        self.pending: list[PageResult] = []
+        self.flushing = False
+        self.pages_done = pages_done
+        self.rows = rows
         self.new = 0
         self.transitions = 0
 
     async def write(self, page: PageResult) -> None:
-        result = await asyncio.get_running_loop().run_in_executor(
-            self.pool, lambda: self.store.upsert_connections(page.rows, source="sync", sync_id=self.run_id))
-        self.rows += len(page.rows)
-        self.new += result.inserted
-        self.transitions += result.transitions
+        """Queue a page; the first caller to find no write running writes until the queue is empty."""
+        self.pending.append(page)
+        if self.flushing:
+            return
+        self.flushing = True
+        try:
+            loop = asyncio.get_running_loop()
+            while self.pending:
+                batch, rows = [], []
+                while self.pending and (not rows or len(rows) + len(self.pending[0].rows) <= self.MAX_BATCH_ROWS):
+                    batch.append(self.pending.pop(0))
+                    rows += batch[-1].rows
+                store = functools.partial(self.store.upsert_connections, rows, source="sync", sync_id=self.run_id)
+                result = await loop.run_in_executor(self.pool, store)
+                self.pages_done += len(batch)
+                self.rows += len(rows)
+                self.new += result.inserted
+                self.transitions += result.transitions
+                if self.progress:
+                    self.progress(self.pages_done, self.report.pages_total, self.rows)
+        finally:
+            self.flushing = False
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
 
 
-async def _fetch_pages(client: AsyncPicaClient, store: Store, run: SyncRun, pages: list[int], page_size: int,
-                       writer: _Writer, report: SyncReport, progress: Progress | None, done: int) -> int:
+async def _fetch_pages(client: AsyncPicaClient, pages: list[int], page_size: int, writer: _Writer,
+                       report: SyncReport) -> None:
     op = client.connections_operation(page_size=page_size)
 
     async def one(number: int) -> None:
-        nonlocal done
         try:
             page = await client.fetch_page(op, number, page_size)
         except PicaError as exc:
@@ -74,12 +100,8 @@ async def _fetch_pages(client: AsyncPicaClient, store: Store, run: SyncRun, page
             report.errors[number] = str(exc)
             return
         await writer.write(page)
-        done += 1
-        if progress:
-            progress(done, report.pages_total, writer.rows)
 
     await asyncio.gather(*(one(n) for n in pages))
-    return done
 
 
 async def sync_fleet(client: AsyncPicaClient, store: Store, *, environment: str, page_size: int | None = None,
@@ -87,7 +109,7 @@ async def sync_fleet(client: AsyncPicaClient, store: Store, *, environment: str,
     page_size = page_size or client.page_size
     run = store.start_sync(environment, page_size)
     report = SyncReport(run.id, "running", 0, 0)
-    writer = _Writer(store, run.id)
+    writer = _Writer(store, run.id, report, progress)
     try:
         op = client.connections_operation(page_size=page_size)
         try:
@@ -99,11 +121,8 @@ async def sync_fleet(client: AsyncPicaClient, store: Store, *, environment: str,
         report.pages_total = max(1, first.pages)
         store.update_sync(run.id, pages_total=report.pages_total)
         await writer.write(first)
-        if progress:
-            progress(1, report.pages_total, writer.rows)
-        done = await _fetch_pages(client, store, run, list(range(2, report.pages_total + 1)), page_size, writer,
-                                  report, progress, 1)
-        return _finish(store, run.id, report, writer, done)
+        await _fetch_pages(client, list(range(2, report.pages_total + 1)), page_size, writer, report)
+        return _finish(store, run.id, report, writer)
     finally:
         writer.close()
 
@@ -120,23 +139,21 @@ async def resume_sync(client: AsyncPicaClient, store: Store, run_id: int, *,
         return await sync_fleet(client, store, environment=run.environment, page_size=run.page_size,
                                 progress=progress)
     report = SyncReport(run.id, "running", run.pages_total, 0)
-    writer = _Writer(store, run.id)
-    writer.rows = run.rows_seen
+    writer = _Writer(store, run.id, report, progress, pages_done=run.pages_done, rows=run.rows_seen)
     try:
-        done = await _fetch_pages(client, store, run, sorted(run.failed_pages), run.page_size, writer, report,
-                                  progress, run.pages_done)
-        return _finish(store, run.id, report, writer, done)
+        await _fetch_pages(client, sorted(run.failed_pages), run.page_size, writer, report)
+        return _finish(store, run.id, report, writer)
     finally:
         writer.close()
 
 
-def _finish(store: Store, run_id: int, report: SyncReport, writer: _Writer, done: int) -> SyncReport:
+def _finish(store: Store, run_id: int, report: SyncReport, writer: _Writer) -> SyncReport:
     report.failed_pages.sort()
     report.rows = writer.rows
     report.new = writer.new
     report.transitions = writer.transitions
     report.status = "complete" if not report.failed_pages else "partial"
     error = "; ".join(f"page {p}: {report.errors[p]}" for p in report.failed_pages[:5]) or None
-    store.update_sync(run_id, status=report.status, pages_done=done, rows_seen=writer.rows,
+    store.update_sync(run_id, status=report.status, pages_done=writer.pages_done, rows_seen=writer.rows,
                       failed_pages=report.failed_pages, error=error, finished_at=utcnow())
     return report

@@ -121,7 +121,10 @@ def build_routes(state: SandboxState) -> list[Route]:
             if not allowed:
                 return pica_error(429, "Rate limit exceeded", {**rate_headers, "retry-after": rate_headers["x-pica-rate-limit-reset"]})
             header_fault = request.headers.get("x-sandbox-fault")
-            fault = parse_fault_header(header_fault) if header_fault else state.take_fault(request.method, _pica_path(request), request.url.query)
+            if header_fault:
+                fault = parse_fault_header(header_fault)
+            else:
+                fault = state.take_fault(request.method, _pica_path(request), request.url.query)
             if fault is not None:
                 early = await _apply_fault(fault, rate_headers)
                 if early is not None:
