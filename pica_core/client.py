@@ -58,6 +58,7 @@ CONNECTION_HEADER = f"{HEADER_PREFIX}-connection-key"
 ACTION_HEADER = f"{HEADER_PREFIX}-action-id"
 RATE_RESET_HEADER = f"{HEADER_PREFIX}-rate-limit-reset"
 AUTHKIT_PAGE_SIZE = 100  # what the official token generator asks for
+FLAGS_TTL_SECONDS = 60.0
 USER_AGENT = "pica-integration-ops-dashboard/1.0"
 
 T = TypeVar("T")
@@ -168,6 +169,7 @@ class _Core:
         self.max_concurrency = max_concurrency
         self.request_count = 0
         self._count_lock = threading.Lock()
+        self._white_label: tuple[bool, float] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any):
@@ -284,6 +286,16 @@ class _Core:
         if delay is not None:
             log.info("retrying %s %s in %.2fs after %s", op.method, op.path, delay, error)
         return delay, error
+
+    # The account's white-label flag changes about never; the official generator asks for it on every token,
+    # which doubles the Pica calls (and the rate-limit budget) each AuthKit open costs. Remember it a minute.
+    def _cached_white_label(self) -> bool | None:
+        cached = self._white_label
+        return cached[0] if cached and time.monotonic() < cached[1] else None
+
+    def _remember_white_label(self, value: bool) -> bool:
+        self._white_label = (value, time.monotonic() + FLAGS_TTL_SECONDS)
+        return value
 
     def _page_plan(self, first: PageResult, limit: int) -> list[int]:
         pages = first.pages or (math.ceil(first.total / limit) if limit else 1)
@@ -534,10 +546,12 @@ class PicaClient(_Core, _Endpoints):
 
     def authkit_token(self, identity: str | None, identity_type: str | None = None) -> dict:
         """The AuthKit token object (every page merged), as the official generator returns it."""
-        try:
-            white_label = self.user_flags().authkit_whitelist
-        except PicaError:
-            white_label = False  # tolerated, as the official generator does
+        white_label = self._cached_white_label()
+        if white_label is None:
+            try:
+                white_label = self._remember_white_label(self.user_flags().authkit_whitelist)
+            except PicaError:
+                white_label = False  # tolerated, as the official generator does
         first = self._run(self.authkit_page(1, identity, identity_type))
         rest = [self._run(self.authkit_page(n, identity, identity_type))
                 for n in range(2, int(first.get("pages") or 1) + 1)]
@@ -615,8 +629,11 @@ class AsyncPicaClient(_Core, _Endpoints):
 
     async def authkit_token(self, identity: str | None, identity_type: str | None = None) -> dict:
         async def flags() -> bool:
+            cached = self._cached_white_label()
+            if cached is not None:
+                return cached
             try:
-                return (await self.user_flags()).authkit_whitelist
+                return self._remember_white_label((await self.user_flags()).authkit_whitelist)
             except PicaError:
                 return False  # tolerated, as the official generator does
 

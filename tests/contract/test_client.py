@@ -124,6 +124,22 @@ def test_user_flags_and_authkit_token_merge_pages(sandbox, client):
     assert sandbox.count("users/flags") == 1
 
 
+def test_white_label_flag_is_fetched_once_a_minute_not_per_token(sandbox, client):
+    sandbox.control("DELETE", "stats")
+    for identity in ("a", "b", "c"):
+        client.authkit_token(identity, "user")
+    assert sandbox.count("users/flags") == 1 and sandbox.count("authkit") == 3
+
+
+def test_a_failed_flags_call_is_tolerated_and_not_remembered(sandbox, client):
+    sandbox.fault("status", status=500, count=10, path="/v1/users/flags")
+    assert client.authkit_token("a", "user")["isWhiteLabel"] is False
+    sandbox.control("DELETE", "faults")
+    sandbox.control("DELETE", "stats")
+    client.authkit_token("b", "user")
+    assert sandbox.count("users/flags") == 1
+
+
 def test_async_authkit_token(sandbox):
     async def run():
         async with AsyncPicaClient(base_url=sandbox.url, secret=Secret(SANDBOX_TEST_KEY)) as c:
