@@ -134,9 +134,11 @@ def _clean(params: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    for name in ("retry-after", RATE_RESET_HEADER):
-        raw = response.headers.get(name)
+def retry_after(headers: Mapping[str, str], names: Sequence[str] = ("retry-after", RATE_RESET_HEADER)) -> float | None:
+    """Seconds to wait, from the first of these headers that holds a number (Pica's by default)."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    for name in names:
+        raw = lowered.get(name)
         if raw:
             try:
                 return max(0.0, float(raw))
@@ -223,7 +225,7 @@ class _Core:
         if status == 404:
             return NotFoundError(message, **common)
         if status == 429:
-            return RateLimitedError(message, retry_after=_retry_after(response), **common)
+            return RateLimitedError(message, retry_after=retry_after(response.headers), **common)
         if status in (400, 409, 413, 422):
             return InvalidInputError(message, **common)
         if status >= 500:
@@ -272,17 +274,17 @@ class _Core:
         """(delay before retrying or None, error to raise if not retrying)."""
         if exc is not None:
             error = self._transport_error(exc, op.method, op.path)
-            retry_after = None
+            wait = None
         else:
             assert response is not None
             error = self._error(response, op.method, op.path)
             retryable = response.status_code == 429 or response.status_code >= 500
             if not retryable:
                 return None, error
-            retry_after = _retry_after(response) if response.status_code == 429 else None
+            wait = retry_after(response.headers) if response.status_code == 429 else None
         if not op.retry:
             return None, error
-        delay = self.retry_policy.delay(attempt, retry_after, started)
+        delay = self.retry_policy.delay(attempt, wait, started)
         if delay is not None:
             log.info("retrying %s %s in %.2fs after %s", op.method, op.path, delay, error)
         return delay, error

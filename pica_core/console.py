@@ -34,7 +34,14 @@ from urllib.parse import parse_qsl, quote, urlencode
 import httpx
 
 from . import validation
-from .client import ACTION_HEADER, CONNECTION_HEADER, PASSTHROUGH_METHODS, SECRET_HEADER, PassthroughCall
+from .client import (
+    ACTION_HEADER,
+    CONNECTION_HEADER,
+    PASSTHROUGH_METHODS,
+    SECRET_HEADER,
+    PassthroughCall,
+    retry_after,
+)
 from .errors import InvalidInputError, PicaError
 from .models import PassthroughResponse
 from .store import PassthroughCallRecord, utcnow
@@ -335,16 +342,7 @@ class ResponseView:
         return "json" if self.kind in ("json", "records") else "txt"
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    lowered = {k.lower(): v for k, v in headers.items()}
-    for name in ("retry-after", "x-ratelimit-reset", "x-rate-limit-reset"):
-        raw = lowered.get(name)
-        if raw:
-            try:
-                return max(0.0, float(raw))
-            except ValueError:
-                continue
-    return None
+UPSTREAM_RETRY_HEADERS = ("retry-after", "x-ratelimit-reset", "x-rate-limit-reset")  # what platforms send
 
 
 def status_meaning(status: int, retry_after: float | None = None) -> str | None:
@@ -396,11 +394,11 @@ def response_view(response: PassthroughResponse, *, display_limit: int, secret: 
     headers = {k.lower(): v for k, v in response.headers.items()}
     upstream = {name: (REDACTED if is_sensitive_header(name) else scrub(value, secret))
                 for name, value in response.passthrough_headers.items()}
-    retry_after = _retry_after(upstream) if response.status in (429, 503) else None
+    wait = retry_after(upstream, UPSTREAM_RETRY_HEADERS) if response.status in (429, 503) else None
     view = ResponseView(
         status=response.status, reason=httpx.codes.get_reason_phrase(response.status), elapsed_ms=response.elapsed_ms,
         size=len(body), content_type=headers.get("content-type", ""), passthrough_headers=upstream, kind="empty",
-        display="", meaning=status_meaning(response.status, retry_after), retry_after=retry_after, body=body,
+        display="", meaning=status_meaning(response.status, wait), retry_after=wait, body=body,
         note="The body contained the Pica secret: it is masked as ****." if masked else None)
     if not body:
         return view
