@@ -101,6 +101,10 @@ def browser():
 
 @pytest.fixture
 def page(browser):
+    # A loaded machine (CI, a parallel run) can take seconds between a click and the rerun that shows its result.
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=20_000)
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     tab = context.new_page()
     tab.set_default_timeout(30_000)
