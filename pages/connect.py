@@ -84,11 +84,11 @@ if session:
     )
     success = result.get("connection") if result else None
     if success and success.get("nonce") == session["nonce"] and not session.get("stored"):
-        session["stored"] = True
         outcome = confirm_and_store(context.client(settings), store, success.get("record"),
                                     identity=session["identity"], identity_type=session["identity_type"],
                                     actor=principal.name, reconnect_key=session["reconnect"])
-        st.session_state["connect-outcome"] = outcome
+        st.session_state["connect-outcome"] = outcome  # before "stored": a rerun must never see one without the other
+        session["stored"] = True
         data.refresh_connections()
     event = result.get("event") if result else None
     if event and event.get("nonce") == session["nonce"]:
