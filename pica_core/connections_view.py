@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from collections.abc import Iterable, Mapping, Sequence
 
 import pandas as pd
@@ -79,9 +79,6 @@ class Lookup:
         if self.platform:
             filters["platform"] = self.platform.strip().lower()
         return filters
-
-    def with_(self, **changes) -> Lookup:
-        return replace(self, **changes)
 
     def describe(self) -> str:
         if self.key:

@@ -22,7 +22,7 @@ import json
 from contextlib import contextmanager
 from functools import lru_cache
 from dataclasses import dataclass
-from datetime import datetime, timedelta, UTC
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
 from collections.abc import Iterator, Mapping, Sequence
@@ -430,10 +430,6 @@ class Store:
 
 def _escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def since_hours(hours: float) -> datetime:
-    return utcnow() - timedelta(hours=hours)
 
 
 # --- bulk writes ------------------------------------------------------------------------------------------------

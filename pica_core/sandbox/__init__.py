@@ -177,9 +177,7 @@ def create_app(config: SandboxConfig | None = None, state: SandboxState | None =
     async def index(request: Request) -> Response:
         root = request.scope.get("root_path", "")
         return Response(_dumps({"name": "Pica sandbox", "api": f"{root}/v1", "authkit": f"{root}/authkit",
-                                "controls": f"{root}/control", "keys": {"test": "see SandboxConfig.test_key",
-                                                                         "live": "see SandboxConfig.live_key"}}),
-                        media_type="application/json")
+                                "controls": f"{root}/control"}), media_type="application/json")
 
     routes = build_routes(state) + [
         Route("/", index),

@@ -44,7 +44,9 @@ def catalog(settings: Settings) -> Fetched[tuple[list[Connector], set[str]]]:
 
 
 def refresh_catalog() -> None:
+    """Forget the catalog and the connectors' actions: the next view reads them from Pica again."""
     _catalog.clear()
+    _actions.clear()
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -82,10 +84,6 @@ def refresh_connections() -> None:
 @st.cache_data(ttl=CATALOG_TTL, show_spinner=False)
 def _actions(api_url: str, fingerprint: str, platform: str, query: str, _client: PicaClient) -> list[ActionHit]:
     return _client.search_actions(platform, query, limit=100)
-
-
-def refresh_actions() -> None:
-    _actions.clear()
 
 
 def actions(settings: Settings, platform: str, query: str = "") -> list[ActionHit]:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from datetime import datetime, UTC
-from collections.abc import Iterator
 
 import streamlit as st
 
@@ -45,15 +43,6 @@ def show_error(error: Exception, *, what: str | None = None) -> None:
     else:
         st.error(f"{prefix}Something went wrong ({type(error).__name__}). The details are in the server log.",
                  icon=":material/error:")
-
-
-@contextmanager
-def guarded(what: str | None = None) -> Iterator[None]:
-    """Render Pica and input errors raised inside the block as messages."""
-    try:
-        yield
-    except PicaError as exc:
-        show_error(exc, what=what)
 
 
 def state_label(state: str | None) -> str:
