@@ -10,7 +10,7 @@ from pica_core import console
 from pica_core.errors import InvalidInputError
 from pica_core.ui import console_ui as ui
 from pica_core.ui import context
-from pica_core.text import plain
+from pica_core.text import plain, scrub
 from pica_core.ui.layout import show_error
 
 settings = context.settings()
@@ -56,7 +56,7 @@ with builder_tab:
             except InvalidInputError as exc:
                 prepared, problem = None, exc
             if prepared is not None:
-                st.code(console.scrub(f"{prepared.method} {prepared.url('')}", secret), language="http")
+                st.code(scrub(f"{prepared.method} {prepared.url('')}", secret), language="http")
             else:
                 st.caption(f":orange[:material/pending: Not ready: {plain(problem.message)}]")
             confirmed = False
@@ -68,7 +68,7 @@ with builder_tab:
                                                  live_confirmed=confirmed)
             clicked = st.button("Send", type="primary", key="con_send", icon=":material/send:",
                                 disabled=write_refusal is not None, help=write_refusal)
-            if write_refusal and draft.method.upper() != "GET" and not principal.can("console_write"):
+            if write_refusal and not principal.can("console_write"):
                 st.caption(f":material/lock: {write_refusal}")
         if clicked:
             if problem is not None:
@@ -85,41 +85,42 @@ with builder_tab:
             ui.render_call(last, settings, key="con_last")
 
 with history_tab:
-    filters = ui.history_filters(store)
-    records = store.search_calls(**filters, limit=200)
-    if (replayed := ss.get("con_replayed")) is not None:
-        with st.container(border=True):
-            st.markdown(f"##### :material/replay: Replay of #{ss.get('con_replayed_of')}")
-            ui.render_call(replayed, settings, key="con_replayed")
-    if not records:
-        st.info("No calls match." if any(filters.values()) else "No calls yet: send one from the Builder tab.",
-                icon=":material/history:")
-    else:
-        more = " (the latest 200: narrow the filters)" if len(records) == 200 else ""
-        st.caption(f"{len(records)} calls{more}. Bodies are kept up to {console.format_size(settings.history_body_limit)}; "
-                   "credentials are never stored.")
-        ui.history_table(records)
-        shown_records = records[:ui.HISTORY_SHOWN]
-        live_writes = any(r.environment == "live" and r.method != "GET" for r in shown_records)
-        confirm_replay = live_writes and st.checkbox("I confirm replays of writes on **live** connections.",
-                                                      key="con_h_confirm")
-        if len(records) > ui.HISTORY_SHOWN:
-            st.caption(f"Details of the latest {ui.HISTORY_SHOWN}:")
-        replay_messages = st.container()  # above the list, where a refused replay is seen
-        to_replay = [r for r in shown_records if ui.history_entry(r, settings, store)]
-        if to_replay:
-            record = to_replay[0]
-            with replay_messages:
-                try:
-                    prepared = console.replay_request(record)
-                except InvalidInputError as exc:
-                    show_error(exc, what=f"Replay of #{record.id}")
-                else:
-                    shown = ui.execute(prepared, settings=settings, client=client, store=store, principal=principal,
-                                       platform=record.platform, action_title=record.action_title,
-                                       confirmed=bool(confirm_replay))
-                    if shown is not None:
-                        ss["con_replayed"], ss["con_replayed_of"] = shown, record.id
-                        st.rerun()  # show the new call at the top of the list
-        with st.expander("Compare two responses", icon=":material/compare_arrows:", expanded=False):
-            ui.compare_panel(records)
+    if history_tab.open:  # the History tab's queries and previews only when it is shown
+        filters = ui.history_filters(store)
+        records = store.search_calls(**filters, limit=200)
+        if (replayed := ss.get("con_replayed")) is not None:
+            with st.container(border=True):
+                st.markdown(f"##### :material/replay: Replay of #{ss.get('con_replayed_of')}")
+                ui.render_call(replayed, settings, key="con_replayed")
+        if not records:
+            st.info("No calls match." if any(filters.values()) else "No calls yet: send one from the Builder tab.",
+                    icon=":material/history:")
+        else:
+            more = " (the latest 200: narrow the filters)" if len(records) == 200 else ""
+            st.caption(f"{len(records)} calls{more}. Bodies are kept up to {console.format_size(settings.history_body_limit)}; "
+                       "credentials are never stored.")
+            ui.history_table(records)
+            shown_records = records[:ui.HISTORY_SHOWN]
+            live_writes = any(r.environment == "live" and r.method != "GET" for r in shown_records)
+            confirm_replay = live_writes and st.checkbox("I confirm replays of writes on **live** connections.",
+                                                          key="con_h_confirm")
+            if len(records) > ui.HISTORY_SHOWN:
+                st.caption(f"Details of the latest {ui.HISTORY_SHOWN}:")
+            replay_messages = st.container()  # above the list, where a refused replay is seen
+            to_replay = [r for r in shown_records if ui.history_entry(r, settings, store)]
+            if to_replay:
+                record = to_replay[0]
+                with replay_messages:
+                    try:
+                        prepared = console.replay_request(record)
+                    except InvalidInputError as exc:
+                        show_error(exc, what=f"Replay of #{record.id}")
+                    else:
+                        shown = ui.execute(prepared, settings=settings, client=client, store=store, principal=principal,
+                                           platform=record.platform, action_title=record.action_title,
+                                           confirmed=bool(confirm_replay))
+                        if shown is not None:
+                            ss["con_replayed"], ss["con_replayed_of"] = shown, record.id
+                            st.rerun()  # show the new call at the top of the list
+            with st.expander("Compare two responses", icon=":material/compare_arrows:", expanded=False):
+                ui.compare_panel(records)

@@ -39,6 +39,7 @@ from .errors import (
     RateLimitedError,
     UpstreamUnavailableError,
 )
+from .text import scrub
 from .models import (
     Action,
     ActionHit,
@@ -204,8 +205,7 @@ class _Core:
             self.request_count += 1
 
     def _redact(self, text: str) -> str:
-        secret = self._secret.reveal()
-        return text.replace(secret, "****") if secret else text
+        return scrub(text, self._secret.reveal()) or ""
 
     # --- interpreting ------------------------------------------------------------------------------
     def _error(self, response: httpx.Response, method: str, path: str) -> PicaError:

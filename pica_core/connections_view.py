@@ -150,7 +150,7 @@ def no_results_message(lookup: Lookup, *, other_types: Mapping[str, int], enviro
     hints.append(f"The dashboard's key is a {environment} key: connections made in the {other_env} environment are "
                  f"not visible with it.")
     if lookup.key and not lookup.key.startswith(f"{environment}::"):
-        hints.insert(0, f"That key belongs to the {lookup.key.split('::', 1)[0]} environment.")
+        hints.insert(0, f"That key belongs to the {validation.key_environment(lookup.key)} environment.")
     return message, " ".join(hints)
 
 

@@ -45,6 +45,7 @@ from .client import (
 from .errors import InvalidInputError, PicaError
 from .models import PassthroughResponse
 from .store import PassthroughCallRecord, utcnow
+from .text import SECRET_MASK, scrub
 
 if TYPE_CHECKING:  # only for annotations: the console works with any client and store of these shapes
     from .client import PicaClient
@@ -55,7 +56,6 @@ MAX_TABLE_ROWS = 1_000  # records shown in the response table; the rest are in t
 BODY_KINDS = ("none", "json", "form", "multipart", "raw")
 WRITE_METHODS = tuple(m for m in PASSTHROUGH_METHODS if m != "GET")
 REDACTED = "[redacted]"
-SECRET_MASK = "****"
 SECRET_ENV = "PICA_SECRET_KEY"
 
 # Header names whose values are credentials: never shown back, stored or exported.
@@ -334,10 +334,6 @@ class ResponseView:
     body: bytes = field(default=b"", repr=False)  # the whole body, for the download button
 
     @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-    @property
     def extension(self) -> str:
         return "json" if self.kind in ("json", "records") else "txt"
 
@@ -392,8 +388,7 @@ def response_view(response: PassthroughResponse, *, display_limit: int, secret: 
     if masked:  # the platform echoed the secret back: it must not reach the browser
         body = body.replace(secret.encode(), SECRET_MASK.encode())
     headers = {k.lower(): v for k, v in response.headers.items()}
-    upstream = {name: (REDACTED if is_sensitive_header(name) else scrub(value, secret))
-                for name, value in response.passthrough_headers.items()}
+    upstream = redact_headers(response.passthrough_headers, secret)
     wait = retry_after(upstream, UPSTREAM_RETRY_HEADERS) if response.status in (429, 503) else None
     view = ResponseView(
         status=response.status, reason=httpx.codes.get_reason_phrase(response.status), elapsed_ms=response.elapsed_ms,
@@ -450,11 +445,6 @@ def is_sensitive_header(name: str) -> bool:
     return lowered in _SENSITIVE_EXACT or any(part in lowered for part in _SENSITIVE_PARTS)
 
 
-def scrub(text: str | None, secret: str | None) -> str | None:
-    """`text` with every occurrence of the secret replaced by ****."""
-    if text is None or not secret:
-        return text
-    return text.replace(secret, SECRET_MASK)
 
 
 def redact_headers(headers: Mapping[str, str], secret: str | None) -> dict[str, str]:

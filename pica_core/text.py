@@ -20,3 +20,13 @@ def plain(text: object) -> str:
     value = " ".join(str(text or "").split())
     escaped = "".join("\\" + ch if ch in _MARKDOWN_SPECIALS else ch for ch in value)
     return _ICON.sub(lambda m: m.group(0) + _WORD_JOINER, escaped)
+
+
+SECRET_MASK = "****"
+
+
+def scrub(text: str | None, secret: str | None) -> str | None:
+    """`text` with every occurrence of the secret replaced by ****."""
+    if text is None or not secret:
+        return text
+    return text.replace(secret, SECRET_MASK)

@@ -27,7 +27,6 @@ K_TABLE_ROWS = "catalog.table_rows"  # (table key, selected rows) of the last ru
 
 AUTHKIT_LABELS = {"yes": "Enabled", "no": "Not enabled"}
 OAUTH_LABELS = {"yes": "OAuth", "no": "No OAuth"}
-ACTIONS_LIMIT = 100  # how many actions pica_core.ui.data.actions asks Pica's search for
 ROW_HEIGHT = 35
 CHART_CATEGORIES = 12  # bars in the coverage chart (the largest categories); a table lists them all
 
@@ -200,7 +199,7 @@ def actions_panel(settings: Settings, connector: Connector) -> None:
     if everything.empty:
         st.caption("Pica lists no actions for this connector.")
         return
-    truncated = len(everything) >= ACTIONS_LIMIT
+    truncated = len(everything) >= data.ACTIONS_LIMIT
     if query.strip() and truncated:
         # Only part of the list came back: ask Pica's search, which sees every action (cached per query).
         try:

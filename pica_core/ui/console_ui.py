@@ -19,7 +19,7 @@ from ..access import Principal
 from ..client import PicaClient
 from ..config import Settings
 from ..errors import InvalidInputError, PicaError
-from ..health import meaning
+from ..health import NEEDS_ATTENTION, meaning
 from ..models import IDENTITY_TYPES, ActionHit, Connection
 from ..store import PassthroughCallRecord, Store
 from ..text import plain
@@ -179,7 +179,7 @@ def show_connection(settings: Settings, chosen: ChosenConnection) -> None:
     if chosen.connection is None:
         st.warning("Pica does not list an active connection with this key in this environment: the call will most "
                    "likely answer 404.", icon=":material/link_off:")
-    elif chosen.state in ("degraded", "failed"):
+    elif chosen.state in NEEDS_ATTENTION:
         what, todo = meaning(chosen.state)
         st.warning(f"**This connection is {chosen.state}.** {what} {todo}", icon=":material/warning:")
     if chosen.environment != settings.environment:
@@ -324,7 +324,7 @@ def set_table(name: str, pairs: list[tuple[str, str]]) -> None:
 # Widget values kept while their widget is off screen (another mode or body kind is showing).
 KEPT = ("con_identity", "con_identity_type", "con_key", "con_platform", "con_action_query", "con_raw_method",
         "con_raw_path", "con_raw_action_id", "con_raw_custom", "con_body_json", "con_body_raw", "con_authorization",
-        "con_h_action", "con_h_status", "con_h_text")
+        "con_h_platform", "con_h_action", "con_h_status", "con_h_text")
 
 
 def keep_widget_values() -> None:

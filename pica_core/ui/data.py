@@ -23,6 +23,7 @@ except ConfigError:  # the pages report it; caches just use default TTLs
     _DEFAULTS = Settings()
 
 CATALOG_TTL = _DEFAULTS.catalog_ttl_seconds
+ACTIONS_LIMIT = 100  # actions asked of Pica's search per platform and query
 CONNECTIONS_TTL = _DEFAULTS.connections_ttl_seconds
 
 
@@ -83,7 +84,7 @@ def refresh_connections() -> None:
 
 @st.cache_data(ttl=CATALOG_TTL, show_spinner=False)
 def _actions(api_url: str, fingerprint: str, platform: str, query: str, _client: PicaClient) -> list[ActionHit]:
-    return _client.search_actions(platform, query, limit=100)
+    return _client.search_actions(platform, query, limit=ACTIONS_LIMIT)
 
 
 def actions(settings: Settings, platform: str, query: str = "") -> list[ActionHit]:

@@ -68,6 +68,14 @@ def messages(at) -> str:
     return "\n".join(shown(e.value) for kind in (at.error, at.warning, at.info, at.success) for e in kind)
 
 
+def open_history(at):
+    """Show the History tab (its content renders only when open, as in the browser)."""
+    at.session_state["con_tab"] = "History"
+    at.run()
+    assert_clean(at)
+    return at
+
+
 def history_labels(at) -> list[str]:
     return [label for label in (shown(e.label) for e in at.expander) if label.startswith("#")]
 
@@ -102,8 +110,9 @@ def test_a_get_round_trips_and_lands_in_history(app_env):
     assert (record.method, record.path, record.status, record.platform) == (
         "GET", "/gmail/v1/users/me/messages", 200, "gmail")
     assert record.connection_key == conn["key"] and record.action_title.startswith("List a User")
-    assert any(label.startswith(f"#{record.id} · 200 · GET") for label in history_labels(at))
     assert any("x-request-id" in str(df.value.to_dict()) for df in at.dataframe)  # passthrough headers
+    open_history(at)
+    assert any(label.startswith(f"#{record.id} · 200 · GET") for label in history_labels(at))
     assert st_query(at) == {"key": conn["key"], "action": LIST_MESSAGES}
 
 
@@ -143,7 +152,7 @@ def test_replay_reproduces_the_request_exactly(app_env):
     at.text_area(key="con_body_json").set_value('{"raw": "SGk=", "é": [1, 2]}').run()
     send(at)
     [record] = records()
-    at.button(key=f"con_replay_{record.id}").click().run()
+    open_history(at).button(key=f"con_replay_{record.id}").click().run()
     assert_clean(at)
     assert passthrough_calls(app_env) == 2
     original, replayed = app_env.requests(2)
@@ -160,7 +169,7 @@ def test_load_into_builder_then_send_repeats_the_call(app_env):
     at.text_area(key="con_body_json").set_value('{"raw": "QQ=="}').run()
     send(at)
     [record] = records()
-    at.button(key=f"con_load_{record.id}").click().run()
+    open_history(at).button(key=f"con_load_{record.id}").click().run()
     assert_clean(at)
     assert at.session_state["con_tab"] == "Builder"
     assert at.segmented_control(key="con_action_mode").value == "Raw"
@@ -335,7 +344,7 @@ def test_history_filters_and_compare(app_env):
     send(at)
     assert passthrough_calls(app_env) == 2
     ok, unauthorized = records()
-    at.text_input(key="con_h_status").set_value("401").run()
+    open_history(at).text_input(key="con_h_status").set_value("401").run()
     labels = history_labels(at)
     assert len(labels) == 1 and labels[0].startswith(f"#{unauthorized.id} · 401")
     at.text_input(key="con_h_status").set_value("").run()
@@ -397,6 +406,6 @@ def test_a_warm_rerun_makes_no_upstream_call(app_env):
     send(at)
     calls = app_env.count()
     at.run()
-    at.text_input(key="con_h_text").set_value("INBOX").run()
+    open_history(at).text_input(key="con_h_text").set_value("INBOX").run()
     assert_clean(at)
     assert app_env.count() == calls
