@@ -111,7 +111,7 @@ with lookup_tab:
                                on_change=keep, args=("f-env", "environment"))
 
                 shown = sort_for_attention(apply_filters(connections, lookup))
-                stored = {row.connection_key: row for row in store.stored_connections(keys=[c.key for c in shown])}
+                stored = {row.connection_key: row for row in store.stored_connections([c.key for c in shown])}
                 table = connection_rows(shown, stored, names, logos)
                 st.caption(f"Showing {len(shown)} of {len(connections)} · broken first · select a row for details")
                 event = st.dataframe(

@@ -132,3 +132,9 @@ def test_history_search_and_audit(store):
     store.audit(actor="a@x.io", action="delete", target="key-1", outcome="ok", platform="gmail")
     events = store.audit_events(action="delete")
     assert events[0].actor == "a@x.io" and events[0].detail == {"platform": "gmail"}
+
+
+def test_stored_connections_reads_only_the_keys_asked(store):
+    store.upsert_connections([conn(1), conn(2)], source="sync")
+    assert [r.connection_key for r in store.stored_connections([conn(2).key])] == [conn(2).key]
+    assert store.stored_connections([]) == []  # an empty filter must not mean the whole fleet
