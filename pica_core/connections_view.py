@@ -11,6 +11,7 @@ import pandas as pd
 
 from . import validation
 from .errors import InvalidInputError
+from .health import state_label
 from .models import IDENTITY_TYPES, STATES, Connection
 from .store import UserConnection
 
@@ -113,7 +114,7 @@ def connection_rows(connections: Sequence[Connection], stored: Mapping[str, User
         rows.append({
             "logo": logos.get(c.platform),
             "platform": names.get(c.platform, c.platform),
-            "state": f"● {c.state}",
+            "state": state_label(c.state),
             "environment": c.environment,
             "identity": c.identity,
             "identity type": c.identity_type,

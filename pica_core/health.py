@@ -30,6 +30,11 @@ MEANING = {
 }
 
 
+def state_label(state: str | None) -> str:
+    """Text for tables and options: a dot and the state (pica_core.ui.layout.style_states colours it)."""
+    return f"● {state or 'unknown'}"
+
+
 def meaning(state: str | None) -> tuple[str, str]:
     """(what it means, what to do)."""
     return MEANING.get(state or "unknown", MEANING["unknown"])

@@ -10,7 +10,7 @@ import streamlit as st
 from ..access import Principal
 from ..config import Settings
 from ..errors import InvalidInputError, PicaError, RateLimitedError
-from ..health import STATE_COLOR, STATE_HEX
+from ..health import STATE_COLOR, STATE_HEX, state_label  # noqa: F401  (pages use it from here)
 from ..text import plain
 
 
@@ -43,11 +43,6 @@ def show_error(error: Exception, *, what: str | None = None) -> None:
     else:
         st.error(f"{prefix}Something went wrong ({type(error).__name__}). The details are in the server log.",
                  icon=":material/error:")
-
-
-def state_label(state: str | None) -> str:
-    """Text for tables and options: a dot and the state (colour it with `style_states`)."""
-    return f"● {state or 'unknown'}"
 
 
 def state_metric_label(state: str) -> str:
