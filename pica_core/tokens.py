@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 from collections.abc import Callable
 
+from pydantic_core import to_json
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -222,4 +223,5 @@ class TokenRoute:
             return error(status, f"Pica answered an error: {exc.message}")
         log.info("minted an AuthKit token for identity type %s (%d integrations)",
                  grant.identity_type, len(token.get("rows", [])))
-        return JSONResponse(token, headers=cors)
+        # pydantic-core's serializer: a third of json.dumps's CPU for the ~20 KB token (bench/token_route.py)
+        return Response(to_json(token), media_type="application/json", headers=cors)
