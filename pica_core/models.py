@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Required
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+from typing_extensions import TypedDict  # pydantic needs this one's TypedDict before Python 3.12
 
 STATES = ("operational", "degraded", "failed", "unknown")
 IDENTITY_TYPES = ("user", "team", "organization", "project")
@@ -62,6 +63,40 @@ class Connection(PicaModel):
     version: str | None = None
     active: bool = True
     created_at: datetime | None = None
+
+
+class ConnectionRow(TypedDict, total=False):
+    """A connection as the store keeps it, in Pica's wire names: what a fleet sync parses from each page.
+
+    Validated like `Connection` (types, required keys) but only these fields, into a plain dict: about half
+    the CPU of building models for 50,000 rows. Absent keys take `Connection`'s defaults (`row_defaults`).
+    """
+
+    __pydantic_config__ = ConfigDict(extra="ignore")  # type: ignore[misc]
+
+    id: Required[str]
+    key: Required[str]
+    platform: Required[str]
+    environment: str
+    identity: str | None
+    identityType: str | None
+    state: str
+    tags: list[str]
+    active: bool
+    createdAt: datetime | None
+
+
+def connection_row(c: Connection) -> ConnectionRow:
+    return ConnectionRow(id=c.id, key=c.key, platform=c.platform, environment=c.environment, identity=c.identity,
+                         identityType=c.identity_type, state=c.state, tags=list(c.tags), active=c.active,
+                         createdAt=c.created_at)
+
+
+def row_defaults() -> dict[str, Any]:
+    """`Connection`'s defaults for the optional fields of a ConnectionRow (one source of truth)."""
+    fields = Connection.model_fields
+    return {"environment": fields["environment"].default, "identity": None, "identityType": None,
+            "state": fields["state"].default, "tags": [], "active": fields["active"].default, "createdAt": None}
 
 
 class Action(PicaModel):

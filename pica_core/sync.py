@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from .client import AsyncPicaClient, PageResult
 from .errors import PicaError
+from .models import ConnectionRow
 from .store import Store, utcnow
 
 Progress = Callable[[int, int, int], None]  # (pages done, pages total, rows stored)
@@ -73,7 +74,7 @@ class _Writer:
                 while self.pending and (not rows or len(rows) + len(self.pending[0].rows) <= self.MAX_BATCH_ROWS):
                     batch.append(self.pending.pop(0))
                     rows += batch[-1].rows
-                store = functools.partial(self.store.upsert_connections, rows, source="sync", sync_id=self.run_id)
+                store = functools.partial(self.store.upsert_rows, rows, source="sync", sync_id=self.run_id)
                 result = await loop.run_in_executor(self.pool, store)
                 self.pages_done += len(batch)
                 self.rows += len(rows)
@@ -90,7 +91,7 @@ class _Writer:
 
 async def _fetch_pages(client: AsyncPicaClient, pages: list[int], page_size: int, writer: _Writer,
                        report: SyncReport) -> None:
-    op = client.connections_operation(page_size=page_size)
+    op = client.connections_operation(page_size=page_size, row_model=ConnectionRow)
 
     async def one(number: int) -> None:
         try:
@@ -111,7 +112,7 @@ async def sync_fleet(client: AsyncPicaClient, store: Store, *, environment: str,
     report = SyncReport(run.id, "running", 0, 0)
     writer = _Writer(store, run.id, report, progress)
     try:
-        op = client.connections_operation(page_size=page_size)
+        op = client.connections_operation(page_size=page_size, row_model=ConnectionRow)
         try:
             first = await client.fetch_page(op, 1, page_size)
         except PicaError as exc:

@@ -36,7 +36,8 @@ def test_upsert_is_idempotent_and_keyed_by_connection_key(store):
     again = store.upsert_connections([conn(1), conn(2)], source="sync")
     assert (first.inserted, first.updated) == (2, 0) and (again.inserted, again.updated) == (0, 2)
     assert store.count(UserConnection) == 2
-    assert store.count(ConnectionTransition) == 2  # first sightings only
+    assert store.count(ConnectionTransition) == 0  # a first sighting is the connection's own row…
+    assert [(t.from_state, t.to_state, t.source) for t in store.transitions(conn(1).key)] == [(None, "operational", "sync")]
 
 
 def test_transition_only_when_state_really_changes(store):
@@ -138,3 +139,44 @@ def test_stored_connections_reads_only_the_keys_asked(store):
     store.upsert_connections([conn(1), conn(2)], source="sync")
     assert [r.connection_key for r in store.stored_connections([conn(2).key])] == [conn(2).key]
     assert store.stored_connections([]) == []  # an empty filter must not mean the whole fleet
+
+
+def test_a_version_1_database_is_migrated(store):
+    from sqlalchemy import inspect
+
+    from pica_core.store import SCHEMA_VERSION, SchemaInfo
+
+    store.upsert_connections([conn(1), conn(2)], source="lookup")
+    with store.session() as session:  # as version 1 left it: two more indexes, first sightings as transitions
+        sql = session.connection().exec_driver_sql
+        sql("CREATE INDEX ix_user_connections_state ON user_connections (state)")
+        sql("CREATE INDEX ix_user_connections_user_id ON user_connections (user_id)")
+        sql("ALTER TABLE user_connections DROP COLUMN first_seen_by")
+        for key, source in ((conn(1).key, "connect"), (conn(2).key, "sync"), ("test::gone::default::1", "sync")):
+            session.add(ConnectionTransition(connection_key=key, platform="gmail", from_state=None, to_state="operational",
+                                             at=utcnow(), source=source))
+        session.get(SchemaInfo, 1).version = 1
+    store.create_schema()
+    indexes = {i["name"] for i in inspect(store.engine).get_indexes("user_connections")}
+    assert not indexes & {"ix_user_connections_state", "ix_user_connections_user_id"}
+    assert store.stored_connection(conn(1).key).first_seen_by == "connect"
+    assert [(t.from_state, t.source) for t in store.transitions(conn(1).key)] == [(None, "connect")]
+    assert [t.source for t in store.transitions("test::gone::default::1")] == ["sync"]  # a removed one's history stays
+    assert store.count(ConnectionTransition) == 1
+    with store.session() as session:
+        assert session.get(SchemaInfo, 1).version == SCHEMA_VERSION
+    store.create_schema()  # nothing left to run
+
+
+@pytest.mark.parametrize("returning", [True, False])
+def test_large_batches_and_older_sqlite(store, monkeypatch, returning):
+    """Batches beyond SQLite's historical 999-parameter limit, with and without RETURNING (SQLite < 3.35)."""
+    import pica_core.store as store_module
+
+    monkeypatch.setattr(store_module, "_SQLITE_RETURNING", returning)
+    rows = [conn(n) for n in range(2500)]
+    assert store.upsert_connections(rows, source="sync").inserted == 2500
+    again = store.upsert_connections([conn(n, "failed" if n == 2400 else "operational") for n in range(2500)],
+                                     source="sync", sync_id=3)
+    assert (again.inserted, again.updated, again.transitions) == (0, 2500, 1)
+    assert store.stored_connection(conn(2499).key).last_sync_id == 3
