@@ -18,9 +18,7 @@ All times are timezone-aware UTC (SQLModel stores them as UTC on both databases)
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
-import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, UTC
@@ -28,9 +26,9 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Iterator, Mapping, Sequence
 
-from sqlalchemy import JSON, Boolean, Column, DateTime, Index, TypeDecorator, event, func, or_
+from sqlalchemy import JSON, Column, DateTime, Index, event, func, or_
 from sqlalchemy.engine import Engine, make_url
-from pydantic_core import to_json
+from pydantic_core import from_json, to_json
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from .models import Connection, ConnectionRow, connection_row, row_defaults
@@ -234,9 +232,9 @@ class Store:
                     seen_at: datetime | None = None) -> UpsertResult:
         """Idempotent upsert keyed by connection key; a transition row only when a stored state changes.
 
-        Three statements (SQLite: the first once per 990 keys): touch the stored rows (last seen, last sync)
-        while reading their state and fingerprint back, write the new and changed rows, append the transitions.
-        A re-sync of an unchanged fleet is the first statement alone.
+        A few set-based statements whatever the batch size, each given the batch as one JSON document: read
+        the stored rows' state and fingerprint while touching them (last seen, last sync), write the new and
+        changed rows, append the transitions. A re-sync of an unchanged fleet is the touch alone.
         """
         if not rows:
             return UpsertResult()
@@ -251,7 +249,7 @@ class Store:
                              key=lambda r: r["key"])
             if written:
                 bulk = self._bulk(UserConnection)
-                bulk.execute(connection, len(written), {
+                bulk.execute(connection, {
                     "connection_key": [r["key"] for r in written], "pica_id": [r["id"] for r in written],
                     "platform": [r["platform"] for r in written],
                     "user_id": [_field(r, "identity") for r in written],
@@ -267,7 +265,7 @@ class Store:
             moved = [r for key, r in unique.items() if key in stored and stored[key][0] != _field(r, "state")]
             if moved:
                 bulk = self._bulk(ConnectionTransition)
-                bulk.execute(connection, len(moved), {
+                bulk.execute(connection, {
                     "connection_key": [r["key"] for r in moved], "user_id": [r.get("identity") for r in moved],
                     "platform": [r["platform"] for r in moved],
                     "to_state": [_field(r, "state") for r in moved],
@@ -277,25 +275,22 @@ class Store:
         return UpsertResult(inserted=len(unique) - len(stored), updated=len(stored), transitions=len(moved))
 
     def _touch(self, connection, keys: list[str], now: datetime, sync_id: int | None) -> list[tuple]:
-        """Mark these keys seen now; (key, state, fingerprint) of those already stored, in the same pass."""
+        """Mark these keys seen now; (key, state, fingerprint) of those already stored."""
+        keys_json = to_json(keys).decode()
         if self.dialect == "sqlite":
-            stored, seen = [], _sqlite_datetime(now)
-            for start in range(0, len(keys), _SQLITE_MAX_KEYS):  # SQLite before 3.32 takes 999 parameters at most
-                chunk = keys[start:start + _SQLITE_MAX_KEYS]
-                where = f"WHERE connection_key IN ({', '.join('?' * len(chunk))})"
-                touch = f"UPDATE user_connections SET last_seen_at = ?, last_sync_id = COALESCE(?, last_sync_id) {where}"
-                if _SQLITE_RETURNING:
-                    stored += connection.exec_driver_sql(f"{touch} RETURNING connection_key, state, fingerprint",
-                                                         (seen, sync_id, *chunk)).all()
-                else:  # SQLite before 3.35: read, then touch
-                    stored += connection.exec_driver_sql(
-                        f"SELECT connection_key, state, fingerprint FROM user_connections {where}", tuple(chunk)).all()
-                    connection.exec_driver_sql(touch, (seen, sync_id, *chunk))
-            return stored
-        sql = ("UPDATE user_connections AS c SET last_seen_at = %s, last_sync_id = COALESCE(%s, c.last_sync_id) "
-               "FROM unnest(%s::varchar[]) AS k(key) WHERE c.connection_key = k.key "
-               "RETURNING c.connection_key, c.state, c.fingerprint")
-        return connection.exec_driver_sql(sql, (now, sync_id, keys)).all()
+            # One statement each and one row back: the driver gives up the GIL for the whole statement, not
+            # once per row, so the writer thread works while the fetching thread parses.
+            found = connection.exec_driver_sql(
+                "SELECT json_group_array(json_array(connection_key, state, fingerprint)) FROM user_connections "
+                "WHERE connection_key IN (SELECT value FROM json_each(?))", (keys_json,)).scalar_one()
+            connection.exec_driver_sql(
+                "UPDATE user_connections SET last_seen_at = ?, last_sync_id = COALESCE(?, last_sync_id) "
+                "WHERE connection_key IN (SELECT value FROM json_each(?))", (_sqlite_datetime(now), sync_id, keys_json))
+            return [tuple(row) for row in from_json(found)]
+        return connection.exec_driver_sql(
+            "UPDATE user_connections AS c SET last_seen_at = %s, last_sync_id = COALESCE(%s, c.last_sync_id) "
+            "FROM json_array_elements_text(%s::json) AS k(key) WHERE c.connection_key = k.key "
+            "RETURNING c.connection_key, c.state, c.fingerprint", (now, sync_id, keys_json)).all()
 
     def _bulk(self, model: type[SQLModel]) -> _BulkInsert:
         key = (model, self.dialect)
@@ -507,8 +502,6 @@ _UPSERT_CONNECTION = """
 
 
 _ROW_DEFAULTS = row_defaults()
-_SQLITE_MAX_KEYS = 990
-_SQLITE_RETURNING = sqlite3.sqlite_version_info >= (3, 35)
 
 
 def _field(row: ConnectionRow, name: str) -> Any:
@@ -528,53 +521,38 @@ def _sqlite_datetime(value: datetime) -> str:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def _sqlite_converter(column_type):
-    """What the sqlite3 driver is given for a column's values: the text SQLAlchemy would have stored."""
-    base = column_type.impl if isinstance(column_type, TypeDecorator) else column_type
-    if isinstance(base, DateTime):  # SQLAlchemy's SQLite DATETIME text, in UTC (the models read it back as UTC)
-        return lambda v: None if v is None else _sqlite_datetime(v)
-    if isinstance(base, JSON):
-        return json.dumps
-    if isinstance(base, Boolean):
-        return lambda v: None if v is None else int(v)
-    return None
-
-
 class _BulkInsert:
-    """INSERT of many rows given as columns (a list of values, or one value for every row).
-
-    SQLite: the driver's executemany, values converted per column. PostgreSQL: one statement whose rows come
-    from a JSON document (`json_populate_recordset`), serialised by pydantic-core and typed by the server:
-    psycopg's per-value adaptation of 50,000 rows cost more CPU than the server's insert (bench/fleet_sync.py).
-    """
+    """INSERT of many rows given as columns (a list of values, or one value for every row), as one statement
+    whose rows come from one JSON document serialised by pydantic-core: SQLite reads it with json_each, and
+    PostgreSQL with json_populate_recordset (typed by the server). Against the drivers' executemany: a third of
+    the CPU in Python, and SQLite's driver gives up the GIL once per batch instead of once per row, so the
+    sync's writer thread and its fetching thread really run side by side (bench/fleet_sync.py)."""
 
     def __init__(self, table, dialect) -> None:
         self.table = table.name
         self.names = [c.name for c in table.columns if not c.primary_key]
         self.dialect = dialect.name
-        self.converters = [_sqlite_converter(table.c[name].type) for name in self.names]
         self.sql_types = {name: table.c[name].type.compile(dialect=dialect) for name in self.names}
-        self.insert_sql = (f"INSERT INTO {table.name} ({', '.join(self.names)}) "
-                           f"VALUES ({', '.join('?' * len(self.names))})")
+        # SQLite keeps datetimes as SQLAlchemy's text, in UTC (the models read them back as UTC).
+        self.texts = {name for name in self.names if isinstance(table.c[name].type, DateTime)} if self.dialect == "sqlite" else set()
 
-    def execute(self, connection, count: int, columns: Mapping[str, Any], suffix: str = "") -> None:
-        if self.dialect == "sqlite":
-            converted = []
-            for name, convert in zip(self.names, self.converters):
-                values = columns[name]
-                if isinstance(values, list):
-                    converted.append(values if convert is None else [convert(v) for v in values])
-                else:
-                    converted.append(itertools.repeat(values if convert is None else convert(values), count))
-            connection.exec_driver_sql(self.insert_sql + suffix, list(zip(*converted)))
-            return
+    def execute(self, connection, columns: Mapping[str, Any], suffix: str = "") -> None:
         varying = [name for name in self.names if isinstance(columns[name], list)]
-        rows = [dict(zip(varying, values)) for values in zip(*(columns[name] for name in varying))]
-        select = [f"u.{name}" if name in varying else f"%s::{self.sql_types[name]}" for name in self.names]
-        sql = (f"INSERT INTO {self.table} ({', '.join(self.names)}) SELECT {', '.join(select)} "
-               f"FROM json_populate_recordset(NULL::{self.table}, %s) AS u{suffix}")
-        scalars = [columns[name] for name in self.names if name not in varying]
-        connection.exec_driver_sql(sql, (*scalars, to_json(rows).decode()))
+        values = [[_sqlite_datetime(v) if v is not None else None for v in columns[name]] if name in self.texts
+                  else columns[name] for name in varying]
+        scalars = {name: _sqlite_datetime(columns[name]) if name in self.texts and columns[name] is not None
+                   else columns[name] for name in self.names if name not in varying}
+        if self.dialect == "sqlite":
+            position = {name: i for i, name in enumerate(varying)}
+            select = [f"json_extract(value, '$[{position[name]}]')" if name in position else f":{name}"
+                      for name in self.names]
+            source, document = "json_each(:rows) WHERE true", to_json(list(zip(*values))).decode()
+        else:
+            select = [f"u.{name}" if name in varying else f"%({name})s::{self.sql_types[name]}" for name in self.names]
+            source = f"json_populate_recordset(NULL::{self.table}, %(rows)s) AS u"
+            document = to_json([dict(zip(varying, row)) for row in zip(*values)]).decode()
+        connection.exec_driver_sql(f"INSERT INTO {self.table} ({', '.join(self.names)}) SELECT {', '.join(select)} "
+                                   f"FROM {source}{suffix}", {**scalars, "rows": document})
 
 
 _BULK: dict[tuple[type, str], _BulkInsert] = {}
