@@ -266,7 +266,7 @@ class Store:
             if moved:
                 bulk = self._bulk(ConnectionTransition)
                 bulk.execute(connection, {
-                    "connection_key": [r["key"] for r in moved], "user_id": [r.get("identity") for r in moved],
+                    "connection_key": [r["key"] for r in moved], "user_id": [_field(r, "identity") for r in moved],
                     "platform": [r["platform"] for r in moved],
                     "to_state": [_field(r, "state") for r in moved],
                     "from_state": [stored[r["key"]][0] for r in moved],
