@@ -73,9 +73,15 @@ class _Connection(asyncio.Protocol):
         self.body.append(body)
 
     def on_message_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:  # an interim answer (103 Early Hints…): the real one follows
+            self.headers, self.body, self.headers_done = [], [], False
+            return
         self.keep_alive = self.parser.should_keep_alive()  # only meaningful here: the parser resets after
         if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(self.parser.get_status_code())
+            self.waiter.set_result(status)
+        else:  # an answer nobody asked for (a 408 sent to an idle connection): the connection is unusable
+            self._fail(httpx.RemoteProtocolError("unexpected answer"))
 
     def _fail(self, exc: Exception) -> None:
         if self.waiter is not None and not self.waiter.done():

@@ -97,7 +97,8 @@ def test_encode_request_sends_whole_bodies_with_a_length():
 
 # --- against a scripted server ----------------------------------------------------------------------------------------
 class Scripted:
-    """A raw HTTP/1.1 server: each connection gets the next script, a list of answers (bytes) or 'close' steps."""
+    """A raw HTTP/1.1 server: each connection gets the next script, a list of steps: an answer to the next request
+    (bytes), ("push", bytes) written unasked, "close", or "hold" (open until the client closes)."""
 
     def __init__(self, *scripts: list) -> None:
         self.scripts = list(scripts)
@@ -117,6 +118,12 @@ class Scripted:
         for step in script:
             if step == "close":
                 break
+            if step == "hold":  # keep the connection open until the client goes
+                await reader.read()
+                break
+            if isinstance(step, tuple):  # ("push", bytes): written without a request
+                writer.write(step[1])
+                continue
             head = await reader.readuntil(b"\r\n\r\n")
             length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
                            if line.lower().startswith(b"content-length:")), 0)
@@ -145,6 +152,30 @@ def test_chunked_and_gzip_bodies_are_read_whole():
             return (await http.get(url + "/a")).json(), (await http.get(url + "/b")).json()
 
     assert run(go()) == ({"a": 1}, {"b": 2})
+
+
+def test_interim_answers_are_skipped():
+    early = b"HTTP/1.1 103 Early Hints\r\nLink: </x.css>; rel=preload\r\n\r\n" + OK
+
+    async def go():
+        async with Scripted([early]) as url, httpx.AsyncClient(transport=LeanAsyncTransport()) as http:
+            response = await http.get(url + "/a")
+            return response.status_code, response.json()
+
+    assert run(go()) == (200, {"ok": True})
+
+
+def test_an_answer_nobody_asked_for_retires_the_connection():
+    stray = ("push", answer(b"", status="408 Request Timeout"))  # sent to the idle connection, which stays open
+    scripted = Scripted([OK, stray, "hold"], [OK])
+
+    async def go():
+        async with scripted as url, httpx.AsyncClient(transport=LeanAsyncTransport()) as http:
+            await http.get(url + "/a")
+            await asyncio.sleep(0.1)
+            return (await http.post(url + "/b", json={})).json()  # a POST is never sent twice: it must not meet the 408
+
+    assert run(go()) == {"ok": True} and scripted.connections == 2
 
 
 def test_a_body_delimited_by_the_connection_end():
