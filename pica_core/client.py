@@ -31,7 +31,7 @@ from typing_extensions import TypedDict  # pydantic needs this one's TypedDict b
 
 from . import validation
 from .config import Secret, Settings
-from .transport import LeanAsyncTransport
+from .transport import lean_transport_for
 from .errors import (
     AuthError,
     InvalidInputError,
@@ -615,8 +615,7 @@ class AsyncPicaClient(_Core, _Endpoints):
     def __init__(self, *args: Any, transport: httpx.AsyncBaseTransport | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout,
-                                       transport=transport or LeanAsyncTransport(),
-                                       limits=httpx.Limits(max_connections=max(10, self.max_concurrency * 2)))
+                                       transport=transport or lean_transport_for(self.base_url))
         self._gate = asyncio.Semaphore(self.max_concurrency)
 
     async def aclose(self) -> None:

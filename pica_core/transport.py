@@ -3,9 +3,10 @@
 Why: the token route and the fleet sync make many small calls to one origin (Pica), and httpx's default
 transport (httpcore over anyio and h11, all pure Python) spent about half of the route's CPU per token
 (profiled with py-spy under bench/token_route.py). This transport does the same job for what the client
-needs: one origin at a time, HTTP/1.1, bodies read whole, keep-alive, TLS through asyncio. Everything
-above it is still httpx (URLs, headers, decoding, timeouts' meaning, the errors the client's retries handle);
-proxies configured in the environment keep going through httpx's own proxy transports, which it mounts first.
+needs: one origin at a time, HTTP/1.1, bodies read whole, keep-alive, TLS through asyncio (httpx's own SSL
+context). Everything above it is still httpx (URLs, headers, decoding, timeouts' meaning, the errors the client's
+retries handle). httpx ignores proxy variables once given a transport, so `lean_transport_for` leaves a URL that
+the environment sends through a proxy (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY) to httpx's own transport.
 
 A GET, PUT, DELETE or OPTIONS that fails on a kept-alive connection before any byte of the answer arrived is
 sent once more on a fresh connection: the server closed it while idle (the usual keep-alive race). Other methods
@@ -17,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import urllib.request
 from collections import deque
+from urllib.parse import urlsplit
 
 import httpx
 import httptools
@@ -193,3 +196,12 @@ class LeanAsyncTransport(httpx.AsyncBaseTransport):
             while idle:
                 idle.pop().transport.close()
         self._idle.clear()
+
+
+def lean_transport_for(base_url: str) -> LeanAsyncTransport | None:
+    """The lean transport, or None (httpx's default, which honours proxies) when the environment proxies this URL."""
+    url = urlsplit(base_url)
+    proxies = urllib.request.getproxies()
+    if (proxies.get(url.scheme) or proxies.get("all")) and not urllib.request.proxy_bypass(url.hostname or ""):
+        return None
+    return LeanAsyncTransport()

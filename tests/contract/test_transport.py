@@ -47,6 +47,28 @@ def test_default_async_client_uses_it(sandbox):
     assert isinstance(transport, LeanAsyncTransport) and token["rows"]
 
 
+@pytest.mark.parametrize("env, lean", [
+    ({}, True),
+    ({"HTTPS_PROXY": "http://proxy.corp:3128"}, False),  # httpx's own transport, through the proxy
+    ({"ALL_PROXY": "http://proxy.corp:3128"}, False),
+    ({"HTTPS_PROXY": "http://proxy.corp:3128", "NO_PROXY": "api.picaos.com"}, True),
+    ({"HTTP_PROXY": "http://proxy.corp:3128"}, True),  # proxies plain http only
+])
+def test_a_proxied_pica_keeps_httpx_own_transport(monkeypatch, env, lean):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    async def go():
+        async with AsyncPicaClient(base_url="https://api.picaos.com", secret=Secret("sk_live_x")) as client:
+            return client._http._transport, client._http._mounts
+
+    transport, mounts = run(go())
+    assert isinstance(transport, LeanAsyncTransport) is lean
+    assert bool(mounts) is not lean  # httpx mounted its proxy transport itself
+
+
 def test_a_slow_answer_is_a_timeout_and_the_connection_is_not_reused(sandbox):
     sandbox.fault("latency", seconds=1.0, count=1, path="/v1/users/flags")
 
