@@ -43,9 +43,14 @@ class SyncReport:
 
 class _Writer:
     """Stores pages on one thread. Pages that arrive while a write runs go together into the next one: fewer,
-    larger transactions when fetching outpaces the database, one page at a time when it does not."""
+    larger transactions when fetching outpaces the database, one page at a time when it does not.
+
+    When the database falls behind, fetching waits: at most MAX_PENDING_ROWS rows are fetched and not yet
+    stored, so memory stays bounded whatever the size of the fleet.
+    """
 
     MAX_BATCH_ROWS = 3000
+    MAX_PENDING_ROWS = 2 * MAX_BATCH_ROWS
 
     def __init__(self, store: Store, run_id: int, report: SyncReport, progress: Progress | None,
                  pages_done: int = 0, rows: int = 0) -> None:
@@ -54,7 +59,7 @@ class _Writer:
         self.report = report
         self.progress = progress
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-writer")
-        self.pending: list[PageResult] = []
+        self.pending: list[tuple[PageResult, asyncio.Future]] = []
         self.flushing = False
         self.pages_done = pages_done
         self.rows = rows
@@ -62,28 +67,38 @@ class _Writer:
         self.transitions = 0
 
     async def write(self, page: PageResult) -> None:
-        """Queue a page; the first caller to find no write running writes until the queue is empty."""
-        self.pending.append(page)
-        if self.flushing:
-            return
-        self.flushing = True
-        try:
-            loop = asyncio.get_running_loop()
-            while self.pending:
-                batch, rows = [], []
-                while self.pending and (not rows or len(rows) + len(self.pending[0].rows) <= self.MAX_BATCH_ROWS):
-                    batch.append(self.pending.pop(0))
-                    rows += batch[-1].rows
-                store = functools.partial(self.store.upsert_rows, rows, source="sync", sync_id=self.run_id)
-                result = await loop.run_in_executor(self.pool, store)
-                self.pages_done += len(batch)
-                self.rows += len(rows)
-                self.new += result.inserted
-                self.transitions += result.transitions
-                if self.progress:
-                    self.progress(self.pages_done, self.report.pages_total, self.rows)
-        finally:
-            self.flushing = False
+        """Queue a page and return once it is stored. The first caller to find no write running writes until
+        the queue is empty; if that fails, every queued caller gets the error."""
+        loop = asyncio.get_running_loop()
+        stored = loop.create_future()
+        self.pending.append((page, stored))
+        if not self.flushing:
+            self.flushing = True
+            try:
+                while self.pending:
+                    batch, rows = [], []
+                    while self.pending and (not rows or len(rows) + len(self.pending[0][0].rows) <= self.MAX_BATCH_ROWS):
+                        batch.append(self.pending.pop(0))
+                        rows += batch[-1][0].rows
+                    try:
+                        result = await loop.run_in_executor(self.pool, functools.partial(
+                            self.store.upsert_rows, rows, source="sync", sync_id=self.run_id))
+                    except BaseException as exc:
+                        for _, waiting in [*batch, *self.pending]:
+                            waiting.set_exception(exc)
+                        self.pending.clear()
+                        raise
+                    self.pages_done += len(batch)
+                    self.rows += len(rows)
+                    self.new += result.inserted
+                    self.transitions += result.transitions
+                    if self.progress:
+                        self.progress(self.pages_done, self.report.pages_total, self.rows)
+                    for _, waiting in batch:
+                        waiting.set_result(None)
+            finally:
+                self.flushing = False
+        await stored
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
@@ -93,14 +108,17 @@ async def _fetch_pages(client: AsyncPicaClient, pages: list[int], page_size: int
                        report: SyncReport) -> None:
     op = client.connections_operation(page_size=page_size, row_model=ConnectionRow)
 
+    room = asyncio.Semaphore(max(1, writer.MAX_PENDING_ROWS // page_size))  # pages fetched and not yet stored
+
     async def one(number: int) -> None:
-        try:
-            page = await client.fetch_page(op, number, page_size)
-        except PicaError as exc:
-            report.failed_pages.append(number)
-            report.errors[number] = str(exc)
-            return
-        await writer.write(page)
+        async with room:
+            try:
+                page = await client.fetch_page(op, number, page_size)
+            except PicaError as exc:
+                report.failed_pages.append(number)
+                report.errors[number] = str(exc)
+                return
+            await writer.write(page)
 
     await asyncio.gather(*(one(n) for n in pages))
 

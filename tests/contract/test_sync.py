@@ -45,6 +45,33 @@ def test_sync_stores_every_connection_with_exact_request_count(sandbox, store):
     assert store.sync_run(report.run_id).status == "complete"
 
 
+def test_fetching_waits_for_a_slow_database(sandbox, store, monkeypatch):
+    """Pages fetched but not yet written stay bounded (memory on a big fleet), and nothing is lost."""
+    import time
+
+    from pica_core import sync
+
+    monkeypatch.setattr(sync._Writer, "MAX_PENDING_ROWS", 100)
+    fetched_ahead: list[int] = []
+    written = 0
+    slow_upsert = store.upsert_rows
+
+    def upsert_rows(rows, **kwargs):
+        nonlocal written
+        time.sleep(0.05)
+        fetched_ahead.append(sandbox.count("vault/connections") * 50 - written)
+        result = slow_upsert(rows, **kwargs)
+        written += len(rows)
+        return result
+
+    monkeypatch.setattr(store, "upsert_rows", upsert_rows)
+    sandbox.control("DELETE", "stats")
+    report = run(sandbox, store, page_size=50)
+    assert (report.status, report.rows) == ("complete", 720) and store.count(UserConnection) == 720
+    assert max(fetched_ahead) <= 100, fetched_ahead  # fetched and not yet stored: the limit, never more
+    assert len(fetched_ahead) > 720 // 100  # so the writes came in many batches, not one at the end
+
+
 def test_second_sync_records_only_real_changes(sandbox, store):
     run(sandbox, store)
     conn = next(c for c in sandbox.state.connections.values() if c["environment"] == "test" and c["state"] == "failed")
