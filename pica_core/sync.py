@@ -85,7 +85,9 @@ class _Writer:
                             self.store.upsert_rows, rows, source="sync", sync_id=self.run_id))
                     except BaseException as exc:
                         for _, waiting in [*batch, *self.pending]:
-                            waiting.set_exception(exc)
+                            if waiting is stored or waiting.done():  # this caller gets it raised right here
+                                continue
+                            waiting.cancel() if isinstance(exc, asyncio.CancelledError) else waiting.set_exception(exc)
                         self.pending.clear()
                         raise
                     self.pages_done += len(batch)

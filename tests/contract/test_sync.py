@@ -72,6 +72,22 @@ def test_fetching_waits_for_a_slow_database(sandbox, store, monkeypatch):
     assert len(fetched_ahead) > 720 // 100  # so the writes came in many batches, not one at the end
 
 
+def test_a_database_failure_mid_sync_is_raised_not_hung(sandbox, store, monkeypatch):
+    calls = []
+    upsert = store.upsert_rows
+
+    def failing(rows, **kwargs):
+        calls.append(len(rows))
+        if len(calls) == 3:
+            raise RuntimeError("disk full")
+        return upsert(rows, **kwargs)
+
+    monkeypatch.setattr(store, "upsert_rows", failing)
+    with pytest.raises(RuntimeError, match="disk full"):
+        run(sandbox, store, page_size=50)
+    assert 0 < store.count(UserConnection) < 720  # what was stored before the failure stays
+
+
 def test_second_sync_records_only_real_changes(sandbox, store):
     run(sandbox, store)
     conn = next(c for c in sandbox.state.connections.values() if c["environment"] == "test" and c["state"] == "failed")
