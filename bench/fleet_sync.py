@@ -1,6 +1,6 @@
 """Fleet sync of a 50,000-connection sandbox fleet into SQLite and PostgreSQL, against a bare httpx loop.
 
-    .venv/bin/python bench/fleet_sync.py [--connections 50000] [--page-size 300] [--concurrency 4]
+    .venv/bin/python bench/fleet_sync.py [--connections 50000] [--page-size 300] [--concurrency 4] [--latency-ms 0] [--pin]
 
 Prints, per database: wall time of a first sync (all inserts) and of a re-sync (all updates), rows per second,
 and the ratio to a bare httpx loop fetching the same pages at the same concurrency (target: at most 1.3×); then
