@@ -88,6 +88,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=2, help="unmeasured seconds per backend first (default 2)")
     parser.add_argument("--clients", type=int, default=50, help="concurrent keep-alive clients (default 50)")
     parser.add_argument("--rounds", type=int, default=2, help="measured runs per backend, taking turns; the best is shown (default 2)")
+    parser.add_argument("--latency-ms", type=float, default=0.0,
+                        help="have the sandbox answer every Pica call this much later (Pica over a network)")
     parser.add_argument("--no-dashboard", action="store_true", help="skip the streamlit run measurement")
     parser.add_argument("--no-node", action="store_true", help="skip the Node reference backend")
     parser.add_argument("--strict", action="store_true", help="exit 1 if our route is under the Node throughput")
@@ -122,6 +124,9 @@ def main() -> int:
     try:
         sandbox = start_sandbox(core=args.sandbox_core).wait()
         servers.append(sandbox)
+        if args.latency_ms:
+            httpx.post(f"{sandbox.url}/control/faults", headers={"x-pica-secret": "sk_test_sandbox"}, timeout=10, json={
+                "kind": "latency", "seconds": args.latency_ms / 1000, "count": 10_000_000, "path": "/v1/"})
         print(f"sandbox:   {shell(sandbox.cmd)}")
         backends: list[tuple[str, Server]] = []
         if node_problem is None:
