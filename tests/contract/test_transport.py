@@ -37,7 +37,13 @@ def test_the_async_client_keeps_its_connections_alive(sandbox):
     assert total <= 3  # 15 pages over at most 3 connections (the client's concurrency)
 
 
-def test_default_async_client_uses_it(sandbox):
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+def test_default_async_client_uses_it(sandbox, monkeypatch):
+    for name in PROXY_VARIABLES:  # a developer's own proxy settings would (rightly) keep httpx's transport
+        monkeypatch.delenv(name, raising=False)
+
     async def go():
         async with AsyncPicaClient(base_url=sandbox.url, secret=Secret(SANDBOX_TEST_KEY)) as client:
             token = await client.authkit_token("u-1", "user")
@@ -55,7 +61,7 @@ def test_default_async_client_uses_it(sandbox):
     ({"HTTP_PROXY": "http://proxy.corp:3128"}, True),  # proxies plain http only
 ])
 def test_a_proxied_pica_keeps_httpx_own_transport(monkeypatch, env, lean):
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+    for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
