@@ -76,6 +76,15 @@ def open_history(at):
     return at
 
 
+def send_then_click_in_history(at, button: str) -> PassthroughCallRecord:
+    """Send the built request, then click `button` (replay | load) on its row in History; the call's record."""
+    send(at)
+    [record] = records()
+    open_history(at).button(key=f"con_{button}_{record.id}").click().run()
+    assert_clean(at)
+    return record
+
+
 def history_labels(at) -> list[str]:
     return [label for label in (shown(e.label) for e in at.expander) if label.startswith("#")]
 
@@ -150,10 +159,7 @@ def test_replay_reproduces_the_request_exactly(app_env):
     set_rows(at, "con_params", [{"name": "b", "value": "2"}, {"name": "a", "value": "x y"}])
     set_rows(at, "con_headers", [{"name": "X-Trace", "value": "t-1"}])
     at.text_area(key="con_body_json").set_value('{"raw": "SGk=", "é": [1, 2]}').run()
-    send(at)
-    [record] = records()
-    open_history(at).button(key=f"con_replay_{record.id}").click().run()
-    assert_clean(at)
+    send_then_click_in_history(at, "replay")
     assert passthrough_calls(app_env) == 2
     original, replayed = app_env.requests(2)
     assert replayed == original  # method, path, query, every header, body
@@ -167,10 +173,7 @@ def test_load_into_builder_then_send_repeats_the_call(app_env):
     at, conn = console_on(app_env, SEND_MESSAGE)
     set_rows(at, "con_params", [{"name": "q", "value": "1"}])
     at.text_area(key="con_body_json").set_value('{"raw": "QQ=="}').run()
-    send(at)
-    [record] = records()
-    open_history(at).button(key=f"con_load_{record.id}").click().run()
-    assert_clean(at)
+    record = send_then_click_in_history(at, "load")
     assert at.session_state["con_tab"] == "Builder"
     assert at.segmented_control(key="con_action_mode").value == "Raw"
     assert at.text_input(key="con_raw_path").value == "/gmail/v1/users/me/messages/send"
