@@ -537,11 +537,12 @@ class _BulkInsert:
         self.texts = {name for name in self.names if isinstance(table.c[name].type, DateTime)} if self.dialect == "sqlite" else set()
 
     def execute(self, connection, columns: Mapping[str, Any], suffix: str = "") -> None:
+        def stored(name: str, value: Any) -> Any:
+            return _sqlite_datetime(value) if name in self.texts and value is not None else value
+
         varying = [name for name in self.names if isinstance(columns[name], list)]
-        values = [[_sqlite_datetime(v) if v is not None else None for v in columns[name]] if name in self.texts
-                  else columns[name] for name in varying]
-        scalars = {name: _sqlite_datetime(columns[name]) if name in self.texts and columns[name] is not None
-                   else columns[name] for name in self.names if name not in varying}
+        values = [[stored(name, v) for v in columns[name]] for name in varying]
+        scalars = {name: stored(name, columns[name]) for name in self.names if name not in varying}
         if self.dialect == "sqlite":
             position = {name: i for i, name in enumerate(varying)}
             select = [f"json_extract(value, '$[{position[name]}]')" if name in position else f":{name}"

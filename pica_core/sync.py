@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from collections.abc import Callable
 
-from .client import AsyncPicaClient, PageResult
+from .client import AsyncPicaClient, Operation, PageResult
 from .errors import PicaError
 from .models import ConnectionRow
 from .store import Store, utcnow
@@ -106,9 +106,14 @@ class _Writer:
         self.pool.shutdown(wait=True)
 
 
+def _fleet_operation(client: AsyncPicaClient, page_size: int) -> Operation:
+    """Every connection of the account, pages parsed into the rows the store keeps."""
+    return client.connections_operation(page_size=page_size, row_model=ConnectionRow)
+
+
 async def _fetch_pages(client: AsyncPicaClient, pages: list[int], page_size: int, writer: _Writer,
                        report: SyncReport) -> None:
-    op = client.connections_operation(page_size=page_size, row_model=ConnectionRow)
+    op = _fleet_operation(client, page_size)
 
     room = asyncio.Semaphore(max(1, writer.MAX_PENDING_ROWS // page_size))  # pages fetched and not yet stored
 
@@ -132,7 +137,7 @@ async def sync_fleet(client: AsyncPicaClient, store: Store, *, environment: str,
     report = SyncReport(run.id, "running", 0, 0)
     writer = _Writer(store, run.id, report, progress)
     try:
-        op = client.connections_operation(page_size=page_size, row_model=ConnectionRow)
+        op = _fleet_operation(client, page_size)
         try:
             first = await client.fetch_page(op, 1, page_size)
         except PicaError as exc:
