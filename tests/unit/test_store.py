@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import event
 
-from pica_core.models import Connection
+from pica_core.models import Connection, ConnectionRow
 from pica_core.store import ConnectionTransition, PassthroughCallRecord, Store, UserConnection, utcnow
 
 
@@ -75,6 +75,45 @@ def test_extended_columns_round_trip(store):
     row = store.stored_connection(conn(5).key)
     assert (row.tags, row.identity_type, row.pica_id, row.active, row.last_sync_id) == (["vip", "eu"], "user", "id-5", True, 7)
     assert row.created_at == created and row.environment == "test"
+
+
+def test_rows_with_fields_left_out_take_the_models_defaults(store):
+    """A fleet sync stores rows, not models: absent fields, offsets and whole seconds must read as the models do."""
+    plus_two = timezone(timedelta(hours=2))
+    rows = [ConnectionRow(id="id-a", key="test::gmail::default::a|u", platform="gmail"),
+            ConnectionRow(id="id-b", key="test::gmail::default::b|u", platform="gmail", identity="u", identityType="user",
+                          environment="live", state="failed", tags=["x"], active=False,
+                          createdAt=datetime(2026, 3, 1, 12, 0, 0, tzinfo=plus_two)),
+            ConnectionRow(id="id-c", key="test::gmail::default::c|u", platform="gmail",
+                          createdAt=datetime(2026, 3, 1, 12, 0, 0, 120, tzinfo=plus_two))]
+    seen = utcnow()
+    store.upsert_rows(rows, source="sync", seen_at=seen)
+    a, b, c = (store.stored_connection(r["key"]) for r in rows)
+    model = Connection(id="id-a", key="k", platform="gmail")
+    assert (a.environment, a.state, a.tags, a.active, a.user_id, a.identity_type) == (
+        model.environment, model.state, model.tags, model.active, None, None)
+    assert a.created_at == seen  # Pica did not say: when the dashboard first saw it
+    assert (b.environment, b.state, b.tags, b.active, b.user_id, b.identity_type) == ("live", "failed", ["x"], False, "u", "user")
+    assert b.created_at == datetime(2026, 3, 1, 10, 0, 0, tzinfo=UTC)
+    assert c.created_at == datetime(2026, 3, 1, 10, 0, 0, 120, tzinfo=UTC)
+
+
+def test_a_batch_that_repeats_a_key_keeps_the_last_and_counts_new_rows_once(store):
+    store.upsert_connections([conn(1)], source="sync")
+    result = store.upsert_connections([conn(1, "failed"), conn(2), conn(2, "degraded"), conn(3)], source="sync")
+    assert (result.inserted, result.updated, result.transitions) == (2, 1, 1)
+    assert [store.stored_connection(conn(n).key).state for n in (1, 2, 3)] == ["failed", "degraded", "operational"]
+
+
+def test_updated_at_moves_only_when_pica_changed_the_connection(store):
+    t0 = utcnow() - timedelta(hours=5)
+    store.upsert_connections([conn(1, tags=["a", "b"])], source="sync", seen_at=t0)
+    store.upsert_connections([conn(1, tags=["a", "b"])], source="sync", seen_at=t0 + timedelta(hours=1))
+    row = store.stored_connection(conn(1).key)
+    assert (row.updated_at, row.last_seen_at) == (t0, t0 + timedelta(hours=1))
+    store.upsert_connections([conn(1, tags=["a"])], source="sync", seen_at=t0 + timedelta(hours=2))
+    row = store.stored_connection(conn(1).key)
+    assert (row.updated_at, row.tags, row.state_since) == (t0 + timedelta(hours=2), ["a"], t0)
 
 
 @pytest.mark.parametrize("size", [300, 2500])
