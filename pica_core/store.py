@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 
-from sqlalchemy import JSON, Column, DateTime, Index, event, func, or_
+from sqlalchemy import JSON, Column, Index, event, func, or_
 from sqlalchemy.engine import Engine, make_url
 from pydantic_core import from_json, to_json
 from sqlmodel import Field, Session, SQLModel, create_engine, select
@@ -53,12 +53,6 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class UserConnection(SQLModel, table=True):
@@ -232,71 +226,32 @@ class Store:
                     seen_at: datetime | None = None) -> UpsertResult:
         """Idempotent upsert keyed by connection key; a transition row only when a stored state changes.
 
-        A few set-based statements whatever the batch size, each given the batch as one JSON document: read
-        the stored rows' state and fingerprint while touching them (last seen, last sync), write the new and
-        changed rows, append the transitions. A re-sync of an unchanged fleet is the touch alone.
+        A few set-based statements whatever the batch size, each given its rows as one JSON document: mark the
+        batch's stored rows seen, learning which are new and which changed (by fingerprint); write those; append
+        the transitions. A re-sync of an unchanged fleet is the touch alone. The database reads the rows out of
+        the JSON itself: the only Python per row is the fingerprint (see `_UPSERT_SQL`).
         """
         if not rows:
             return UpsertResult()
-        now = seen_at or utcnow()
         unique = {r["key"]: r for r in rows}  # last one wins if a batch repeats a key
-        fingerprints = {key: _fingerprint(r) for key, r in unique.items()}
+        fingerprints = dict(zip(unique, map(_fingerprint, unique.values())))
+        sql = _UPSERT_SQL[self.dialect]
+        now = seen_at or utcnow()
+        marks = {"now": _sqlite_datetime(now) if self.dialect == "sqlite" else now, "sync_id": sync_id, "source": source}
         with self.engine.begin() as connection:
-            stored = {key: (state, fingerprint) for key, state, fingerprint in self._touch(connection, list(unique),
-                                                                                          now, sync_id)}
-            # Sorted by key: neighbouring inserts land on the same index pages (about 15 % less work on SQLite).
-            written = sorted((r for key, r in unique.items() if stored.get(key, (None, None))[1] != fingerprints[key]),
-                             key=lambda r: r["key"])
-            if written:
-                bulk = self._bulk(UserConnection)
-                bulk.execute(connection, {
-                    "connection_key": [r["key"] for r in written], "pica_id": [r["id"] for r in written],
-                    "platform": [r["platform"] for r in written],
-                    "user_id": [_field(r, "identity") for r in written],
-                    "identity_type": [_field(r, "identityType") for r in written],
-                    "environment": [_field(r, "environment") for r in written],
-                    "state": [_field(r, "state") for r in written], "tags": [_field(r, "tags") for r in written],
-                    "active": [_field(r, "active") for r in written],
-                    "created_at": [_utc(_field(r, "createdAt")) or now for r in written],
-                    "fingerprint": [fingerprints[r["key"]] for r in written],
-                    "updated_at": now, "first_seen_at": now, "first_seen_by": source, "last_seen_at": now,
-                    "state_since": now, "last_sync_id": sync_id,
-                }, _UPSERT_CONNECTION)
-            moved = [r for key, r in unique.items() if key in stored and stored[key][0] != _field(r, "state")]
+            run = connection.exec_driver_sql
+            pairs = {**marks, "pairs": to_json(list(fingerprints.items())).decode()}
+            changed, new = map(_json_list, run(sql.touch, pairs).one())
+            if sql.touch_update and len(new) < len(unique):  # some are stored (never, in a first sync)
+                run(sql.touch_update, pairs)
+            if changed or new:
+                written = [[fingerprints[key], unique[key]] for key in (*new, *(key for key, _ in changed))]
+                run(sql.write, {**marks, **_SQL_DEFAULTS, "rows": to_json(written).decode()})
+            moved = [[key, _field(unique[key], "identity"), unique[key]["platform"], state, _field(unique[key], "state")]
+                     for key, state in changed if state != _field(unique[key], "state")]
             if moved:
-                bulk = self._bulk(ConnectionTransition)
-                bulk.execute(connection, {
-                    "connection_key": [r["key"] for r in moved], "user_id": [_field(r, "identity") for r in moved],
-                    "platform": [r["platform"] for r in moved],
-                    "to_state": [_field(r, "state") for r in moved],
-                    "from_state": [stored[r["key"]][0] for r in moved],
-                    "at": now, "source": source, "sync_id": sync_id,
-                })
-        return UpsertResult(inserted=len(unique) - len(stored), updated=len(stored), transitions=len(moved))
-
-    def _touch(self, connection, keys: list[str], now: datetime, sync_id: int | None) -> list[tuple]:
-        """Mark these keys seen now; (key, state, fingerprint) of those already stored."""
-        keys_json = to_json(keys).decode()
-        if self.dialect == "sqlite":
-            # One statement each and one row back: the driver gives up the GIL for the whole statement, not
-            # once per row, so the writer thread works while the fetching thread parses.
-            found = connection.exec_driver_sql(
-                "SELECT json_group_array(json_array(connection_key, state, fingerprint)) FROM user_connections "
-                "WHERE connection_key IN (SELECT value FROM json_each(?))", (keys_json,)).scalar_one()
-            connection.exec_driver_sql(
-                "UPDATE user_connections SET last_seen_at = ?, last_sync_id = COALESCE(?, last_sync_id) "
-                "WHERE connection_key IN (SELECT value FROM json_each(?))", (_sqlite_datetime(now), sync_id, keys_json))
-            return [tuple(row) for row in from_json(found)]
-        return connection.exec_driver_sql(
-            "UPDATE user_connections AS c SET last_seen_at = %s, last_sync_id = COALESCE(%s, c.last_sync_id) "
-            "FROM json_array_elements_text(%s::json) AS k(key) WHERE c.connection_key = k.key "
-            "RETURNING c.connection_key, c.state, c.fingerprint", (now, sync_id, keys_json)).all()
-
-    def _bulk(self, model: type[SQLModel]) -> _BulkInsert:
-        key = (model, self.dialect)
-        if key not in _BULK:
-            _BULK[key] = _BulkInsert(model.__table__, self.engine.dialect)
-        return _BULK[key]
+                run(sql.transitions, {**marks, "rows": to_json(moved).decode()})
+        return UpsertResult(inserted=len(new), updated=len(unique) - len(new), transitions=len(moved))
 
     def remove_connection(self, key: str) -> None:
         """Forget a deleted connection (its transitions stay: they are history)."""
@@ -484,29 +439,12 @@ def _escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-# --- bulk writes ------------------------------------------------------------------------------------------------
-# A fleet sync writes tens of thousands of rows. Through SQLAlchemy's executemany every value passes its type's
-# bind processors in Python, about 13 times the database's own work for a 300-row page (bench/fleet_sync.py);
-# here each column gets one converter to what the driver takes, and the driver's executemany does the rest.
-# The values stored are the ones SQLAlchemy would store: reads go through the models as usual.
-
-_UPSERT_CONNECTION = """
- ON CONFLICT (connection_key) DO UPDATE SET
-  user_id = excluded.user_id, platform = excluded.platform, environment = excluded.environment,
-  state = excluded.state, identity_type = excluded.identity_type, pica_id = excluded.pica_id,
-  tags = excluded.tags, active = excluded.active, created_at = excluded.created_at,
-  last_seen_at = excluded.last_seen_at, updated_at = excluded.updated_at, fingerprint = excluded.fingerprint,
-  state_since = CASE WHEN user_connections.state <> excluded.state THEN excluded.state_since
-                     ELSE user_connections.state_since END,
-  last_sync_id = COALESCE(excluded.last_sync_id, user_connections.last_sync_id)"""
-
-
-_ROW_DEFAULTS = row_defaults()
+_CONNECTION_DEFAULTS = row_defaults()
 
 
 def _field(row: ConnectionRow, name: str) -> Any:
     """A field of a row, or Connection's default when Pica left it out."""
-    return row.get(name, _ROW_DEFAULTS.get(name))
+    return row.get(name, _CONNECTION_DEFAULTS.get(name))
 
 
 def _fingerprint(row: ConnectionRow) -> str:
@@ -521,39 +459,98 @@ def _sqlite_datetime(value: datetime) -> str:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-class _BulkInsert:
-    """INSERT of many rows given as columns (a list of values, or one value for every row), as one statement
-    whose rows come from one JSON document serialised by pydantic-core: SQLite reads it with json_each, and
-    PostgreSQL with json_populate_recordset (typed by the server). Against the drivers' executemany: a third of
-    the CPU in Python, and SQLite's driver gives up the GIL once per batch instead of once per row, so the
-    sync's writer thread and its fetching thread really run side by side (bench/fleet_sync.py)."""
+# --- the upsert's SQL -------------------------------------------------------------------------------------------
+# Each statement reads its rows from one JSON document (SQLite json_each, PostgreSQL json_array_elements): the
+# driver runs it with no Python per row, and SQLite's gives up the GIL for the whole statement, so a sync's writer
+# thread works on the other core while its fetching thread parses pages (bench/fleet_sync.py).
+# `pairs`: [[key, fingerprint], ...] of the batch; `rows`: [[fingerprint, row in Pica's wire names], ...] to write.
 
-    def __init__(self, table, dialect) -> None:
-        self.table = table.name
-        self.names = [c.name for c in table.columns if not c.primary_key]
-        self.dialect = dialect.name
-        self.sql_types = {name: table.c[name].type.compile(dialect=dialect) for name in self.names}
-        # SQLite keeps datetimes as SQLAlchemy's text, in UTC (the models read them back as UTC).
-        self.texts = {name for name in self.names if isinstance(table.c[name].type, DateTime)} if self.dialect == "sqlite" else set()
-
-    def execute(self, connection, columns: Mapping[str, Any], suffix: str = "") -> None:
-        def stored(name: str, value: Any) -> Any:
-            return _sqlite_datetime(value) if name in self.texts and value is not None else value
-
-        varying = [name for name in self.names if isinstance(columns[name], list)]
-        values = [[stored(name, v) for v in columns[name]] for name in varying]
-        scalars = {name: stored(name, columns[name]) for name in self.names if name not in varying}
-        if self.dialect == "sqlite":
-            position = {name: i for i, name in enumerate(varying)}
-            select = [f"json_extract(value, '$[{position[name]}]')" if name in position else f":{name}"
-                      for name in self.names]
-            source, document = "json_each(:rows) WHERE true", to_json(list(zip(*values))).decode()
-        else:
-            select = [f"u.{name}" if name in varying else f"%({name})s::{self.sql_types[name]}" for name in self.names]
-            source = f"json_populate_recordset(NULL::{self.table}, %(rows)s) AS u"
-            document = to_json([dict(zip(varying, row)) for row in zip(*values)]).decode()
-        connection.exec_driver_sql(f"INSERT INTO {self.table} ({', '.join(self.names)}) SELECT {', '.join(select)} "
-                                   f"FROM {source}{suffix}", {**scalars, "rows": document})
+@dataclass(frozen=True)
+class _UpsertSQL:
+    touch: str  # one row: [[key, stored state], ...] of the changed rows and [key, ...] of the new ones
+    touch_update: str | None  # SQLite's touch (PostgreSQL's reads and touches in one statement)
+    write: str
+    transitions: str  # `rows`: [[key, identity, platform, from state, to state], ...]
 
 
-_BULK: dict[tuple[type, str], _BulkInsert] = {}
+# Defaults the SQL gives fields Pica left out (the others are NULL): Connection's, as the models would read them.
+_SQL_DEFAULTS = {name: _CONNECTION_DEFAULTS[name] for name in ("environment", "state", "active")}
+
+
+def _json_list(value: str | list | None) -> list:
+    """A JSON array the database built: text (SQLite), decoded by the driver (psycopg), or NULL (json_agg of none)."""
+    return from_json(value) if isinstance(value, str) else value or []
+
+# Sorted by key: neighbouring inserts land on the same index pages (about 15 % less work on SQLite).
+_WRITE = """INSERT INTO user_connections (connection_key, pica_id, platform, user_id, identity_type, environment,
+  state, tags, active, created_at, fingerprint, updated_at, first_seen_at, first_seen_by, last_seen_at, state_since,
+  last_sync_id)
+SELECT key, pica_id, platform, identity, identity_type, environment, state, tags, active, coalesce(created_at, {now}),
+  fingerprint, {now}, {now}, {source}, {now}, {now}, {sync_id}
+FROM ({rows}) AS b ORDER BY key
+ON CONFLICT (connection_key) DO UPDATE SET
+  user_id = excluded.user_id, platform = excluded.platform, environment = excluded.environment,
+  state = excluded.state, identity_type = excluded.identity_type, pica_id = excluded.pica_id,
+  tags = excluded.tags, active = excluded.active, created_at = excluded.created_at,
+  last_seen_at = excluded.last_seen_at, updated_at = excluded.updated_at, fingerprint = excluded.fingerprint,
+  state_since = CASE WHEN user_connections.state <> excluded.state THEN excluded.state_since
+                     ELSE user_connections.state_since END,
+  last_sync_id = coalesce(excluded.last_sync_id, user_connections.last_sync_id)"""
+
+_TRANSITIONS = """INSERT INTO connection_transitions (connection_key, user_id, platform, from_state, to_state, at, source,
+                                    sync_id)
+SELECT {moved}, {now}, {source}, {sync_id} FROM {rows}"""
+
+
+def _sqlite_row(field: str) -> str:
+    return f"json_extract(value, '$[1].{field}')"
+
+
+_SQLITE_MARKS = {"now": ":now", "source": ":source", "sync_id": ":sync_id"}
+_SQLITE_CREATED = _sqlite_row("createdAt")
+_SQLITE_UPSERT = _UpsertSQL(
+    touch="""SELECT json_group_array(json_array(c.connection_key, c.state))
+         FILTER (WHERE c.id IS NOT NULL AND c.fingerprint IS NOT json_extract(p.value, '$[1]')),
+       json_group_array(json_extract(p.value, '$[0]')) FILTER (WHERE c.id IS NULL)
+FROM json_each(:pairs) AS p LEFT JOIN user_connections AS c ON c.connection_key = json_extract(p.value, '$[0]')""",
+    touch_update="""UPDATE user_connections SET last_seen_at = :now, last_sync_id = coalesce(:sync_id, last_sync_id)
+WHERE connection_key IN (SELECT json_extract(value, '$[0]') FROM json_each(:pairs))""",
+    write=_WRITE.format(**_SQLITE_MARKS, rows=f"""SELECT {_sqlite_row('key')} AS key, {_sqlite_row('id')} AS pica_id,
+  {_sqlite_row('platform')} AS platform, {_sqlite_row('identity')} AS identity,
+  {_sqlite_row('identityType')} AS identity_type, coalesce({_sqlite_row('environment')}, :environment) AS environment,
+  coalesce({_sqlite_row('state')}, :state) AS state, coalesce({_sqlite_row('tags')}, '[]') AS tags,
+  coalesce({_sqlite_row('active')}, :active) AS active,
+  -- SQLAlchemy's SQLite DATETIME text in UTC, from pydantic's ISO 8601 (an offset; no decimals, or six)
+  strftime('%Y-%m-%d %H:%M:%S', {_SQLITE_CREATED}) || CASE WHEN substr({_SQLITE_CREATED}, 20, 1) = '.'
+    THEN substr({_SQLITE_CREATED}, 20, 7) ELSE '.000000' END AS created_at,
+  json_extract(value, '$[0]') AS fingerprint
+FROM json_each(:rows)"""),
+    transitions=_TRANSITIONS.format(**_SQLITE_MARKS, moved=", ".join(f"json_extract(value, '$[{i}]')" for i in range(5)),
+                                    rows="json_each(:rows)"),
+)
+
+_POSTGRES_MARKS = {"now": "%(now)s", "source": "%(source)s", "sync_id": "%(sync_id)s::integer"}
+_POSTGRES_UPSERT = _UpsertSQL(
+    # The new keys are those the touch did not find.
+    touch="""WITH p AS MATERIALIZED (SELECT v->>0 AS key, v->>1 AS fingerprint
+                        FROM json_array_elements(%(pairs)s::json) AS e(v)),
+  touched AS (UPDATE user_connections AS c
+              SET last_seen_at = %(now)s, last_sync_id = coalesce(%(sync_id)s::integer, c.last_sync_id)
+              FROM p WHERE c.connection_key = p.key
+              RETURNING c.connection_key, c.state, c.fingerprint IS DISTINCT FROM p.fingerprint AS changed)
+SELECT (SELECT json_agg(json_build_array(connection_key, state)) FROM touched WHERE changed),
+       (SELECT json_agg(p.key) FROM p LEFT JOIN touched AS t ON t.connection_key = p.key WHERE t.connection_key IS NULL)""",
+    touch_update=None,
+    write=_WRITE.format(**_POSTGRES_MARKS, rows="""SELECT r.key, r.id AS pica_id, r.platform, r.identity,
+  r."identityType" AS identity_type, coalesce(r.environment, %(environment)s) AS environment,
+  coalesce(r.state, %(state)s) AS state, coalesce(r.tags, '[]') AS tags, coalesce(r.active, %(active)s) AS active,
+  CASE WHEN r."createdAt" ~ '(Z|[+-][0-9:]+)$' THEN r."createdAt"::timestamptz  -- no offset: UTC, as on SQLite
+       ELSE r."createdAt"::timestamp AT TIME ZONE 'UTC' END AS created_at, e.v->>0 AS fingerprint
+FROM json_array_elements(%(rows)s::json) AS e(v),
+  json_to_record(e.v->1) AS r(key text, id text, platform text, identity text, "identityType" text, environment text,
+                              state text, tags json, active boolean, "createdAt" text)"""),
+    transitions=_TRANSITIONS.format(**_POSTGRES_MARKS, moved=", ".join(f"v->>{i}" for i in range(5)),
+                                    rows="json_array_elements(%(rows)s::json) AS e(v)"),
+)
+
+_UPSERT_SQL = {"sqlite": _SQLITE_UPSERT, "postgresql": _POSTGRES_UPSERT}

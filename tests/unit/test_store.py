@@ -77,6 +77,11 @@ def test_extended_columns_round_trip(store):
     assert row.created_at == created and row.environment == "test"
 
 
+def _in_tokyo(dbapi_connection, _record) -> None:
+    dbapi_connection.execute("SET TIME ZONE 'Asia/Tokyo'")
+    dbapi_connection.commit()
+
+
 def test_rows_with_fields_left_out_take_the_models_defaults(store):
     """A fleet sync stores rows, not models: absent fields, offsets and whole seconds must read as the models do."""
     plus_two = timezone(timedelta(hours=2))
@@ -85,10 +90,15 @@ def test_rows_with_fields_left_out_take_the_models_defaults(store):
                           environment="live", state="failed", tags=["x"], active=False,
                           createdAt=datetime(2026, 3, 1, 12, 0, 0, tzinfo=plus_two)),
             ConnectionRow(id="id-c", key="test::gmail::default::c|u", platform="gmail",
-                          createdAt=datetime(2026, 3, 1, 12, 0, 0, 120, tzinfo=plus_two))]
+                          createdAt=datetime(2026, 3, 1, 12, 0, 0, 120, tzinfo=plus_two)),
+            ConnectionRow(id="id-d", key="test::gmail::default::d|u", platform="gmail",
+                          createdAt=datetime(2026, 3, 1, 12, 0, 0, 120))]  # no offset: UTC
+    if store.dialect == "postgresql":  # a server away from UTC must not shift a time that has no offset
+        store.engine.dispose()
+        event.listen(store.engine, "connect", _in_tokyo)
     seen = utcnow()
     store.upsert_rows(rows, source="sync", seen_at=seen)
-    a, b, c = (store.stored_connection(r["key"]) for r in rows)
+    a, b, c, d = (store.stored_connection(r["key"]) for r in rows)
     model = Connection(id="id-a", key="k", platform="gmail")
     assert (a.environment, a.state, a.tags, a.active, a.user_id, a.identity_type) == (
         model.environment, model.state, model.tags, model.active, None, None)
@@ -96,6 +106,7 @@ def test_rows_with_fields_left_out_take_the_models_defaults(store):
     assert (b.environment, b.state, b.tags, b.active, b.user_id, b.identity_type) == ("live", "failed", ["x"], False, "u", "user")
     assert b.created_at == datetime(2026, 3, 1, 10, 0, 0, tzinfo=UTC)
     assert c.created_at == datetime(2026, 3, 1, 10, 0, 0, 120, tzinfo=UTC)
+    assert d.created_at == datetime(2026, 3, 1, 12, 0, 0, 120, tzinfo=UTC)
 
 
 def test_a_batch_that_repeats_a_key_keeps_the_last_and_counts_new_rows_once(store):
