@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from sqlalchemy import JSON, Column, Index, event, func, or_
 from sqlalchemy.engine import Engine, make_url
@@ -245,8 +245,9 @@ class Store:
             if sql.touch_update and len(new) < len(unique):  # some are stored (never, in a first sync)
                 run(sql.touch_update, pairs)
             if changed or new:
-                written = [[fingerprints[key], unique[key]] for key in (*new, *(key for key, _ in changed))]
-                run(sql.write, {**marks, **_SQL_DEFAULTS, "rows": to_json(written).decode()})
+                written = [*new, *(key for key, _ in changed)]
+                run(sql.write, {**marks, **_SQL_DEFAULTS, **sql.write_documents(
+                    [unique[key] for key in written], [fingerprints[key] for key in written])})
             moved = [[key, _field(unique[key], "identity"), unique[key]["platform"], state, _field(unique[key], "state")]
                      for key, state in changed if state != _field(unique[key], "state")]
             if moved:
@@ -463,13 +464,16 @@ def _sqlite_datetime(value: datetime) -> str:
 # Each statement reads its rows from one JSON document (SQLite json_each, PostgreSQL json_array_elements): the
 # driver runs it with no Python per row, and SQLite's gives up the GIL for the whole statement, so a sync's writer
 # thread works on the other core while its fetching thread parses pages (bench/fleet_sync.py).
-# `pairs`: [[key, fingerprint], ...] of the batch; `rows`: [[fingerprint, row in Pica's wire names], ...] to write.
+# `pairs`: [[key, fingerprint], ...] of the batch. The rows to write are Pica's, in its wire names, with their
+# fingerprints: as [[fingerprint, row], ...] for SQLite, and as two arrays that PostgreSQL zips (ROWS FROM), each
+# the faster there.
 
 @dataclass(frozen=True)
 class _UpsertSQL:
     touch: str  # one row: [[key, stored state], ...] of the changed rows and [key, ...] of the new ones
     touch_update: str | None  # SQLite's touch (PostgreSQL's reads and touches in one statement)
     write: str
+    write_documents: Callable[[list[ConnectionRow], list[str]], dict[str, str]]  # its rows and their fingerprints
     transitions: str  # `rows`: [[key, identity, platform, from state, to state], ...]
 
 
@@ -525,6 +529,7 @@ WHERE connection_key IN (SELECT json_extract(value, '$[0]') FROM json_each(:pair
     THEN substr({_SQLITE_CREATED}, 20, 7) ELSE '.000000' END AS created_at,
   json_extract(value, '$[0]') AS fingerprint
 FROM json_each(:rows)"""),
+    write_documents=lambda rows, fingerprints: {"rows": to_json(list(zip(fingerprints, rows))).decode()},
     transitions=_TRANSITIONS.format(**_SQLITE_MARKS, moved=", ".join(f"json_extract(value, '$[{i}]')" for i in range(5)),
                                     rows="json_each(:rows)"),
 )
@@ -545,10 +550,13 @@ SELECT (SELECT json_agg(json_build_array(connection_key, state)) FROM touched WH
   r."identityType" AS identity_type, coalesce(r.environment, %(environment)s) AS environment,
   coalesce(r.state, %(state)s) AS state, coalesce(r.tags, '[]') AS tags, coalesce(r.active, %(active)s) AS active,
   CASE WHEN r."createdAt" ~ '(Z|[+-][0-9:]+)$' THEN r."createdAt"::timestamptz  -- no offset: UTC, as on SQLite
-       ELSE r."createdAt"::timestamp AT TIME ZONE 'UTC' END AS created_at, e.v->>0 AS fingerprint
-FROM json_array_elements(%(rows)s::json) AS e(v),
-  json_to_record(e.v->1) AS r(key text, id text, platform text, identity text, "identityType" text, environment text,
-                              state text, tags json, active boolean, "createdAt" text)"""),
+       ELSE r."createdAt"::timestamp AT TIME ZONE 'UTC' END AS created_at, r.fingerprint
+FROM ROWS FROM (json_to_recordset(%(rows)s::json) AS (key text, id text, platform text, identity text,
+                  "identityType" text, environment text, state text, tags json, active boolean, "createdAt" text),
+                json_array_elements_text(%(fingerprints)s::json))
+  AS r(key, id, platform, identity, "identityType", environment, state, tags, active, "createdAt", fingerprint)"""),
+    write_documents=lambda rows, fingerprints: {"rows": to_json(rows).decode(),
+                                                "fingerprints": to_json(fingerprints).decode()},
     transitions=_TRANSITIONS.format(**_POSTGRES_MARKS, moved=", ".join(f"v->>{i}" for i in range(5)),
                                     rows="json_array_elements(%(rows)s::json) AS e(v)"),
 )
