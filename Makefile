@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PORT ?= 8501
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test sandbox sync bench lint chromium clean
+.PHONY: run test screenshots sandbox sync bench lint chromium clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ run: $(VENV)/.runtime
 
 test: $(VENV)/.dev chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The README's screenshots (docs/screenshots), taken by the browser tests.
+screenshots: $(VENV)/.dev chromium
+	UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/e2e
 
 # Debian's chromium for the browser tests (Playwright's own download is not reachable here).
 chromium:
