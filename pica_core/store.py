@@ -199,6 +199,9 @@ class Store:
         """Create what is missing, then run the migrations this database has not had."""
         SQLModel.metadata.create_all(self.engine)
         with self.session() as session:
+            # Hold the schema row before reading it: a second process that opened an old database at the same
+            # moment waits here, then finds the migrations done instead of running them again and failing.
+            session.connection().exec_driver_sql("UPDATE schema_info SET version = version WHERE id = 1")
             info = session.get(SchemaInfo, 1)
             if info is None:  # a new database: create_all made the current schema
                 session.add(SchemaInfo(id=1, version=SCHEMA_VERSION))

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import event
 
 from pica_core.models import Connection, ConnectionRow
-from pica_core.store import ConnectionTransition, PassthroughCallRecord, Store, UserConnection, utcnow
+from pica_core.store import (MIGRATIONS, SCHEMA_VERSION, ConnectionTransition, PassthroughCallRecord, SchemaInfo, Store,
+                              UserConnection, make_engine, utcnow)
 
 
 def conn(n: int, state: str = "operational", identity: str = "u-1", platform: str = "gmail", **extra) -> Connection:
@@ -193,13 +196,10 @@ def test_stored_connections_reads_only_the_keys_asked(store):
     assert store.stored_connections([]) == []  # an empty filter must not mean the whole fleet
 
 
-def test_a_version_1_database_is_migrated(store):
-    from sqlalchemy import inspect
-
-    from pica_core.store import SCHEMA_VERSION, SchemaInfo
-
+def _as_version_1(store: Store) -> None:
+    """The database as version 1 left it: two more indexes, first sightings as transitions."""
     store.upsert_connections([conn(1), conn(2)], source="lookup")
-    with store.session() as session:  # as version 1 left it: two more indexes, first sightings as transitions
+    with store.session() as session:
         sql = session.connection().exec_driver_sql
         sql("CREATE INDEX ix_user_connections_state ON user_connections (state)")
         sql("CREATE INDEX ix_user_connections_user_id ON user_connections (user_id)")
@@ -208,6 +208,12 @@ def test_a_version_1_database_is_migrated(store):
             session.add(ConnectionTransition(connection_key=key, platform="gmail", from_state=None, to_state="operational",
                                              at=utcnow(), source=source))
         session.get(SchemaInfo, 1).version = 1
+
+
+def test_a_version_1_database_is_migrated(store):
+    from sqlalchemy import inspect
+
+    _as_version_1(store)
     store.create_schema()
     indexes = {i["name"] for i in inspect(store.engine).get_indexes("user_connections")}
     assert not indexes & {"ix_user_connections_state", "ix_user_connections_user_id"}
@@ -218,3 +224,43 @@ def test_a_version_1_database_is_migrated(store):
     with store.session() as session:
         assert session.get(SchemaInfo, 1).version == SCHEMA_VERSION
     store.create_schema()  # nothing left to run
+
+
+def test_two_processes_migrating_at_once_run_the_migrations_once(store, database_url):
+    """The second waits for the first, then finds nothing to run (it used to fail on the column just added)."""
+    if store.dialect != "postgresql":
+        pytest.skip("the same statement on SQLite, but only PostgreSQL shows from outside that a session is waiting")
+    _as_version_1(store)
+    first = store.engine.connect()  # the first process, midway through its migration
+    first.exec_driver_sql("UPDATE schema_info SET version = version WHERE id = 1")
+    for statement in MIGRATIONS[2]:
+        first.exec_driver_sql(statement)
+    first.exec_driver_sql("UPDATE schema_info SET version = 2 WHERE id = 1")
+    second = Store(make_engine(database_url))
+    outcome: list[BaseException | None] = []
+
+    def migrate() -> None:
+        try:
+            second.create_schema()
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=migrate)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not _waiting_for_a_lock(store) and thread.is_alive():  # the second process is blocked on the first
+        assert time.monotonic() < deadline, "the second migration never waited for the first"
+        time.sleep(0.02)
+    first.commit()
+    first.close()
+    thread.join(30)
+    second.engine.dispose()
+    assert outcome == [None]
+    with store.session() as session:
+        assert session.get(SchemaInfo, 1).version == SCHEMA_VERSION
+
+
+def _waiting_for_a_lock(store: Store) -> bool:
+    with store.engine.connect() as connection:
+        return connection.exec_driver_sql("SELECT count(*) FROM pg_locks WHERE NOT granted").scalar_one() > 0
