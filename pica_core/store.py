@@ -199,13 +199,15 @@ class Store:
         """Create what is missing, then run the migrations this database has not had."""
         SQLModel.metadata.create_all(self.engine)
         with self.session() as session:
-            # Hold the schema row before reading it: a second process that opened an old database at the same
-            # moment waits here, then finds the migrations done instead of running them again and failing.
-            session.connection().exec_driver_sql("UPDATE schema_info SET version = version WHERE id = 1")
             info = session.get(SchemaInfo, 1)
             if info is None:  # a new database: create_all made the current schema
                 session.add(SchemaInfo(id=1, version=SCHEMA_VERSION))
                 return
+            if info.version < SCHEMA_VERSION:
+                # Hold the schema row, then read it again: a second process that opened the old database at the
+                # same moment waits here and finds the migrations done, instead of running them again and failing.
+                session.connection().exec_driver_sql("UPDATE schema_info SET version = version WHERE id = 1")
+                session.refresh(info)
             for version in range(info.version + 1, SCHEMA_VERSION + 1):
                 for statement in MIGRATIONS[version]:
                     session.connection().exec_driver_sql(statement)
@@ -244,9 +246,11 @@ class Store:
         with self.engine.begin() as connection:
             run = connection.exec_driver_sql
             pairs = {**marks, "pairs": to_json(list(fingerprints.items())).decode()}
-            changed, new = map(_json_list, run(sql.touch, pairs).one())
-            if sql.touch_update and len(new) < len(unique):  # some are stored (never, in a first sync)
+            if sql.touch_update:
+                # SQLite: the UPDATE first, so the batch holds the write lock before it reads (the driver begins a
+                # transaction only for writes): no other writer can change a state between the read and the write.
                 run(sql.touch_update, pairs)
+            changed, new = map(_json_list, run(sql.touch, pairs).one())
             if changed or new:
                 written = [*new, *(key for key, _ in changed)]
                 run(sql.write, {**marks, **_SQL_DEFAULTS, **sql.write_documents(
@@ -474,7 +478,7 @@ def _sqlite_datetime(value: datetime) -> str:
 @dataclass(frozen=True)
 class _UpsertSQL:
     touch: str  # one row: [[key, stored state], ...] of the changed rows and [key, ...] of the new ones
-    touch_update: str | None  # SQLite's touch (PostgreSQL's reads and touches in one statement)
+    touch_update: str | None  # SQLite's touch, run first (PostgreSQL's reads and touches in one statement)
     write: str
     write_documents: Callable[[list[ConnectionRow], list[str]], dict[str, str]]  # its rows and their fingerprints
     transitions: str  # `rows`: [[key, identity, platform, from state, to state], ...]

@@ -264,3 +264,32 @@ def test_two_processes_migrating_at_once_run_the_migrations_once(store, database
 def _waiting_for_a_lock(store: Store) -> bool:
     with store.engine.connect() as connection:
         return connection.exec_driver_sql("SELECT count(*) FROM pg_locks WHERE NOT granted").scalar_one() > 0
+
+
+def test_a_sqlite_batch_holds_the_write_lock_before_it_reads_the_states(tmp_path):
+    """Another writer cannot change a state between the batch's read and its write (it would be recorded twice)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import OperationalError
+
+    url = f"sqlite:///{tmp_path / 'lock.db'}"
+    store = Store.from_url(url)
+    store.upsert_connections([conn(1)], source="sync")
+    other = Store(create_engine(url, connect_args={"timeout": 0.05}))  # gives up at once when the file is locked
+    attempts: list[str] = []
+
+    def another_writer(_conn, _cursor, statement, *_args) -> None:
+        if not attempts and "user_connections" in statement:  # after the batch's first statement
+            try:
+                other.upsert_connections([conn(1, "failed")], source="lookup")
+                attempts.append("written")
+            except OperationalError:
+                attempts.append("locked")
+
+    event.listen(store.engine, "after_cursor_execute", another_writer)
+    store.upsert_connections([conn(1, "failed")], source="sync")
+    assert attempts == ["locked"]
+    assert [(t.from_state, t.to_state) for t in store.transitions(conn(1).key)] == [(None, "operational"),
+                                                                                ("operational", "failed")]
+    other.engine.dispose()
+    store.engine.dispose()
+
