@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, Required
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -89,7 +89,12 @@ class ConnectionRow(TypedDict, total=False):
 def connection_row(c: Connection) -> ConnectionRow:
     return ConnectionRow(id=c.id, key=c.key, platform=c.platform, environment=c.environment, identity=c.identity,
                          identityType=c.identity_type, state=c.state, tags=list(c.tags), active=c.active,
-                         createdAt=c.created_at)
+                         createdAt=_utc(c.created_at))
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """In UTC: JSON keeps an offset's hours and minutes only (a historical zone can have seconds)."""
+    return value.astimezone(UTC) if value is not None and value.tzinfo else value
 
 
 def row_defaults() -> dict[str, Any]:

@@ -293,3 +293,8 @@ def test_a_sqlite_batch_holds_the_write_lock_before_it_reads_the_states(tmp_path
     other.engine.dispose()
     store.engine.dispose()
 
+
+def test_a_created_at_whose_offset_has_seconds_is_stored_exactly(store):
+    created = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone(timedelta(hours=5, minutes=30, seconds=15)))
+    store.upsert_connections([conn(1, created_at=created)], source="lookup")
+    assert store.stored_connection(conn(1).key).created_at == created  # JSON would keep +05:30 only
