@@ -29,8 +29,7 @@ from bench._common import CORES, TEST_KEY, shell, start_sandbox, table  # noqa: 
 from pica_core.client import AsyncPicaClient  # noqa: E402
 from pica_core.config import Secret  # noqa: E402
 from pica_core.store import Store  # noqa: E402
-from pica_core.models import ConnectionRow  # noqa: E402
-from pica_core.sync import _Writer, sync_fleet  # noqa: E402
+from pica_core.sync import _Writer, _fleet_operation, sync_fleet  # noqa: E402
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -66,7 +65,7 @@ async def fetch_rows(url: str, page_size: int, concurrency: int) -> list:
     """Every row of the fleet, parsed as the sync parses it (for timing the writes alone)."""
     async with AsyncPicaClient(base_url=url, secret=Secret(TEST_KEY), page_size=page_size,
                                max_concurrency=concurrency) as client:
-        return await client._run(client.connections_operation(page_size=page_size, row_model=ConnectionRow))
+        return await client._run(_fleet_operation(client, page_size))
 
 
 def timed_writes(store: Store, fleet: list) -> float:
