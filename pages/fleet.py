@@ -59,18 +59,18 @@ def overview() -> None:
     by_platform = pd.DataFrame(store.counts_by("platform", env), columns=["platform", "state", "connections"])
     by_platform["platform"] = by_platform["platform"].map(lambda p: names.get(p, p))
     worst = (by_platform[by_platform.state.isin(["failed", "degraded"])].groupby("platform")["connections"].sum()
-             .sort_values(ascending=False))
-    busiest = by_platform.groupby("platform")["connections"].sum().sort_values(ascending=False)
-    keep = list(dict.fromkeys([*worst.index[:10], *busiest.index[:15]]))[:20]
+             .sort_values(ascending=False, kind="stable"))
+    busiest = by_platform.groupby("platform")["connections"].sum().sort_values(ascending=False, kind="stable")
+    keep = list(dict.fromkeys([*worst.index[:10], *busiest.index[:15]]))[:20]  # in this order, top to bottom
     by_type = pd.DataFrame(store.counts_by("identity_type", env), columns=["identity type", "state", "connections"])
     by_type["identity type"] = by_type["identity type"].fillna("none")
     left, right = st.columns([3, 2])
     with left:
-        st.markdown("**States by platform** (the most broken and the busiest)")
+        st.markdown("**States by platform** (the most broken first, then the busiest)")
         wide = by_platform[by_platform.platform.isin(keep)].pivot_table(
-            index="platform", columns="state", values="connections", fill_value=0)
+            index="platform", columns="state", values="connections", fill_value=0).reindex(keep)
         st.bar_chart(wide.reindex(columns=[s for s in STATES if s in wide.columns]), horizontal=True, height=420,
-                     color=[COLORS[STATES.index(s)] for s in STATES if s in wide.columns])
+                     sort=False, color=[COLORS[STATES.index(s)] for s in STATES if s in wide.columns])
     with right:
         st.markdown("**States by identity type**")
         wide = by_type.pivot_table(index="identity type", columns="state", values="connections", fill_value=0)

@@ -59,3 +59,22 @@ def test_csv_export_holds_the_whole_fleet(app_env):
     assert_clean(at)
     button = next(d for d in at.get("download_button") if "Download the fleet" in d.proto.label)
     assert "720 connections" in button.proto.label
+
+
+def test_platform_chart_puts_the_most_broken_first(app_env):
+    import pyarrow as pa
+
+    at = open_page("fleet")
+    assert_clean(at)
+    chart = at.get("vega_lite_chart")[0].proto  # states by platform
+    bars = pa.ipc.open_stream(chart.datasets[0].data.data).read_all().to_pandas()
+    bars.columns = ["platform", "state", "connections"]  # Streamlit names the melted columns itself
+    order = list(dict.fromkeys(bars["platform"]))
+    broken_bars = bars[bars.state.isin(["failed", "degraded"])].groupby("platform")["connections"].sum()
+    broken = [int(broken_bars.get(p, 0)) for p in order]
+    top, busiest = broken[:10], broken[10:]  # the ten most broken, then the busiest of the rest
+    assert top == sorted(top, reverse=True) and max(busiest, default=0) <= top[-1], list(zip(order, broken))
+    fleet = [c for c in app_env.state.connections.values() if c["environment"] == "test"]
+    most = max(sum(1 for c in fleet if c["platform"] == p and c["state"] in ("failed", "degraded"))
+               for p in {c["platform"] for c in fleet})
+    assert top[0] == most
