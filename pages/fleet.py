@@ -5,7 +5,7 @@ from datetime import timedelta
 import pandas as pd
 import streamlit as st
 
-from pica_core.health import attention_summary, describe_transition
+from pica_core.health import attention_summary, describe_transition, state_columns
 from pica_core.models import STATES
 from pica_core.store import utcnow
 from pica_core.ui import context, data, fleet_ui
@@ -14,7 +14,6 @@ from pica_core.ui.layout import ago, state_label, state_metric_label, style_stat
 settings = context.settings()
 store = context.store(settings)
 env = settings.environment
-COLORS = ["#16a34a", "#f59e0b", "#dc2626", "#94a3b8"]
 
 st.title("Fleet health")
 catalog = data.catalog(settings).value
@@ -69,13 +68,13 @@ def overview() -> None:
         st.markdown("**States by platform** (the most broken first, then the busiest)")
         wide = by_platform[by_platform.platform.isin(keep)].pivot_table(
             index="platform", columns="state", values="connections", fill_value=0).reindex(keep)
-        st.bar_chart(wide.reindex(columns=[s for s in STATES if s in wide.columns]), horizontal=True, height=420,
-                     sort=False, color=[COLORS[STATES.index(s)] for s in STATES if s in wide.columns])
+        states, colors = state_columns(wide.columns)
+        st.bar_chart(wide[states], horizontal=True, height=420, sort=False, color=colors)
     with right:
         st.markdown("**States by identity type**")
         wide = by_type.pivot_table(index="identity type", columns="state", values="connections", fill_value=0)
-        st.bar_chart(wide.reindex(columns=[s for s in STATES if s in wide.columns]), height=420,
-                     color=[COLORS[STATES.index(s)] for s in STATES if s in wide.columns])
+        states, colors = state_columns(wide.columns)
+        st.bar_chart(wide[states], height=420, color=colors)
 
 
 overview()

@@ -1,8 +1,9 @@
 """Overview: which Pica this is, whether it answers, and the headline numbers."""
 
+import pandas as pd
 import streamlit as st
 
-from pica_core.health import NEEDS_ATTENTION, attention_summary
+from pica_core.health import NEEDS_ATTENTION, attention_summary, state_columns
 from pica_core.models import STATES
 from pica_core.ui import context, data, fleet_ui
 from pica_core.ui.layout import ago, show_error
@@ -49,20 +50,23 @@ if catalog.value:
     connectors, enabled = catalog.value
     c1.metric("Connectors in the catalog", len(connectors))
     c2.metric("Enabled in AuthKit", len(enabled), f"{len(enabled) / max(1, len(connectors)):.0%} of the catalog",
-              delta_color="off")
+              delta_color="off", delta_arrow="off")  # a share, not a change
 else:
     c1.metric("Connectors in the catalog", "—")
     c2.metric("Enabled in AuthKit", "—")
 if catalog.error:
     show_error(catalog.error, what="Catalog")
-c3.metric("Connections (last sync)", total)
+c3.metric("Connections stored", total, help="In the dashboard's database: what syncs and lookups have seen, "
+          "including connections the last sync no longer found (Fleet health lists them).")
 attention = sum(counts.get(s, 0) for s in NEEDS_ATTENTION)
-c4.metric("Need attention", attention, f"{attention / max(1, total):.0%} failed or degraded", delta_color="off")
+c4.metric("Need attention", attention, f"{attention / max(1, total):.0%} failed or degraded", delta_color="off",
+          delta_arrow="off")
 
 if total:
     st.caption(attention_summary(counts))
-    st.bar_chart({state: [counts.get(state, 0)] for state in STATES}, horizontal=True, height=160,
-                 color=["#16a34a", "#f59e0b", "#dc2626", "#94a3b8"], stack=True)
+    states, colors = state_columns(STATES)
+    st.bar_chart(pd.DataFrame({state: [counts.get(state, 0)] for state in states}, index=["connections"]),
+                 horizontal=True, height=160, color=colors, stack=True)
 
 left, right = st.columns(2)
 left.page_link("pages/connections.py", label="Look up an end user's connections", icon=":material/person_search:")

@@ -9,8 +9,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from .models import STATES
 
 STATE_COLOR = {"operational": "green", "degraded": "orange", "failed": "red", "unknown": "gray"}  # markdown
-STATE_HEX = {"operational": "#16a34a", "degraded": "#d97706", "failed": "#dc2626", "unknown": "#64748b"}
+STATE_HEX = {"operational": "#16a34a", "degraded": "#d97706", "failed": "#dc2626", "unknown": "#64748b"}  # text
+STATE_FILL = {"operational": "#16a34a", "degraded": "#f59e0b", "failed": "#dc2626", "unknown": "#94a3b8"}  # bars
 NEEDS_ATTENTION = ("failed", "degraded")
+
+
+def state_columns(present: Iterable[str]) -> tuple[list[str], list[str]]:
+    """The states among `present` in the usual order, and their bar colours (for a chart's columns)."""
+    ordered = [s for s in STATES if s in set(present)]
+    return ordered, [STATE_FILL[s] for s in ordered]
 
 MEANING = {
     "operational": ("Working.", "Nothing to do."),

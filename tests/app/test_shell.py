@@ -20,7 +20,7 @@ def test_overview_shows_headline_numbers_after_first_sync(app_env):
     assert_clean(at)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Connectors in the catalog"] == "294"
-    assert metrics["Connections (last sync)"] == "720"
+    assert metrics["Connections stored"] == "720"
 
 
 def test_bad_configuration_is_one_line_not_a_traceback(app_env, monkeypatch):
