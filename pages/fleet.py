@@ -19,25 +19,15 @@ st.title("Fleet health")
 catalog = data.catalog(settings).value
 names = {c.platform: c.name for c in catalog[0]} if catalog else {}
 
-last = store.last_sync(env, statuses=("complete", "partial", "failed"))
+last = store.last_sync(env, statuses=("running", "complete", "partial", "failed", "interrupted"))
 top = st.columns([3, 1, 1])
 with top[0]:
-    if last:
-        st.markdown(f"Last sync **#{last.id}** {ago(last.finished_at or last.started_at)}: **{last.status}**, "
-                    f"{last.rows_seen} connections from {last.pages_total} pages.")
-        if last.failed_pages:
-            st.warning(f"Pages that failed in sync #{last.id}: {', '.join(map(str, last.failed_pages))}. What was "
-                       "stored is kept; **Resume** fetches only those pages.", icon=":material/sync_problem:")
-    else:
-        st.markdown("No sync yet: **Sync now** copies every connection of the account into the dashboard's database.")
+    fleet_ui.last_run(last)
 if top[1].button("Sync now", type="primary", icon=":material/sync:"):
-    st.session_state["sync-report"] = fleet_ui.run_sync(settings, store)
-    st.rerun()
-if last and last.failed_pages and top[2].button("Resume", icon=":material/replay:"):
-    st.session_state["sync-report"] = fleet_ui.run_sync(settings, store, resume=last.id)
-    st.rerun()
-if "sync-report" in st.session_state:
-    fleet_ui.report_message(st.session_state.pop("sync-report"))
+    fleet_ui.run_sync_and_rerun(settings, store)
+if last and last.status != "running" and last.failed_pages and top[2].button("Resume", icon=":material/replay:"):
+    fleet_ui.run_sync_and_rerun(settings, store, resume=last.id)
+fleet_ui.show_outcome()
 st.caption("The same sync runs from a schedule: `python -m pica_core sync` (resumable with `--resume RUN_ID`).")
 
 auto = st.toggle("Auto-refresh this overview every 30 s", key="auto-refresh",
@@ -86,8 +76,7 @@ def link(row) -> str:
 
 attention = store.attention(env)
 changes = store.transitions_since(utcnow() - timedelta(hours=24))
-sync_for_missing = store.last_sync(env)
-missing = store.not_seen_in(sync_for_missing.id, env) if sync_for_missing else []
+missing = store.not_seen(env)
 
 broken_tab, changed_tab, missing_tab, export_tab = st.tabs([
     f"Failing and degraded ({len(attention)})", f"Changed in the last 24 h ({len(changes)})",
@@ -113,13 +102,14 @@ with changed_tab:
         st.caption("No state changed in the last 24 hours.")
 with missing_tab:
     if missing:
-        st.caption("Stored before but absent from the last sync: deleted in Pica, deactivated, or on a page that failed.")
+        st.caption("Stored before but absent from the last complete sync (and not seen since): deleted in Pica or "
+                   "moved to another environment. They are left out of the counts above.")
         st.dataframe(style_states(pd.DataFrame([{
             "platform": names.get(r.platform, r.platform), "identity": r.user_id, "last state": state_label(r.state),
             "last seen": r.last_seen_at, "key": r.connection_key} for r in missing]), "last state"),
             hide_index=True, width="stretch")
     else:
-        st.caption("Every stored connection was seen in the last sync.")
+        st.caption("Every stored connection was seen in the last complete sync or since.")
 with export_tab:
     rows = store.fleet_rows(env)
     fleet = pd.DataFrame([{

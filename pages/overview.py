@@ -5,6 +5,7 @@ import streamlit as st
 
 from pica_core.health import NEEDS_ATTENTION, attention_summary, state_columns
 from pica_core.models import STATES
+from pica_core.sync import SyncBusy
 from pica_core.ui import context, data, fleet_ui
 from pica_core.ui.layout import ago, show_error
 
@@ -32,13 +33,17 @@ with reach, st.container(border=True):
 with sync_col, st.container(border=True):
     st.markdown("**Fleet sync**")
     last = store.last_sync(settings.environment)
-    st.markdown(f"Last sync: **{ago(last.finished_at) if last else 'never'}**"
-                + (f" · {last.rows_seen} connections" if last else ""))
+    st.markdown(f"Last sync: **{ago(last.finished_at or last.started_at) if last else 'never'}**"
+                + (f" · {last.rows_seen} connections" if last else "")
+                + (f" · :orange[{last.status}]" if last and last.status != "complete" else ""))
 
 # Sandbox mode shows data on first visit; live mode syncs when someone asks (it costs Pica calls).
 if settings.sandbox and store.last_sync(settings.environment) is None:
-    fleet_ui.run_sync(settings, store, label="Loading the sandbox's connections…")
-    st.rerun()
+    try:
+        fleet_ui.run_sync(settings, store, label="Loading the sandbox's connections…")
+        st.rerun()
+    except SyncBusy:  # another session is loading them: its sync will be there on the next visit
+        st.info("Loading the sandbox's connections in another session: reload in a moment.", icon=":material/sync:")
 
 catalog = data.catalog(settings)
 counts = store.state_counts(settings.environment)

@@ -1,7 +1,8 @@
 """Command line: `python -m pica_core sync [--resume RUN_ID] [--page-size N]`.
 
 Runs the fleet sync against Pica (or, with no key set, a sandbox at PICA_API_URL) into the
-configured database. Exit status: 0 complete, 1 partial or failed, 2 bad configuration.
+configured database. Exit status: 0 complete, 1 partial, failed or interrupted, 2 bad configuration or
+a run that cannot be resumed, 3 another sync of the environment is running (nothing done).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from .client import AsyncPicaClient
 from .config import load_settings
 from .errors import ConfigError
 from .store import Store
-from .sync import resume_sync, sync_fleet
+from .sync import SyncBusy, resume_sync, sync_fleet
 
 
 def _progress(done: int, total: int, rows: int) -> None:
@@ -44,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pica_core")
     commands = parser.add_subparsers(dest="command", required=True)
     sync = commands.add_parser("sync", help="sync every connection of the account into the database")
-    sync.add_argument("--resume", type=int, metavar="RUN_ID", help="fetch again only the pages that failed in a run")
+    sync.add_argument("--resume", type=int, metavar="RUN_ID",
+                      help="fetch the pages the latest run did not store (every page if Pica's list changed since)")
     sync.add_argument("--page-size", type=int, default=None, help="rows per page (default PICA_PAGE_SIZE)")
     args = parser.parse_args(argv)
     try:
@@ -55,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(str(exc), file=sys.stderr)
         return 2
+    except SyncBusy as exc:  # a schedule overlapping itself: not a failure of this run, which did nothing
+        print(str(exc), file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

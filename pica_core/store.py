@@ -8,7 +8,8 @@ Tables
 - `connection_transitions`: append-only; one row each time a state really changes. The first
   sighting is the connection's own row (`transitions()` puts it first), so a first sync of 50,000
   connections writes 50,000 rows, not 100,000.
-- `sync_runs`: one row per fleet sync, with the pages that failed, so a sync can resume.
+- `sync_runs`: one row per fleet sync: its progress, written with each batch of rows, and the pages a resume
+  must fetch (not yet stored while it runs; those that failed or were never fetched once it ended).
 - `passthrough_calls`: console history (redacted, bodies truncated).
 - `audit_events`: who did what to which target, and how it went.
 
@@ -19,21 +20,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-from contextlib import contextmanager
+import threading
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: syncs exclude each other within one process only
+    fcntl = None
 from collections.abc import Callable, Iterator, Sequence
 
-from sqlalchemy import JSON, Column, Index, event, func, or_
+from sqlalchemy import JSON, Column, Index, event, func, or_, text
 from sqlalchemy.engine import Engine, make_url
 from pydantic_core import from_json, to_json
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from .models import Connection, ConnectionRow, connection_row, row_defaults
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # What brings a database from version N-1 to N (create_all makes new tables, never changes existing ones).
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -48,7 +55,14 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "t.connection_key = user_connections.connection_key AND t.from_state IS NULL ORDER BY t.at LIMIT 1)",
         "DELETE FROM connection_transitions WHERE from_state IS NULL AND connection_key IN "
         "(SELECT connection_key FROM user_connections)"),
+    # How many connections Pica listed when a run began: pages are offsets into that list, so a resume whose
+    # first page counts otherwise must fetch every page again.
+    3: ("ALTER TABLE sync_runs ADD COLUMN rows_total INTEGER NOT NULL DEFAULT 0",),
 }
+
+
+class SyncBusy(Exception):
+    """Another fleet sync of this database and environment is running."""
 
 
 def utcnow() -> datetime:
@@ -99,12 +113,14 @@ class SyncRun(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     started_at: datetime
     finished_at: datetime | None = None
-    status: str = Field(default="running", max_length=16)  # running | complete | partial | failed
+    status: str = Field(default="running", max_length=16)  # running | complete | partial | failed | interrupted
     environment: str = Field(default="test", max_length=8)
     page_size: int = 0
     pages_total: int = 0
+    rows_total: int = 0
     pages_done: int = 0
     rows_seen: int = 0
+    # The pages a resume must fetch: while running, those not yet stored; once ended, those not stored.
     failed_pages: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, default=list))
     error: str | None = None
     resumed_from: int | None = None
@@ -154,6 +170,48 @@ class SchemaInfo(SQLModel, table=True):
 
     id: int = Field(default=1, primary_key=True)
     version: int
+
+
+# --- the sync lock --------------------------------------------------------------------------------------
+_PROCESS_LOCKS: dict[tuple[str, str], threading.Lock] = {}
+_PROCESS_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def _sync_lock(engine: Engine, environment: str) -> Iterator[None]:
+    """A lock its holder's end releases: PostgreSQL's session advisory lock (per schema), flock on a file beside
+    a SQLite database; for an in-memory database, a lock in this process (no other can open it)."""
+    name = f"pica-sync:{environment}"
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
+            lock = {"name": name}
+            got = connection.scalar(text("SELECT pg_try_advisory_lock(hashtext(current_schema() || :name))"), lock)
+            connection.commit()  # the lock outlives the transaction; an open one would hold back vacuum
+            if not got:
+                raise SyncBusy(name)
+            try:
+                yield
+            finally:
+                connection.scalar(text("SELECT pg_advisory_unlock(hashtext(current_schema() || :name))"), lock)
+                connection.commit()
+        return
+    database = engine.url.database
+    if database and database != ":memory:" and fcntl is not None:
+        with open(f"{database}-sync-{environment}.lock", "a") as handle:  # closing it (or dying) releases it
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise SyncBusy(name) from None
+            yield
+        return
+    with _PROCESS_LOCKS_GUARD:
+        lock = _PROCESS_LOCKS.setdefault((str(engine.url), environment), threading.Lock())
+    if not lock.acquire(blocking=False):
+        raise SyncBusy(name)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 # --- engine ---------------------------------------------------------------------------------------------
@@ -228,13 +286,15 @@ class Store:
                                 seen_at=seen_at)
 
     def upsert_rows(self, rows: Sequence[ConnectionRow], *, source: str, sync_id: int | None = None,
-                    seen_at: datetime | None = None) -> UpsertResult:
+                    seen_at: datetime | None = None, sync_progress: dict[str, Any] | None = None) -> UpsertResult:
         """Idempotent upsert keyed by connection key; a transition row only when a stored state changes.
 
         A few set-based statements whatever the batch size, each given its rows as one JSON document: mark the
         batch's stored rows seen, learning which are new and which changed (by fingerprint); write those; append
         the transitions. A re-sync of an unchanged fleet is the touch alone. The database reads the rows out of
         the JSON itself: the only Python per row is the fingerprint (see `_UPSERT_SQL`).
+        `sync_progress` (values of run `sync_id`'s row) is written in the same transaction: a run stopped at any
+        point records exactly what it stored.
         """
         if not rows:
             return UpsertResult()
@@ -259,6 +319,8 @@ class Store:
                      for key, state in changed if state != _field(unique[key], "state")]
             if moved:
                 run(sql.transitions, {**marks, "rows": to_json(moved).decode()})
+            if sync_progress:
+                connection.execute(SyncRun.__table__.update().where(SyncRun.id == sync_id).values(**sync_progress))
         return UpsertResult(inserted=len(new), updated=len(unique) - len(new), transitions=len(moved))
 
     def remove_connection(self, key: str) -> None:
@@ -299,44 +361,52 @@ class Store:
                 .order_by(ConnectionTransition.at.desc(), ConnectionTransition.id.desc()).limit(limit)))
 
     # --- fleet aggregates (computed by the database) -------------------------------------------------------
+    # They count the current fleet: what the latest complete sync saw, and what lookups, refreshes and connects
+    # have seen since. A connection that sync did not see is gone from Pica: `not_seen` lists it.
+    def _current(self, query, environment: str | None):
+        if environment:
+            query = query.where(UserConnection.environment == environment)
+        cutoff = self._fleet_cutoff(environment)
+        return query if cutoff is None else query.where(UserConnection.last_seen_at >= cutoff)
+
+    def _fleet_cutoff(self, environment: str | None) -> datetime | None:
+        last = self.last_sync(environment, statuses=("complete",))
+        return last.started_at if last else None
+
     def state_counts(self, environment: str | None = None) -> dict[str, int]:
         with self.session() as session:
             query = select(UserConnection.state, func.count()).group_by(UserConnection.state)
-            if environment:
-                query = query.where(UserConnection.environment == environment)
-            return dict(session.execute(query).all())
+            return dict(session.execute(self._current(query, environment)).all())
 
     def counts_by(self, column: str, environment: str | None = None) -> list[tuple[str | None, str, int]]:
         """(platform or identity_type, state, count) rows."""
         col = {"platform": UserConnection.platform, "identity_type": UserConnection.identity_type}[column]
         with self.session() as session:
             query = select(col, UserConnection.state, func.count()).group_by(col, UserConnection.state).order_by(col)
-            if environment:
-                query = query.where(UserConnection.environment == environment)
-            return [tuple(r) for r in session.execute(query).all()]
+            return [tuple(r) for r in session.execute(self._current(query, environment)).all()]
 
     def usage_by_platform(self, environment: str | None = None) -> dict[str, int]:
         with self.session() as session:
             query = select(UserConnection.platform, func.count()).group_by(UserConnection.platform)
-            if environment:
-                query = query.where(UserConnection.environment == environment)
-            return dict(session.execute(query).all())
+            return dict(session.execute(self._current(query, environment)).all())
 
     def attention(self, environment: str | None = None, limit: int = 500) -> list[UserConnection]:
         """Failed and degraded connections, longest in that state first."""
         with self.session() as session:
             query = select(UserConnection).where(UserConnection.state.in_(("failed", "degraded")))
-            if environment:
-                query = query.where(UserConnection.environment == environment)
+            query = self._current(query, environment)
             return list(session.exec(query.order_by(UserConnection.state_since, UserConnection.id).limit(limit)))
 
-    def not_seen_in(self, sync_id: int, environment: str | None = None, limit: int = 500) -> list[UserConnection]:
+    def not_seen(self, environment: str | None = None, limit: int = 500) -> list[UserConnection]:
+        """Stored connections the latest complete sync did not see (nor anything since), longest gone first."""
+        cutoff = self._fleet_cutoff(environment)
+        if cutoff is None:
+            return []
         with self.session() as session:
-            query = select(UserConnection).where(
-                or_(UserConnection.last_sync_id.is_(None), UserConnection.last_sync_id != sync_id))
+            query = select(UserConnection).where(UserConnection.last_seen_at < cutoff)
             if environment:
                 query = query.where(UserConnection.environment == environment)
-            return list(session.exec(query.order_by(UserConnection.last_seen_at).limit(limit)))
+            return list(session.exec(query.order_by(UserConnection.last_seen_at, UserConnection.id).limit(limit)))
 
     def fleet_rows(self, environment: str | None = None) -> list[UserConnection]:
         with self.session() as session:
@@ -346,6 +416,29 @@ class Store:
             return list(session.exec(query.order_by(UserConnection.user_id, UserConnection.platform)))
 
     # --- syncs ---------------------------------------------------------------------------------------------
+    @contextmanager
+    def sync_lock(self, environment: str) -> Iterator[None]:
+        """Hold the right to sync this environment: one fleet sync at a time per database, across processes (the
+        dashboard's sessions and `python -m pica_core sync`). The lock ends with its holder, however it ends (a
+        killed process included), so a run still 'running' once the lock is free was interrupted: it is marked so.
+
+        Raises `SyncBusy` at once if another sync holds it.
+        """
+        held = ExitStack()
+        try:
+            held.enter_context(_sync_lock(self.engine, environment))
+        except SyncBusy:
+            running = self.last_sync(environment, statuses=("running",))
+            which = f" (#{running.id}, started {running.started_at:%H:%M:%S} UTC)" if running else ""
+            raise SyncBusy(f"Another fleet sync of the {environment} environment is running{which}: wait for it to "
+                           "finish, then sync or resume.") from None
+        with held:
+            with self.session() as session:
+                session.execute(SyncRun.__table__.update().where(
+                    SyncRun.environment == environment, SyncRun.status == "running").values(
+                    status="interrupted", finished_at=utcnow(), error="stopped before it finished (its process ended)"))
+            yield
+
     def start_sync(self, environment: str, page_size: int, resumed_from: int | None = None) -> SyncRun:
         with self.session() as session:
             run = SyncRun(started_at=utcnow(), environment=environment, page_size=page_size, resumed_from=resumed_from)
@@ -365,8 +458,8 @@ class Store:
         with self.session() as session:
             return session.get(SyncRun, sync_id)
 
-    def last_sync(self, environment: str | None = None, *, statuses: Sequence[str] = ("complete", "partial")
-                  ) -> SyncRun | None:
+    def last_sync(self, environment: str | None = None, *,
+                  statuses: Sequence[str] = ("complete", "partial", "failed", "interrupted")) -> SyncRun | None:
         with self.session() as session:
             query = select(SyncRun).where(SyncRun.status.in_(list(statuses)))
             if environment:

@@ -2,22 +2,31 @@
 
 Pages are fetched concurrently (bounded by the client) and each page is stored as soon as it
 arrives, on one writer thread, so fetching never waits for the database and the database
-sees one writer. A page that fails (after the client's retries) is recorded on the run and
-skipped; what was stored stays stored, and `resume` fetches only the failed pages again.
+sees one writer. Every batch also records, in its own transaction, which pages of the run are
+not stored yet: a run that ends early however it ends (a page that failed after the client's
+retries, Ctrl-C, a browser session that moved on, a killed process) keeps what it stored and
+knows what it did not, and `resume_sync` fetches only those pages. One sync per database and
+environment runs at a time (`Store.sync_lock`).
+
+Pages are offsets into Pica's list. If the list changes while a run pages through it, a
+connection can move onto a page already fetched and be missed: a run that sees the total
+change ends partial, and its resume fetches every page again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from collections.abc import Callable
 
 from .client import AsyncPicaClient, Operation, PageResult
 from .errors import PicaError
 from .models import ConnectionRow
-from .store import Store, utcnow
+from .store import Store, SyncBusy, SyncRun, utcnow
+
+__all__ = ["SyncBusy", "SyncReport", "resume_sync", "sync_fleet"]
 
 Progress = Callable[[int, int, int], None]  # (pages done, pages total, rows stored)
 
@@ -25,25 +34,43 @@ Progress = Callable[[int, int, int], None]  # (pages done, pages total, rows sto
 @dataclass
 class SyncReport:
     run_id: int
-    status: str
+    status: str  # complete | partial | failed | interrupted
     pages_total: int
     rows: int
-    failed_pages: list[int] = field(default_factory=list)
+    failed_pages: list[int] = field(default_factory=list)  # the pages a resume fetches
     errors: dict[int, str] = field(default_factory=dict)
     new: int = 0
     transitions: int = 0
+    listing_changed: tuple[int, int] | None = None  # (connections when the run began, then)
 
     def summary(self) -> str:
         text = f"sync #{self.run_id}: {self.status}, {self.rows} connections from {self.pages_total} pages"
         text += f" ({self.new} new, {self.transitions} state changes)"
-        if self.failed_pages:
-            text += f"; pages that failed: {', '.join(map(str, self.failed_pages))} (resume with --resume {self.run_id})"
+        if self.listing_changed:
+            before, after = self.listing_changed
+            text += (f"; Pica's list changed while it ran ({before} → {after} connections), so its pages shifted and a "
+                     f"connection may have been missed: resume (--resume {self.run_id}) fetches every page again")
+        elif self.failed_pages:
+            text += f"; pages that failed: {page_list(self.failed_pages)} (resume with --resume {self.run_id})"
         return text
 
 
+def page_list(pages: list[int], most: int = 8) -> str:
+    """'3, 7–9, 12' (runs of pages joined), the first `most` runs and how many pages in all."""
+    runs: list[list[int]] = []
+    for page in sorted(pages):
+        if runs and page == runs[-1][-1] + 1:
+            runs[-1].append(page)
+        else:
+            runs.append([page])
+    text = ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}–{r[-1]}" for r in runs[:most])
+    return text + (f", … ({len(pages)} pages)" if len(runs) > most else "")
+
+
 class _Writer:
-    """Stores pages on one thread. Pages that arrive while a write runs go together into the next one: fewer,
-    larger transactions when fetching outpaces the database, one page at a time when it does not.
+    """Stores pages on one thread, and with each batch the run's progress. Pages that arrive while a write runs go
+    together into the next one: fewer, larger transactions when fetching outpaces the database, one page at a time
+    when it does not.
 
     When the database falls behind, fetching waits: at most MAX_PENDING_ROWS rows are fetched and not yet
     stored, so memory stays bounded whatever the size of the fleet.
@@ -52,55 +79,98 @@ class _Writer:
     MAX_BATCH_ROWS = 3000
     MAX_PENDING_ROWS = 2 * MAX_BATCH_ROWS
 
-    def __init__(self, store: Store, run_id: int, report: SyncReport, progress: Progress | None,
-                 pages_done: int = 0, rows: int = 0) -> None:
+    def __init__(self, store: Store, run: SyncRun, report: SyncReport, progress: Progress | None) -> None:
         self.store = store
-        self.run_id = run_id
+        self.run_id = run.id
         self.report = report
         self.progress = progress
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-writer")
-        self.pending: list[tuple[PageResult, asyncio.Future]] = []
+        self.queue: list[tuple[PageResult, int, asyncio.Future]] = []
         self.flushing = False
-        self.pages_done = pages_done
-        self.rows = rows
+        self.unstored: set[int] = set(run.failed_pages)  # what a resume of this run would fetch
+        self.rows_total = run.rows_total
+        self.pages_done = run.pages_done
+        self.rows = run.rows_seen
         self.new = 0
         self.transitions = 0
 
-    async def write(self, page: PageResult) -> None:
-        """Queue a page and return once it is stored. The first caller to find no write running writes until
-        the queue is empty; if that fails, every queued caller gets the error."""
+    def plan(self, first: PageResult) -> None:
+        """A pass over every page, as many as page 1 says."""
+        self.report.pages_total = max(1, first.pages)
+        self.rows_total = first.total
+        self.unstored = set(range(1, self.report.pages_total + 1))
+        self.pages_done = self.rows = 0
+        self.store.update_sync(self.run_id, pages_total=self.report.pages_total, rows_total=first.total,
+                               pages_done=0, rows_seen=0, failed_pages=sorted(self.unstored))
+
+    async def write(self, page: PageResult, number: int) -> None:
+        """Queue page `number` and return once it is stored. The first caller to find no write running writes
+        until the queue is empty; if that fails, every queued caller gets the error."""
+        if page.total != self.rows_total and self.report.listing_changed is None:
+            self.report.listing_changed = (self.rows_total, page.total)
         loop = asyncio.get_running_loop()
         stored = loop.create_future()
-        self.pending.append((page, stored))
+        self.queue.append((page, number, stored))
         if not self.flushing:
             self.flushing = True
             try:
-                while self.pending:
+                while self.queue:
                     batch, rows = [], []
-                    while self.pending and (not rows or len(rows) + len(self.pending[0][0].rows) <= self.MAX_BATCH_ROWS):
-                        batch.append(self.pending.pop(0))
+                    while self.queue and (not rows or len(rows) + len(self.queue[0][0].rows) <= self.MAX_BATCH_ROWS):
+                        batch.append(self.queue.pop(0))
                         rows += batch[-1][0].rows
+                    first_time = {number: len(page.rows) for page, number, _ in batch if number in self.unstored}
+                    unstored = self.unstored - first_time.keys()
+                    done, seen = self.pages_done + len(first_time), self.rows + sum(first_time.values())
                     try:
                         result = await loop.run_in_executor(self.pool, functools.partial(
-                            self.store.upsert_rows, rows, source="sync", sync_id=self.run_id))
+                            self.store.upsert_rows, rows, source="sync", sync_id=self.run_id, sync_progress={
+                                "pages_done": done, "rows_seen": seen, "failed_pages": sorted(unstored)}))
                     except BaseException as exc:
-                        for _, waiting in [*batch, *self.pending]:
+                        for _, _, waiting in [*batch, *self.queue]:
                             if waiting is stored or waiting.done():  # this caller gets it raised right here
                                 continue
                             waiting.cancel() if isinstance(exc, asyncio.CancelledError) else waiting.set_exception(exc)
-                        self.pending.clear()
+                        self.queue.clear()
                         raise
-                    self.pages_done += len(batch)
-                    self.rows += len(rows)
+                    self.unstored, self.pages_done, self.rows = unstored, done, seen
                     self.new += result.inserted
                     self.transitions += result.transitions
                     if self.progress:
                         self.progress(self.pages_done, self.report.pages_total, self.rows)
-                    for _, waiting in batch:
+                    for _, _, waiting in batch:
                         waiting.set_result(None)
             finally:
                 self.flushing = False
         await stored
+
+    def finish(self) -> SyncReport:
+        report = self.report
+        if report.listing_changed:  # any page may have shifted under the run
+            self.unstored = set(range(1, report.pages_total + 1))
+        report.failed_pages = sorted(self.unstored)
+        report.rows, report.new, report.transitions = self.rows, self.new, self.transitions
+        report.status = "complete" if not report.failed_pages else "partial"
+        if report.listing_changed:
+            error = "Pica's list changed while the sync ran ({} → {} connections); resume fetches every page".format(
+                *report.listing_changed)
+        else:
+            error = "; ".join(f"page {p}: {e}" for p, e in sorted(report.errors.items())[:5]) or None
+        self.store.update_sync(self.run_id, status=report.status, pages_done=self.pages_done, rows_seen=self.rows,
+                               failed_pages=report.failed_pages, error=error, finished_at=utcnow())
+        return report
+
+    def stopped(self, exc: BaseException) -> None:
+        """The run ends early: what it stored stays, and the pages it did not are already on its row (each batch
+        wrote them); a write under way ends first, so that row is exact."""
+        self.pool.shutdown(wait=True)
+        self.report.status, self.report.failed_pages = "interrupted", sorted(self.unstored)
+        why = f": {type(exc).__name__}: {str(exc)[:300]}" if isinstance(exc, Exception) else ""
+        try:
+            self.store.update_sync(self.run_id, status="interrupted", error=f"stopped before it finished{why}",
+                                   finished_at=utcnow())
+        except Exception:  # noqa: BLE001 - the database may be what failed; the next sync's lock marks the run
+            pass
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
@@ -111,8 +181,7 @@ def _fleet_operation(client: AsyncPicaClient, page_size: int) -> Operation:
     return client.connections_operation(page_size=page_size, row_model=ConnectionRow)
 
 
-async def _fetch_pages(client: AsyncPicaClient, pages: list[int], page_size: int, writer: _Writer,
-                       report: SyncReport) -> None:
+async def _fetch_pages(client: AsyncPicaClient, pages: list[int], page_size: int, writer: _Writer) -> None:
     op = _fleet_operation(client, page_size)
 
     room = asyncio.Semaphore(max(1, writer.MAX_PENDING_ROWS // page_size))  # pages fetched and not yet stored
@@ -121,65 +190,90 @@ async def _fetch_pages(client: AsyncPicaClient, pages: list[int], page_size: int
         async with room:
             try:
                 page = await client.fetch_page(op, number, page_size)
-            except PicaError as exc:
-                report.failed_pages.append(number)
-                report.errors[number] = str(exc)
+            except PicaError as exc:  # it stays unstored: the run ends partial and a resume fetches it
+                writer.report.errors[number] = str(exc)
                 return
-            await writer.write(page)
+            await writer.write(page, number)
 
-    await asyncio.gather(*(one(n) for n in pages))
+    tasks = [asyncio.ensure_future(one(n)) for n in pages]
+    try:
+        await asyncio.gather(*tasks)
+    finally:  # if one failed (or the run was stopped), the others must not go on fetching and storing
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _recorded(writer: _Writer, work: Callable[[], Awaitable[SyncReport]]) -> SyncReport:
+    try:
+        return await work()
+    except BaseException as exc:
+        writer.stopped(exc)
+        raise
+    finally:
+        writer.close()
 
 
 async def sync_fleet(client: AsyncPicaClient, store: Store, *, environment: str, page_size: int | None = None,
                      progress: Progress | None = None) -> SyncReport:
-    page_size = page_size or client.page_size
+    """A new run over every page. Raises `SyncBusy` if another sync of this environment is running."""
+    with store.sync_lock(environment):
+        return await _new_run(client, store, environment, page_size or client.page_size, progress)
+
+
+async def _new_run(client: AsyncPicaClient, store: Store, environment: str, page_size: int,
+                   progress: Progress | None) -> SyncReport:
     run = store.start_sync(environment, page_size)
     report = SyncReport(run.id, "running", 0, 0)
-    writer = _Writer(store, run.id, report, progress)
-    try:
-        op = _fleet_operation(client, page_size)
+    writer = _Writer(store, run, report, progress)
+
+    async def work() -> SyncReport:
         try:
-            first = await client.fetch_page(op, 1, page_size)
-        except PicaError as exc:
+            first = await client.fetch_page(_fleet_operation(client, page_size), 1, page_size)
+        except PicaError as exc:  # nothing to page through: a resume starts over
             store.update_sync(run.id, status="failed", error=str(exc), finished_at=utcnow(), failed_pages=[1])
             report.status, report.failed_pages, report.errors = "failed", [1], {1: str(exc)}
             return report
-        report.pages_total = max(1, first.pages)
-        store.update_sync(run.id, pages_total=report.pages_total)
-        await writer.write(first)
-        await _fetch_pages(client, list(range(2, report.pages_total + 1)), page_size, writer, report)
-        return _finish(store, run.id, report, writer)
-    finally:
-        writer.close()
+        writer.plan(first)
+        await writer.write(first, 1)
+        await _fetch_pages(client, list(range(2, report.pages_total + 1)), page_size, writer)
+        return writer.finish()
+
+    return await _recorded(writer, work)
 
 
 async def resume_sync(client: AsyncPicaClient, store: Store, run_id: int, *,
                       progress: Progress | None = None) -> SyncReport:
-    """Fetch again only the pages that failed in run `run_id`; stored rows are not fetched twice."""
+    """Fetch the pages run `run_id` did not store (every page if Pica's list changed since). Only the latest run
+    of its environment can resume: a newer one has fetched everything since."""
     run = store.sync_run(run_id)
     if run is None:
         raise ValueError(f"There is no sync #{run_id}.")
-    if not run.failed_pages:
-        return SyncReport(run.id, run.status, run.pages_total, run.rows_seen)
-    if run.pages_total == 0:  # the first page never arrived: start over
-        return await sync_fleet(client, store, environment=run.environment, page_size=run.page_size,
-                                progress=progress)
-    report = SyncReport(run.id, "running", run.pages_total, 0)
-    writer = _Writer(store, run.id, report, progress, pages_done=run.pages_done, rows=run.rows_seen)
-    try:
-        await _fetch_pages(client, sorted(run.failed_pages), run.page_size, writer, report)
-        return _finish(store, run.id, report, writer)
-    finally:
-        writer.close()
+    with store.sync_lock(run.environment):
+        run = store.sync_run(run_id)  # the lock marked it interrupted if its process had ended
+        latest = store.last_sync(run.environment)
+        if latest is not None and latest.id != run.id:
+            raise ValueError(f"Sync #{run.id} is not the latest of the {run.environment} environment (#{latest.id} "
+                             "is): run a new sync, or resume the latest.")
+        if run.pages_total == 0:  # the first page never arrived: start over
+            return await _new_run(client, store, run.environment, run.page_size or client.page_size, progress)
+        if not run.failed_pages:
+            return SyncReport(run.id, run.status, run.pages_total, run.rows_seen)
+        report = SyncReport(run.id, "running", run.pages_total, run.rows_seen)
+        writer = _Writer(store, run, report, progress)
+        store.update_sync(run.id, status="running", error=None, finished_at=None)
 
+        async def work() -> SyncReport:
+            number = min(run.failed_pages)  # first alone: it says how many connections Pica lists now
+            try:
+                first = await client.fetch_page(_fleet_operation(client, run.page_size), number, run.page_size)
+            except PicaError as exc:
+                report.errors[number] = str(exc)
+                return writer.finish()
+            if first.total != run.rows_total:  # pages are offsets into a list that changed: every one may differ
+                writer.plan(first)
+            await writer.write(first, number)
+            await _fetch_pages(client, sorted(writer.unstored - {number}), run.page_size, writer)
+            return writer.finish()
 
-def _finish(store: Store, run_id: int, report: SyncReport, writer: _Writer) -> SyncReport:
-    report.failed_pages.sort()
-    report.rows = writer.rows
-    report.new = writer.new
-    report.transitions = writer.transitions
-    report.status = "complete" if not report.failed_pages else "partial"
-    error = "; ".join(f"page {p}: {report.errors[p]}" for p in report.failed_pages[:5]) or None
-    store.update_sync(run_id, status=report.status, pages_done=writer.pages_done, rows_seen=writer.rows,
-                      failed_pages=report.failed_pages, error=error, finished_at=utcnow())
-    return report
+        return await _recorded(writer, work)

@@ -78,3 +78,47 @@ def test_platform_chart_puts_the_most_broken_first(app_env):
     most = max(sum(1 for c in fleet if c["platform"] == p and c["state"] in ("failed", "degraded"))
                for p in {c["platform"] for c in fleet})
     assert top[0] == most
+
+
+def test_sync_now_beside_another_sync_says_so(app_env):
+    at = open_page("fleet")
+    other = Store.from_url(os.environ["DATABASE_URL"])  # as the scheduled command would hold it
+    with other.sync_lock("test"):
+        click(at, "Sync now")
+    other.engine.dispose()
+    assert any("Another fleet sync of the test environment is running" in w.value for w in at.warning)
+
+
+def test_an_interrupted_sync_shows_what_is_left_and_resume_completes_it(app_env):
+    at = open_page("fleet")  # the first sync, complete
+    store = Store.from_url(os.environ["DATABASE_URL"])
+    stopped = store.start_sync("test", 300)  # as a killed process leaves it: running, page 1 of 3 stored
+    store.update_sync(stopped.id, pages_total=3, rows_total=720, pages_done=1, rows_seen=300, failed_pages=[2, 3])
+    at = open_page("fleet")
+    assert any(f"Sync **#{stopped.id}** is running" in m.value for m in at.markdown)  # its lock says nobody holds it...
+    app_env.control("DELETE", "stats")
+    click(at, "Sync now")  # ...so a new sync marks it interrupted and runs
+    assert store.sync_run(stopped.id).status == "interrupted"
+    assert store.last_sync("test").status == "complete"
+    store.engine.dispose()
+
+
+def test_resume_button_fetches_only_the_pages_left(app_env):
+    open_page("fleet")
+    app_env.fault("status", status=503, count=100, path="/v1/vault/connections", query="page=2")
+    at = click(open_page("fleet"), "Sync now")
+    assert any("pages that failed: 2" in w.value for w in at.warning)
+    assert any("partial: 1 page to fetch again (2)" in w.value for w in at.warning)
+    app_env.control("DELETE", "faults")
+    app_env.control("DELETE", "stats")
+    at = click(at, "Resume")
+    assert any("complete, 720 connections" in s.value for s in at.success)
+    assert app_env.count("vault/connections") == 1
+
+
+def test_overview_does_not_retry_a_failing_first_sync_forever(app_env):
+    app_env.fault("status", status=503, count=100_000, path="/v1/vault")
+    at = open_page("overview")
+    assert_clean(at)
+    assert app_env.count("vault/connections") <= 5  # one sync: page 1 and its retries
+    assert any("failed" in m.value for m in at.markdown)

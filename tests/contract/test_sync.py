@@ -12,7 +12,7 @@ import pytest
 from pica_core.client import AsyncPicaClient, RetryPolicy
 from pica_core.config import SANDBOX_TEST_KEY, Secret
 from pica_core.store import ConnectionTransition, Store, UserConnection
-from pica_core.sync import resume_sync, sync_fleet
+from pica_core.sync import SyncBusy, page_list, resume_sync, sync_fleet
 from tests.conftest import ROOT
 
 FAST_RETRY = RetryPolicy(max_retries=1, deadline_seconds=2, base_delay=0.01, max_delay=0.02)
@@ -25,13 +25,13 @@ def store(database_url):
     s.engine.dispose()
 
 
-def run(sandbox, store, resume: int | None = None, page_size: int = 100):
+def run(sandbox, store, resume: int | None = None, page_size: int = 100, progress=None):
     async def go():
         async with AsyncPicaClient(base_url=sandbox.url, secret=Secret(SANDBOX_TEST_KEY), page_size=page_size,
                                    retry=FAST_RETRY, max_concurrency=3) as client:
             if resume is not None:
-                return await resume_sync(client, store, resume)
-            return await sync_fleet(client, store, environment="test", page_size=page_size)
+                return await resume_sync(client, store, resume, progress=progress)
+            return await sync_fleet(client, store, environment="test", page_size=page_size, progress=progress)
 
     return asyncio.run(go())
 
@@ -86,6 +86,94 @@ def test_a_database_failure_mid_sync_is_raised_not_hung(sandbox, store, monkeypa
     with pytest.raises(RuntimeError, match="disk full"):
         run(sandbox, store, page_size=50)
     assert 0 < store.count(UserConnection) < 720  # what was stored before the failure stays
+    stopped = store.last_sync("test")
+    assert stopped.status == "interrupted" and "disk full" in stopped.error
+    assert stopped.rows_seen == store.count(UserConnection) and len(stopped.failed_pages) == 15 - stopped.pages_done
+    monkeypatch.undo()
+    resumed = run(sandbox, store, resume=stopped.id, page_size=50)
+    assert (resumed.status, resumed.rows) == ("complete", 720) and store.count(UserConnection) == 720
+
+
+def late_connection(sandbox) -> dict:
+    """A connection made at Pica now: newest first, it moves every other one a place down the list."""
+    return sandbox.state.add_connection(platform="gmail", environment="test", identity="late-user", identity_type="user")
+
+
+def test_a_sync_stopped_part_way_keeps_what_it_stored_and_resume_fetches_the_rest(sandbox, store, monkeypatch):
+    from pica_core import sync
+
+    monkeypatch.setattr(sync._Writer, "MAX_BATCH_ROWS", 100)  # a page a batch: it stops with pages left to fetch
+
+    def stop(done, total, rows):
+        if done >= 3:
+            raise KeyboardInterrupt  # Ctrl-C, or Streamlit stopping a script whose page was left
+    with pytest.raises(KeyboardInterrupt):
+        run(sandbox, store, progress=stop)
+    stopped = store.last_sync("test")
+    stored = store.count(UserConnection)
+    assert stopped.status == "interrupted" and stopped.rows_seen == stored == 300
+    assert stopped.failed_pages and len(stopped.failed_pages) == 8 - stopped.pages_done  # exactly what it did not store
+    assert store.not_seen("test") == []  # an unfinished run says nothing of what is gone
+    sandbox.control("DELETE", "stats")
+    resumed = run(sandbox, store, resume=stopped.id)
+    assert (resumed.run_id, resumed.status, resumed.rows, resumed.failed_pages) == (stopped.id, "complete", 720, [])
+    assert sandbox.count("vault/connections") == len(stopped.failed_pages)
+    assert store.count(UserConnection) == 720 and store.not_seen("test") == []
+
+
+def test_one_sync_at_a_time(sandbox, store, database_url):
+    other = Store.from_url(database_url)  # another process's engine: its own connections (and, on SQLite, file)
+    try:
+        with other.sync_lock("test"):
+            running = other.start_sync("test", 100)
+            with pytest.raises(SyncBusy, match=f"Another fleet sync of the test environment is running \\(#{running.id}"):
+                run(sandbox, store)
+            with pytest.raises(SyncBusy):
+                run(sandbox, store, resume=running.id)
+        # the holder ended without finishing its run: the next sync marks it interrupted, then runs
+        assert run(sandbox, store).status == "complete"
+        assert store.sync_run(running.id).status == "interrupted"
+    finally:
+        other.engine.dispose()
+
+
+def test_only_the_latest_run_resumes(sandbox, store):
+    sandbox.fault("status", status=503, count=50, path="/v1/vault/connections", query="page=3")
+    old = run(sandbox, store)
+    sandbox.control("DELETE", "faults")
+    assert run(sandbox, store).status == "complete"
+    with pytest.raises(ValueError, match=f"#{old.run_id} is not the latest"):
+        run(sandbox, store, resume=old.run_id)
+
+
+def test_resume_after_pica_list_changed_fetches_every_page(sandbox, store):
+    sandbox.fault("status", status=503, count=50, path="/v1/vault/connections", query="page=3")
+    report = run(sandbox, store)
+    sandbox.control("DELETE", "faults")
+    late_connection(sandbox)  # page 3 now starts a row earlier: fetching it alone would miss a connection
+    sandbox.control("DELETE", "stats")
+    resumed = run(sandbox, store, resume=report.run_id)
+    assert (resumed.status, resumed.rows, resumed.failed_pages) == ("complete", 721, [])
+    assert sandbox.count("vault/connections") == 8  # every page
+    assert store.count(UserConnection) == 721 and store.not_seen("test") == []
+
+
+def test_a_list_changing_under_a_sync_ends_it_partial_and_its_resume_fetches_every_page(sandbox, store):
+    def grow(done, total, rows):
+        if done == 1:  # page 1 is stored before the others are asked for
+            late_connection(sandbox)
+    report = run(sandbox, store, progress=grow)
+    assert (report.status, report.listing_changed, report.failed_pages) == ("partial", (720, 721), list(range(1, 9)))
+    assert "changed while it ran (720 → 721 connections)" in report.summary()
+    assert "720 → 721" in store.sync_run(report.run_id).error
+    resumed = run(sandbox, store, resume=report.run_id)
+    assert (resumed.status, resumed.rows) == ("complete", 721) and store.count(UserConnection) == 721
+
+
+def test_page_list():
+    assert page_list([3]) == "3"
+    assert page_list([9, 1, 2, 3, 5]) == "1–3, 5, 9"
+    assert page_list(list(range(1, 20, 2)), most=3) == "1, 3, 5, … (10 pages)"
 
 
 def test_second_sync_records_only_real_changes(sandbox, store):
@@ -111,7 +199,8 @@ def test_a_failed_page_loses_nothing_and_resume_fetches_only_it(sandbox, store):
     assert (resumed.run_id, resumed.status, resumed.failed_pages, resumed.rows) == (report.run_id, "complete", [], 720)
     assert sandbox.count("vault/connections") == 1  # only page 3
     assert store.count(UserConnection) == 720
-    assert store.not_seen_in(report.run_id) == []  # every row carries this run
+    assert store.not_seen("test") == []
+    assert store.sync_run(report.run_id).failed_pages == []
 
 
 def test_first_page_failing_fails_the_run_and_resume_starts_over(sandbox, store):
@@ -139,6 +228,47 @@ def test_cli_sync_and_resume(sandbox, tmp_path):
     resumed = cli(sandbox, tmp_path, "--resume", "1")
     assert resumed.returncode == 0 and "sync #1: complete, 720 connections" in resumed.stdout
     assert "sk_test_sandbox" not in failed.stdout + failed.stderr + resumed.stdout + resumed.stderr
+
+
+def test_cli_refuses_to_run_beside_another_sync(sandbox, tmp_path):
+    holder = Store.from_url(f"sqlite:///{tmp_path / 'cli.db'}")
+    with holder.sync_lock("test"):
+        busy = cli(sandbox, tmp_path)
+    holder.engine.dispose()
+    assert busy.returncode == 3 and "Another fleet sync of the test environment is running" in busy.stderr
+
+
+def test_a_killed_sync_is_marked_interrupted_and_resumes(sandbox, tmp_path):
+    import sqlite3
+    import time
+
+    sandbox.fault("latency", seconds=1.0, count=1000, path="/v1/vault/connections")
+    env = {**os.environ, "PICA_API_URL": sandbox.url, "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+           "PICA_PAGE_SIZE": "100"}
+    env.pop("PICA_SECRET_KEY", None)
+    process = subprocess.Popen([sys.executable, "-m", "pica_core", "sync"], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    done = 0
+    while not done and time.monotonic() < deadline:  # until its first page is stored
+        time.sleep(0.05)
+        try:
+            with sqlite3.connect(tmp_path / "cli.db") as db:
+                done = (db.execute("SELECT pages_done FROM sync_runs WHERE id = 1").fetchone() or [0])[0]
+        except sqlite3.OperationalError:  # not created yet
+            pass
+    process.kill()
+    process.wait()
+    store = Store.from_url(env["DATABASE_URL"])
+    killed = store.sync_run(1)
+    assert killed.status == "running" and 0 < killed.pages_done < 8  # nothing could record its end
+    assert killed.rows_seen == store.count(UserConnection) and len(killed.failed_pages) == 8 - killed.pages_done
+    sandbox.control("DELETE", "faults")
+    sandbox.control("DELETE", "stats")
+    resumed = cli(sandbox, tmp_path, "--resume", "1")
+    assert resumed.returncode == 0 and "sync #1: complete, 720 connections" in resumed.stdout
+    assert sandbox.count("vault/connections") == len(killed.failed_pages)
+    store.engine.dispose()
 
 
 def test_cli_bad_configuration_is_one_line(tmp_path, sandbox):

@@ -155,11 +155,28 @@ def test_aggregates_are_computed_by_the_database(store, statements):
 
 def test_attention_is_oldest_first_and_not_seen(store):
     t0 = utcnow() - timedelta(days=3)
-    store.upsert_connections([conn(1, "failed")], source="sync", seen_at=t0, sync_id=1)
-    store.upsert_connections([conn(2, "degraded")], source="sync", seen_at=t0 + timedelta(days=1), sync_id=1)
-    store.upsert_connections([conn(2, "degraded"), conn(3, "operational")], source="sync", sync_id=2)
+    store.upsert_connections([conn(1, "failed")], source="sync", seen_at=t0)
+    store.upsert_connections([conn(2, "degraded")], source="sync", seen_at=t0 + timedelta(days=1))
     assert [r.connection_key for r in store.attention()] == [conn(1).key, conn(2).key]
-    assert [r.connection_key for r in store.not_seen_in(2)] == [conn(1).key]
+    assert store.not_seen() == []  # no complete sync yet: nothing is known to be gone
+
+
+def test_the_fleet_is_what_the_last_complete_sync_saw_and_what_was_seen_since(store):
+    t0 = utcnow() - timedelta(days=3)
+    store.upsert_connections([conn(1, "failed"), conn(2, "degraded")], source="sync", seen_at=t0)
+    run = store.start_sync("test", 300)
+    store.upsert_connections([conn(2, "degraded"), conn(3, "operational")], source="sync", sync_id=run.id)
+    store.update_sync(run.id, status="complete")
+    store.upsert_connections([conn(4, "failed")], source="lookup")  # seen since: current
+    unfinished = store.start_sync("test", 300)  # not complete: the fleet is still the last complete one's
+    store.upsert_connections([conn(2, "degraded")], source="sync", sync_id=unfinished.id)
+    store.update_sync(unfinished.id, status="interrupted")
+    assert [r.connection_key for r in store.not_seen("test")] == [conn(1).key]  # gone from Pica
+    assert store.state_counts("test") == {"degraded": 1, "operational": 1, "failed": 1}
+    assert [r.connection_key for r in store.attention("test")] == [conn(2).key, conn(4).key]
+    assert store.usage_by_platform("test") == {"gmail": 3}
+    assert sum(n for _, _, n in store.counts_by("platform", "test")) == 3
+    assert store.not_seen("live") == [] and store.state_counts("live") == {}
 
 
 def test_transitions_since_lists_changes_not_first_sightings(store):
@@ -197,10 +214,12 @@ def test_stored_connections_reads_only_the_keys_asked(store):
 
 
 def _as_version_1(store: Store) -> None:
-    """The database as version 1 left it: two more indexes, first sightings as transitions."""
+    """The database as version 1 left it: two more indexes, first sightings as transitions, runs without a total."""
     store.upsert_connections([conn(1), conn(2)], source="lookup")
+    store.update_sync(store.start_sync("test", 300).id, status="partial", failed_pages=[2], pages_total=3)
     with store.session() as session:
         sql = session.connection().exec_driver_sql
+        sql("ALTER TABLE sync_runs DROP COLUMN rows_total")
         sql("CREATE INDEX ix_user_connections_state ON user_connections (state)")
         sql("CREATE INDEX ix_user_connections_user_id ON user_connections (user_id)")
         sql("ALTER TABLE user_connections DROP COLUMN first_seen_by")
@@ -221,6 +240,7 @@ def test_a_version_1_database_is_migrated(store):
     assert [(t.from_state, t.source) for t in store.transitions(conn(1).key)] == [(None, "connect")]
     assert [t.source for t in store.transitions("test::gone::default::1")] == ["sync"]  # a removed one's history stays
     assert store.count(ConnectionTransition) == 1
+    assert store.sync_run(1).rows_total == 0 and store.sync_run(1).failed_pages == [2]  # a resume fetches every page
     with store.session() as session:
         assert session.get(SchemaInfo, 1).version == SCHEMA_VERSION
     store.create_schema()  # nothing left to run
