@@ -18,9 +18,18 @@ from pica_core.connections_view import (
 from pica_core.errors import InvalidInputError
 from pica_core.health import attention_summary, state_counts
 from pica_core.models import IDENTITY_TYPES, STATES
+from pica_core.text import plain
 from pica_core.ui import context, data
 from pica_core.ui.connections_ui import detail
-from pica_core.ui.layout import ago, public_url, show_error, state_label, state_metric_label, style_states
+from pica_core.ui.layout import (
+    ago,
+    public_url,
+    selection_table,
+    show_error,
+    state_label,
+    state_metric_label,
+    style_states,
+)
 
 settings = context.settings()
 store = context.store(settings)
@@ -53,9 +62,12 @@ with lookup_tab:
             st.rerun()
 
     if st.session_state.get("deleted"):
-        st.success(st.session_state.pop("deleted"), icon=":material/delete:")
+        st.success(plain(st.session_state.pop("deleted")), icon=":material/delete:")
 
-    if lookup.empty:
+    if lookup.empty and lookup.identity_type:
+        st.info(f"Identity type {lookup.identity_type} alone would list most of the account: add an identity or a "
+                "platform, then **Look up**.", icon=":material/info:")
+    elif lookup.empty:
         st.info("Enter an identity (with its type, or any), a connection key or a platform, then **Look up**.",
                 icon=":material/info:")
     else:
@@ -84,11 +96,11 @@ with lookup_tab:
                     for c in others:
                         other_types[c.identity_type] = other_types.get(c.identity_type, 0) + 1
                 message, hint = no_results_message(lookup, other_types=other_types, environment=settings.environment)
-                st.warning(message, icon=":material/search_off:")
+                st.warning(plain(message), icon=":material/search_off:")
                 st.caption(hint)
             else:
                 counts = state_counts(c.state for c in connections)
-                st.markdown(f"**{lookup.describe()}** · {attention_summary(counts)}")
+                st.markdown(f"**{plain(lookup.describe())}** · {attention_summary(counts)}")
                 for column, state in zip(st.columns(4), STATES):
                     column.metric(state_metric_label(state), counts[state])
 
@@ -101,22 +113,24 @@ with lookup_tab:
                     else:
                         st.query_params.pop(param, None)
 
-                f1.multiselect("State", STATES, default=list(lookup.states), key="f-state",
-                               on_change=keep, args=("f-state", "state"), format_func=state_label)
+                # The URL holds the filters (a deep link, Back, a new lookup): the widgets show what it says.
                 present = sorted({c.platform for c in connections})
-                f2.multiselect("Platform", present, default=[p for p in lookup.platforms if p in present],
-                               key="f-platform", on_change=keep, args=("f-platform", "platforms"),
+                st.session_state["f-state"] = list(lookup.states)
+                st.session_state["f-platform"] = [p for p in lookup.platforms if p in present]
+                st.session_state["f-env"] = list(lookup.environments)
+                f1.multiselect("State", STATES, key="f-state", on_change=keep, args=("f-state", "state"),
+                               format_func=state_label)
+                f2.multiselect("Platform", present, key="f-platform", on_change=keep, args=("f-platform", "platforms"),
                                format_func=lambda p: names.get(p, p))
-                f3.multiselect("Environment", ["test", "live"], default=list(lookup.environments), key="f-env",
-                               on_change=keep, args=("f-env", "environment"))
+                f3.multiselect("Environment", ["test", "live"], key="f-env", on_change=keep, args=("f-env", "environment"))
 
                 shown = sort_for_attention(apply_filters(connections, lookup))
                 stored = {row.connection_key: row for row in store.stored_connections([c.key for c in shown])}
                 table = connection_rows(shown, stored, names, logos)
                 st.caption(f"Showing {len(shown)} of {len(connections)} · broken first · select a row for details")
-                event = st.dataframe(
-                    style_states(table), hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
-                    key="vault", column_order=[c for c in table.columns if c != "id"],
+                chosen = selection_table(
+                    style_states(table), table["id"], lookup.selected, name="vault", hide_index=True, width="stretch",
+                    column_order=[c for c in table.columns if c != "id"],
                     column_config={
                         "logo": st.column_config.ImageColumn("", width="small"),
                         "key": st.column_config.TextColumn("connection key", width="medium"),
@@ -127,12 +141,12 @@ with lookup_tab:
                         "last seen": st.column_config.DatetimeColumn("last seen", format="distance"),
                     },
                 )
-                rows = event.selection.rows if event and event.selection else []
-                if rows:
-                    chosen_id = table.iloc[rows[0]]["id"]
-                    if chosen_id != lookup.selected:
-                        st.query_params["connection"] = chosen_id
-                        st.rerun()
+                if chosen != lookup.selected:  # a row chosen, or the chosen one unselected
+                    if chosen:
+                        st.query_params["connection"] = chosen
+                    else:
+                        st.query_params.pop("connection", None)
+                    st.rerun()
                 st.download_button("Download CSV", table.drop(columns=["logo"]).to_csv(index=False),
                                    file_name="connections.csv", mime="text/csv", icon=":material/download:")
 
@@ -148,8 +162,7 @@ with bulk_tab:
     text = st.text_area("Identities", height=140, placeholder="usr_1a2b3c,user\nteam-growth-acme-4,team")
     upload = st.file_uploader("CSV file", type=["csv", "txt"])
     if st.button("Triage", type="primary", icon=":material/checklist:"):
-        raw = text + "\n" + (upload.getvalue().decode("utf-8", errors="replace") if upload else "")
-        parsed = parse_bulk(raw)
+        parsed = parse_bulk(text, upload.getvalue() if upload else b"")
         st.session_state["triage-problems"] = parsed.problems
         if parsed.identities:
             async def run():

@@ -75,8 +75,8 @@ class Lookup:
             filters["keys"] = [validation.connection_key(self.key)]
         if self.identity:
             filters["identity"] = validation.identity(self.identity)
-            if self.identity_type:
-                filters["identity_type"] = validation.identity_type(self.identity_type)
+        if self.identity_type:  # Pica filters by type alone too: "gmail, teams only"
+            filters["identity_type"] = validation.identity_type(self.identity_type)
         if self.platform:
             filters["platform"] = self.platform.strip().lower()
         return filters
@@ -87,6 +87,8 @@ class Lookup:
         parts = []
         if self.identity:
             parts.append(f"{self.identity} (type {self.identity_type or 'any'})")
+        elif self.identity_type:
+            parts.append(f"identities of type {self.identity_type}")
         if self.platform:
             parts.append(f"platform {self.platform}")
         return ", ".join(parts)
@@ -141,7 +143,8 @@ def no_results_message(lookup: Lookup, *, other_types: Mapping[str, int], enviro
             message += f" on {lookup.platform}"
         message += "."
     else:
-        message = f"No connections on platform {lookup.platform}."
+        message = f"No connections on platform {lookup.platform}"
+        message += f" for identities of type {lookup.identity_type}." if lookup.identity_type else "."
     hints = []
     if other_types:
         found = ", ".join(f"{count} as type {kind or 'none'}" for kind, count in sorted(other_types.items(),
@@ -161,30 +164,62 @@ class BulkInput:
     problems: list[str] = field(default_factory=list)
 
 
-def parse_bulk(text: str) -> BulkInput:
-    """Identities to triage, one per line or as CSV: `identity[,identityType]` (a header row is optional)."""
+_TYPE_HEADERS = ("identitytype", "identity_type", "identity type", "type")
+
+
+def parse_bulk(text: str, upload: bytes = b"") -> BulkInput:
+    """Identities to triage from pasted text and an uploaded CSV file: `identity[,identityType]` per line, or any
+    columns under a header row naming `identity` (and `identityType`). Problems name the line of each."""
     result = BulkInput()
     seen: set[tuple[str, str | None]] = set()
-    for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):  # numbers as the user sees the lines
-        if not row or not "".join(row).strip():
-            continue
-        if not result.identities and not result.problems and row[0].strip().lower() == "identity":
-            continue  # a header row
-        raw_identity = row[0]
-        raw_type = row[1].strip().lower() if len(row) > 1 else ""
+    _read_bulk(text, "Line", result, seen)
+    if upload:
         try:
-            identity = validation.identity(raw_identity)
-            identity_type = validation.identity_type(raw_type or None)
-        except InvalidInputError as exc:
-            result.problems.append(f"Line {number}: {exc.message}")
-            continue
-        if (identity, identity_type) not in seen:
-            seen.add((identity, identity_type))
-            result.identities.append((identity, identity_type))
+            content = upload.decode("utf-8-sig")  # Excel's "CSV UTF-8" starts with a byte order mark
+        except UnicodeDecodeError:
+            result.problems.append("The file is not UTF-8 text: save it as CSV UTF-8 and upload it again.")
+        else:
+            _read_bulk(content, "File line", result, seen)
     if len(result.identities) > MAX_BULK_IDENTITIES:
         result.problems.append(f"Only the first {MAX_BULK_IDENTITIES} identities are looked up; split the list.")
         result.identities = result.identities[:MAX_BULK_IDENTITIES]
     return result
+
+
+def _read_bulk(text: str, where: str, result: BulkInput, seen: set[tuple[str, str | None]]) -> None:
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")))
+    identity_column, type_column = 0, 1
+    header_possible = True
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # a field over csv's size limit, a NUL byte: nothing after it can be trusted
+            result.problems.append(f"{where} {reader.line_num}: not readable as CSV ({exc}); the lines after it "
+                                   "were not read.")
+            return
+        number = reader.line_num  # the line the row ends on, as an editor numbers it
+        if not row or not "".join(row).strip():
+            continue
+        if header_possible:
+            header_possible = False
+            names = [cell.strip().lower() for cell in row]
+            if "identity" in names:
+                identity_column = names.index("identity")
+                type_column = next((names.index(n) for n in _TYPE_HEADERS if n in names), None)
+                continue
+        raw_identity = row[identity_column] if identity_column < len(row) else ""
+        raw_type = row[type_column].strip().lower() if type_column is not None and type_column < len(row) else ""
+        try:
+            identity = validation.identity(raw_identity)
+            identity_type = validation.identity_type(raw_type or None)
+        except InvalidInputError as exc:
+            result.problems.append(f"{where} {number}: {exc.message}")
+            continue
+        if (identity, identity_type) not in seen:
+            seen.add((identity, identity_type))
+            result.identities.append((identity, identity_type))
 
 
 @dataclass

@@ -4,7 +4,6 @@ only through table cells, widget options or `plain()` (escaped Markdown), never 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 
 import pandas as pd
@@ -15,7 +14,7 @@ from ..config import Settings
 from ..errors import PicaError
 from ..models import Connector
 from . import data
-from .layout import show_error
+from .layout import selection_table, show_error
 
 # Widget keys, prefixed so that no other page's state can collide with them.
 K_QUERY, K_CATEGORY, K_STATUS = "catalog.q", "catalog.category", "catalog.status"
@@ -23,7 +22,6 @@ K_AUTHKIT, K_OAUTH, K_SORT = "catalog.authkit", "catalog.oauth", "catalog.sort"
 K_SELECTED = "catalog.selected"  # platform id of the open detail (set by the table, or by the URL)
 K_URL_SPEC = "catalog.url_spec"  # the spec this session last read from or wrote to the URL
 K_DROPPED = "catalog.dropped"
-K_TABLE_ROWS = "catalog.table_rows"  # (table key, selected rows) of the last run
 
 AUTHKIT_LABELS = {"yes": "Enabled", "no": "Not enabled"}
 OAUTH_LABELS = {"yes": "OAuth", "no": "No OAuth"}
@@ -127,21 +125,9 @@ def _column_config(frame: pd.DataFrame) -> dict:
 
 def connector_table(shown: pd.DataFrame, selected: str) -> str:
     """The filtered table. Selecting a row opens its detail; returns the platform id now selected ("" = none)."""
-    platforms = tuple(shown["platform"])
-    # A key per row set: a selection is a row position, so it must not outlive the rows it pointed at.
-    key = "catalog.table." + hashlib.sha1("\n".join(platforms).encode()).hexdigest()[:12]
-    default = [platforms.index(selected)] if selected in platforms else []
-    event = st.dataframe(shown, key=key, on_select="rerun", selection_mode="single-row",
-                         selection_default={"selection": {"rows": default, "columns": []}}, hide_index=True,
-                         column_config=_column_config(shown), height=_table_height(max(3, len(shown)), 493),
-                         row_height=ROW_HEIGHT)
-    rows = list(event.selection.rows)
-    # Only a change of this table's selection since the last run moves the detail, so a detail opened from
-    # the URL stays open while its row is filtered out of view.
-    last_key, last_rows = st.session_state.get(K_TABLE_ROWS, (key, default))
-    if rows != (last_rows if last_key == key else default):
-        selected = platforms[rows[0]] if rows and rows[0] < len(platforms) else ""
-    st.session_state[K_TABLE_ROWS] = (key, rows)
+    selected = selection_table(shown, shown["platform"], selected, name="catalog.table", hide_index=True,
+                               column_config=_column_config(shown), height=_table_height(max(3, len(shown)), 493),
+                               row_height=ROW_HEIGHT)
     st.session_state[K_SELECTED] = selected
     return selected
 

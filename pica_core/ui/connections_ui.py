@@ -11,6 +11,7 @@ from ..errors import PicaError
 from ..health import describe_transition, meaning, timeline
 from ..models import Connection
 from ..store import Store
+from ..text import plain
 from . import context, data
 from .layout import ago, show_error, state_badge
 
@@ -25,7 +26,7 @@ def page_link(principal: Principal, page: str, label: str, icon: str, query: dic
 
 
 def detail(conn: Connection, *, settings: Settings, store: Store, principal: Principal, display_name: str) -> None:
-    st.subheader(f"{display_name} · {conn.identity or 'no identity'}")
+    st.subheader(plain(f"{display_name} · {conn.identity or 'no identity'}"))
     st.markdown(f"{state_badge(conn.state)} &nbsp; `{conn.environment}` &nbsp; "
                 f"{'active' if conn.active else 'inactive'} &nbsp; created {ago(conn.created_at)}")
     what, todo = meaning(conn.state)
@@ -111,8 +112,9 @@ def delete(conn: Connection, *, settings: Settings, store: Store, principal: Pri
     with st.expander("Delete this connection", icon=":material/delete:"):
         st.caption("Deleting removes the connection from Pica's vault: the end user must connect again. "
                    "Type the connection's platform id to confirm.")
-        typed = st.text_input(f"Type `{conn.platform}` to confirm", key="delete-confirm", disabled=bool(reason),
-                              help=reason)
+        # Keyed on the connection: what was typed for one never confirms deleting another.
+        typed = st.text_input(f"Type `{conn.platform}` to confirm", key=f"delete-confirm-{conn.id}",
+                              disabled=bool(reason), help=reason)
         confirmed = typed.strip() == conn.platform
         if st.button("Delete connection", type="primary", disabled=bool(reason) or not confirmed,
                      help=reason or (None if confirmed else "Type the platform id above first."), key="delete-go") \

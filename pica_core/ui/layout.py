@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections.abc import Sequence
 from datetime import datetime, UTC
 
+import pandas as pd
 import streamlit as st
 
 from ..access import Principal
@@ -96,3 +99,24 @@ def public_url(url: str | None, settings: Settings) -> str | None:
     if not browser.scheme or not browser.netloc:
         return url
     return f"{browser.scheme}://{browser.netloc}{url[len(f'{internal.scheme}://{internal.netloc}'):]}"
+
+
+def selection_table(frame: pd.DataFrame, ids: Sequence[str], selected: str, *, name: str, **options) -> str:
+    """A single-row-select st.dataframe of rows `ids` showing `selected`; returns the id now selected ("" = none).
+
+    A selection is a row position, so the table is keyed on its rows: a selection never outlives the rows it
+    pointed at. Only a change of the selection since the last run moves it, so an item opened from the URL stays
+    selected while its row is filtered out of view.
+    """
+    ids = tuple(ids)
+    key = f"{name}." + hashlib.sha1("\n".join(ids).encode()).hexdigest()[:12]
+    default = [ids.index(selected)] if selected in ids else []
+    event = st.dataframe(frame, key=key, on_select="rerun", selection_mode="single-row",
+                         selection_default={"selection": {"rows": default, "columns": []}}, **options)
+    rows = list(event.selection.rows)
+    memory = f"{name}:last-selection"  # (table key, rows) of the last run
+    last_key, last_rows = st.session_state.get(memory, (key, default))
+    if rows != (last_rows if last_key == key else default):
+        selected = ids[rows[0]] if rows and rows[0] < len(ids) else ""
+    st.session_state[memory] = (key, rows)
+    return selected

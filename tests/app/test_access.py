@@ -78,8 +78,9 @@ def test_viewer_cannot_edit_tags_or_delete_even_by_forcing_the_buttons(roles_env
     delete = next(b for b in at.button if b.label == "Delete connection")
     assert save.disabled and delete.disabled
     assert "Needs the operator role" in next(m for m in at.multiselect if m.label == "Tags").help
-    assert at.text_input(key="delete-confirm").disabled
-    for attempt in (save.click, delete.click, lambda: at.text_input(key="delete-confirm").set_value("notion")):
+    confirm = at.text_input(key=f"delete-confirm-{conn['id']}")
+    assert confirm.disabled
+    for attempt in (save.click, delete.click, lambda: confirm.set_value("notion")):
         with pytest.raises(AppTestError, match="disabled"):  # a browser user cannot trigger them either
             attempt()
     assert conn["id"] in roles_env.state.connections
@@ -102,7 +103,7 @@ def test_operator_edits_tags_but_cannot_delete(roles_env):
 def test_admin_delete_is_audited_with_the_actor(roles_env):
     conn = seeded(roles_env, platform="github")
     at = open_as("admin", "connections", {"key": conn["key"], "connection": conn["id"]})
-    at.text_input(key="delete-confirm").set_value("github").run()
+    at.text_input(key=f"delete-confirm-{conn['id']}").set_value("github").run()
     next(b for b in at.button if b.label == "Delete connection").click().run()
     assert_clean(at)
     event = Store.from_url(os.environ["DATABASE_URL"]).audit_events(action="delete")[0]

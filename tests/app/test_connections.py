@@ -104,7 +104,7 @@ def test_delete_needs_the_typed_confirmation_then_round_trips(app_env):
     at = open_page("connections", query={"key": conn["key"], "connection": conn["id"]})
     delete = next(b for b in at.button if b.label == "Delete connection")
     assert delete.disabled
-    at.text_input(key="delete-confirm").set_value("hubspot").run()
+    at.text_input(key=f"delete-confirm-{conn['id']}").set_value("hubspot").run()
     next(b for b in at.button if b.label == "Delete connection").click().run()
     assert_clean(at)
     assert conn["id"] not in app_env.state.connections
@@ -118,7 +118,7 @@ def test_unknown_identity_gets_a_message_with_hints(app_env):
     conn = seeded(app_env, identityType="team")
     at = open_page("connections", query={"identity": conn["identity"], "identityType": "user"})
     assert_clean(at)
-    assert at.warning[0].value == f"No connections for {conn['identity']} (type user)."
+    assert at.warning[0].value.replace("\\", "") == f"No connections for {conn['identity']} (type user)."  # escaped
     hint = " ".join(c.value for c in at.caption)
     assert "as type team" in hint and "test key" in hint
 
@@ -164,3 +164,68 @@ def test_bulk_triage(app_env):
     assert {first["key"], second["key"]} <= set(frame["key"])
     assert "no connections" in set(frame["state"])
     assert any("Line 5" in w.value for w in at.warning)
+
+
+def vault_key(at) -> str:
+    return next(d.key for d in at.dataframe if (d.key or "").startswith("vault."))
+
+
+def select_row(at, position: int) -> None:
+    at.session_state[vault_key(at)] = {"selection": {"rows": [position], "columns": []}}
+    at.run()
+    assert_clean(at)
+
+
+def test_a_selection_does_not_move_to_the_connection_that_takes_its_row(app_env):
+    conn = identity_with_broken_connection(app_env)
+    at = open_page("connections", query={"identity": conn["identity"]})
+    first = table(at)["id"].iloc[0]  # broken first: a failed one
+    select_row(at, 0)
+    assert at.query_params["connection"] == first
+    at.multiselect(key="f-state").set_value(["operational"]).run()  # another connection is in row 0 now
+    assert_clean(at)
+    assert table(at)["id"].iloc[0] != first
+    assert at.query_params["connection"] == first  # the detail stays on the one chosen
+    assert any("The user must reconnect" in e.value for e in at.error)
+
+
+def test_a_delete_confirmation_typed_for_one_connection_does_not_confirm_another(app_env):
+    at = open_page("connections", query={"platform": "gmail"})
+    ids = list(table(at)["id"])
+    select_row(at, 0)
+    at.text_input(key=f"delete-confirm-{ids[0]}").set_value("gmail").run()
+    assert not next(b for b in at.button if b.label == "Delete connection").disabled
+    select_row(at, 1)  # another Gmail connection
+    assert at.query_params["connection"] == ids[1]
+    assert at.text_input(key=f"delete-confirm-{ids[1]}").value == ""
+    assert next(b for b in at.button if b.label == "Delete connection").disabled
+
+
+def test_the_filters_show_what_the_url_says(app_env):
+    conn = identity_with_broken_connection(app_env)
+    at = open_page("connections", query={"identity": conn["identity"]})
+    at.multiselect(key="f-state").set_value(["failed"]).run()
+    assert at.query_params["state"] == "failed"
+    at.query_params["state"] = "operational"  # Back, or a link from elsewhere, in the same session
+    at.run()
+    assert_clean(at)
+    assert at.multiselect(key="f-state").value == ["operational"]
+    assert set(table(at)["state"]) == {"● operational"}
+
+
+def test_an_identity_type_alone_asks_for_more_and_narrows_a_platform(app_env):
+    at = open_page("connections", query={"identityType": "team"})
+    assert_clean(at)
+    assert any("Identity type team alone" in i.value for i in at.info)
+    at.query_params["platform"] = "gmail"
+    at.run()
+    assert_clean(at)
+    teams = {c["key"] for c in app_env.state.connections.values() if c["environment"] == "test"
+             and c["platform"] == "gmail" and c["identityType"] == "team"}
+    assert teams and set(table(at)["key"]) == teams
+
+
+def test_an_identity_is_shown_as_text_not_markdown(app_env):
+    at = open_page("connections", query={"identity": "**ana** :red[x] <b>"})
+    assert_clean(at)
+    assert at.warning[0].value == "No connections for \\*\\*ana\\*\\* \\:red\\[x\\] \\<b\\> \\(type any\\)\\."

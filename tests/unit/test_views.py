@@ -39,6 +39,34 @@ def test_parse_bulk_numbers_lines_as_pasted():
     assert [p.split(":")[0] for p in parsed.problems] == ["Line 6", "Line 7"]
 
 
+def test_parse_bulk_reads_the_identity_column_of_a_file_and_numbers_its_own_lines():
+    upload = "\ufeffemail,identityType,identity\nana@x.io,team,t-1\nbo@x.io,,u-2\nx,robot,u-3\n".encode()
+    parsed = parse_bulk("", upload)  # Excel's byte order mark, the identity in the third column
+    assert parsed.identities == [("t-1", "team"), ("u-2", None)]
+    assert parsed.problems[0].startswith("File line 4: Identity type must be")
+    both = parse_bulk("p-1\n\n", b"identity\nu-9\n\"bad\nline\",user\n")
+    assert both.identities == [("p-1", None), ("u-9", None)]
+    assert [p.split(":")[0] for p in both.problems] == ["File line 4"]  # a quoted field over two lines ends on 4
+
+
+def test_parse_bulk_says_what_it_could_not_read():
+    huge = parse_bulk("u-1\n\"" + "z" * 200_000 + "\"\nu-2\n")  # over csv's field size limit
+    assert huge.identities == [("u-1", None)]
+    assert huge.problems[0].startswith("Line 2: not readable as CSV (field larger than field limit")
+    latin1 = parse_bulk("", "identity\nJos\xe9\n".encode("latin-1"))
+    assert latin1.identities == [] and latin1.problems == [
+        "The file is not UTF-8 text: save it as CSV UTF-8 and upload it again."]
+
+
+def test_an_identity_type_narrows_a_platform_lookup_too():
+    lookup = Lookup.from_query({"platform": "gmail", "identityType": "team"})
+    assert lookup.filters() == {"identity_type": "team", "platform": "gmail"}
+    assert lookup.describe() == "identities of type team, platform gmail"
+    assert no_results_message(lookup, other_types={}, environment="test")[0] == (
+        "No connections on platform gmail for identities of type team.")
+    assert Lookup(identity_type="team").empty  # alone it would list most of the account: the page asks for more
+
+
 def test_no_results_message_hints_other_types_and_environment():
     message, hint = no_results_message(Lookup(identity="u1", identity_type="user"), other_types={"team": 2},
                                        environment="test")
