@@ -1,6 +1,7 @@
 """Fleet health: sync every connection of the account, then see what is broken, oldest first."""
 
 from datetime import timedelta
+from urllib.parse import urlencode
 
 import pandas as pd
 import streamlit as st
@@ -71,11 +72,12 @@ overview()
 
 
 def link(row) -> str:
-    return f"/connections?identity={row.user_id or ''}&identityType={row.identity_type or ''}&connection={row.pica_id}"
+    query = {"identity": row.user_id, "identityType": row.identity_type, "connection": row.pica_id}
+    return "/connections?" + urlencode({name: value for name, value in query.items() if value})
 
 
 attention = store.attention(env)
-changes = store.transitions_since(utcnow() - timedelta(hours=24))
+changes = store.transitions_since(utcnow() - timedelta(hours=24), env)
 missing = store.not_seen(env)
 
 broken_tab, changed_tab, missing_tab, export_tab = st.tabs([

@@ -353,12 +353,15 @@ class Store:
                                      source=row.first_seen_by or "sync")
         return [first, *changes]
 
-    def transitions_since(self, since: datetime, limit: int = 500) -> list[ConnectionTransition]:
+    def transitions_since(self, since: datetime, environment: str | None = None, limit: int = 500
+                          ) -> list[ConnectionTransition]:
         with self.session() as session:
+            query = select(ConnectionTransition).where(ConnectionTransition.at >= since,
+                                                       ConnectionTransition.from_state.is_not(None))
+            if environment:  # a connection key starts with its environment ("test::gmail::…")
+                query = query.where(ConnectionTransition.connection_key.startswith(f"{environment}::", autoescape=True))
             return list(session.exec(
-                select(ConnectionTransition).where(ConnectionTransition.at >= since,
-                                                   ConnectionTransition.from_state.is_not(None))
-                .order_by(ConnectionTransition.at.desc(), ConnectionTransition.id.desc()).limit(limit)))
+                query.order_by(ConnectionTransition.at.desc(), ConnectionTransition.id.desc()).limit(limit)))
 
     # --- fleet aggregates (computed by the database) -------------------------------------------------------
     # They count the current fleet: what the latest complete sync saw, and what lookups, refreshes and connects

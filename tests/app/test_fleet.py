@@ -54,6 +54,22 @@ def test_attention_list_is_oldest_first(app_env):
     assert list(attention["key"]) == [r.connection_key for r in rows]
 
 
+def test_attention_links_open_the_connection_whatever_its_identity(app_env):
+    from urllib.parse import parse_qs, urlsplit
+
+    from pica_core.models import Connection
+
+    open_page("fleet")
+    odd = Connection(id="odd-1", key="test::gmail::default::" + "e" * 32 + "|a&b c=d#e", platform="gmail",
+                     identity="a&b c=d#e", identity_type=None, state="failed")
+    Store.from_url(os.environ["DATABASE_URL"]).upsert_connections([odd], source="lookup")  # seen by a lookup
+    at = open_page("fleet")
+    attention = next(df.value for df in at.dataframe if "since" in df.value.columns)
+    link = attention.loc[attention["key"] == odd.key, "open"].item()
+    assert urlsplit(link).path == "/connections"
+    assert parse_qs(urlsplit(link).query) == {"identity": ["a&b c=d#e"], "connection": ["odd-1"]}
+
+
 def test_csv_export_holds_the_whole_fleet(app_env):
     at = open_page("fleet")
     assert_clean(at)

@@ -184,6 +184,12 @@ def test_transitions_since_lists_changes_not_first_sightings(store):
     store.upsert_connections([conn(1, "failed")], source="sync")
     changes = store.transitions_since(utcnow() - timedelta(hours=24))
     assert [(c.connection_key, c.from_state, c.to_state) for c in changes] == [(conn(1).key, "operational", "failed")]
+    live = conn(3, environment="live")
+    live = live.model_copy(update={"key": live.key.replace("test::", "live::")})
+    store.upsert_connections([live], source="sync")
+    store.upsert_connections([live.model_copy(update={"state": "degraded"})], source="sync")
+    assert [c.connection_key for c in store.transitions_since(utcnow() - timedelta(hours=24), "live")] == [live.key]
+    assert [c.connection_key for c in store.transitions_since(utcnow() - timedelta(hours=24), "test")] == [conn(1).key]
 
 
 def test_sync_runs(store):
