@@ -223,6 +223,7 @@ class _Core:
         except ValueError:
             pass
         message = self._redact(str(message or response.reason_phrase or "Pica answered an error"))[:500]
+        key = self._redact(str(key)) if key is not None else None  # an error key may echo what Pica was sent
         common = dict(status=status, key=key, method=method, path=path)
         if status in (401, 403):
             return AuthError(message, **common)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import pprint
 import re
 import shlex
@@ -101,12 +102,36 @@ def parse_json_body(text: str) -> Any:
     if not text.strip():
         raise InvalidInputError("The JSON body is empty.", hint="Enter a JSON value (e.g. {}), or choose body 'none'.")
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_refuse_non_finite, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         line = text.splitlines()[exc.lineno - 1] if text.splitlines() else ""
         pointer = f"{line[:120]}\n{' ' * min(exc.colno - 1, 120)}^"
         raise InvalidInputError(f"The JSON body is not valid: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
                                 hint=pointer) from None
+    except _NonFiniteNumber as exc:
+        raise InvalidInputError(f"The JSON body is not valid: NaN/Infinity are not valid JSON (found {exc}).",
+                                hint="Use null, a finite number or a string instead.") from None
+    except ValueError:  # Python's own limit: an integer of more than 4,300 digits
+        raise InvalidInputError("The JSON body is not valid: a number in it has too many digits.",
+                                hint="Send very long numbers as strings.") from None
+    except RecursionError:
+        raise InvalidInputError("The JSON body is nested too deeply to read.") from None
+
+
+class _NonFiniteNumber(ValueError):
+    """NaN, Infinity or a number beyond a float (1e999): Python's json reads them, but they are not JSON (httpx,
+    like encode_json, refuses to send them)."""
+
+
+def _refuse_non_finite(name: str) -> Any:
+    raise _NonFiniteNumber(name)
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e999 reads as inf
+        raise _NonFiniteNumber(text)
+    return number
 
 
 def json_error(text: str) -> InvalidInputError | None:
@@ -383,10 +408,7 @@ def format_size(size: int) -> str:
 
 def response_view(response: PassthroughResponse, *, display_limit: int, secret: str | None = None) -> ResponseView:
     """Status, meaning, headers and the body as pretty JSON, a records table or text, cut for display."""
-    body = response.body or b""
-    masked = bool(secret) and secret.encode() in body
-    if masked:  # the platform echoed the secret back: it must not reach the browser
-        body = body.replace(secret.encode(), SECRET_MASK.encode())
+    body, masked = scrub_body(response.body or b"", secret)  # the platform echoed the secret: not to the browser
     headers = {k.lower(): v for k, v in response.headers.items()}
     upstream = redact_headers(response.passthrough_headers, secret)
     wait = retry_after(upstream, UPSTREAM_RETRY_HEADERS) if response.status in (429, 503) else None
@@ -403,7 +425,7 @@ def response_view(response: PassthroughResponse, *, display_limit: int, secret: 
         try:
             parsed = json.loads(body)
             is_json = True
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deeply to read: shown as text
             pass
     if is_json:
         pretty = json.dumps(parsed, indent=2, ensure_ascii=False)
@@ -448,9 +470,27 @@ def is_sensitive_header(name: str) -> bool:
 
 
 def redact_headers(headers: Mapping[str, str], secret: str | None) -> dict[str, str]:
-    """Headers safe to store or show: credential values replaced, the secret scrubbed from the rest."""
-    return {name: REDACTED if is_sensitive_header(name) else (scrub(str(value), secret) or "")
+    """Headers safe to store or show: credential values replaced, the secret scrubbed from the rest (names too)."""
+    return {scrub(str(name), secret) or "": REDACTED if is_sensitive_header(name) else (scrub(str(value), secret) or "")
             for name, value in headers.items()}
+
+
+def scrub_body(body: bytes, secret: str | None) -> tuple[bytes, bool]:
+    """`body` with the secret masked, and whether it was there. JSON can spell the secret with escapes
+    (\\u0073k_…) that only decoding shows, and the console and history decode bodies to show them: such a body
+    is decoded, scrubbed and encoded again."""
+    if not secret or not body:
+        return body, False
+    found = secret.encode() in body
+    body = body.replace(secret.encode(), SECRET_MASK.encode())
+    if b"\\u" in body:  # only \u escapes can spell a secret's letters and digits
+        try:
+            decoded = json.dumps(json.loads(body), ensure_ascii=False)
+        except (ValueError, RecursionError):
+            return body, found
+        if secret in decoded:
+            return (scrub(decoded, secret) or "").encode("utf-8"), True
+    return body, found
 
 
 def truncate(text: str | None, limit: int) -> tuple[str | None, bool]:
@@ -490,12 +530,13 @@ def make_record(prepared: PreparedRequest, *, response: PassthroughResponse | No
         at=utcnow(), actor=actor, environment=prepared.environment, connection_key=prepared.connection_key,
         platform=platform, action_id=prepared.action_id, action_title=(action_title or None),
         method=prepared.method, path=scrub(prepared.display_path, secret) or "",
-        query=[[k, scrub(v, secret) or ""] for k, v in prepared.query],
+        query=[[scrub(k, secret) or "", scrub(v, secret) or ""] for k, v in prepared.query],
         request_headers=redact_headers(prepared.headers, secret), body_kind=prepared.body_kind,
         request_body=request_body, request_truncated=request_cut,
     )
     if response is not None:
-        body_text, response_cut = truncate(scrub(response.text, secret), body_limit)
+        scrubbed = scrub_body(response.body or b"", secret)[0].decode("utf-8", errors="replace")
+        body_text, response_cut = truncate(scrubbed, body_limit)
         record.status = response.status
         record.response_headers = redact_headers(response.headers, secret)
         record.response_body = body_text or None
@@ -672,7 +713,7 @@ def _pretty(body: str | None) -> str:
         return ""
     try:
         return json.dumps(json.loads(body), indent=2, ensure_ascii=False, sort_keys=True)
-    except ValueError:
+    except (ValueError, RecursionError):
         return body
 
 
@@ -692,6 +733,21 @@ def history_label(record: PassthroughCallRecord) -> str:
     status = record.status if record.status is not None else "—"
     title = f" · {record.action_title}" if record.action_title else ""
     return f"#{record.id} · {status} · {record.method} {record.path}{title}"
+
+
+_STATUS = re.compile(r"[1-9][0-9]{2}")
+
+
+def status_filter(text: str) -> int | None:
+    """The history's Status filter as a number (None when blank); InvalidInputError unless it is a three-digit
+    status. Platforms may answer any three digits (LinkedIn's 999), so 100–999; ASCII digits only: `isdigit()`
+    takes "²" (which int() refuses), and a 20-digit number overflows the database's integer."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    if not _STATUS.fullmatch(text):
+        raise InvalidInputError("Status must be a three-digit HTTP status such as 200 or 429.")
+    return int(text)
 
 
 def platform_of_key(connection_key: str) -> str:

@@ -80,7 +80,7 @@ def passthrough_path(path: str) -> str:
 
 
 def headers(values: dict[str, str]) -> dict[str, str]:
-    """Extra request headers: valid names, no CR/LF in values, none of the reserved ones."""
+    """Extra request headers: valid (ASCII) names, one-line ASCII values, none of the reserved ones."""
     checked = {}
     for name, value in values.items():
         name = str(name).strip()
@@ -90,6 +90,9 @@ def headers(values: dict[str, str]) -> dict[str, str]:
         if _CONTROL.search(value.replace("\t", "")):
             raise InvalidInputError(f"Header {name} contains a line break or control character.",
                                     hint="Header values must be one line: CR/LF would let a value inject headers.")
+        if not value.isascii():  # httpx encodes str header values as ASCII: anything else fails while sending
+            raise InvalidInputError(f"Header {name} contains non-ASCII characters: HTTP header values must be ASCII.",
+                                    hint="Percent-encode the value, or send it in the body or a query parameter.")
         if name.lower() in RESERVED_HEADERS:
             raise InvalidInputError(f"Header {name} is set by the dashboard; remove it from the table.")
         checked[name] = value

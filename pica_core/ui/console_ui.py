@@ -508,11 +508,10 @@ def history_filters(store: Store) -> dict:
     text = text_col.text_input("Full text", key="con_h_text", placeholder="in request and response bodies, path")
     filters: dict = {"platform": None if platform == "any" else platform, "action": action.strip() or None,
                      "text_query": text.strip() or None, "status": None}
-    if status.strip():
-        if status.strip().isdigit():
-            filters["status"] = int(status.strip())
-        else:
-            st.caption(":orange[Status must be a number such as 200 or 429: ignored.]")
+    try:
+        filters["status"] = console.status_filter(status)
+    except InvalidInputError as exc:  # the other filters still apply
+        st.caption(f":orange[{plain(exc.message)} The status filter is ignored.]")
     return filters
 
 

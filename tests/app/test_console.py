@@ -195,6 +195,18 @@ def test_invalid_json_is_refused_with_line_and_column(app_env):
     assert passthrough_calls(app_env) == 0 and records() == []
 
 
+@pytest.mark.parametrize("body", ['{"raw": "SGk=", "n": NaN}', '{"n": -Infinity}'])
+def test_nan_or_infinity_in_the_json_body_is_refused_and_kept(app_env, body):
+    at, _ = console_on(app_env, SEND_MESSAGE)
+    at.text_area(key="con_body_json").set_value(body).run()
+    assert_clean(at)
+    assert "NaN/Infinity are not valid JSON" in messages(at)  # shown live under the editor
+    send(at)
+    assert "Not sent: The JSON body is not valid: NaN/Infinity are not valid JSON" in messages(at)
+    assert passthrough_calls(app_env) == 0 and records() == []
+    assert at.text_area(key="con_body_json").value == body  # nothing the user typed is lost
+
+
 def test_a_missing_path_variable_is_refused(app_env):
     at, _ = console_on(app_env, user_id=None)
     assert at.text_input(key="con_var_userId").value == ""
@@ -210,6 +222,21 @@ def test_a_header_with_cr_lf_is_refused(app_env):
     send(at)
     assert "Not sent: Header X-Test contains a line break or control character." in messages(at)
     assert passthrough_calls(app_env) == 0
+
+
+def test_a_header_that_is_not_ascii_is_refused_and_kept(app_env):
+    at, _ = console_on(app_env)
+    set_rows(at, "con_headers", [{"name": "X-Note", "value": "café"}])
+    at.run()
+    send(at)
+    assert "Not sent: Header X-Note contains non-ASCII characters: HTTP header values must be ASCII." in messages(at)
+    at.text_input(key="con_authorization").set_value("Bearer tökén").run()
+    set_rows(at, "con_headers", [])
+    at.run()
+    send(at)
+    assert "Not sent: Header Authorization contains non-ASCII characters" in messages(at)
+    assert "tökén" not in messages(at) and at.text_input(key="con_authorization").value == "Bearer tökén"
+    assert passthrough_calls(app_env) == 0 and records() == []
 
 
 @pytest.mark.parametrize("how", ["raw path", "path variable"])
@@ -360,6 +387,18 @@ def test_history_filters_and_compare(app_env):
     assert any(line.startswith("-") or line.startswith("+") for c in codes(at) for line in c.splitlines()
                if c.startswith("---"))  # the diff of the 200 and the 401 bodies
     assert_clean(at)
+
+
+@pytest.mark.parametrize("status", ["²", "99999999999999999999", "4290"])
+def test_a_status_filter_that_is_not_a_status_is_ignored_with_a_message(app_env, status):
+    at, _ = console_on(app_env)
+    send(at)
+    [record] = records()
+    open_history(at).text_input(key="con_h_status").set_value(status).run()
+    assert_clean(at)
+    assert any("Status must be a three-digit HTTP status such as 200 or 429" in shown(c.value) for c in at.caption)
+    assert [label.split(" ")[0] for label in history_labels(at)] == [f"#{record.id}"]  # the other filters still apply
+    assert at.text_input(key="con_h_status").value == status
 
 
 def test_exports_and_stored_history_never_contain_the_secret(app_env):

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import math
 
+import httpx
 import pytest
 
 from pica_core.client import AsyncPicaClient, PicaClient, RetryPolicy
@@ -205,6 +206,7 @@ def test_passthrough_pica_errors_raise(client):
     (dict(path="gmail/v1/users/{{userId}}/messages"), "Fill every"),
     (dict(headers={"x-a": "b\r\nx-pica-secret: stolen"}), "line break"),
     (dict(headers={"x-pica-secret": "mine"}), "set by the dashboard"),
+    (dict(headers={"x-note": "café"}), "must be ASCII"),  # httpx would raise UnicodeEncodeError while sending
     (dict(connection_key="not a key"), "connection key"),
 ])
 def test_passthrough_refuses_bad_input_before_sending(sandbox, client, kwargs, message):
@@ -314,3 +316,14 @@ def test_secret_never_in_repr_errors_or_logs(sandbox, caplog):
     assert "sk_test_wrongwrongwrong" not in str(raised.value) + repr(raised.value) + raised.value.hint
     assert secret not in caplog.text and "sk_test_wrong" not in caplog.text
     assert repr(Secret(secret)) == "Secret('****')" and secret not in f"{Secret(secret)}"
+
+
+def test_an_error_key_echoing_the_secret_is_redacted():
+    # The sandbox's error keys are fixed, so a transport plays a Pica that echoes the secret in its error body.
+    secret = "sk_test_sandbox"
+    echo = httpx.MockTransport(lambda request: httpx.Response(
+        400, json={"key": f"err::application::bad_secret::{secret}", "message": f"Bad request from {secret}"}))
+    with PicaClient(base_url="http://pica.test", secret=Secret(secret), transport=echo) as c, pytest.raises(InvalidInputError) as raised:
+        c.user_flags()
+    assert raised.value.key == "err::application::bad_secret::****"
+    assert secret not in str(raised.value) + repr(raised.value) + raised.value.hint

@@ -83,6 +83,20 @@ def test_empty_json_body_is_refused_not_sent_as_nothing():
     refused("The JSON body is empty", method="POST", body_kind="json", body_text="   ")
 
 
+@pytest.mark.parametrize("text, found", [('{"n": NaN}', "NaN"), ("[Infinity]", "Infinity"),
+                                         ("-Infinity", "-Infinity"), ('{"n": 1e999}', "1e999")])
+def test_nan_and_infinity_in_a_json_body_are_refused_by_name(text, found):
+    # Python's json reads them, but they are not JSON: they used to escape prepare() as a ValueError.
+    error = refused(f"NaN/Infinity are not valid JSON (found {found})", method="POST", body_kind="json", body_text=text)
+    assert "null" in error.hint
+    assert console.json_error(text).message == error.message  # the live check under the editor says the same
+
+
+def test_json_python_cannot_read_is_refused_not_raised():
+    refused("too many digits", method="POST", body_kind="json", body_text="1" * 5000)
+    refused("nested too deeply", method="POST", body_kind="json", body_text="[" * 100_000 + "]" * 100_000)
+
+
 def test_json_error_helper_for_the_live_check():
     assert console.json_error('{"a": 1}') is None
     assert "line 1, column 9" in console.json_error('{"a": 1,}').message
@@ -106,6 +120,16 @@ def test_a_complete_draft_prepares_exactly():
 @pytest.mark.parametrize("value", ["a\r\nInjected: 1", "a\nb", "a\rb"])
 def test_a_header_with_cr_or_lf_is_refused(value):
     refused("line break", headers=[("X-Test", value)])
+
+
+@pytest.mark.parametrize("value", ["café", "ok ✓", "Bearer tökén"])
+def test_a_header_value_that_is_not_ascii_is_refused(value):
+    error = refused("contains non-ASCII characters: HTTP header values must be ASCII", headers=[("X-Note", value)])
+    assert value not in error.message + error.hint  # it may be a credential: never echoed
+
+
+def test_a_header_name_that_is_not_ascii_is_refused():
+    refused("is not a valid HTTP header name", headers=[("X-Noté", "1")])
 
 
 def test_headers_the_console_sets_cannot_be_overridden():
@@ -204,6 +228,13 @@ def test_a_large_body_is_cut_for_display_but_kept_whole_for_download():
     assert "showing the first" in view.note and view.body == body
 
 
+def test_a_body_nested_too_deeply_to_read_is_shown_as_text():
+    deep = b"[" * 100_000 + b"]" * 100_000  # json.loads raises RecursionError, not ValueError
+    view = console.response_view(response(body=deep), display_limit=1000, secret="sk_test_x")
+    assert view.kind == "text" and view.truncated and view.body == deep
+    assert console._pretty(deep.decode()) == deep.decode()
+
+
 def test_upstream_errors_carry_their_meaning():
     expired = console.response_view(response(401, b'{"error": "invalid_token"}'), display_limit=1000)
     assert "needs reconnecting" in expired.meaning and expired.display == '{\n  "error": "invalid_token"\n}'
@@ -241,10 +272,33 @@ def test_a_record_is_redacted_scrubbed_and_truncated():
     assert (record.status, record.environment, record.path) == (200, "test", "/gmail/v1/users/me/messages")
 
 
+def test_a_record_scrubs_the_secret_from_names_and_from_json_escapes():
+    secret = "sk_test_0123456789abcdef"
+    escaped = "".join(f"\\u{ord(c):04x}" for c in secret)  # the secret as JSON \u escapes: only decoding shows it
+    prepared = console.prepare(draft(query=[(f"q-{secret}", "1")], headers=[(f"X-{secret}", "1")]))
+    answer = response(200, f'{{"echo": "{escaped}", "note": "é"}}'.encode(), {"x-pica-passthrough-x-" + secret: "1"})
+    record = console.make_record(prepared, response=answer, actor="ava", platform="gmail", secret=secret,
+                                 body_limit=16_384)
+    assert secret not in record.model_dump_json()
+    assert record.query == [["q-****", "1"]] and record.request_headers == {"X-****": "1"}
+    assert json.loads(record.response_body) == {"echo": "****", "note": "é"}
+    assert secret not in console._pretty(record.response_body)  # what the History tab shows
+    assert console.redact_headers(answer.headers, secret) == {"x-pica-passthrough-x-****": "1"}
+
+
 def test_truncation_cuts_at_a_character_boundary():
     text, cut = console.truncate("é" * 10, 5)
     assert cut and text == "éé"
     assert console.truncate("short", 5) == ("short", False)
+
+
+def test_the_history_status_filter_takes_only_a_three_digit_status():
+    assert console.status_filter(" 429 ") == 429 and console.status_filter("999") == 999
+    assert console.status_filter("  ") is None
+    # "²" and "٤٢٩" pass str.isdigit(); a 20-digit number overflowed the database's integer
+    for bad in ("²", "٤٢٩", "99999999999999999999", "42", "1000", "099", "-1", "4 29", "2xx"):
+        with pytest.raises(InvalidInputError, match="three-digit HTTP status"):
+            console.status_filter(bad)
 
 
 def round_trip(prepared: console.PreparedRequest, body_limit: int = 16_384) -> console.PreparedRequest:
@@ -502,6 +556,11 @@ def test_the_secret_is_masked_in_responses_and_exports():
     view = console.response_view(response(body=json.dumps({"echo": secret}).encode()), display_limit=1000,
                                  secret=secret)
     assert secret not in view.display and secret.encode() not in view.body and "masked" in view.note
+    escaped = "".join(f"\\u{ord(c):04x}" for c in secret)
+    view = console.response_view(response(body=f'{{"messages": [{{"echo": "{escaped}"}}]}}'.encode()),
+                                 display_limit=1000, secret=secret)
+    assert view.kind == "records" and view.records == [{"echo": "****"}] and "masked" in view.note
+    assert secret not in view.display and secret not in json.loads(view.body)["messages"][0]["echo"]
     prepared = console.prepare(draft(query=[("q", secret)], headers=[("X-Echo", secret)]))
     for text in (console.export_curl(prepared, "http://p", secret=secret),
                  console.export_httpx(prepared, "http://p", secret=secret)):
