@@ -527,8 +527,9 @@ def make_record(prepared: PreparedRequest, *, response: PassthroughResponse | No
     """A history row for one call: credentials redacted, the secret scrubbed, bodies cut at `body_limit` bytes."""
     request_body, request_cut = truncate(scrub(request_body_text(prepared), secret), body_limit)
     record = PassthroughCallRecord(
-        at=utcnow(), actor=actor, environment=prepared.environment, connection_key=prepared.connection_key,
-        platform=platform, action_id=prepared.action_id, action_title=(action_title or None),
+        at=utcnow(), actor=actor, environment=prepared.environment,
+        connection_key=scrub(prepared.connection_key, secret) or "",  # every field typed by a user is scrubbed
+        platform=platform, action_id=scrub(prepared.action_id, secret), action_title=scrub(action_title, secret) or None,
         method=prepared.method, path=scrub(prepared.display_path, secret) or "",
         query=[[scrub(k, secret) or "", scrub(v, secret) or ""] for k, v in prepared.query],
         request_headers=redact_headers(prepared.headers, secret), body_kind=prepared.body_kind,

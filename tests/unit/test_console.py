@@ -278,8 +278,9 @@ def test_a_record_scrubs_the_secret_from_names_and_from_json_escapes():
     prepared = console.prepare(draft(query=[(f"q-{secret}", "1")], headers=[(f"X-{secret}", "1")]))
     answer = response(200, f'{{"echo": "{escaped}", "note": "é"}}'.encode(), {"x-pica-passthrough-x-" + secret: "1"})
     record = console.make_record(prepared, response=answer, actor="ava", platform="gmail", secret=secret,
-                                 body_limit=16_384)
+                                 body_limit=16_384, action_title=f"raw {secret}")
     assert secret not in record.model_dump_json()
+    assert record.action_title == "raw ****"
     assert record.query == [["q-****", "1"]] and record.request_headers == {"X-****": "1"}
     assert json.loads(record.response_body) == {"echo": "****", "note": "é"}
     assert secret not in console._pretty(record.response_body)  # what the History tab shows
