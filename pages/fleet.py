@@ -26,7 +26,7 @@ with top[0]:
     fleet_ui.last_run(last)
 if top[1].button("Sync now", type="primary", icon=":material/sync:"):
     fleet_ui.run_sync_and_rerun(settings, store)
-if last and last.status != "running" and last.failed_pages and top[2].button("Resume", icon=":material/replay:"):
+if last and last.status not in ("running", "complete") and top[2].button("Resume", icon=":material/replay:"):
     fleet_ui.run_sync_and_rerun(settings, store, resume=last.id)
 fleet_ui.show_outcome()
 st.caption("The same sync runs from a schedule: `python -m pica_core sync` (resumable with `--resume RUN_ID`).")

@@ -444,7 +444,9 @@ class Store:
 
     def start_sync(self, environment: str, page_size: int, resumed_from: int | None = None) -> SyncRun:
         with self.session() as session:
-            run = SyncRun(started_at=utcnow(), environment=environment, page_size=page_size, resumed_from=resumed_from)
+            # Page 1 is all a run knows of before it arrives: a run stopped before that resumes by starting over.
+            run = SyncRun(started_at=utcnow(), environment=environment, page_size=page_size, resumed_from=resumed_from,
+                          failed_pages=[1])
             session.add(run)
             session.flush()
             return run

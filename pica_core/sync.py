@@ -162,8 +162,15 @@ class _Writer:
 
     def stopped(self, exc: BaseException) -> None:
         """The run ends early: what it stored stays, and the pages it did not are already on its row (each batch
-        wrote them); a write under way ends first, so that row is exact."""
+        wrote them); a write under way ends first, so that row is exact. Stopped once every page was stored (by
+        its last progress report, say), it is complete."""
         self.pool.shutdown(wait=True)
+        if self.report.pages_total and not self.unstored:
+            try:
+                self.finish()
+                return
+            except Exception:  # noqa: BLE001 - then it is interrupted, as below
+                pass
         self.report.status, self.report.failed_pages = "interrupted", sorted(self.unstored)
         why = f": {type(exc).__name__}: {str(exc)[:300]}" if isinstance(exc, Exception) else ""
         try:

@@ -75,7 +75,10 @@ def last_run(run: SyncRun | None) -> None:
                 f"{run.rows_seen} connections from {run.pages_total} pages.")
     pages = run.failed_pages
     count = f"{len(pages)} page{'s' if len(pages) != 1 else ''}"
-    if run.status == "interrupted":
+    if run.status == "interrupted" and not run.pages_total:
+        st.warning(f"Sync #{run.id} stopped before its first page arrived. **Resume** starts it again.",
+                   icon=":material/sync_problem:")
+    elif run.status == "interrupted":
         st.warning(f"Sync #{run.id} stopped before it finished: {count} not stored ({page_list(pages)}). "
                    "What was stored is kept; **Resume** fetches the rest.", icon=":material/sync_problem:")
     elif run.status == "failed":

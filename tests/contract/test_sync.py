@@ -121,6 +121,33 @@ def test_a_sync_stopped_part_way_keeps_what_it_stored_and_resume_fetches_the_res
     assert store.count(UserConnection) == 720 and store.not_seen("test") == []
 
 
+def test_a_sync_stopped_before_its_first_page_resumes_by_starting_over(sandbox, store):
+    sandbox.fault("latency", seconds=1, count=1, path="/v1/vault")
+
+    async def stopped_early():
+        async with AsyncPicaClient(base_url=sandbox.url, secret=Secret(SANDBOX_TEST_KEY), page_size=100) as client:
+            await asyncio.wait_for(sync_fleet(client, store, environment="test", page_size=100), 0.2)
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(stopped_early())
+    stopped = store.last_sync("test")
+    assert (stopped.status, stopped.pages_total, stopped.failed_pages) == ("interrupted", 0, [1])
+    resumed = run(sandbox, store, resume=stopped.id)
+    assert (resumed.status, resumed.rows) == ("complete", 720) and resumed.run_id != stopped.id
+
+
+def test_a_sync_stopped_once_every_page_was_stored_is_complete(sandbox, store):
+    def stop(done, total, rows):
+        if done == total:
+            raise KeyboardInterrupt  # the page was left as its last progress report was drawn
+
+    with pytest.raises(KeyboardInterrupt):
+        run(sandbox, store, progress=stop)
+    last = store.last_sync("test")
+    assert (last.status, last.failed_pages, last.rows_seen) == ("complete", [], 720)
+    assert store.not_seen("test") == [] and sum(store.state_counts("test").values()) == 720
+
+
 def test_one_sync_at_a_time(sandbox, store, database_url):
     other = Store.from_url(database_url)  # another process's engine: its own connections (and, on SQLite, file)
     try:
