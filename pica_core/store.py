@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from sqlalchemy import JSON, Column, Index, event, func, or_, text
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError
 from pydantic_core import from_json, to_json
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
@@ -192,8 +193,11 @@ def _sync_lock(engine: Engine, environment: str) -> Iterator[None]:
             try:
                 yield
             finally:
-                connection.scalar(text("SELECT pg_advisory_unlock(hashtext(current_schema() || :name))"), lock)
-                connection.commit()
+                try:
+                    connection.scalar(text("SELECT pg_advisory_unlock(hashtext(current_schema() || :name))"), lock)
+                    connection.commit()
+                except DBAPIError:  # the session is gone, and its lock with it: the sync's own outcome stands
+                    connection.invalidate()
         return
     database = engine.url.database
     if database and database != ":memory:" and fcntl is not None:
@@ -437,9 +441,11 @@ class Store:
                            "finish, then sync or resume.") from None
         with held:
             with self.session() as session:
-                session.execute(SyncRun.__table__.update().where(
-                    SyncRun.environment == environment, SyncRun.status == "running").values(
-                    status="interrupted", finished_at=utcnow(), error="stopped before it finished (its process ended)"))
+                for run in session.exec(select(SyncRun).where(SyncRun.environment == environment,
+                                                              SyncRun.status == "running")):
+                    done = run.pages_total > 0 and not run.failed_pages  # it ended after its last batch
+                    run.status, run.finished_at = ("complete" if done else "interrupted"), utcnow()
+                    run.error = None if done else "stopped before it finished (its process ended)"
             yield
 
     def start_sync(self, environment: str, page_size: int, resumed_from: int | None = None) -> SyncRun:

@@ -20,6 +20,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from .client import AsyncPicaClient, Operation, PageResult
 from .errors import PicaError
@@ -94,14 +95,20 @@ class _Writer:
         self.new = 0
         self.transitions = 0
 
-    def plan(self, first: PageResult) -> None:
-        """A pass over every page, as many as page 1 says."""
+    def plan(self, first: PageResult, *, since: datetime | None = None) -> None:
+        """A pass over every page, as many as page 1 says. A resume's new pass gives `since`, when it began: the
+        run's start then moves there, since the fleet is what a complete run saw from its start on."""
         self.report.pages_total = max(1, first.pages)
         self.rows_total = first.total
         self.unstored = set(range(1, self.report.pages_total + 1))
         self.pages_done = self.rows = 0
         self.store.update_sync(self.run_id, pages_total=self.report.pages_total, rows_total=first.total,
-                               pages_done=0, rows_seen=0, failed_pages=sorted(self.unstored))
+                               pages_done=0, rows_seen=0, failed_pages=sorted(self.unstored),
+                               **({"started_at": since} if since else {}))
+
+    def _to_resume(self, unstored: set[int]) -> list[int]:
+        """What a resume must fetch: the pages not stored, or every page once Pica's list changed under the run."""
+        return list(range(1, self.report.pages_total + 1)) if self.report.listing_changed else sorted(unstored)
 
     async def write(self, page: PageResult, number: int) -> None:
         """Queue page `number` and return once it is stored. The first caller to find no write running writes
@@ -125,7 +132,7 @@ class _Writer:
                     try:
                         result = await loop.run_in_executor(self.pool, functools.partial(
                             self.store.upsert_rows, rows, source="sync", sync_id=self.run_id, sync_progress={
-                                "pages_done": done, "rows_seen": seen, "failed_pages": sorted(unstored)}))
+                                "pages_done": done, "rows_seen": seen, "failed_pages": self._to_resume(unstored)}))
                     except BaseException as exc:
                         for _, _, waiting in [*batch, *self.queue]:
                             if waiting is stored or waiting.done():  # this caller gets it raised right here
@@ -146,9 +153,7 @@ class _Writer:
 
     def finish(self) -> SyncReport:
         report = self.report
-        if report.listing_changed:  # any page may have shifted under the run
-            self.unstored = set(range(1, report.pages_total + 1))
-        report.failed_pages = sorted(self.unstored)
+        report.failed_pages = self._to_resume(self.unstored)
         report.rows, report.new, report.transitions = self.rows, self.new, self.transitions
         report.status = "complete" if not report.failed_pages else "partial"
         if report.listing_changed:
@@ -161,21 +166,22 @@ class _Writer:
         return report
 
     def stopped(self, exc: BaseException) -> None:
-        """The run ends early: what it stored stays, and the pages it did not are already on its row (each batch
-        wrote them); a write under way ends first, so that row is exact. Stopped once every page was stored (by
-        its last progress report, say), it is complete."""
+        """The run ends early: what it stored stays, and what a resume must fetch is on its row, written with
+        each batch. A write under way ends first (a cancelled caller does not stop the thread's commit), so the
+        row, not this object, is exact. Stopped once every page was stored, it is complete."""
         self.pool.shutdown(wait=True)
-        if self.report.pages_total and not self.unstored:
-            try:
-                self.finish()
-                return
-            except Exception:  # noqa: BLE001 - then it is interrupted, as below
-                pass
-        self.report.status, self.report.failed_pages = "interrupted", sorted(self.unstored)
+        report = self.report
+        report.status, report.failed_pages = "interrupted", self._to_resume(self.unstored)
         why = f": {type(exc).__name__}: {str(exc)[:300]}" if isinstance(exc, Exception) else ""
         try:
-            self.store.update_sync(self.run_id, status="interrupted", error=f"stopped before it finished{why}",
-                                   finished_at=utcnow())
+            row = self.store.sync_run(self.run_id)
+            report.failed_pages, report.rows = list(row.failed_pages), row.rows_seen
+            if row.pages_total and not row.failed_pages:
+                report.status = "complete"
+                self.store.update_sync(self.run_id, status="complete", error=None, finished_at=utcnow())
+            else:
+                self.store.update_sync(self.run_id, status="interrupted", error=f"stopped before it finished{why}",
+                                       finished_at=utcnow())
         except Exception:  # noqa: BLE001 - the database may be what failed; the next sync's lock marks the run
             pass
 
@@ -264,21 +270,25 @@ async def resume_sync(client: AsyncPicaClient, store: Store, run_id: int, *,
                              "is): run a new sync, or resume the latest.")
         if run.pages_total == 0:  # the first page never arrived: start over
             return await _new_run(client, store, run.environment, run.page_size or client.page_size, progress)
-        if not run.failed_pages:
-            return SyncReport(run.id, run.status, run.pages_total, run.rows_seen)
+        if not run.failed_pages:  # every page stored (by a process that ended before it could say so)
+            if run.status != "complete":
+                store.update_sync(run.id, status="complete", error=None, finished_at=run.finished_at or utcnow())
+            return SyncReport(run.id, "complete", run.pages_total, run.rows_seen)
         report = SyncReport(run.id, "running", run.pages_total, run.rows_seen)
         writer = _Writer(store, run, report, progress)
         store.update_sync(run.id, status="running", error=None, finished_at=None)
 
         async def work() -> SyncReport:
             number = min(run.failed_pages)  # first alone: it says how many connections Pica lists now
+            began = utcnow()
             try:
                 first = await client.fetch_page(_fleet_operation(client, run.page_size), number, run.page_size)
             except PicaError as exc:
                 report.errors[number] = str(exc)
                 return writer.finish()
-            if first.total != run.rows_total:  # pages are offsets into a list that changed: every one may differ
-                writer.plan(first)
+            # Pages are offsets into a list: if it changed, since the run began or under it, every page may differ.
+            if first.total != run.rows_total or len(run.failed_pages) >= run.pages_total:
+                writer.plan(first, since=began)
             await writer.write(first, number)
             await _fetch_pages(client, sorted(writer.unstored - {number}), run.page_size, writer)
             return writer.finish()

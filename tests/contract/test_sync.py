@@ -197,6 +197,64 @@ def test_a_list_changing_under_a_sync_ends_it_partial_and_its_resume_fetches_eve
     assert (resumed.status, resumed.rows) == ("complete", 721) and store.count(UserConnection) == 721
 
 
+def test_a_list_that_changed_and_changed_back_is_fetched_again_without_counting_twice(sandbox, store):
+    added = []
+
+    def grow(done, total, rows):
+        if done == 1:
+            added.append(late_connection(sandbox))
+    report = run(sandbox, store, progress=grow)
+    sandbox.state.delete_connection(added[0]["id"])  # Pica lists 720 again, as when the run began
+    resumed = run(sandbox, store, resume=report.run_id)
+    row = store.sync_run(report.run_id)
+    assert (resumed.status, resumed.rows, row.pages_done, row.rows_seen) == ("complete", 720, 8, 720)
+
+
+def test_a_resume_that_fetches_every_page_again_counts_only_what_it_saw(sandbox, store):
+    sandbox.fault("status", status=503, count=50, path="/v1/vault/connections", query="page=3")
+    report = run(sandbox, store)
+    sandbox.control("DELETE", "faults")
+    gone = max((c for c in sandbox.state.connections.values() if c["environment"] == "test"),
+               key=lambda c: c["createdAt"])  # the newest: on page 1, which the partial run stored
+    sandbox.state.delete_connection(gone["id"])
+    resumed = run(sandbox, store, resume=report.run_id)  # 719 now: every page again
+    assert (resumed.status, resumed.rows) == ("complete", 719)
+    assert [c.connection_key for c in store.not_seen("test")] == [gone["key"]]
+    assert sum(store.state_counts("test").values()) == 719
+
+
+def test_a_sync_stopped_just_after_its_last_commit_is_complete(sandbox, store, monkeypatch):
+    from pica_core import sync
+
+    monkeypatch.setattr(sync._Writer, "MAX_BATCH_ROWS", 100)
+    write = Store.upsert_rows
+
+    def write_then_stop(self, rows, **options):
+        result = write(self, rows, **options)
+        if options.get("sync_progress", {}).get("failed_pages") == []:
+            raise ConnectionResetError("lost after the commit")  # the writer never learns its last batch went in
+        return result
+
+    monkeypatch.setattr(Store, "upsert_rows", write_then_stop)
+    with pytest.raises(ConnectionResetError):
+        run(sandbox, store)
+    last = store.last_sync("test")
+    assert (last.status, last.failed_pages, last.rows_seen) == ("complete", [], 720)
+
+
+def test_a_run_whose_process_ended_after_its_last_batch_is_complete(sandbox, store):
+    finished = store.start_sync("test", 100)  # as a killed process leaves it: every page stored, still 'running'
+    store.update_sync(finished.id, pages_total=8, pages_done=8, rows_seen=720, failed_pages=[])
+    with store.sync_lock("test"):
+        assert store.sync_run(finished.id).status == "complete"
+    left = store.start_sync("test", 100)
+    store.update_sync(left.id, pages_total=8, pages_done=7, rows_seen=620, failed_pages=[5], status="interrupted")
+    store.update_sync(left.id, failed_pages=[])  # an older dashboard's row: interrupted with nothing left to fetch
+    resumed = run(sandbox, store, resume=left.id)
+    assert resumed.status == "complete" and store.sync_run(left.id).status == "complete"
+    assert sandbox.count("vault/connections") == 0
+
+
 def test_page_list():
     assert page_list([3]) == "3"
     assert page_list([9, 1, 2, 3, 5]) == "1–3, 5, 9"

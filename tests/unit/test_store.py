@@ -324,3 +324,19 @@ def test_a_created_at_whose_offset_has_seconds_is_stored_exactly(store):
     created = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone(timedelta(hours=5, minutes=30, seconds=15)))
     store.upsert_connections([conn(1, created_at=created)], source="lookup")
     assert store.stored_connection(conn(1).key).created_at == created  # JSON would keep +05:30 only
+
+
+def test_a_lost_postgresql_session_leaves_the_sync_its_own_outcome(store):
+    if store.dialect != "postgresql":
+        pytest.skip("PostgreSQL's advisory lock lives in a session that can be lost")
+    from sqlalchemy import text
+
+    # The holder's session ends under it, as a server restart or idle_session_timeout ends it.
+    with store.sync_lock("test"), store.engine.connect() as other:
+        holders = other.scalars(text(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid() "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")).all()
+        assert len(holders) == 1
+        other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": holders[0]})
+    with store.sync_lock("test"):  # leaving did not raise, and the lock can be taken again
+        pass
