@@ -476,16 +476,24 @@ def redact_headers(headers: Mapping[str, str], secret: str | None) -> dict[str, 
 
 
 def scrub_body(body: bytes, secret: str | None) -> tuple[bytes, bool]:
-    """`body` with the secret masked, and whether it was there. JSON can spell the secret with escapes
-    (\\u0073k_…) that only decoding shows, and the console and history decode bodies to show them: such a body
-    is decoded, scrubbed and encoded again."""
+    """`body` with the secret masked, and whether it was there. The console and history decode bodies to show
+    them, and decoding can spell the secret where the bytes do not: JSON in UTF-16 or UTF-32 (json.loads reads
+    them), and \\u escapes (\\u0073k_…). Such a body is decoded and scrubbed."""
     if not secret or not body:
         return body, False
     found = secret.encode() in body
     body = body.replace(secret.encode(), SECRET_MASK.encode())
-    if b"\\u" in body:  # only \u escapes can spell a secret's letters and digits
+    encoding = json.detect_encoding(body)
+    try:
+        text = body.decode(encoding)
+    except UnicodeDecodeError:  # not text: nothing shows it decoded
+        return body, found
+    if secret in text:  # spelt in UTF-16 or UTF-32
+        text, found = scrub(text, secret) or "", True
+        body = text.encode(encoding)
+    if "\\u" in text:
         try:
-            decoded = json.dumps(json.loads(body), ensure_ascii=False)
+            decoded = json.dumps(json.loads(text), ensure_ascii=False)
         except (ValueError, RecursionError):
             return body, found
         if secret in decoded:
@@ -590,9 +598,10 @@ def run_call(client: PicaClient, store: Store, prepared: PreparedRequest, *, act
         prepared, response=outcome.response, error=outcome.error, actor=actor, platform=platform,
         action_title=action_title, secret=secret, body_limit=body_limit))
     if prepared.method != "GET":
-        store.audit(actor=actor, action="console_call", target=prepared.connection_key,
-                    outcome="ok" if outcome.ok else "error", method=prepared.method, path=outcome.record.path,
-                    status=outcome.status, action_id=prepared.action_id, history_id=outcome.record.id)
+        record = outcome.record  # scrubbed of the secret: the audit log is shown too
+        store.audit(actor=actor, action="console_call", target=record.connection_key,
+                    outcome="ok" if outcome.ok else "error", method=prepared.method, path=record.path,
+                    status=outcome.status, action_id=record.action_id, history_id=record.id)
     return outcome
 
 

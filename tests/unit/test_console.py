@@ -432,6 +432,18 @@ def test_a_post_is_audited(sandbox, client, store):
     assert event.detail["path"] == "/gmail/v1/users/me/messages/send"
 
 
+def test_the_audit_log_is_scrubbed_of_the_secret_too(sandbox, client, store):
+    conn = connection(sandbox)
+    key = conn["key"].split("|")[0] + "|" + SANDBOX_TEST_KEY  # an identity that is the secret, pasted by mistake
+    prepared = console.prepare(draft(connection_key=key, action_id=SEND_ACTION, method="POST",
+                                     path_template="/gmail/v1/users/{{userId}}/messages/send",
+                                     body_kind="json", body_text='{"raw": "SGk="}'))
+    outcome = run(client, store, prepared, action_title="Send")
+    [event] = store.audit_events(action="console_call")
+    assert SANDBOX_TEST_KEY not in event.model_dump_json() and event.target.endswith("|****")
+    assert SANDBOX_TEST_KEY not in store.call(outcome.record.id).model_dump_json()
+
+
 def test_custom_actions_reach_the_sandbox_with_their_connection_key(sandbox, client, store):
     conn = connection(sandbox)
     prepared = console.prepare(draft(connection_key=conn["key"], action_id=CUSTOM_ACTION, method="POST",
@@ -562,6 +574,11 @@ def test_the_secret_is_masked_in_responses_and_exports():
                                  display_limit=1000, secret=secret)
     assert view.kind == "records" and view.records == [{"echo": "****"}] and "masked" in view.note
     assert secret not in view.display and secret not in json.loads(view.body)["messages"][0]["echo"]
+    for encoding in ("utf-16", "utf-16-le", "utf-32"):  # json.loads reads these: the secret must not show
+        body = json.dumps({"echo": secret}).encode(encoding)
+        view = console.response_view(response(body=body), display_limit=1000, secret=secret)
+        assert view.kind == "json" and secret not in view.display and "masked" in view.note, encoding
+        assert json.loads(view.body) == {"echo": "****"}
     prepared = console.prepare(draft(query=[("q", secret)], headers=[("X-Echo", secret)]))
     for text in (console.export_curl(prepared, "http://p", secret=secret),
                  console.export_httpx(prepared, "http://p", secret=secret)):
