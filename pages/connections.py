@@ -1,6 +1,7 @@
 """Connections: look up an end user (or a key, or a platform), see every connection and its health."""
 
 import asyncio
+from dataclasses import replace
 
 import streamlit as st
 
@@ -124,7 +125,9 @@ with lookup_tab:
                                format_func=lambda p: names.get(p, p))
                 f3.multiselect("Environment", ["test", "live"], key="f-env", on_change=keep, args=("f-env", "environment"))
 
-                shown = sort_for_attention(apply_filters(connections, lookup))
+                # Filter by what the widgets show: a platform of the URL this identity has no connection on is dropped.
+                shown = sort_for_attention(apply_filters(connections, replace(lookup, platforms=tuple(
+                    st.session_state["f-platform"]))))
                 stored = {row.connection_key: row for row in store.stored_connections([c.key for c in shown])}
                 table = connection_rows(shown, stored, names, logos)
                 st.caption(f"Showing {len(shown)} of {len(connections)} · broken first · select a row for details")

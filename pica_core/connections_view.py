@@ -53,7 +53,7 @@ class Lookup:
             key=one("key"),
             platform=one("platform"),
             states=many("state", STATES),
-            platforms=many("platforms"),
+            platforms=tuple(p.lower() for p in many("platforms")),
             environments=many("environment", ("test", "live")),
             selected=one("connection"),
         )
@@ -187,7 +187,8 @@ def parse_bulk(text: str, upload: bytes = b"") -> BulkInput:
 
 
 def _read_bulk(text: str, where: str, result: BulkInput, seen: set[tuple[str, str | None]]) -> None:
-    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")))
+    text = text.removeprefix("\ufeff")
+    reader = csv.reader(io.StringIO(text), delimiter=_delimiter(text))
     identity_column, type_column = 0, 1
     header_possible = True
     while True:
@@ -220,6 +221,15 @@ def _read_bulk(text: str, where: str, result: BulkInput, seen: set[tuple[str, st
         if (identity, identity_type) not in seen:
             seen.add((identity, identity_type))
             result.identities.append((identity, identity_type))
+
+
+def _delimiter(text: str) -> str:
+    """A comma, unless the first line has none and has semicolons or tabs (Excel's CSV in many locales, a paste
+    from a spreadsheet)."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    if "," in first:
+        return ","
+    return ";" if ";" in first else "\t" if "\t" in first else ","
 
 
 @dataclass

@@ -105,11 +105,12 @@ def selection_table(frame: pd.DataFrame, ids: Sequence[str], selected: str, *, n
     """A single-row-select st.dataframe of rows `ids` showing `selected`; returns the id now selected ("" = none).
 
     A selection is a row position, so the table is keyed on its rows: a selection never outlives the rows it
-    pointed at. Only a change of the selection since the last run moves it, so an item opened from the URL stays
-    selected while its row is filtered out of view.
+    pointed at. And on `selected`: the widget keeps its own selection while its key stays, so a selection the URL
+    dropped (a new lookup) would stay highlighted. Only a change of the selection since the last run moves it, so
+    an item opened from the URL stays selected while its row is filtered out of view.
     """
     ids = tuple(ids)
-    key = f"{name}." + hashlib.sha1("\n".join(ids).encode()).hexdigest()[:12]
+    key = f"{name}." + hashlib.sha1("\n".join((*ids, "", selected)).encode()).hexdigest()[:12]
     default = [ids.index(selected)] if selected in ids else []
     event = st.dataframe(frame, key=key, on_select="rerun", selection_mode="single-row",
                          selection_default={"selection": {"rows": default, "columns": []}}, **options)

@@ -229,3 +229,31 @@ def test_an_identity_is_shown_as_text_not_markdown(app_env):
     at = open_page("connections", query={"identity": "**ana** :red[x] <b>"})
     assert_clean(at)
     assert at.warning[0].value == "No connections for \\*\\*ana\\*\\* \\:red\\[x\\] \\<b\\> \\(type any\\)\\."
+
+
+def test_a_new_lookup_clears_the_selection_and_one_click_opens_it_again(app_env):
+    conn = identity_with_broken_connection(app_env)
+    at = open_page("connections", query={"identity": conn["identity"]})
+    second = table(at)["id"].iloc[1]
+    select_row(at, 1)
+    assert at.query_params["connection"] == second
+    next(b for b in at.button if b.label == "Look up").click().run()  # the same query again: no connection in it
+    assert_clean(at)
+    assert "connection" not in at.query_params and not any("What to do" in e.value for e in [*at.error, *at.warning,
+                                                                                               *at.info])
+    assert at.session_state[vault_key(at)]["selection"]["rows"] == []  # nothing left highlighted
+    select_row(at, 1)
+    assert at.query_params["connection"] == second
+
+
+def test_a_url_platform_filter_applies_only_as_the_filter_box_shows_it(app_env):
+    conn = identity_with_broken_connection(app_env)
+    at = open_page("connections", query={"identity": conn["identity"],
+                                         "platforms": f"{conn['platform'].upper()},nonexistent"})
+    assert_clean(at)
+    assert at.multiselect(key="f-platform").value == [conn["platform"]]
+    assert set(table(at)["key"]) == {c["key"] for c in app_env.state.connections.values()
+                                     if c["identity"] == conn["identity"] and c["platform"] == conn["platform"]}
+    at.query_params["platforms"] = "nonexistent"
+    at.run()
+    assert at.multiselect(key="f-platform").value == [] and len(table(at)) > 1  # an empty box filters nothing

@@ -49,6 +49,12 @@ def test_parse_bulk_reads_the_identity_column_of_a_file_and_numbers_its_own_line
     assert [p.split(":")[0] for p in both.problems] == ["File line 4"]  # a quoted field over two lines ends on 4
 
 
+def test_parse_bulk_reads_semicolons_and_tabs_as_spreadsheets_write_them():
+    assert parse_bulk("", b"Identity;Type\r\nusr_1;user\r\nt-2;team\r\n").identities == [("usr_1", "user"), ("t-2", "team")]
+    assert parse_bulk("usr_1\tuser\nusr_2\n").identities == [("usr_1", "user"), ("usr_2", None)]
+    assert parse_bulk("a;b@x.io,user\n").identities == [("a;b@x.io", "user")]  # a comma: commas separate
+
+
 def test_parse_bulk_says_what_it_could_not_read():
     huge = parse_bulk("u-1\n\"" + "z" * 200_000 + "\"\nu-2\n")  # over csv's field size limit
     assert huge.identities == [("u-1", None)]
