@@ -64,5 +64,5 @@ else:
 
 st.subheader("Coverage", anchor=False)
 ui.coverage_panel(cv.coverage(shown), whole_catalog=not spec.filtered,
-                  synced=store.last_sync(settings.environment) is not None,
+                  synced=bool(usage) or store.last_sync(settings.environment, statuses=("complete",)) is not None,
                   unknown=cv.unknown_platforms(usage, frame))
