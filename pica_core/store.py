@@ -301,6 +301,8 @@ class Store:
         point records exactly what it stored.
         """
         if not rows:
+            if sync_progress:  # empty pages (an empty fleet, a list that shrank) are stored pages too
+                self.update_sync(sync_id, **sync_progress)
             return UpsertResult()
         unique = {r["key"]: r for r in rows}  # last one wins if a batch repeats a key
         fingerprints = dict(zip(unique, map(_fingerprint, unique.values())))

@@ -192,6 +192,12 @@ def test_transitions_since_lists_changes_not_first_sightings(store):
     assert [c.connection_key for c in store.transitions_since(utcnow() - timedelta(hours=24), "test")] == [conn(1).key]
 
 
+def test_a_batch_of_empty_pages_still_records_the_run_s_progress(store):
+    run = store.start_sync("test", 100)
+    store.upsert_rows([], source="sync", sync_id=run.id, sync_progress={"pages_done": 1, "failed_pages": []})
+    assert (store.sync_run(run.id).pages_done, store.sync_run(run.id).failed_pages) == (1, [])
+
+
 def test_sync_runs(store):
     run = store.start_sync("test", 300)
     store.update_sync(run.id, status="partial", failed_pages=[3, 5], pages_total=5)
