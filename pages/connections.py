@@ -156,6 +156,9 @@ with lookup_tab:
                 selected = next((c for c in connections if c.id == lookup.selected), None)
                 if selected is not None:
                     st.divider()
+                    if selected.id not in {c.id for c in shown}:
+                        st.caption(":material/filter_alt: The filters above hide this connection's row; its "
+                                   "details stay open until you choose another one.")
                     detail(selected, settings=settings, store=store, principal=principal,
                            display_name=names.get(selected.platform, selected.platform))
 
@@ -177,14 +180,14 @@ with bulk_tab:
         else:
             st.session_state.pop("triage", None)
     for problem in st.session_state.get("triage-problems", []):
-        st.warning(problem, icon=":material/edit_off:")
+        st.warning(plain(problem), icon=":material/edit_off:")  # it quotes the line as typed
     results = st.session_state.get("triage")
     if results:
-        table = triage_rows(results)
+        table = triage_rows(results, names)
         states = state_counts(s for s in table["state"] if s in STATES)
         st.markdown(f"**{len(results)} identities** · {attention_summary(states)} · "
                     f"{sum(1 for r in results if not r.connections and not r.error)} with none · "
                     f"{sum(1 for r in results if r.error)} failed to load")
-        st.dataframe(table, hide_index=True, width="stretch")
+        st.dataframe(style_states(table), hide_index=True, width="stretch")
         st.download_button("Download CSV", table.to_csv(index=False), file_name="triage.csv", mime="text/csv",
                            icon=":material/download:", key="triage-csv")

@@ -216,11 +216,18 @@ def _read_bulk(text: str, where: str, result: BulkInput, seen: set[tuple[str, st
             identity = validation.identity(raw_identity)
             identity_type = validation.identity_type(raw_type or None)
         except InvalidInputError as exc:
-            result.problems.append(f"{where} {number}: {exc.message}")
+            result.problems.append(f"{where} {number}: {exc.message} It reads “{_excerpt(row)}”.")
             continue
         if (identity, identity_type) not in seen:
             seen.add((identity, identity_type))
             result.identities.append((identity, identity_type))
+
+
+def _excerpt(row: Sequence[str], limit: int = 60) -> str:
+    """A bad line as it was read, short and on one line, so it can be found in the list."""
+    text = ", ".join(cell.strip() for cell in row)
+    text = "".join(" " if ch < " " or ch == "\x7f" else ch for ch in text)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _delimiter(text: str) -> str:
@@ -256,14 +263,21 @@ async def triage(client, identities: Sequence[tuple[str, str | None]]) -> list[T
     return list(await asyncio.gather(*(one(i, t) for i, t in identities)))
 
 
-def triage_rows(results: Sequence[TriageResult]) -> pd.DataFrame:
-    rows = []
+def triage_rows(results: Sequence[TriageResult], names: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One row per connection, each once: an identity asked for with its type and without lists its connections
+    under the first; an identity with none, or whose lookup failed, gets one row saying so."""
+    names = names or {}
+    rows, listed = [], set()
     for result in results:
-        if result.error or not result.connections:
+        fresh = [c for c in result.connections if c.key not in listed]
+        listed.update(c.key for c in fresh)
+        if result.error or not fresh:
+            state = "error" if result.error else "listed above" if result.connections else "no connections"
+            note = result.error or (f"its {len(result.connections)} connection(s) are listed above" if
+                                    result.connections else "")
             rows.append({"identity": result.identity, "identity type": result.identity_type or "any",
-                         "platform": None, "state": "error" if result.error else "no connections",
-                         "key": None, "note": result.error or ""})
-        for c in result.connections:
-            rows.append({"identity": result.identity, "identity type": c.identity_type, "platform": c.platform,
-                         "state": c.state, "key": c.key, "note": ""})
+                         "platform": None, "state": state, "key": None, "note": note})
+        for c in fresh:
+            rows.append({"identity": result.identity, "identity type": c.identity_type,
+                         "platform": names.get(c.platform, c.platform), "state": c.state, "key": c.key, "note": ""})
     return pd.DataFrame(rows, columns=["identity", "identity type", "platform", "state", "key", "note"])

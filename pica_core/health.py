@@ -27,7 +27,8 @@ MEANING = {
         "Wait for the retry; if it stays degraded for more than a few hours, ask the user to reconnect.",
     ),
     "failed": (
-        "The connection is inactive: the platform refused its credentials (expired or revoked token).",
+        "The platform refused the connection's credentials (expired or revoked token): calls through it fail "
+        "until the user connects again.",
         "The user must reconnect: use Reconnect to open the Connect flow for the same identity and connector.",
     ),
     "unknown": (
@@ -58,7 +59,7 @@ def attention_summary(counts: Mapping[str, int]) -> str:
     total = sum(counts.values())
     attention = sum(counts.get(s, 0) for s in NEEDS_ATTENTION)
     noun = "connection" if total == 1 else "connections"
-    return f"{total} {noun} ({attention} need attention)"
+    return f"{total} {noun} ({attention} {'needs' if attention == 1 else 'need'} attention)"
 
 
 @dataclass(frozen=True)

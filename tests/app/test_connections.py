@@ -43,7 +43,7 @@ def test_deep_link_opens_the_identity(app_env):
     frame = table(at)
     assert len(frame) == len(expected) and set(frame["key"]) == {c["key"] for c in expected}
     assert frame["state"].iloc[0] == "● failed"  # broken first
-    assert any("need attention" in m.value for m in at.markdown)
+    assert any(" attention)" in m.value for m in at.markdown)
 
 
 def test_lookup_by_typing_an_identity(app_env):
@@ -182,11 +182,13 @@ def test_a_selection_does_not_move_to_the_connection_that_takes_its_row(app_env)
     first = table(at)["id"].iloc[0]  # broken first: a failed one
     select_row(at, 0)
     assert at.query_params["connection"] == first
+    assert not any("hide this connection's row" in c.value for c in at.caption)
     at.multiselect(key="f-state").set_value(["operational"]).run()  # another connection is in row 0 now
     assert_clean(at)
     assert table(at)["id"].iloc[0] != first
     assert at.query_params["connection"] == first  # the detail stays on the one chosen
     assert any("The user must reconnect" in e.value for e in at.error)
+    assert any("hide this connection's row" in c.value for c in at.caption)
 
 
 def test_a_delete_confirmation_typed_for_one_connection_does_not_confirm_another(app_env):

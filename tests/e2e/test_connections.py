@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlencode
 
 import pytest
@@ -17,7 +18,7 @@ def test_deep_link_to_a_failed_connection_shows_what_to_do(dashboard, page):
     failed = next(r for r in rows if r["state"] == "failed" and not r["identity"].startswith(("e2e-", "npm-")))
     query = urlencode({"identity": failed["identity"], "identityType": failed["identityType"], "connection": failed["id"]})
     open_path(page, dashboard, f"connections?{query}")
-    expect(page.get_by_text("need attention").first).to_be_visible()
+    expect(page.get_by_text(re.compile(r"needs? attention")).first).to_be_visible()
     expect(page.get_by_text("The user must reconnect").first).to_be_visible()
     page.locator("[data-testid='stCode']").filter(has_text=failed["key"]).wait_for()
     screenshot(page, "connections")

@@ -9,7 +9,14 @@ from types import SimpleNamespace
 import pytest
 
 from pica_core.config import Secret, load_settings
-from pica_core.connections_view import Lookup, no_results_message, parse_bulk, sort_for_attention
+from pica_core.connections_view import (
+    Lookup,
+    TriageResult,
+    no_results_message,
+    parse_bulk,
+    sort_for_attention,
+    triage_rows,
+)
 from pica_core.errors import InvalidInputError
 from pica_core.health import attention_summary, describe_transition, state_counts, timeline
 from pica_core.models import Connection
@@ -37,6 +44,9 @@ def test_parse_bulk_numbers_lines_as_pasted():
     parsed = parse_bulk("identity,identityType\nu1,user\nu1,user\nu2\n\nbad,robot\n" + "x" * 130)
     assert parsed.identities == [("u1", "user"), ("u2", None)]
     assert [p.split(":")[0] for p in parsed.problems] == ["Line 6", "Line 7"]
+    assert parsed.problems[0].endswith("It reads “bad, robot”.")  # the line, to find it in the list
+    assert parsed.problems[1].endswith("x" * 58 + "…”.")
+    assert parse_bulk("a\x00b,user\n").problems[0].endswith("It reads “a b, user”.")
 
 
 def test_parse_bulk_reads_the_identity_column_of_a_file_and_numbers_its_own_lines():
@@ -82,6 +92,20 @@ def test_no_results_message_hints_other_types_and_environment():
     assert hint.startswith("That key belongs to the live environment.")
 
 
+def test_triage_rows_list_each_connection_once():
+    now = datetime.now(UTC)
+    mine = [Connection(id=str(n), key=f"k{n}", platform="gmail", state=s, identity="u1", identity_type="user",
+                       created_at=now) for n, s in enumerate(["failed", "operational"])]
+    other = Connection(id="9", key="k9", platform="slack", state="degraded", identity="u1", identity_type="team",
+                       created_at=now)
+    frame = triage_rows([TriageResult("u1", "user", mine), TriageResult("u1", None, [*mine, other]),
+                         TriageResult("u1", "user", mine), TriageResult("nobody", None),
+                         TriageResult("bad", None, error="401 — check the key")], {"gmail": "Gmail"})
+    assert list(frame["key"].dropna()) == ["k0", "k1", "k9"]  # the untyped lookup adds only what is new
+    assert list(frame["state"]) == ["failed", "operational", "degraded", "listed above", "no connections", "error"]
+    assert frame["platform"].iloc[0] == "Gmail" and frame["platform"].iloc[2] == "slack"
+
+
 def test_sort_for_attention():
     now = datetime.now(UTC)
     rows = [Connection(id=str(n), key=f"k{n}", platform="p", state=s, created_at=now - timedelta(days=n))
@@ -92,7 +116,8 @@ def test_sort_for_attention():
 def test_health_summary_and_timeline():
     counts = state_counts(["failed", "operational", "bogus"])
     assert counts == {"operational": 1, "degraded": 0, "failed": 1, "unknown": 1}
-    assert attention_summary(counts) == "3 connections (1 need attention)"
+    assert attention_summary(counts) == "3 connections (1 needs attention)"
+    assert attention_summary({"failed": 2}) == "2 connections (2 need attention)"
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     rows = [SimpleNamespace(to_state="operational", at=t0), SimpleNamespace(to_state="failed", at=t0 + timedelta(hours=1))]
     periods = timeline(rows)
