@@ -20,16 +20,20 @@ st.title("Fleet health")
 catalog = data.catalog(settings).value
 names = {c.platform: c.name for c in catalog[0]} if catalog else {}
 
-last = store.last_sync(env, statuses=("running", "complete", "partial", "failed", "interrupted"))
+last = store.last_sync(env, statuses=fleet_ui.RUN_STATUSES)
+outcome = fleet_ui.pop_outcome()
+resumable = last is not None and last.status not in ("running", "complete")
 top = st.columns([3, 1, 1])
 with top[0]:
-    fleet_ui.last_run(last)
-if top[1].button("Sync now", type="primary", icon=":material/sync:"):
+    fleet_ui.status(store, env, last, reported=getattr(outcome, "run_id", None) == getattr(last, "id", None))
+if top[1].button("Sync now", type="secondary" if resumable else "primary", icon=":material/sync:",
+                 help="Fetches every connection of the account again."):
     fleet_ui.run_sync_and_rerun(settings, store)
-if last and last.status not in ("running", "complete") and top[2].button("Resume", icon=":material/replay:"):
+if resumable and top[2].button("Resume", type="primary", icon=":material/replay:",
+                               help="Fetches only what the last sync did not store."):
     fleet_ui.run_sync_and_rerun(settings, store, resume=last.id)
-fleet_ui.show_outcome()
-st.caption("The same sync runs from a schedule: `python -m pica_core sync` (resumable with `--resume RUN_ID`).")
+fleet_ui.show_outcome(outcome)
+st.caption("The same sync runs on a schedule as `python -m pica_core sync`.")
 
 auto = st.toggle("Auto-refresh this overview every 30 s", key="auto-refresh",
                  help="Re-reads the dashboard's database (no Pica calls); run syncs on a schedule to keep it fresh.")
@@ -85,13 +89,18 @@ broken_tab, changed_tab, missing_tab, export_tab = st.tabs([
     f"Not seen in the last sync ({len(missing)})", "Export"])
 with broken_tab:
     if attention:
+        # A state the dashboard found on first sight began before then: its age is a lower bound.
         table = pd.DataFrame([{
-            "state": state_label(r.state), "since": r.state_since, "for": ago(r.state_since).replace(" ago", ""),
+            "open": link(r), "state": state_label(r.state), "since": r.state_since,
+            "for": ("≥ " if r.state_since <= r.first_seen_at else "") + ago(r.state_since).replace(" ago", ""),
             "platform": names.get(r.platform, r.platform), "identity": r.user_id, "identity type": r.identity_type,
-            "key": r.connection_key, "open": link(r)} for r in attention])
+            "key": r.connection_key} for r in attention])
         st.dataframe(style_states(table), hide_index=True, width="stretch", column_config={
             "since": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
-            "open": st.column_config.LinkColumn("details", display_text="open")})
+            "open": st.column_config.LinkColumn("details", display_text="open", width="small")})
+        if any(r.state_since <= r.first_seen_at for r in attention):
+            st.caption("≥: already in that state when the dashboard first saw the connection, so for at least that "
+                       "long. Oldest first.")
     else:
         st.success("Nothing failed or degraded in the last sync.", icon=":material/check_circle:")
 with changed_tab:

@@ -44,15 +44,17 @@ class SyncReport:
     transitions: int = 0
     listing_changed: tuple[int, int] | None = None  # (connections when the run began, then)
 
-    def summary(self) -> str:
+    def summary(self, resume: str | None = None) -> str:
+        """What it did, and what is left; `resume` names how to resume it (the command's option by default)."""
+        resume = resume or f"resume (--resume {self.run_id})"
         text = f"sync #{self.run_id}: {self.status}, {self.rows} connections from {self.pages_total} pages"
         text += f" ({self.new} new, {self.transitions} state changes)"
         if self.listing_changed:
             before, after = self.listing_changed
             text += (f"; Pica's list changed while it ran ({before} → {after} connections), so its pages shifted and a "
-                     f"connection may have been missed: resume (--resume {self.run_id}) fetches every page again")
+                     f"connection may have been missed: {resume} fetches every page again")
         elif self.failed_pages:
-            text += f"; pages that failed: {page_list(self.failed_pages)} (resume with --resume {self.run_id})"
+            text += f"; pages that failed: {page_list(self.failed_pages)} ({resume} fetches them again)"
         return text
 
 

@@ -44,8 +44,15 @@ def run_sync_and_rerun(settings: Settings, store: Store, *, resume: int | None =
     st.rerun()
 
 
-def show_outcome() -> None:
-    outcome = st.session_state.pop(_OUTCOME, None)
+RUN_STATUSES = ("running", "complete", "partial", "failed", "interrupted")
+
+
+def pop_outcome() -> SyncReport | str | None:
+    """What this session's last click on Sync now or Resume did (shown once)."""
+    return st.session_state.pop(_OUTCOME, None)
+
+
+def show_outcome(outcome: SyncReport | str | None) -> None:
     if isinstance(outcome, SyncReport):
         report_message(outcome)
     elif outcome:
@@ -54,25 +61,50 @@ def show_outcome() -> None:
 
 def report_message(report: SyncReport) -> None:
     if report.status == "complete":
-        st.success(report.summary().capitalize(), icon=":material/sync:")
+        st.success(_sentence(report.summary()), icon=":material/sync:")
     else:
-        st.warning(report.summary().capitalize(), icon=":material/sync_problem:")
+        st.warning(_sentence(report.summary(resume="**Resume**")), icon=":material/sync_problem:")
         for page, error in sorted(report.errors.items())[:5]:
             st.caption(f"Page {page}: {error}")
 
 
-def last_run(run: SyncRun | None) -> None:
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]  # str.capitalize() would lowercase the rest ("Pica's", "**Resume**")
+
+
+def status(store: Store, environment: str, run: SyncRun | None, *, reported: bool = False) -> None:
+    """The latest run; while one runs (in another tab, session or process), followed every 2 s, and the whole
+    page read again once it ends. `reported`: this session just showed its outcome, so only the status line."""
+    if run is not None and run.status == "running":
+        _follow(store, environment, run.id)
+    else:
+        last_run(run, brief=reported)
+
+
+@st.fragment(run_every=2)
+def _follow(store: Store, environment: str, run_id: int) -> None:
+    run = store.last_sync(environment, statuses=RUN_STATUSES)
+    if run is None or run.id != run_id or run.status != "running":
+        st.rerun(scope="app")  # it ended: the counts, tables and buttons change with it
+    last_run(run)
+
+
+def last_run(run: SyncRun | None, *, brief: bool = False) -> None:
     """The latest run of the environment: how far it got, and what a resume would fetch."""
     if run is None:
         st.markdown("No sync yet: **Sync now** copies every connection of the account into the dashboard's database.")
         return
     if run.status == "running":
         st.markdown(f"Sync **#{run.id}** is running (started {ago(run.started_at)}): {run.pages_done}/"
-                    f"{run.pages_total} pages, {run.rows_seen} connections so far.")
-        st.caption("It runs in another session or from the command line: reload to follow it.")
+                    f"{run.pages_total or '?'} pages, {run.rows_seen} connections so far.")
+        st.progress(min(1.0, run.pages_done / run.pages_total) if run.pages_total else 0.0)
+        st.caption("It runs in another tab or session, or from the command line; this follows it. If it stops "
+                   "moving, its process may have ended: **Sync now** takes over.")
         return
     st.markdown(f"Last sync **#{run.id}** {ago(run.finished_at or run.started_at)}: **{run.status}**, "
                 f"{run.rows_seen} connections from {run.pages_total} pages.")
+    if brief:
+        return
     pages = run.failed_pages
     count = f"{len(pages)} page{'s' if len(pages) != 1 else ''}"
     if run.status == "interrupted" and not run.pages_total:

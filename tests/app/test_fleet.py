@@ -34,6 +34,11 @@ def test_sync_records_changes_and_lists_them(app_env):
     assert any("1 state changes" in s.value for s in at.success)
     changes = next(df.value for df in at.dataframe if "change" in df.value.columns)
     assert list(changes["key"]) == [conn["key"]] and list(changes["change"]) == ["operational → degraded"]
+    attention = next(df.value for df in at.dataframe if "since" in df.value.columns)
+    assert list(attention.columns[:2]) == ["open", "state"]  # the link in sight
+    ages = dict(zip(attention["key"], attention["for"]))
+    assert not ages.pop(conn["key"]).startswith("≥")  # seen to change: its age is known
+    assert ages and all(age.startswith("≥ ") for age in ages.values())  # broken when first seen: at least that old
 
 
 def test_deleted_connection_shows_as_not_seen_in_last_sync(app_env):
@@ -123,7 +128,12 @@ def test_resume_button_fetches_only_the_pages_left(app_env):
     open_page("fleet")
     app_env.fault("status", status=503, count=100, path="/v1/vault/connections", query="page=2")
     at = click(open_page("fleet"), "Sync now")
-    assert any("pages that failed: 2" in w.value for w in at.warning)
+    warnings = [w.value for w in at.warning]
+    assert len(warnings) == 1 and "pages that failed: 2 (**Resume** fetches them again)" in warnings[0], warnings
+    assert "--resume" not in warnings[0]  # the command's option is for the command line
+    resume = next(b for b in at.button if b.label == "Resume")
+    assert resume.proto.type == "primary" and next(b for b in at.button if b.label == "Sync now").proto.type == "secondary"
+    at = open_page("fleet")  # later, or in another session: the run's row says the same
     assert any("partial: 1 page to fetch again (2)" in w.value for w in at.warning)
     app_env.control("DELETE", "faults")
     app_env.control("DELETE", "stats")

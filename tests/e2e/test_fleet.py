@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -53,4 +57,29 @@ def test_leaving_the_page_mid_sync_keeps_what_was_stored_and_resume_fetches_the_
     wait_idle(page)
     expect(page.get_by_text(f"Sync #{run_id}: complete", exact=False).first).to_be_visible()
     assert latest_run(dashboard) == (run_id, "complete", 3, [])
+    assert page.locator("[data-testid='stException']").count() == 0
+
+
+def test_a_sync_running_elsewhere_is_followed_until_it_ends(dashboard, page):
+    """The scheduled command syncs while support has the page open: the page follows it, no reload needed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PICA_", "AUTHKIT_", "DATABASE_URL"))}
+    env.update(PICA_API_URL=dashboard.sandbox_url, DATABASE_URL=dashboard.database_url,
+               PICA_SECRETS_FILE=str(Path(dashboard.log).with_name("none.toml")))
+    open_path(page, dashboard, "fleet")  # the dashboard's database exists
+    before = latest_run(dashboard)
+    dashboard.control("POST", "faults", json={"kind": "latency", "seconds": 6, "path": "/v1/vault/connections",
+                                              "query": "page=2"})
+    command = subprocess.Popen([sys.executable, "-m", "pica_core", "sync"], cwd=Path(__file__).parents[2], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        run_id = wait_for(lambda: (r := latest_run(dashboard)) and r != before and r[1] == "running" and r[0],
+                          "the command's sync to start")
+        open_path(page, dashboard, "fleet")
+        expect(page.get_by_text(f"Sync #{run_id} is running", exact=False)).to_be_visible()
+        assert command.wait(timeout=60) == 0, command.stdout.read()
+        expect(page.get_by_text(f"Last sync #{run_id}", exact=False)).to_be_visible(timeout=10_000)
+        expect(page.get_by_text("complete", exact=True).first).to_be_visible()
+    finally:
+        dashboard.control("DELETE", "faults")
+        command.kill()
     assert page.locator("[data-testid='stException']").count() == 0
