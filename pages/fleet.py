@@ -20,7 +20,7 @@ st.title("Fleet health")
 catalog = data.catalog(settings).value
 names = {c.platform: c.name for c in catalog[0]} if catalog else {}
 
-last = store.last_sync(env, statuses=fleet_ui.RUN_STATUSES)
+last = fleet_ui.latest_run(store, env)
 outcome = fleet_ui.pop_outcome()
 resumable = last is not None and last.status not in ("running", "complete")
 top = st.columns([3, 1, 1])

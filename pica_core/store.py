@@ -450,6 +450,15 @@ class Store:
                     run.error = None if done else "stopped before it finished (its process ended)"
             yield
 
+    def sync_in_progress(self, environment: str) -> bool:
+        """Whether a sync of the environment runs now. When none does, asking takes the lock for a moment, which
+        marks a run that a process left 'running' when it ended (as `sync_lock` does)."""
+        try:
+            with self.sync_lock(environment):
+                return False
+        except SyncBusy:
+            return True
+
     def start_sync(self, environment: str, page_size: int, resumed_from: int | None = None) -> SyncRun:
         with self.session() as session:
             # Page 1 is all a run knows of before it arrives: a run stopped before that resumes by starting over.

@@ -72,6 +72,14 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]  # str.capitalize() would lowercase the rest ("Pica's", "**Resume**")
 
 
+def latest_run(store: Store, environment: str) -> SyncRun | None:
+    """The environment's latest run as it stands: one its process left 'running' when it died reads as ended."""
+    run = store.last_sync(environment, statuses=RUN_STATUSES)
+    if run is not None and run.status == "running" and not store.sync_in_progress(environment):
+        run = store.sync_run(run.id)
+    return run
+
+
 def status(store: Store, environment: str, run: SyncRun | None, *, reported: bool = False) -> None:
     """The latest run; while one runs (in another tab, session or process), followed every 2 s, and the whole
     page read again once it ends. `reported`: this session just showed its outcome, so only the status line."""
@@ -83,7 +91,7 @@ def status(store: Store, environment: str, run: SyncRun | None, *, reported: boo
 
 @st.fragment(run_every=2)
 def _follow(store: Store, environment: str, run_id: int) -> None:
-    run = store.last_sync(environment, statuses=RUN_STATUSES)
+    run = latest_run(store, environment)
     if run is None or run.id != run_id or run.status != "running":
         st.rerun(scope="app")  # it ended: the counts, tables and buttons change with it
     last_run(run)
@@ -98,8 +106,7 @@ def last_run(run: SyncRun | None, *, brief: bool = False) -> None:
         st.markdown(f"Sync **#{run.id}** is running (started {ago(run.started_at)}): {run.pages_done}/"
                     f"{run.pages_total or '?'} pages, {run.rows_seen} connections so far.")
         st.progress(min(1.0, run.pages_done / run.pages_total) if run.pages_total else 0.0)
-        st.caption("It runs in another tab or session, or from the command line; this follows it. If it stops "
-                   "moving, its process may have ended: **Sync now** takes over.")
+        st.caption("It runs in another tab or session, or from the command line; this follows it.")
         return
     st.markdown(f"Last sync **#{run.id}** {ago(run.finished_at or run.started_at)}: **{run.status}**, "
                 f"{run.rows_seen} connections from {run.pages_total} pages.")

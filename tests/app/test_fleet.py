@@ -113,14 +113,18 @@ def test_sync_now_beside_another_sync_says_so(app_env):
 def test_an_interrupted_sync_shows_what_is_left_and_resume_completes_it(app_env):
     at = open_page("fleet")  # the first sync, complete
     store = Store.from_url(os.environ["DATABASE_URL"])
-    stopped = store.start_sync("test", 300)  # as a killed process leaves it: running, page 1 of 3 stored
-    store.update_sync(stopped.id, pages_total=3, rows_total=720, pages_done=1, rows_seen=300, failed_pages=[2, 3])
-    at = open_page("fleet")
-    assert any(f"Sync **#{stopped.id}** is running" in m.value for m in at.markdown)  # its lock says nobody holds it...
-    app_env.control("DELETE", "stats")
-    click(at, "Sync now")  # ...so a new sync marks it interrupted and runs
+    with store.sync_lock("test"):  # a sync's process holds the lock: page 1 of 3 stored
+        stopped = store.start_sync("test", 300)
+        store.update_sync(stopped.id, pages_total=3, rows_total=720, pages_done=1, rows_seen=300, failed_pages=[2, 3])
+        at = open_page("fleet")
+        assert any(f"Sync **#{stopped.id}** is running" in m.value for m in at.markdown)
+        assert store.sync_run(stopped.id).status == "running"
+    at = open_page("fleet")  # its process ended: nobody holds the lock
     assert store.sync_run(stopped.id).status == "interrupted"
-    assert store.last_sync("test").status == "complete"
+    assert any(f"Sync #{stopped.id} stopped before it finished: 2 pages not stored (2–3)" in w.value for w in at.warning)
+    app_env.control("DELETE", "stats")
+    click(at, "Resume")
+    assert store.sync_run(stopped.id).status == "complete" and app_env.count("vault/connections") == 2
     store.engine.dispose()
 
 

@@ -346,3 +346,18 @@ def test_a_lost_postgresql_session_leaves_the_sync_its_own_outcome(store):
         other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": holders[0]})
     with store.sync_lock("test"):  # leaving did not raise, and the lock can be taken again
         pass
+
+
+def test_sync_in_progress_asks_the_lock_and_settles_a_run_whose_process_ended(store, database_url):
+    other = Store.from_url(database_url)  # as another process would hold it
+    try:
+        with other.sync_lock("test"):
+            run = other.start_sync("test", 300)
+            assert store.sync_in_progress("test") and not store.sync_in_progress("live")
+            assert store.sync_run(run.id).status == "running"
+        assert not store.sync_in_progress("test")  # the holder is gone: its run stopped before it finished
+        assert store.sync_run(run.id).status == "interrupted"
+        with store.sync_lock("test"):  # asking left the lock free
+            pass
+    finally:
+        other.engine.dispose()
