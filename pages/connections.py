@@ -103,7 +103,7 @@ with lookup_tab:
                 counts = state_counts(c.state for c in connections)
                 st.markdown(f"**{plain(lookup.describe())}** · {attention_summary(counts)}")
                 for column, state in zip(st.columns(4), STATES):
-                    column.metric(state_metric_label(state), counts[state])
+                    column.metric(state_metric_label(state), f"{counts[state]:,}")
 
                 f1, f2, f3 = st.columns(3)
 

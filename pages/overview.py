@@ -61,10 +61,10 @@ else:
     c2.metric("Enabled in AuthKit", "—")
 if catalog.error:
     show_error(catalog.error, what="Catalog")
-c3.metric("Connections stored", total, help="In the dashboard's database: what the last complete sync and the "
+c3.metric("Connections stored", f"{total:,}", help="In the dashboard's database: what the last complete sync and the "
           "lookups since have seen. Connections that sync no longer found are left out (Fleet health lists them).")
 attention = sum(counts.get(s, 0) for s in NEEDS_ATTENTION)
-c4.metric("Need attention", attention, f"{attention / max(1, total):.0%} failed or degraded", delta_color="off",
+c4.metric("Need attention", f"{attention:,}", f"{attention / max(1, total):.0%} failed or degraded", delta_color="off",
           delta_arrow="off")
 
 if total:

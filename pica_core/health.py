@@ -7,6 +7,7 @@ from datetime import datetime
 from collections.abc import Iterable, Mapping, Sequence
 
 from .models import STATES
+from .text import count
 
 STATE_COLOR = {"operational": "green", "degraded": "orange", "failed": "red", "unknown": "gray"}  # markdown
 STATE_HEX = {"operational": "#16a34a", "degraded": "#d97706", "failed": "#dc2626", "unknown": "#64748b"}  # text
@@ -58,8 +59,7 @@ def state_counts(states: Iterable[str | None]) -> dict[str, int]:
 def attention_summary(counts: Mapping[str, int]) -> str:
     total = sum(counts.values())
     attention = sum(counts.get(s, 0) for s in NEEDS_ATTENTION)
-    noun = "connection" if total == 1 else "connections"
-    return f"{total} {noun} ({attention} {'needs' if attention == 1 else 'need'} attention)"
+    return f"{count(total, 'connection')} ({attention:,} {'needs' if attention == 1 else 'need'} attention)"
 
 
 @dataclass(frozen=True)

@@ -361,13 +361,18 @@ class Store:
 
     def transitions_since(self, since: datetime, environment: str | None = None, limit: int = 500
                           ) -> list[ConnectionTransition]:
+        """State changes since then, newest first (at most `limit`; `fleet_totals` counts them all)."""
         with self.session() as session:
-            query = select(ConnectionTransition).where(ConnectionTransition.at >= since,
-                                                       ConnectionTransition.from_state.is_not(None))
-            if environment:  # a connection key starts with its environment ("test::gmail::…")
-                query = query.where(ConnectionTransition.connection_key.startswith(f"{environment}::", autoescape=True))
-            return list(session.exec(
-                query.order_by(ConnectionTransition.at.desc(), ConnectionTransition.id.desc()).limit(limit)))
+            return list(session.exec(self._changes(since, environment)
+                                     .order_by(ConnectionTransition.at.desc(), ConnectionTransition.id.desc())
+                                     .limit(limit)))
+
+    def _changes(self, since: datetime, environment: str | None):
+        query = select(ConnectionTransition).where(ConnectionTransition.at >= since,
+                                                   ConnectionTransition.from_state.is_not(None))
+        if environment:  # a connection key starts with its environment ("test::gmail::…")
+            query = query.where(ConnectionTransition.connection_key.startswith(f"{environment}::", autoescape=True))
+        return query
 
     # --- fleet aggregates (computed by the database) -------------------------------------------------------
     # They count the current fleet: what the latest complete sync saw, and what lookups, refreshes and connects
@@ -400,29 +405,58 @@ class Store:
             return dict(session.execute(self._current(query, environment)).all())
 
     def attention(self, environment: str | None = None, limit: int = 500) -> list[UserConnection]:
-        """Failed and degraded connections, longest in that state first."""
+        """Failed and degraded connections, longest in that state first (at most `limit`)."""
         with self.session() as session:
-            query = select(UserConnection).where(UserConnection.state.in_(("failed", "degraded")))
-            query = self._current(query, environment)
-            return list(session.exec(query.order_by(UserConnection.state_since, UserConnection.id).limit(limit)))
+            return list(session.exec(self._attention(environment)
+                                     .order_by(UserConnection.state_since, UserConnection.id).limit(limit)))
+
+    def _attention(self, environment: str | None):
+        return self._current(select(UserConnection).where(UserConnection.state.in_(("failed", "degraded"))),
+                             environment)
 
     def not_seen(self, environment: str | None = None, limit: int = 500) -> list[UserConnection]:
         """Stored connections the latest complete sync did not see (nor anything since), longest gone first."""
-        cutoff = self._fleet_cutoff(environment)
-        if cutoff is None:
+        query = self._not_seen(environment)
+        if query is None:
             return []
         with self.session() as session:
-            query = select(UserConnection).where(UserConnection.last_seen_at < cutoff)
-            if environment:
-                query = query.where(UserConnection.environment == environment)
             return list(session.exec(query.order_by(UserConnection.last_seen_at, UserConnection.id).limit(limit)))
 
-    def fleet_rows(self, environment: str | None = None) -> list[UserConnection]:
+    def _not_seen(self, environment: str | None):
+        cutoff = self._fleet_cutoff(environment)
+        if cutoff is None:  # no complete sync yet: nothing is known to be gone
+            return None
+        query = select(UserConnection).where(UserConnection.last_seen_at < cutoff)
+        return query.where(UserConnection.environment == environment) if environment else query
+
+    def fleet_totals(self, since: datetime, environment: str | None = None) -> dict[str, int]:
+        """How many rows `attention`, `transitions_since(since)` and `not_seen` would list without their limit."""
+        queries = {"attention": self._attention(environment), "changes": self._changes(since, environment),
+                   "not_seen": self._not_seen(environment)}
         with self.session() as session:
-            query = select(UserConnection)
-            if environment:
-                query = query.where(UserConnection.environment == environment)
-            return list(session.exec(query.order_by(UserConnection.user_id, UserConnection.platform)))
+            return {name: session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+                    if query is not None else 0 for name, query in queries.items()}
+
+    EXPORT_COLUMNS = ("identity", "identity_type", "platform", "state", "state_since", "active", "environment",
+                      "connection_key", "tags", "created_at", "first_seen_at", "last_seen_at")
+
+    def fleet_export(self, environment: str | None = None) -> list[tuple]:
+        """Every stored connection as a row of `EXPORT_COLUMNS` (plain rows: no objects built for 50,000 of them)."""
+        c = UserConnection
+        query = select(c.user_id, c.identity_type, c.platform, c.state, c.state_since, c.active, c.environment,
+                       c.connection_key, c.tags, c.created_at, c.first_seen_at, c.last_seen_at)
+        if environment:
+            query = query.where(c.environment == environment)
+        with self.engine.connect() as connection:
+            return list(connection.execute(query.order_by(c.user_id, c.platform)))
+
+    def fleet_size(self, environment: str | None = None) -> int:
+        """How many connections `fleet_export` holds."""
+        query = select(func.count()).select_from(UserConnection)
+        if environment:
+            query = query.where(UserConnection.environment == environment)
+        with self.engine.connect() as connection:
+            return connection.execute(query).scalar_one()
 
     # --- syncs ---------------------------------------------------------------------------------------------
     @contextmanager

@@ -26,6 +26,7 @@ from .client import AsyncPicaClient, Operation, PageResult
 from .errors import PicaError
 from .models import ConnectionRow
 from .store import Store, SyncBusy, SyncRun, utcnow
+from .text import count
 
 __all__ = ["SyncBusy", "SyncReport", "resume_sync", "sync_fleet"]
 
@@ -47,11 +48,11 @@ class SyncReport:
     def summary(self, resume: str | None = None) -> str:
         """What it did, and what is left; `resume` names how to resume it (the command's option by default)."""
         resume = resume or f"resume (--resume {self.run_id})"
-        text = f"sync #{self.run_id}: {self.status}, {self.rows} connections from {self.pages_total} pages"
-        text += f" ({self.new} new, {self.transitions} state changes)"
+        text = (f"sync #{self.run_id}: {self.status}, {count(self.rows, 'connection')} from "
+                f"{count(self.pages_total, 'page')} ({self.new:,} new, {count(self.transitions, 'state change')})")
         if self.listing_changed:
             before, after = self.listing_changed
-            text += (f"; Pica's list changed while it ran ({before} → {after} connections), so its pages shifted and a "
+            text += (f"; Pica's list changed while it ran ({before:,} → {after:,} connections), so its pages shifted and a "
                      f"connection may have been missed: {resume} fetches every page again")
         elif self.failed_pages:
             text += f"; pages that failed: {page_list(self.failed_pages)} ({resume} fetches them again)"
@@ -67,7 +68,7 @@ def page_list(pages: list[int], most: int = 8) -> str:
         else:
             runs.append([page])
     text = ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}–{r[-1]}" for r in runs[:most])
-    return text + (f", … ({len(pages)} pages)" if len(runs) > most else "")
+    return text + (f", … ({count(len(pages), 'page')})" if len(runs) > most else "")
 
 
 class _Writer:

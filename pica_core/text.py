@@ -30,3 +30,8 @@ def scrub(text: str | None, secret: str | None) -> str | None:
     if text is None or not secret:
         return text
     return text.replace(secret, SECRET_MASK)
+
+
+def count(number: int, noun: str, plural: str | None = None) -> str:
+    """'1 page', '2 pages', '50,000 connections'."""
+    return f"{number:,} {noun if number == 1 else plural or noun + 's'}"

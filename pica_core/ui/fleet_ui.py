@@ -10,6 +10,7 @@ from ..client import AsyncPicaClient
 from ..config import Settings
 from ..store import Store, SyncRun
 from ..sync import SyncBusy, SyncReport, page_list, resume_sync, sync_fleet
+from ..text import count
 from .layout import ago
 
 _OUTCOME = "sync-outcome"
@@ -21,7 +22,8 @@ def run_sync(settings: Settings, store: Store, *, label: str = "Syncing the flee
     bar = st.progress(0.0, text=label)
 
     def progress(done: int, total: int, rows: int) -> None:
-        bar.progress(min(1.0, done / max(1, total)), text=f"{label} {done}/{total} pages · {rows} connections")
+        bar.progress(min(1.0, done / max(1, total)),
+                     text=f"{label} {done:,}/{count(total, 'page')} · {count(rows, 'connection')}")
 
     async def go() -> SyncReport:
         async with AsyncPicaClient.from_settings(settings) as client:
@@ -103,28 +105,29 @@ def last_run(run: SyncRun | None, *, brief: bool = False) -> None:
         st.markdown("No sync yet: **Sync now** copies every connection of the account into the dashboard's database.")
         return
     if run.status == "running":
-        st.markdown(f"Sync **#{run.id}** is running (started {ago(run.started_at)}): {run.pages_done}/"
-                    f"{run.pages_total or '?'} pages, {run.rows_seen} connections so far.")
+        st.markdown(f"Sync **#{run.id}** is running (started {ago(run.started_at)}): {run.pages_done:,}/"
+                    f"{count(run.pages_total, 'page') if run.pages_total else '? pages'}, "
+                    f"{count(run.rows_seen, 'connection')} so far.")
         st.progress(min(1.0, run.pages_done / run.pages_total) if run.pages_total else 0.0)
         st.caption("It runs in another tab or session, or from the command line; this follows it.")
         return
     st.markdown(f"Last sync **#{run.id}** {ago(run.finished_at or run.started_at)}: **{run.status}**, "
-                f"{run.rows_seen} connections from {run.pages_total} pages.")
+                f"{count(run.rows_seen, 'connection')} from {count(run.pages_total, 'page')}.")
     if brief:
         return
     pages = run.failed_pages
-    count = f"{len(pages)} page{'s' if len(pages) != 1 else ''}"
+    missing = count(len(pages), "page")
     if run.status == "interrupted" and not run.pages_total:
         st.warning(f"Sync #{run.id} stopped before its first page arrived. **Resume** starts it again.",
                    icon=":material/sync_problem:")
     elif run.status == "interrupted":
-        st.warning(f"Sync #{run.id} stopped before it finished: {count} not stored ({page_list(pages)}). "
+        st.warning(f"Sync #{run.id} stopped before it finished: {missing} not stored ({page_list(pages)}). "
                    "What was stored is kept; **Resume** fetches the rest.", icon=":material/sync_problem:")
     elif run.status == "failed":
         st.warning(f"Sync #{run.id} failed before its first page arrived. **Resume** starts it again.",
                    icon=":material/sync_problem:")
     elif pages:
-        st.warning(f"Sync #{run.id} is partial: {count} to fetch again ({page_list(pages)}). What was "
+        st.warning(f"Sync #{run.id} is partial: {missing} to fetch again ({page_list(pages)}). What was "
                    "stored is kept; **Resume** fetches only those pages.", icon=":material/sync_problem:")
     if run.status != "complete" and run.error:
         st.caption(run.error)

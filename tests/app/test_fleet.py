@@ -18,7 +18,7 @@ def test_fleet_overview_after_the_first_sync(app_env):
     at = open_page("fleet")
     assert_clean(at)
     states = {c["state"] for c in app_env.state.connections.values() if c["environment"] == "test"}
-    metrics = {m.label.split("] ")[-1]: int(m.value) for m in at.metric}
+    metrics = {m.label.split("] ")[-1]: int(m.value.replace(",", "")) for m in at.metric}
     expected = {s: sum(1 for c in app_env.state.connections.values() if c["environment"] == "test" and c["state"] == s)
                 for s in states}
     assert metrics == expected
@@ -31,7 +31,7 @@ def test_sync_records_changes_and_lists_them(app_env):
     conn = next(c for c in app_env.state.connections.values() if c["environment"] == "test" and c["state"] == "operational")
     app_env.set_state(conn["id"], "degraded")
     click(at, "Sync now")
-    assert any("1 state changes" in s.value for s in at.success)
+    assert any("(0 new, 1 state change)" in s.value for s in at.success)
     changes = next(df.value for df in at.dataframe if "change" in df.value.columns)
     assert list(changes["key"]) == [conn["key"]] and list(changes["change"]) == ["operational → degraded"]
     attention = next(df.value for df in at.dataframe if "since" in df.value.columns)
@@ -152,3 +152,23 @@ def test_overview_does_not_retry_a_failing_first_sync_forever(app_env):
     assert_clean(at)
     assert app_env.count("vault/connections") <= 5  # one sync: page 1 and its retries
     assert any("failed" in m.value for m in at.markdown)
+
+
+def test_tabs_count_every_connection_when_the_lists_show_the_first_500(app_env):
+    from pica_core.models import Connection
+
+    at = open_page("fleet")
+    fleet = [c for c in app_env.state.connections.values() if c["environment"] == "test"]
+    broken = sum(1 for c in fleet if c["state"] in ("failed", "degraded"))
+    assert f"Failing and degraded ({broken})" in [t.label for t in at.tabs]
+    store = Store.from_url(os.environ["DATABASE_URL"])
+    store.upsert_connections([Connection(id=f"extra-{n}", key=f"test::gmail::default::{n:032x}|bulk-{n}",
+                                         platform="gmail", identity=f"bulk-{n}", state="failed") for n in range(600)],
+                             source="lookup")  # seen since the last sync: part of the fleet
+    store.engine.dispose()
+    at = open_page("fleet")
+    total = broken + 600
+    assert f"Failing and degraded ({total:,})" in [t.label for t in at.tabs]
+    assert len(next(df.value for df in at.dataframe if "since" in df.value.columns)) == 500
+    assert any(f"The oldest 500 of {total:,}" in c.value for c in at.caption)
+    assert any(f"({total:,} need attention)" in m.value for m in at.markdown)

@@ -12,7 +12,7 @@ import pytest
 from pica_core.client import AsyncPicaClient, RetryPolicy
 from pica_core.config import SANDBOX_TEST_KEY, Secret
 from pica_core.store import ConnectionTransition, Store, UserConnection
-from pica_core.sync import SyncBusy, page_list, resume_sync, sync_fleet
+from pica_core.sync import SyncBusy, SyncReport, page_list, resume_sync, sync_fleet
 from tests.conftest import ROOT
 
 FAST_RETRY = RetryPolicy(max_retries=1, deadline_seconds=2, base_delay=0.01, max_delay=0.02)
@@ -253,6 +253,14 @@ def test_a_run_whose_process_ended_after_its_last_batch_is_complete(sandbox, sto
     resumed = run(sandbox, store, resume=left.id)
     assert resumed.status == "complete" and store.sync_run(left.id).status == "complete"
     assert sandbox.count("vault/connections") == 0
+
+
+def test_sync_summary_reads_as_a_sentence():
+    report = SyncReport(run_id=7, status="complete", rows=50_000, pages_total=167, new=1, transitions=1)
+    assert report.summary() == "sync #7: complete, 50,000 connections from 167 pages (1 new, 1 state change)"
+    report = SyncReport(run_id=8, status="partial", rows=1, pages_total=1, new=0, transitions=2, failed_pages=[1])
+    assert report.summary(resume="**Resume**") == ("sync #8: partial, 1 connection from 1 page (0 new, 2 state changes); "
+                                                   "pages that failed: 1 (**Resume** fetches them again)")
 
 
 def test_page_list():

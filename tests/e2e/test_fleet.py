@@ -83,3 +83,22 @@ def test_a_sync_running_elsewhere_is_followed_until_it_ends(dashboard, page):
         dashboard.control("DELETE", "faults")
         command.kill()
     assert page.locator("[data-testid='stException']").count() == 0
+
+
+def test_the_fleet_csv_is_built_when_clicked_and_holds_every_stored_connection(dashboard, page):
+    open_path(page, dashboard, "fleet")
+    if latest_run(dashboard) is None or latest_run(dashboard)[1] != "complete":
+        page.get_by_role("button", name="Sync now").click()
+        wait_idle(page)
+    stored = dashboard.query("SELECT connection_key, state, user_id FROM user_connections WHERE environment = 'test'")
+    page.get_by_role("tab", name="Export").click()
+    button = page.get_by_role("button", name=f"Download the fleet ({len(stored):,} connections, CSV)")
+    with page.expect_download() as download:
+        button.click()
+    assert download.value.suggested_filename == "fleet.csv"
+    import csv
+
+    with open(download.value.path(), newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted((r["connection_key"], r["state"], r["identity"]) for r in rows) == sorted(stored)
+    assert page.locator("[data-testid='stException']").count() == 0

@@ -192,6 +192,44 @@ def test_transitions_since_lists_changes_not_first_sightings(store):
     assert [c.connection_key for c in store.transitions_since(utcnow() - timedelta(hours=24), "test")] == [conn(1).key]
 
 
+def test_fleet_totals_count_what_the_limited_lists_leave_out(store):
+    day_ago = utcnow() - timedelta(hours=24)
+    assert store.fleet_totals(day_ago, "test") == {"attention": 0, "changes": 0, "not_seen": 0}
+    t0 = utcnow() - timedelta(days=3)
+    store.upsert_connections([conn(n, "failed" if n % 2 else "degraded") for n in range(7)] + [conn(7)], source="sync",
+                             seen_at=t0)
+    store.upsert_connections([conn(n, "operational") for n in range(3)], source="lookup")  # 3 recoveries…
+    run = store.start_sync("test", 300)
+    store.upsert_connections([conn(2), *(conn(n, "failed" if n % 2 else "degraded") for n in range(3, 7)), conn(7)],
+                             source="sync", sync_id=run.id)  # …and 0, 1 gone from Pica
+    store.update_sync(run.id, status="complete")
+    assert len(store.attention("test", limit=2)) == 2 and len(store.not_seen("test", limit=1)) == 1
+    assert len(store.transitions_since(day_ago, "test", limit=1)) == 1
+    assert store.fleet_totals(day_ago, "test") == {"attention": 4, "changes": 3, "not_seen": 2}
+    assert store.fleet_totals(utcnow(), "test")["changes"] == 0
+    assert store.fleet_totals(day_ago, "live") == {"attention": 0, "changes": 0, "not_seen": 0}
+
+
+def test_the_fleet_export_holds_every_stored_connection_of_the_environment(store):
+    from pica_core.connections_view import fleet_csv
+    import csv
+    import io
+
+    live = conn(9, environment="live")
+    live = live.model_copy(update={"key": live.key.replace("test::", "live::")})
+    store.upsert_connections([conn(1, "failed", tags=["vip", "eu"]), conn(2, identity="a,\"b\"\nc"), live],
+                             source="sync")
+    assert store.fleet_size("test") == 2 and store.fleet_size() == 3
+    rows = list(csv.DictReader(io.StringIO(fleet_csv(store.fleet_export("test")))))
+    assert [(r["connection_key"], r["identity"], r["state"], r["tags"], r["active"]) for r in rows] == [
+        (conn(2, identity="a,\"b\"\nc").key, "a,\"b\"\nc", "operational", "", "True"),
+        (conn(1).key, "u-1", "failed", "vip,eu", "True")]  # by identity, then platform
+    assert list(rows[0]) == list(Store.EXPORT_COLUMNS)
+    stored = store.stored_connection(conn(1).key)
+    assert datetime.fromisoformat(rows[1]["first_seen_at"]) == stored.first_seen_at
+    assert fleet_csv([]) == ",".join(Store.EXPORT_COLUMNS) + "\n"
+
+
 def test_a_batch_of_empty_pages_still_records_the_run_s_progress(store):
     run = store.start_sync("test", 100)
     store.upsert_rows([], source="sync", sync_id=run.id, sync_progress={"pages_done": 1, "failed_pages": []})

@@ -118,6 +118,9 @@ def test_health_summary_and_timeline():
     assert counts == {"operational": 1, "degraded": 0, "failed": 1, "unknown": 1}
     assert attention_summary(counts) == "3 connections (1 needs attention)"
     assert attention_summary({"failed": 2}) == "2 connections (2 need attention)"
+    assert attention_summary({"operational": 48_000, "failed": 1_500, "degraded": 500}) == (
+        "50,000 connections (2,000 need attention)")
+    assert attention_summary({"operational": 1}) == "1 connection (0 need attention)"
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     rows = [SimpleNamespace(to_state="operational", at=t0), SimpleNamespace(to_state="failed", at=t0 + timedelta(hours=1))]
     periods = timeline(rows)
