@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
 
 from .errors import InvalidInputError
 from .models import IDENTITY_TYPES
@@ -69,14 +70,24 @@ def passthrough_path(path: str) -> str:
         raise InvalidInputError("The path contains control characters (CR, LF or tab).")
     if "?" in path or "#" in path:
         raise InvalidInputError("Put query parameters in the query table, not in the path.")
-    segments = path.strip("/").split("/")
-    if any(s in ("..", ".") for s in segments) or "%2e%2e" in path.lower():
-        raise InvalidInputError("The path may not contain '.' or '..' segments.")
+    if any(segment in ("..", ".") for segment in _decoded(path).replace("\\", "/").split("/")):
+        raise InvalidInputError("The path may not contain '.' or '..' segments, written plainly or percent-encoded.")
     if "{{" in path or "}}" in path:
         raise InvalidInputError("Fill every {{variable}} of the path before sending.")
     if not path.strip("/"):
         raise InvalidInputError("Enter the action's path.")
     return path.lstrip("/")
+
+
+def _decoded(path: str) -> str:
+    """The path as a server that decodes it (more than once, as a proxy and then the platform might) reads it:
+    '.%2e' and '%252e%252e' are '..' there."""
+    for _ in range(3):
+        decoded = unquote(path)
+        if decoded == path:
+            break
+        path = decoded
+    return path
 
 
 def headers(values: dict[str, str]) -> dict[str, str]:
@@ -86,7 +97,8 @@ def headers(values: dict[str, str]) -> dict[str, str]:
         name = str(name).strip()
         value = str(value)
         if not _HEADER_NAME.match(name):
-            raise InvalidInputError(f"Header name {name[:40]!r} is not a valid HTTP header name.")
+            raise InvalidInputError(f"Header name {name[:40]!r} is not a valid HTTP header name.",
+                                    hint="Use ASCII letters, digits and - (also !#$%&'*+.^_`|~), with no spaces.")
         if _CONTROL.search(value.replace("\t", "")):
             raise InvalidInputError(f"Header {name} contains a line break or control character.",
                                     hint="Header values must be one line: CR/LF would let a value inject headers.")

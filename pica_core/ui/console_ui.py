@@ -56,7 +56,7 @@ def apply_deep_link() -> None:
         ss["con_platform"] = current["platform"]
     if current.get("action"):
         ss["con_action_mode"] = "Browse all"
-        ss["con_action_pick"] = current["action"]
+        ss["con_action_pick"] = ss["con_linked_action"] = current["action"]
 
 
 def write_deep_link(chosen: ChosenConnection | None, action: ChosenAction | None) -> None:
@@ -203,12 +203,13 @@ class ChosenAction:
         return "custom" in self.tags
 
 
-def _hits(settings: Settings, platform: str, query: str) -> list[ActionHit]:
+def _hits(settings: Settings, platform: str, query: str) -> list[ActionHit] | None:
+    """The actions found, or None when Pica could not be asked (the error is shown)."""
     try:
         return data.actions(settings, platform, query)
     except PicaError as exc:
         show_error(exc, what=f"Actions of {platform}")
-        return []
+        return None
 
 
 def _select_from_table() -> None:
@@ -239,12 +240,18 @@ def pick_action(settings: Settings, platform: str) -> ChosenAction | None:
             st.dataframe(table, key="con_action_table", on_select=_select_from_table, selection_mode="single-row",
                          hide_index=True, height=min(320, 38 + 35 * len(hits)),
                          column_config={"method": st.column_config.TextColumn(width="small")})
+    if hits is None:
+        return None
     if not hits:
         st.caption(f"No actions of {plain(platform)} match." if mode == "Search"
                    else f"No actions listed for {plain(platform)}.")
         return None
     by_id = {h.system_id: h for h in hits}
+    linked = ss.pop("con_linked_action", None)
     if ss.get("con_action_pick") not in by_id:
+        if linked is not None and linked == ss.get("con_action_pick"):
+            st.warning(f"The link's action {plain(linked)} is not one of {plain(platform)}'s actions: choose one "
+                       "below.", icon=":material/link_off:")
         ss["con_action_pick"] = None
     picked = st.selectbox("Action", list(by_id), key="con_action_pick", index=None,
                           placeholder=f"Choose one of {len(hits)} actions",

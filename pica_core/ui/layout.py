@@ -36,16 +36,18 @@ def show_error(error: Exception, *, what: str | None = None) -> None:
     prefix = f"{plain(what)}: " if what else ""
     if isinstance(error, InvalidInputError):
         st.error(f"{prefix}{plain(error.message)}", icon=":material/edit_off:")
-        st.caption(plain(error.hint))
     elif isinstance(error, RateLimitedError):
         st.warning(f"{prefix}{plain(error.message)}", icon=":material/hourglass_top:")
-        st.caption(plain(error.hint))
     elif isinstance(error, PicaError):
         st.error(f"{prefix}{plain(str(error))}", icon=":material/cloud_off:")
-        st.caption(plain(error.hint))
     else:
         st.error(f"{prefix}Something went wrong ({type(error).__name__}). The details are in the server log.",
                  icon=":material/error:")
+        return
+    if "\n" in error.hint:  # an excerpt with a caret under the fault: its spacing is the point
+        st.code(error.hint, language="text")
+    else:
+        st.caption(plain(error.hint))
 
 
 def state_metric_label(state: str) -> str:

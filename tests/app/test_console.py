@@ -192,6 +192,8 @@ def test_invalid_json_is_refused_with_line_and_column(app_env):
     assert "line 3, column 3" in messages(at)  # shown live under the editor
     send(at)
     assert "Not sent: The JSON body is not valid: Expecting ',' delimiter at line 3, column 3." in messages(at)
+    excerpt = '  "to": 1\n  ^'  # the caret under the fault, its spacing kept (a caption would fold it)
+    assert codes(at).count(excerpt) == 2 and not [c for c in at.caption if "^" in c.value]  # editor, Not sent
     assert passthrough_calls(app_env) == 0 and records() == []
 
 
@@ -451,3 +453,23 @@ def test_a_warm_rerun_makes_no_upstream_call(app_env):
     open_history(at).text_input(key="con_h_text").set_value("INBOX").run()
     assert_clean(at)
     assert app_env.count() == calls
+
+
+def test_a_deep_link_to_an_action_picks_it_or_says_it_is_not_one_of_the_platform_s(app_env):
+    conn = gmail(app_env)
+    at = open_page("console", query={"key": conn["key"], "action": LIST_MESSAGES})
+    assert_clean(at)
+    assert at.selectbox(key="con_action_pick").value == LIST_MESSAGES and "not one of" not in messages(at)
+    at = open_page("console", query={"key": conn["key"], "action": "conn_mod_def::NOPE::nope"})
+    assert_clean(at)
+    assert "The link's action conn_mod_def::NOPE::nope is not one of gmail's actions: choose one below." in messages(at)
+    assert at.selectbox(key="con_action_pick").value is None
+
+
+def test_actions_pica_could_not_list_are_not_reported_as_no_match(app_env):
+    conn = gmail(app_env)
+    app_env.fault("status", status=503, count=100, path="/v1/available-actions")
+    at = open_page("console", query={"key": conn["key"]})
+    assert_clean(at)
+    assert "Actions of gmail: 503" in messages(at)
+    assert not [c.value for c in at.caption if "No actions" in c.value]

@@ -71,6 +71,17 @@ def test_a_raw_path_with_dot_dot_is_refused():
     refused("'.' or '..'", path_template="/gmail/%2e%2e/admin", path_values={})
 
 
+@pytest.mark.parametrize("path", ["/gmail/v1/users/.%2e/x", "/gmail/%2E./x", "/gmail/%252e%252e/x", "/gmail/%2e/x",
+                                  "/gmail/..%5Cadmin", "/gmail\\..\\admin"])
+def test_a_raw_path_climbing_out_in_any_encoding_is_refused(path):
+    refused("'.' or '..'", path_template=path, path_values={})
+
+
+def test_dots_inside_a_segment_are_fine():
+    assert console.prepare(draft(path_template="/files/a..b/v1.2/.hidden", path_values={})).path == (
+        "files/a..b/v1.2/.hidden")
+
+
 # --- JSON bodies ------------------------------------------------------------------------------------------------
 def test_invalid_json_reports_line_and_column():
     text = '{\n  "to": "ava@acme.io",\n  "subject" "hi"\n}'
