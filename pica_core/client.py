@@ -294,6 +294,8 @@ class _Core:
         delay = self.retry_policy.delay(attempt, wait, started)
         if delay is not None:
             log.info("retrying %s %s in %.2fs after %s", op.method, op.path, delay, error)
+        elif attempt:
+            error.after_tries(attempt + 1, time.monotonic() - started)
         return delay, error
 
     # The account's white-label flag changes about never; the official generator asks for it on every token,

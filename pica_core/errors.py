@@ -31,6 +31,13 @@ class PicaError(Exception):
         self.method = method
         self.path = path
 
+    def after_tries(self, tries: int, seconds: float) -> PicaError:
+        """The same error, saying the dashboard already retried: "retry in 5 s" after 15 s of retrying read as
+        though nothing had been waited."""
+        over = f" over {seconds:.0f} s" if seconds >= 1 else ""
+        self.hint = f"Tried {tries} times{over}. {self.hint}"
+        return self
+
     def __str__(self) -> str:
         where = f" ({self.method} {self.path})" if self.method and self.path else ""
         status = f"{self.status} " if self.status else ""
@@ -47,7 +54,7 @@ class ConfigError(Exception):
 class InvalidInputError(PicaError):
     """Input was refused before any request was sent (or Pica answered 400/422)."""
 
-    default_hint = "Correct the highlighted input and try again."
+    default_hint = "Correct it and try again: what you entered is kept."
 
 
 class AuthError(PicaError):

@@ -7,7 +7,7 @@ import hashlib
 import streamlit as st
 
 from ..access import Principal, principal_for
-from ..client import PicaClient
+from ..client import PicaClient, RetryPolicy
 from ..config import Settings, load_settings
 from ..errors import ConfigError
 from ..store import Store
@@ -27,15 +27,21 @@ def _fingerprint(settings: Settings) -> str:
     return hashlib.sha256(settings.effective_secret().reveal().encode()).hexdigest()[:16]
 
 
+# How long a page keeps retrying a read before it says what went wrong: someone is watching a spinner that cannot
+# say it is retrying. A longer Retry-After is reported at once ("retry in 20 s"); syncs keep the whole budget.
+PAGE_RETRY_SECONDS = 10.0
+
+
 @st.cache_resource(show_spinner=False)
 def _client(api_url: str, fingerprint: str, _settings: Settings) -> PicaClient:
-    return PicaClient.from_settings(_settings)
+    budget = min(_settings.retry_deadline_seconds, PAGE_RETRY_SECONDS)
+    return PicaClient.from_settings(_settings, retry=RetryPolicy(_settings.max_retries, budget))
 
 
 def client(current: Settings | None = None) -> PicaClient:
     current = current or settings()
-    return _client(current.api_url or "", _fingerprint(current) + repr((current.timeout_seconds, current.page_size,
-                                                                        current.max_retries)), current)
+    tuning = (current.timeout_seconds, current.page_size, current.max_retries, current.retry_deadline_seconds)
+    return _client(current.api_url or "", _fingerprint(current) + repr(tuning), current)
 
 
 @st.cache_resource(show_spinner=False)

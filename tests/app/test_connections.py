@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from pica_core.store import Store
@@ -151,6 +153,28 @@ def test_pica_429_says_when_to_retry(app_env, monkeypatch):
     at.run()
     assert_clean(at)
     assert any("retry in 42 s" in c.value for c in at.caption)
+
+
+def test_a_page_reports_a_long_rate_limit_at_once_and_a_short_one_after_its_tries(app_env, monkeypatch):
+    monkeypatch.setenv("PICA_RETRY_DEADLINE_SECONDS", "30")  # the sync's budget; a page keeps 10 s of it
+    at = open_page("connections")
+    app_env.fault("rate_limit", count=10, path="/v1/vault", seconds=20)
+    before = app_env.count()
+    at.query_params["identity"] = "someone-new"
+    at.run()
+    assert_clean(at)
+    hints = lambda: [c.value.replace("\\", "") for c in at.caption]  # noqa: E731 - shown escaped (plain)
+    assert "Pica's rate limit was reached: retry in 20 s." in hints()
+    assert app_env.count() - before == 1  # not waited for: nobody watches a spinner for 20 s
+    app_env.control("DELETE", "faults")
+    app_env.fault("rate_limit", count=10, path="/v1/vault", seconds=2)
+    before = app_env.count()
+    at.query_params["identity"] = "someone-else"
+    at.run()
+    assert_clean(at)
+    assert [h for h in hints() if re.fullmatch(r"Tried 4 times over [67] s\. Pica's rate limit was reached: retry in 2 s\.",
+                                               h)], hints()
+    assert app_env.count() - before == 4
 
 
 def test_bulk_triage(app_env):

@@ -249,7 +249,7 @@ def test_429_beyond_the_deadline_raises_with_retry_after(sandbox):
         with pytest.raises(RateLimitedError) as raised:
             c.user_flags()
     assert raised.value.retry_after and raised.value.retry_after > 2
-    assert "retry in" in raised.value.hint
+    assert "retry in" in raised.value.hint and "Tried" not in raised.value.hint  # given up at once: said so plainly
     assert c.request_count == 2  # it did not hammer Pica: the wait exceeded the deadline
 
 
@@ -259,13 +259,15 @@ def test_retry_budget_is_bounded(sandbox):
         with pytest.raises(UpstreamUnavailableError) as raised:
             c.user_flags()
     assert c.request_count == 3 and raised.value.status == 503
+    assert raised.value.hint.startswith("Tried 3 times. Pica is unreachable")  # not a bare "retry"
 
 
 def test_timeout_error_after_budget(sandbox):
     with make(sandbox, timeout=0.2, retry=RetryPolicy(max_retries=1, deadline_seconds=5, base_delay=0.01)) as c:
         sandbox.fault("hang", seconds=2, count=2, path="/v1/users/flags")
-        with pytest.raises(PicaTimeoutError):
+        with pytest.raises(PicaTimeoutError) as raised:
             c.user_flags()
+    assert raised.value.hint.startswith("Tried 2 times. Pica did not answer in time")
 
 
 # --- non-retryable: clear error, no retry --------------------------------------------------------------------------
