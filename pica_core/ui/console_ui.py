@@ -24,7 +24,7 @@ from ..models import IDENTITY_TYPES, ActionHit, Connection
 from ..store import PassthroughCallRecord, Store
 from ..text import plain
 from . import data
-from .layout import ago, show_error, state_badge
+from .layout import ago, public_url, show_error, state_badge
 
 CONNECTION_MODES = ("Identity", "Connection key", "Platform")
 ACTION_MODES = ("Search", "Browse all", "Raw")
@@ -461,7 +461,7 @@ def render_call(shown: ShownCall, settings: Settings, *, key: str) -> None:
 
 
 def _exports(prepared: console.PreparedRequest, settings: Settings, *, key: str) -> None:
-    base, secret = settings.api_url or "", settings.effective_secret().reveal()
+    base, secret = public_url(settings.api_url, settings) or "", settings.effective_secret().reveal()
     curl_tab, python_tab = st.tabs(["curl", "Python (httpx)"])
     curl_tab.code(console.export_curl(prepared, base, secret=secret), language="bash")
     python_tab.code(console.export_httpx(prepared, base, secret=secret), language="python")

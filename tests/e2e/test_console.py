@@ -6,7 +6,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import open_path, screenshot, wait_idle
+from tests.e2e.conftest import screenshot, wait_idle
 
 pytestmark = pytest.mark.e2e
 
@@ -22,8 +22,10 @@ def gmail_key(dashboard) -> str:
 def test_a_call_from_the_console(dashboard, page):
     key = gmail_key(dashboard)
     before = dashboard.control("GET", "stats").json()["by_route"].get("passthrough", 0)
-    open_path(page, dashboard, f"console?key={httpx.QueryParams({'key': key})['key']}&action={LIST_MESSAGES}"
-              .replace("|", "%7C"))
+    # Opened as localhost, not the 127.0.0.1 the server reaches its sandbox on: exports name what the browser used.
+    local = dashboard.url.replace("127.0.0.1", "localhost")
+    page.goto(f"{local}/console?key={httpx.QueryParams({'key': key})['key']}&action={LIST_MESSAGES}".replace("|", "%7C"))
+    wait_idle(page)
     assert page.locator("[data-testid='stException']").count() == 0
     picked = page.locator("[data-testid='stMarkdownContainer']").filter(has_text="List a User’s Gmail Messages")
     expect(picked.first).to_be_visible()
@@ -42,6 +44,7 @@ def test_a_call_from_the_console(dashboard, page):
     # The secret never reaches the browser: exports read it from the environment.
     html = page.content()
     assert "sk_test_sandbox" not in html and "$PICA_SECRET_KEY" in html
+    assert f"{local}/sandbox/v1/passthrough/gmail/v1/users/me/messages" in html and "127.0.0.1" not in html
     # Frame the request and the response it got.
     page.locator("h5").filter(has_text="Request").first.evaluate("e => e.scrollIntoView({block: 'start'})")
     page.wait_for_timeout(300)
