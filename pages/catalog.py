@@ -26,11 +26,10 @@ refresh.button("Refresh", icon=":material/refresh:", on_click=data.refresh_catal
 fetched = data.catalog(settings)
 if fetched.value is None:
     show_error(fetched.error, what="The catalog could not be loaded from Pica")
-    st.caption("Nothing was loaded earlier to fall back on. Check the API URL and key on the Settings page, "
-               "then press Refresh.")
+    st.caption("Nothing was loaded earlier to fall back on: once the above is dealt with, press Refresh.")
     st.stop()
 if fetched.stale:
-    st.warning(f"Pica did not answer, so this is the catalog fetched **{ago(fetched.fetched_at)}**. "
+    st.warning(f"Pica could not give the catalog just now, so this is the one fetched **{ago(fetched.fetched_at)}**. "
                "Press Refresh to try again.", icon=":material/cloud_off:")
     st.caption(cv.plain(f"{fetched.error} — {fetched.error.hint}"))  # Pica's error text, shown as text
 

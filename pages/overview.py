@@ -7,6 +7,7 @@ from pica_core.health import NEEDS_ATTENTION, attention_summary, state_columns
 from pica_core.models import STATES
 from pica_core.sync import SyncBusy
 from pica_core.ui import context, data, fleet_ui
+from pica_core.text import plain
 from pica_core.ui.layout import ago, show_error
 
 settings = context.settings()
@@ -24,12 +25,15 @@ with mode, st.container(border=True):
         st.markdown(f":green-badge[:material/cloud: Live] `{settings.api_url}` · {settings.environment} key")
 with reach, st.container(border=True):
     st.markdown("**Pica**")
-    ok, latency, error = data.reachability(settings)
-    if ok:
+    reach, latency, error = data.reachability(settings)
+    if error is None:
         st.markdown(f":green-badge[:material/check_circle: reachable] answered in {latency:.0f} ms")
-    else:
+    elif reach == "unreachable":
         st.markdown(":red-badge[:material/cloud_off: unreachable]")
-        st.caption(error)
+    else:  # it answered: the key, the rate limit or Pica itself is the problem, not the network
+        st.markdown(f":orange-badge[:material/warning: {reach}] answered in {latency:.0f} ms")
+    if error is not None:
+        st.caption(plain(error))
 with sync_col, st.container(border=True):
     st.markdown("**Fleet sync**")
     last = store.last_sync(settings.environment)

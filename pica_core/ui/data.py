@@ -13,7 +13,7 @@ import streamlit as st
 from ..caching import Fetched, last_good
 from ..client import PicaClient
 from ..config import Settings, load_settings
-from ..errors import ConfigError, PicaError
+from ..errors import AuthError, ConfigError, PicaError, RateLimitedError
 from ..models import ActionHit, Connection, Connector
 from . import context
 
@@ -51,17 +51,26 @@ def refresh_catalog() -> None:
 
 
 @st.cache_data(ttl=30, show_spinner=False)
-def _reachability(api_url: str, fingerprint: str, _client: PicaClient) -> tuple[bool, float, str | None]:
+def _reachability(api_url: str, fingerprint: str, _client: PicaClient) -> tuple[str, float, str | None]:
     started = time.perf_counter()
     try:
         _client.user_flags()
     except PicaError as exc:
-        return False, (time.perf_counter() - started) * 1000, f"{exc} — {exc.hint}"
-    return True, (time.perf_counter() - started) * 1000, None
+        return reach_label(exc), (time.perf_counter() - started) * 1000, f"{exc} — {exc.hint}"
+    return "reachable", (time.perf_counter() - started) * 1000, None
 
 
-def reachability(settings: Settings) -> tuple[bool, float, str | None]:
-    """(reachable, latency in ms, error text); cached 30 s."""
+def reach_label(error: PicaError) -> str:
+    """What a failed call says of Pica: a refusal or a rate limit is an answer, not an outage."""
+    if isinstance(error, AuthError):
+        return "refused the key"
+    if isinstance(error, RateLimitedError):
+        return "rate limited"
+    return "failing" if error.status else "unreachable"
+
+
+def reachability(settings: Settings) -> tuple[str, float, str | None]:
+    """(reachable | refused the key | rate limited | failing | unreachable, latency in ms, error text); cached 30 s."""
     return _reachability(*_key(settings), context.client(settings))
 
 

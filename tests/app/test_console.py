@@ -473,3 +473,18 @@ def test_actions_pica_could_not_list_are_not_reported_as_no_match(app_env):
     assert_clean(at)
     assert "Actions of gmail: 503" in messages(at)
     assert not [c.value for c in at.caption if "No actions" in c.value]
+
+
+def test_a_list_shown_from_before_a_pica_failure_says_when_it_was_fetched(app_env):
+    import streamlit as st
+
+    conn = gmail(app_env)
+    at = open_page("console", query={"identity": conn["identity"]})
+    assert not [c for c in at.caption if "Shown below" in c.value]
+    st.cache_data.clear()  # the cache expired: the next view asks Pica again
+    app_env.fault("status", status=503, count=100, path="/v1/vault")
+    at.run()
+    assert_clean(at)
+    assert "Connections of this identity: 503" in messages(at)
+    assert any(c.value.startswith("Shown below: what Pica answered") for c in at.caption)
+    assert any(o.startswith(f"gmail · {conn['identity']}") for o in at.selectbox(key="con_identity_pick").options)

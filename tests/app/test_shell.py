@@ -23,6 +23,19 @@ def test_overview_shows_headline_numbers_after_first_sync(app_env):
     assert metrics["Connections stored"] == "720"
 
 
+@pytest.mark.parametrize(("fault", "badge"), [
+    ({"kind": "status", "status": 401}, ":orange-badge[:material/warning: refused the key]"),
+    ({"kind": "rate_limit", "seconds": 30}, ":orange-badge[:material/warning: rate limited]"),
+    ({"kind": "status", "status": 503}, ":orange-badge[:material/warning: failing]"),
+    ({"kind": "drop"}, ":red-badge[:material/cloud_off: unreachable]"),
+])
+def test_the_overview_tells_a_refusal_from_an_outage(app_env, fault, badge):
+    app_env.fault(**fault, count=100, path="/v1/users/flags")
+    at = open_page("overview")
+    assert_clean(at)
+    assert any(m.value.startswith(badge) for m in at.markdown), [m.value for m in at.markdown]
+
+
 def test_bad_configuration_is_one_line_not_a_traceback(app_env, monkeypatch):
     monkeypatch.setenv("PICA_SECRET_KEY", "pk_nope")
     at = open_page("overview")
