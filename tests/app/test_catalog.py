@@ -345,7 +345,7 @@ def test_when_pica_fails_after_a_good_load_the_last_catalog_is_shown_with_its_ag
     at.run()
     assert_clean(at)
     warning = " ".join(w.value for w in at.warning)
-    assert "Pica did not answer" in warning and re.search(r"fetched \*\*\d+ s ago\*\*", warning)
+    assert "Pica could not give the catalog just now" in warning and re.search(r"fetched \*\*\d+ s ago\*\*", warning)
     assert any("503" in c.value for c in at.caption)
     pd.testing.assert_frame_equal(table(at), good)
     assert showing(at) == (len(good), SANDBOX_CONNECTORS)
