@@ -7,6 +7,7 @@ import streamlit as st
 from pica_core.connect import confirm_and_store, resolve_connector
 from pica_core.errors import InvalidInputError
 from pica_core.models import IDENTITY_TYPES
+from pica_core.text import plain
 from pica_core.tokens import token_headers
 from pica_core.ui import context, data
 from pica_core.ui.authkit import authkit_widget
@@ -46,11 +47,16 @@ if preselected is not None and preselected.platform not in enabled:
                "first, or pick another connector.", icon=":material/toggle_off:")
     preselected = None
 
+linked_type = query.get("identityType") or query.get("identity_type")
+if linked_type and linked_type not in IDENTITY_TYPES:
+    st.warning(f"The link's identity type {plain(linked_type)} is not one of {', '.join(IDENTITY_TYPES)}: choose the "
+               "right one below.", icon=":material/link_off:")
+
 with st.form("connect"):
     c1, c2, c3 = st.columns([3, 1.4, 3])
     identity = c1.text_input("Identity", value=query.get("identity", ""), placeholder="the end user's id in your app")
     kinds = list(IDENTITY_TYPES)
-    chosen_type = query.get("identityType") or query.get("identity_type") or "user"
+    chosen_type = linked_type or "user"
     identity_type = c2.selectbox("Identity type", kinds, index=kinds.index(chosen_type) if chosen_type in kinds else 0)
     names = ["", *[c.name for c in choices]]
     connector_name = c3.selectbox("Connector (optional)", names,

@@ -47,6 +47,9 @@ def apply_deep_link() -> None:
         ss["con_identity"] = current["identity"]
         itype = current.get("identityType")
         ss["con_identity_type"] = itype if itype in IDENTITY_TYPES else "any"
+        if itype and itype not in (*IDENTITY_TYPES, "any"):
+            st.warning(f"The link's identity type {plain(itype)} is not one of {', '.join(IDENTITY_TYPES)}: showing "
+                       "every type.", icon=":material/link_off:")
         if current.get("key"):
             ss["con_identity_pick"] = current["key"]
     elif current.get("key"):
@@ -430,7 +433,7 @@ def render_call(shown: ShownCall, settings: Settings, *, key: str) -> None:
         _exports(outcome.prepared, settings, key=key)
         return
     assert view is not None
-    status, elapsed, size = st.columns(3)
+    status, elapsed, size = st.columns([2, 1, 1])  # "429 Too Many Requests" whole
     status.metric("Status", f"{view.status} {view.reason}")
     elapsed.metric("Time", f"{view.elapsed_ms:.0f} ms")
     size.metric("Size", console.format_size(view.size))
@@ -530,8 +533,9 @@ def history_filters(store: Store) -> dict:
 
 def history_table(records: list[PassthroughCallRecord]) -> None:
     frame = pd.DataFrame([{
-        "#": r.id, "when": _utc_text(r.at),
-        "status": r.status, "method": r.method, "path": r.path, "action": r.action_title or r.action_id,
+        "#": r.id, "when (UTC)": _utc_text(r.at),
+        "status": str(r.status) if r.status else "—",  # none: Pica never forwarded it (History says why)
+        "method": r.method, "path": r.path, "action": r.action_title or r.action_id,
         "platform": r.platform, "ms": r.elapsed_ms, "size": r.response_size, "by": r.actor,
     } for r in records])
     st.dataframe(frame, hide_index=True, width="stretch", height=min(400, 38 + 35 * len(records)),

@@ -488,3 +488,16 @@ def test_a_list_shown_from_before_a_pica_failure_says_when_it_was_fetched(app_en
     assert "Connections of this identity: 503" in messages(at)
     assert any(c.value.startswith("Shown below: what Pica answered") for c in at.caption)
     assert any(o.startswith(f"gmail · {conn['identity']}") for o in at.selectbox(key="con_identity_pick").options)
+
+
+def test_a_link_with_an_unknown_identity_type_says_so(app_env):
+    conn = gmail(app_env)
+    at = open_page("console", query={"identity": conn["identity"], "identityType": "bogus"})
+    assert_clean(at)
+    assert "The link's identity type bogus is not one of user, team, organization, project: showing every type." in (
+        messages(at))
+    assert at.selectbox(key="con_identity_type").value == "any"
+    at = open_page("connect", query={"identity": "ava", "identityType": "bogus"})
+    assert_clean(at)
+    assert "The link's identity type bogus is not one of user, team, organization, project: choose the right one" in (
+        messages(at))
