@@ -426,8 +426,12 @@ def response_view(response: PassthroughResponse, *, display_limit: int, secret: 
         try:
             parsed = json.loads(body)
             is_json = True
-        except (ValueError, RecursionError):  # not JSON, or nested too deeply to read: shown as text
-            pass
+        except (ValueError, RecursionError) as exc:  # not JSON, or nested too deeply to read: shown as text
+            if "json" in view.content_type.lower():
+                problem = ("is nested too deeply to read" if isinstance(exc, RecursionError)
+                           else f"does not parse ({exc})")
+                view.note = " ".join(filter(None, (view.note, f"The body is labelled {view.content_type.split(';')[0]} "
+                                                              f"but {problem}: shown as text.")))
     if is_json:
         pretty = json.dumps(parsed, indent=2, ensure_ascii=False)
         records, key = _records(parsed)

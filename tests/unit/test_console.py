@@ -232,6 +232,14 @@ def test_json_text_binary_and_empty_bodies():
     assert console.response_view(response(status=204), display_limit=100).kind == "empty"
 
 
+def test_a_body_labelled_json_that_does_not_parse_says_so():
+    view = console.response_view(response(body=b'{"rows":[{"id":"trunc'), display_limit=100)
+    assert view.kind == "text" and view.display == '{"rows":[{"id":"trunc'
+    assert view.note.startswith("The body is labelled application/json but does not parse (Unterminated string")
+    plain = console.response_view(response(body=b"not json", headers={"content-type": "text/plain"}), display_limit=100)
+    assert plain.note is None
+
+
 def test_a_large_body_is_cut_for_display_but_kept_whole_for_download():
     body = json.dumps({"blob": "é" * 5000}).encode()
     view = console.response_view(response(body=body), display_limit=1000)
