@@ -2,6 +2,7 @@
 
 import asyncio
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import streamlit as st
 
@@ -87,7 +88,9 @@ with lookup_tab:
             connections = fetched.value
             marker = (tuple(sorted(filters.items(), key=str)), fetched.fetched_at)
             if connections and st.session_state.get("stored-lookup") != marker:
-                store.upsert_connections(connections, source="lookup")  # history and first/last seen
+                # Seen when Pica answered, which a cached answer predates: a sync since then is not undone.
+                store.upsert_connections(connections, source="lookup",
+                                         seen_at=datetime.fromtimestamp(fetched.fetched_at, UTC))
                 st.session_state["stored-lookup"] = marker
 
             if not connections:

@@ -293,6 +293,8 @@ class Store:
                     seen_at: datetime | None = None, sync_progress: dict[str, Any] | None = None) -> UpsertResult:
         """Idempotent upsert keyed by connection key; a transition row only when a stored state changes.
 
+        A stored row seen later than `seen_at` (a sync that ran after the lookup whose cached answer this is)
+        is left as it is: older news never overwrites a state or records a transition.
         A few set-based statements whatever the batch size, each given its rows as one JSON document: mark the
         batch's stored rows seen, learning which are new and which changed (by fingerprint); write those; append
         the transitions. A re-sync of an unchanged fleet is the touch alone. The database reads the rows out of
@@ -655,7 +657,8 @@ ON CONFLICT (connection_key) DO UPDATE SET
   last_seen_at = excluded.last_seen_at, updated_at = excluded.updated_at, fingerprint = excluded.fingerprint,
   state_since = CASE WHEN user_connections.state <> excluded.state THEN excluded.state_since
                      ELSE user_connections.state_since END,
-  last_sync_id = coalesce(excluded.last_sync_id, user_connections.last_sync_id)"""
+  last_sync_id = coalesce(excluded.last_sync_id, user_connections.last_sync_id)
+WHERE user_connections.last_seen_at <= excluded.last_seen_at"""
 
 _TRANSITIONS = """INSERT INTO connection_transitions (connection_key, user_id, platform, from_state, to_state, at, source,
                                     sync_id)
@@ -670,11 +673,12 @@ _SQLITE_MARKS = {"now": ":now", "source": ":source", "sync_id": ":sync_id"}
 _SQLITE_CREATED = _sqlite_row("createdAt")
 _SQLITE_UPSERT = _UpsertSQL(
     touch="""SELECT json_group_array(json_array(c.connection_key, c.state))
-         FILTER (WHERE c.id IS NOT NULL AND c.fingerprint IS NOT json_extract(p.value, '$[1]')),
+         FILTER (WHERE c.id IS NOT NULL AND c.fingerprint IS NOT json_extract(p.value, '$[1]')
+                 AND c.last_seen_at <= :now),
        json_group_array(json_extract(p.value, '$[0]')) FILTER (WHERE c.id IS NULL)
 FROM json_each(:pairs) AS p LEFT JOIN user_connections AS c ON c.connection_key = json_extract(p.value, '$[0]')""",
     touch_update="""UPDATE user_connections SET last_seen_at = :now, last_sync_id = coalesce(:sync_id, last_sync_id)
-WHERE connection_key IN (SELECT json_extract(value, '$[0]') FROM json_each(:pairs))""",
+WHERE connection_key IN (SELECT json_extract(value, '$[0]') FROM json_each(:pairs)) AND last_seen_at <= :now""",
     write=_WRITE.format(**_SQLITE_MARKS, rows=f"""SELECT {_sqlite_row('key')} AS key, {_sqlite_row('id')} AS pica_id,
   {_sqlite_row('platform')} AS platform, {_sqlite_row('identity')} AS identity,
   {_sqlite_row('identityType')} AS identity_type, coalesce({_sqlite_row('environment')}, :environment) AS environment,
@@ -692,15 +696,17 @@ FROM json_each(:rows)"""),
 
 _POSTGRES_MARKS = {"now": "%(now)s", "source": "%(source)s", "sync_id": "%(sync_id)s::integer"}
 _POSTGRES_UPSERT = _UpsertSQL(
-    # The new keys are those the touch did not find.
+    # The new keys are those the touch did not find and that are not stored (a row seen later than this batch is
+    # left as it is: see upsert_rows).
     touch="""WITH p AS MATERIALIZED (SELECT v->>0 AS key, v->>1 AS fingerprint
                         FROM json_array_elements(%(pairs)s::json) AS e(v)),
   touched AS (UPDATE user_connections AS c
               SET last_seen_at = %(now)s, last_sync_id = coalesce(%(sync_id)s::integer, c.last_sync_id)
-              FROM p WHERE c.connection_key = p.key
+              FROM p WHERE c.connection_key = p.key AND c.last_seen_at <= %(now)s
               RETURNING c.connection_key, c.state, c.fingerprint IS DISTINCT FROM p.fingerprint AS changed)
 SELECT (SELECT json_agg(json_build_array(connection_key, state)) FROM touched WHERE changed),
-       (SELECT json_agg(p.key) FROM p LEFT JOIN touched AS t ON t.connection_key = p.key WHERE t.connection_key IS NULL)""",
+       (SELECT json_agg(p.key) FROM p LEFT JOIN touched AS t ON t.connection_key = p.key WHERE t.connection_key IS NULL
+          AND NOT EXISTS (SELECT 1 FROM user_connections AS c WHERE c.connection_key = p.key))""",
     touch_update=None,
     write=_WRITE.format(**_POSTGRES_MARKS, rows="""SELECT r.key, r.id AS pica_id, r.platform, r.identity,
   r."identityType" AS identity_type, coalesce(r.environment, %(environment)s) AS environment,

@@ -75,16 +75,19 @@ def reachability(settings: Settings) -> tuple[str, float, str | None]:
 
 
 @st.cache_data(ttl=CONNECTIONS_TTL, show_spinner=False)
-def _connections(api_url: str, fingerprint: str, filters: tuple, _client: PicaClient) -> tuple[list[Connection], float]:
+def _connections(api_url: str, fingerprint: str, filters: tuple, sync_id: int,
+                 _client: PicaClient) -> tuple[list[Connection], float]:
     return _client.connections(**dict(filters)), time.time()
 
 
 def connections(settings: Settings, **filters) -> Fetched[list[Connection]]:
-    """Vault connections matching the filters (every page), cached for CONNECTIONS_CACHE_TTL."""
+    """Vault connections matching the filters (every page), cached for CONNECTIONS_CACHE_TTL or until a fleet sync
+    ends (from any session or process): after one, an answer cached before it would show states it replaced."""
     frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in filters.items() if v not in (None, "")))
     client = context.client(settings)
+    last = context.store(settings).last_sync(settings.environment)
     return last_good.fetch(("connections", *_key(settings), frozen),
-                           lambda: _connections(*_key(settings), frozen, client))
+                           lambda: _connections(*_key(settings), frozen, last.id if last else 0, client))
 
 
 def refresh_connections() -> None:

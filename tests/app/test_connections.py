@@ -283,3 +283,21 @@ def test_a_url_platform_filter_applies_only_as_the_filter_box_shows_it(app_env):
     at.query_params["platforms"] = "nonexistent"
     at.run()
     assert at.multiselect(key="f-platform").value == [] and len(table(at)) > 1  # an empty box filters nothing
+
+
+def test_a_lookup_after_a_sync_shows_what_the_sync_saw_and_never_undoes_it(app_env):
+    conn = seeded(app_env, state="operational")
+    query = {"identity": conn["identity"], "identityType": conn["identityType"]}
+    at = open_page("connections", query=query)  # cached for a minute, and stored
+    assert dict(zip(table(at)["key"], table(at)["state"]))[conn["key"]] == "● operational"
+    app_env.set_state(conn["id"], "failed")
+    fleet = open_page("fleet")
+    next(b for b in fleet.button if b.label == "Sync now").click().run()
+    assert_clean(fleet)
+    at = open_page("connections", query=query)  # another session, within the minute
+    assert_clean(at)
+    assert dict(zip(table(at)["key"], table(at)["state"]))[conn["key"]] == "● failed"
+    store = store_of(app_env)
+    assert store.stored_connection(conn["key"]).state == "failed"
+    assert [(t.from_state, t.to_state) for t in store.transitions(conn["key"])] == [
+        (None, "operational"), ("operational", "failed")]

@@ -399,3 +399,20 @@ def test_sync_in_progress_asks_the_lock_and_settles_a_run_whose_process_ended(st
             pass
     finally:
         other.engine.dispose()
+
+
+def test_older_news_never_overwrites_a_row_seen_later(store):
+    """A lookup's cached answer (fetched before a sync) is stored after it: it must not undo what the sync saw."""
+    synced = utcnow()
+    store.upsert_connections([conn(1, "operational")], source="sync", seen_at=synced - timedelta(minutes=5))
+    store.upsert_connections([conn(1, "failed")], source="sync", seen_at=synced)
+    cached = synced - timedelta(seconds=50)  # fetched then, stored now: still 'operational', and news of conn(2)
+    result = store.upsert_connections([conn(1, "operational"), conn(2, "degraded")], source="lookup", seen_at=cached)
+    row = store.stored_connection(conn(1).key)
+    assert (row.state, row.last_seen_at, row.state_since) == ("failed", synced, synced)
+    assert [(t.from_state, t.to_state) for t in store.transitions(conn(1).key)] == [
+        (None, "operational"), ("operational", "failed")]
+    assert result.transitions == 0 and result.inserted == 1
+    assert store.stored_connection(conn(2).key).state == "degraded"  # what only the lookup knew is kept
+    later = store.upsert_connections([conn(1, "operational")], source="lookup", seen_at=synced + timedelta(seconds=1))
+    assert later.transitions == 1 and store.stored_connection(conn(1).key).state == "operational"  # newer news is stored
