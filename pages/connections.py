@@ -11,6 +11,7 @@ from pica_core.connections_view import (
     Lookup,
     apply_filters,
     connection_rows,
+    connections_csv,
     no_results_message,
     parse_bulk,
     sort_for_attention,
@@ -20,7 +21,7 @@ from pica_core.connections_view import (
 from pica_core.errors import InvalidInputError
 from pica_core.health import attention_summary, state_counts
 from pica_core.models import IDENTITY_TYPES, STATES
-from pica_core.text import plain
+from pica_core.text import count, plain
 from pica_core.ui import context, data
 from pica_core.ui.connections_ui import detail
 from pica_core.ui.layout import (
@@ -153,8 +154,8 @@ with lookup_tab:
                     else:
                         st.query_params.pop("connection", None)
                     st.rerun()
-                st.download_button("Download CSV", table.drop(columns=["logo"]).to_csv(index=False),
-                                   file_name="connections.csv", mime="text/csv", icon=":material/download:")
+                st.download_button("Download CSV", connections_csv(table, shown), file_name="connections.csv",
+                                   mime="text/csv", icon=":material/download:", on_click="ignore")
 
                 selected = next((c for c in connections if c.id == lookup.selected), None)
                 if selected is not None:
@@ -174,23 +175,34 @@ with bulk_tab:
         parsed = parse_bulk(text, upload.getvalue() if upload else b"")
         st.session_state["triage-problems"] = parsed.problems
         if parsed.identities:
+            bar = st.progress(0.0)
+
+            def progress(done: int, total: int) -> None:
+                bar.progress(done / total, text=f"Looked up {done:,} of {count(total, 'identity', 'identities')}…")
+
             async def run():
                 async with AsyncPicaClient.from_settings(settings) as client:
-                    return await triage(client, parsed.identities)
+                    return await triage(client, parsed.identities, progress=progress)
 
-            with st.spinner(f"Looking up {len(parsed.identities)} identities…"):
-                st.session_state["triage"] = asyncio.run(run())
+            st.session_state["triage"] = asyncio.run(run())
+            bar.empty()
         else:
             st.session_state.pop("triage", None)
+            if not parsed.problems:
+                st.info("Nothing to triage: paste identities above or upload a CSV file.", icon=":material/info:")
     for problem in st.session_state.get("triage-problems", []):
         st.warning(plain(problem), icon=":material/edit_off:")  # it quotes the line as typed
     results = st.session_state.get("triage")
     if results:
         table = triage_rows(results, names)
         states = state_counts(s for s in table["state"] if s in STATES)
-        st.markdown(f"**{len(results)} identities** · {attention_summary(states)} · "
-                    f"{sum(1 for r in results if not r.connections and not r.error)} with none · "
-                    f"{sum(1 for r in results if r.error)} failed to load")
+        failed = [r for r in results if r.error]
+        st.markdown(f"**{count(len(results), 'identity', 'identities')}** · {attention_summary(states)} · "
+                    f"{sum(1 for r in results if not r.connections and not r.error):,} with none · "
+                    f"{len(failed):,} failed to load")
+        if failed:
+            st.warning(plain(f"{count(len(failed), 'identity', 'identities')} could not be looked up; the first "
+                             f"said: {failed[0].error}"), icon=":material/cloud_off:")
         st.dataframe(style_states(table), hide_index=True, width="stretch")
         st.download_button("Download CSV", table.to_csv(index=False), file_name="triage.csv", mime="text/csv",
                            icon=":material/download:", key="triage-csv")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass, field
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 
@@ -133,6 +133,16 @@ def connection_rows(connections: Sequence[Connection], stored: Mapping[str, User
     return pd.DataFrame(rows, columns=columns)
 
 
+def connections_csv(table: pd.DataFrame, connections: Sequence[Connection]) -> str:
+    """The vault table (rows of `connection_rows` for these connections) as CSV, written as the Fleet and triage
+    exports write theirs: the platform's id beside its name, the state without its dot, tags joined by commas."""
+    export = table.drop(columns=["logo"]).rename(columns={"platform": "platform name"})
+    export.insert(0, "platform", [c.platform for c in connections])
+    export["state"] = [c.state for c in connections]
+    export["tags"] = export["tags"].map(",".join)
+    return export.to_csv(index=False)
+
+
 def no_results_message(lookup: Lookup, *, other_types: Mapping[str, int], environment: str) -> tuple[str, str]:
     """(message, hint) for an empty lookup: other identity types that do have connections, and the environment."""
     if lookup.key:
@@ -247,18 +257,27 @@ class TriageResult:
     error: str | None = None
 
 
-async def triage(client, identities: Sequence[tuple[str, str | None]]) -> list[TriageResult]:
-    """Every identity's connections, concurrently (the async client bounds concurrency); errors per identity."""
+async def triage(client, identities: Sequence[tuple[str, str | None]],
+                 progress: Callable[[int, int], None] | None = None) -> list[TriageResult]:
+    """Every identity's connections, concurrently (the async client bounds concurrency); errors per identity.
+    `progress(done, total)` after each identity."""
     import asyncio
 
     from .errors import PicaError
 
+    done = 0
+
     async def one(identity: str, identity_type: str | None) -> TriageResult:
+        nonlocal done
         try:
             found = await client.connections(identity=identity, identity_type=identity_type)
+            result = TriageResult(identity, identity_type, sort_for_attention(found))
         except PicaError as exc:
-            return TriageResult(identity, identity_type, error=f"{exc} — {exc.hint}")
-        return TriageResult(identity, identity_type, sort_for_attention(found))
+            result = TriageResult(identity, identity_type, error=f"{exc} — {exc.hint}")
+        done += 1
+        if progress:
+            progress(done, len(identities))
+        return result
 
     return list(await asyncio.gather(*(one(i, t) for i, t in identities)))
 

@@ -116,9 +116,12 @@ def delete(conn: Connection, *, settings: Settings, store: Store, principal: Pri
         typed = st.text_input(f"Type `{conn.platform}` to confirm", key=f"delete-confirm-{conn.id}",
                               disabled=bool(reason), help=reason)
         confirmed = typed.strip() == conn.platform
-        if st.button("Delete connection", type="primary", disabled=bool(reason) or not confirmed,
-                     help=reason or (None if confirmed else "Type the platform id above first."), key="delete-go") \
-                and confirmed and principal.can("delete"):
+        # Enabled before the box is confirmed: a click right after typing (no Enter) commits the text and clicks
+        # in one run, where a disabled button swallowed the click.
+        clicked = st.button("Delete connection", type="primary", disabled=bool(reason), help=reason, key="delete-go")
+        if clicked and not confirmed:
+            st.error(f"Type {conn.platform} exactly to confirm: nothing was deleted.", icon=":material/edit_off:")
+        elif clicked and principal.can("delete"):
             try:
                 context.client(settings).delete_connection(conn.id)
             except PicaError as exc:

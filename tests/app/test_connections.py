@@ -104,10 +104,13 @@ def test_tag_edit_round_trips_through_the_sandbox(app_env):
 def test_delete_needs_the_typed_confirmation_then_round_trips(app_env):
     conn = seeded(app_env, platform="hubspot")
     at = open_page("connections", query={"key": conn["key"], "connection": conn["id"]})
-    delete = next(b for b in at.button if b.label == "Delete connection")
-    assert delete.disabled
-    at.text_input(key=f"delete-confirm-{conn['id']}").set_value("hubspot").run()
-    next(b for b in at.button if b.label == "Delete connection").click().run()
+    next(b for b in at.button if b.label == "Delete connection").click().run()  # nothing typed
+    assert "Type hubspot exactly to confirm: nothing was deleted." in [e.value for e in at.error]
+    at.text_input(key=f"delete-confirm-{conn['id']}").set_value("HubSpot")  # typed, not yet committed…
+    next(b for b in at.button if b.label == "Delete connection").click().run()  # …committed with the click
+    assert conn["id"] in app_env.state.connections  # not the platform id
+    at.text_input(key=f"delete-confirm-{conn['id']}").set_value("hubspot")
+    next(b for b in at.button if b.label == "Delete connection").click().run()  # one click, as in a browser
     assert_clean(at)
     assert conn["id"] not in app_env.state.connections
     assert any("Deleted the hubspot connection" in s.value for s in at.success)
@@ -220,11 +223,12 @@ def test_a_delete_confirmation_typed_for_one_connection_does_not_confirm_another
     ids = list(table(at)["id"])
     select_row(at, 0)
     at.text_input(key=f"delete-confirm-{ids[0]}").set_value("gmail").run()
-    assert not next(b for b in at.button if b.label == "Delete connection").disabled
     select_row(at, 1)  # another Gmail connection
     assert at.query_params["connection"] == ids[1]
     assert at.text_input(key=f"delete-confirm-{ids[1]}").value == ""
-    assert next(b for b in at.button if b.label == "Delete connection").disabled
+    next(b for b in at.button if b.label == "Delete connection").click().run()
+    assert "Type gmail exactly to confirm: nothing was deleted." in [e.value for e in at.error]
+    assert ids[0] in app_env.state.connections and ids[1] in app_env.state.connections
 
 
 def test_the_filters_show_what_the_url_says(app_env):
@@ -301,3 +305,22 @@ def test_a_lookup_after_a_sync_shows_what_the_sync_saw_and_never_undoes_it(app_e
     assert store.stored_connection(conn["key"]).state == "failed"
     assert [(t.from_state, t.to_state) for t in store.transitions(conn["key"])] == [
         (None, "operational"), ("operational", "failed")]
+
+
+def test_bulk_triage_says_when_there_is_nothing_to_do_and_when_pica_refused(app_env):
+    at = open_page("connections")
+    next(b for b in at.button if b.label == "Triage").click().run()
+    assert_clean(at)
+    assert "Nothing to triage: paste identities above or upload a CSV file." in [i.value for i in at.info]
+    team = seeded(app_env, identityType="team")
+    at.text_area[0].set_value(f"{team['identity']},team")
+    next(b for b in at.button if b.label == "Triage").click().run()
+    assert any(m.value.startswith("**1 identity** · ") for m in at.markdown)
+    app_env.fault("rate_limit", count=100, path="/v1/vault", seconds=40)
+    at.text_area[0].set_value("someone-a\nsomeone-b")
+    next(b for b in at.button if b.label == "Triage").click().run()
+    assert_clean(at)
+    assert any(m.value.startswith("**2 identities** · ") and "2 failed to load" in m.value for m in at.markdown)
+    banner = [w.value.replace("\\", "") for w in at.warning if "could not be looked up" in w.value]
+    assert banner and banner[0].startswith("2 identities could not be looked up; the first said: 429")
+    assert "retry in 40 s" in banner[0]

@@ -12,6 +12,8 @@ from pica_core.config import Secret, load_settings
 from pica_core.connections_view import (
     Lookup,
     TriageResult,
+    connection_rows,
+    connections_csv,
     no_results_message,
     parse_bulk,
     sort_for_attention,
@@ -161,3 +163,17 @@ def test_configuration_rows_mask_secrets():
     assert rows["PICA_SECRET_KEY"]["value"] == "sk_live_…op (set)" and rows["PICA_SECRET_KEY"]["source"] == "environment"
     assert "hunter2" not in rows["DATABASE_URL"]["value"] and "***" in rows["DATABASE_URL"]["value"]
     assert rows["PICA_TIMEOUT_SECONDS"]["source"] == "default"
+
+
+def test_the_vault_csv_is_written_like_the_fleet_csv():
+    import csv
+    import io
+
+    connections = [Connection(id="a", key="test::gmail::default::" + "a" * 32 + "|u", platform="gmail", identity="u",
+                              state="failed", tags=["vip", "eu"]),
+                   Connection(id="b", key="test::slack::default::" + "b" * 32 + "|u", platform="slack", identity="u")]
+    table = connection_rows(connections, {}, {"gmail": "Gmail"}, {"gmail": "https://logo"})
+    rows = list(csv.DictReader(io.StringIO(connections_csv(table, connections))))
+    assert [(r["platform"], r["platform name"], r["state"], r["tags"]) for r in rows] == [
+        ("gmail", "Gmail", "failed", "vip,eu"), ("slack", "slack", "unknown", "")]  # Connection's default
+    assert "logo" not in rows[0]
