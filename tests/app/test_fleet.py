@@ -78,8 +78,8 @@ def test_attention_links_open_the_connection_whatever_its_identity(app_env):
 def test_csv_export_holds_the_whole_fleet(app_env):
     at = open_page("fleet")
     assert_clean(at)
-    button = next(d for d in at.get("download_button") if "Download the fleet" in d.proto.label)
-    assert "720 connections" in button.proto.label
+    button = next(d for d in at.get("download_button") if "Download every stored connection" in d.proto.label)
+    assert "(720, CSV)" in button.proto.label
 
 
 def test_platform_chart_puts_the_most_broken_first(app_env):

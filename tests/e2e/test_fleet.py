@@ -92,7 +92,7 @@ def test_the_fleet_csv_is_built_when_clicked_and_holds_every_stored_connection(d
         wait_idle(page)
     stored = dashboard.query("SELECT connection_key, state, user_id FROM user_connections WHERE environment = 'test'")
     page.get_by_role("tab", name="Export").click()
-    button = page.get_by_role("button", name=f"Download the fleet ({len(stored):,} connections, CSV)")
+    button = page.get_by_role("button", name=f"Download every stored connection ({len(stored):,}, CSV)")
     with page.expect_download() as download:
         button.click()
     assert download.value.suggested_filename == "fleet.csv"
@@ -101,4 +101,26 @@ def test_the_fleet_csv_is_built_when_clicked_and_holds_every_stored_connection(d
     with open(download.value.path(), newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert sorted((r["connection_key"], r["state"], r["identity"]) for r in rows) == sorted(stored)
+    assert page.locator("[data-testid='stException']").count() == 0
+
+
+def test_auto_refresh_reads_the_whole_page_again(dashboard, page):
+    """Counts, tabs and status move together (only the metrics did: the page showed 118 and 117 side by side)."""
+    open_path(page, dashboard, "fleet")
+    if latest_run(dashboard) is None or latest_run(dashboard)[1] != "complete":
+        page.get_by_role("button", name="Sync now").click()
+        wait_idle(page)
+    tab = page.get_by_role("tab", name="Failing and degraded")
+    before = int(tab.inner_text().split("(")[1].split(")")[0].replace(",", ""))
+    page.get_by_text("Auto-refresh this page every 30 s").click()
+    wait_idle(page)
+    from pica_core.models import Connection
+    from pica_core.store import Store
+
+    store = Store.from_url(dashboard.database_url)  # a lookup in another session finds a new broken connection
+    store.upsert_connections([Connection(id="auto-1", key="test::gmail::default::" + "f" * 32 + "|auto-refresh",
+                                         platform="gmail", identity="auto-refresh", state="failed")], source="lookup")
+    store.engine.dispose()
+    expect(page.get_by_role("tab", name=f"Failing and degraded ({before + 1:,})")).to_be_visible(timeout=45_000)
+    expect(page.get_by_text(f"({before + 1:,} need attention)", exact=False).first).to_be_visible()
     assert page.locator("[data-testid='stException']").count() == 0
