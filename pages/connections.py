@@ -158,6 +158,9 @@ with lookup_tab:
                                    mime="text/csv", icon=":material/download:", on_click="ignore")
 
                 selected = next((c for c in connections if c.id == lookup.selected), None)
+                if lookup.selected and selected is None:
+                    st.warning(f"The link's connection {plain(lookup.selected)} is not among these: deleted, or "
+                               "of another identity or environment.", icon=":material/link_off:")
                 if selected is not None:
                     st.divider()
                     if selected.id not in {c.id for c in shown}:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
@@ -82,9 +82,7 @@ class Lookup:
         return filters
 
     def describe(self) -> str:
-        if self.key:
-            return f"key {self.key}"
-        parts = []
+        parts = [f"key {self.key}"] if self.key else []
         if self.identity:
             parts.append(f"{self.identity} (type {self.identity_type or 'any'})")
         elif self.identity_type:
@@ -145,8 +143,10 @@ def connections_csv(table: pd.DataFrame, connections: Sequence[Connection]) -> s
 
 def no_results_message(lookup: Lookup, *, other_types: Mapping[str, int], environment: str) -> tuple[str, str]:
     """(message, hint) for an empty lookup: other identity types that do have connections, and the environment."""
+    narrowed = lookup.key and (lookup.identity or lookup.identity_type or lookup.platform)
     if lookup.key:
-        message = f"No connection with key {lookup.key}."
+        message = f"No connection with key {lookup.key}" + (f" among {replace(lookup, key='').describe()}."
+                                                            if narrowed else ".")
     elif lookup.identity:
         message = f"No connections for {lookup.identity} (type {lookup.identity_type or 'any'})"
         if lookup.platform:
@@ -155,7 +155,7 @@ def no_results_message(lookup: Lookup, *, other_types: Mapping[str, int], enviro
     else:
         message = f"No connections on platform {lookup.platform}"
         message += f" for identities of type {lookup.identity_type}." if lookup.identity_type else "."
-    hints = []
+    hints = ["The other fields narrow a key's lookup: look the key up alone."] if narrowed else []
     if other_types:
         found = ", ".join(f"{count} as type {kind or 'none'}" for kind, count in sorted(other_types.items(),
                                                                                         key=lambda kv: str(kv[0])))

@@ -13,7 +13,7 @@ from ..models import Connection
 from ..store import Store
 from ..text import plain
 from . import context, data
-from .layout import ago, show_error, state_badge
+from .layout import ago, flash, show_error, state_badge
 
 
 def page_link(principal: Principal, page: str, label: str, icon: str, query: dict[str, str], action: str) -> None:
@@ -70,7 +70,7 @@ def actions(conn: Connection, *, settings: Settings, store: Store, principal: Pr
             else:
                 result = store.upsert_connections([fresh], source="refresh")
                 data.refresh_connections()
-                st.toast(f"Refreshed: {fresh.state}" + (" (state changed)" if result.transitions else ""))
+                flash(f"Refreshed: {fresh.state}" + (" (state changed)" if result.transitions else ""))
                 st.rerun()
     with tags_col, st.form("tags", border=False):
         tags = st.multiselect("Tags", options=sorted({*conn.tags, "vip", "beta", "trial", "eu", "escalated"}),
@@ -103,7 +103,7 @@ def save_tags(conn: Connection, tags: list[str], *, settings: Settings, store: S
     store.audit(actor=principal.name, action="edit_tags", target=conn.key, outcome="ok", before=conn.tags,
                 after=updated.tags)
     data.refresh_connections()
-    st.toast("Tags saved")
+    flash("Tags saved")
     st.rerun()
 
 

@@ -31,6 +31,19 @@ def banner(settings: Settings, principal: Principal) -> None:
         st.caption(":material/person: Running as a local admin: sign-in is not configured (fine for the sandbox).")
 
 
+_FLASH = "flash-messages"
+
+
+def flash(message: str) -> None:
+    """A toast for the next run: one raised just before st.rerun() is often lost with the run it belonged to."""
+    st.session_state.setdefault(_FLASH, []).append(message)
+
+
+def show_flashes() -> None:
+    for message in st.session_state.pop(_FLASH, []):
+        st.toast(message)
+
+
 def show_error(error: Exception, *, what: str | None = None) -> None:
     """A readable message and what to do next: never a traceback. Pica's words are shown as text."""
     prefix = f"{plain(what)}: " if what else ""

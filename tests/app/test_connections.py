@@ -97,6 +97,9 @@ def test_tag_edit_round_trips_through_the_sandbox(app_env):
     next(b for b in at.button if b.label == "Save tags").click().run()
     assert_clean(at)
     assert app_env.state.connections[conn["id"]]["tags"] == ["escalated", "vip"]
+    assert [t.value for t in at.toast] == ["Tags saved"]  # raised on the run after the save, so it is seen
+    at.run()
+    assert not at.toast  # once
     event = store_of(app_env).audit_events(action="edit_tags")[0]
     assert (event.actor, event.target, event.outcome) == ("local-admin", conn["key"], "ok")
 
@@ -324,3 +327,13 @@ def test_bulk_triage_says_when_there_is_nothing_to_do_and_when_pica_refused(app_
     banner = [w.value.replace("\\", "") for w in at.warning if "could not be looked up" in w.value]
     assert banner and banner[0].startswith("2 identities could not be looked up; the first said: 429")
     assert "retry in 40 s" in banner[0]
+
+
+def test_a_link_to_a_connection_that_is_not_there_says_so(app_env):
+    conn = seeded(app_env, state="operational")
+    at = open_page("connections", query={"identity": conn["identity"], "connection": "doesnotexist"})
+    assert_clean(at)
+    assert ("The link's connection doesnotexist is not among these: deleted, or of another identity or environment."
+            in [w.value.replace("\\", "") for w in at.warning])
+    at = open_page("connections", query={"identity": conn["identity"], "connection": conn["id"]})
+    assert not [w for w in at.warning if "link's connection" in w.value]

@@ -85,6 +85,17 @@ def test_an_identity_type_narrows_a_platform_lookup_too():
     assert Lookup(identity_type="team").empty  # alone it would list most of the account: the page asks for more
 
 
+def test_a_key_looked_up_with_an_identity_says_the_identity_narrowed_it():
+    key = "test::jira::default::" + "d" * 32 + "|team-data-wayne-9"
+    lookup = Lookup(identity="vik@umbrella.io", key=key)
+    assert lookup.describe() == f"key {key}, vik@umbrella.io (type any)"
+    message, hint = no_results_message(lookup, other_types={}, environment="test")
+    assert message == f"No connection with key {key} among vik@umbrella.io (type any)."
+    assert hint.startswith("The other fields narrow a key's lookup: look the key up alone.")
+    message, hint = no_results_message(Lookup(key=key), other_types={}, environment="test")
+    assert message == f"No connection with key {key}." and "narrow" not in hint
+
+
 def test_no_results_message_hints_other_types_and_environment():
     message, hint = no_results_message(Lookup(identity="u1", identity_type="user"), other_types={"team": 2},
                                        environment="test")
