@@ -67,19 +67,21 @@ class Period:
     state: str
     start: datetime
     end: datetime | None  # None: still in this state
+    started_earlier: bool = False  # the start is the first sighting: it may have been in this state before
 
     @property
     def label(self) -> str:
-        return f"{self.state} since {self.start:%Y-%m-%d %H:%M} UTC" if self.end is None else (
-            f"{self.state} from {self.start:%Y-%m-%d %H:%M} to {self.end:%Y-%m-%d %H:%M} UTC")
+        start = f"{self.start:%Y-%m-%d %H:%M}" + (" or earlier" if self.started_earlier else "")
+        return f"{self.state} since {start} UTC" if self.end is None else (
+            f"{self.state} from {start} to {self.end:%Y-%m-%d %H:%M} UTC")
 
 
 def timeline(transitions: Sequence) -> list[Period]:
-    """Periods in each state, oldest first, from transition rows (to_state, at)."""
+    """Periods in each state, oldest first, from transition rows (to_state, at; from_state None: a first sighting)."""
     periods: list[Period] = []
     for index, row in enumerate(transitions):
         end = transitions[index + 1].at if index + 1 < len(transitions) else None
-        periods.append(Period(row.to_state, row.at, end))
+        periods.append(Period(row.to_state, row.at, end, getattr(row, "from_state", "") is None))
     return periods
 
 

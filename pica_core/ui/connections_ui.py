@@ -45,7 +45,8 @@ def detail(conn: Connection, *, settings: Settings, store: Store, principal: Pri
             periods = timeline(transitions)
             st.dataframe(pd.DataFrame([{
                 "when": t.at, "change": describe_transition(t.from_state, t.to_state), "seen by": t.source,
-            } for t in reversed(transitions)]), hide_index=True, width="stretch")
+            } for t in reversed(transitions)]), hide_index=True, width="stretch",
+                column_config={"when": st.column_config.DatetimeColumn("when (UTC)", format="YYYY-MM-DD HH:mm:ss")})
             st.caption(" · ".join(p.label for p in periods[-3:]))
     with calls:
         recent = store.search_calls(connection_key=conn.key, limit=20)

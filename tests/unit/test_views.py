@@ -139,6 +139,11 @@ def test_health_summary_and_timeline():
     periods = timeline(rows)
     assert [(p.state, p.end) for p in periods] == [("operational", t0 + timedelta(hours=1)), ("failed", None)]
     assert describe_transition("failed", "operational") == "recovered (failed → operational)"
+    first_seen_failed = timeline([SimpleNamespace(from_state=None, to_state="failed", at=t0),
+                                  SimpleNamespace(from_state="failed", to_state="operational", at=t0 + timedelta(hours=2))])
+    assert [p.label for p in first_seen_failed] == [
+        "failed from 2026-01-01 00:00 or earlier to 2026-01-01 02:00 UTC",  # broken before the dashboard looked
+        "operational since 2026-01-01 02:00 UTC"]
 
 
 def test_grants_bind_identity_and_expire():
