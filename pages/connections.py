@@ -102,6 +102,10 @@ with lookup_tab:
                         other_types[c.identity_type] = other_types.get(c.identity_type, 0) + 1
                 message, hint = no_results_message(lookup, other_types=other_types, environment=settings.environment)
                 st.warning(plain(message), icon=":material/search_off:")
+                platform = filters.get("platform")
+                if platform and names and platform not in names:
+                    st.caption(plain(f"{platform} is not a platform id of the catalog: ids look like gmail, "
+                                     "google-drive or hubspot (the Catalog page lists them)."))
                 st.caption(hint)
             else:
                 counts = state_counts(c.state for c in connections)

@@ -337,3 +337,12 @@ def test_a_link_to_a_connection_that_is_not_there_says_so(app_env):
             in [w.value.replace("\\", "") for w in at.warning])
     at = open_page("connections", query={"identity": conn["identity"], "connection": conn["id"]})
     assert not [w for w in at.warning if "link's connection" in w.value]
+
+
+def test_a_platform_that_is_not_in_the_catalog_says_so(app_env):
+    at = open_page("connections", query={"platform": "nonexistent"})
+    assert_clean(at)
+    captions = [c.value.replace("\\", "") for c in at.caption]
+    assert any(c.startswith("nonexistent is not a platform id of the catalog") for c in captions), captions
+    at = open_page("connections", query={"platform": "gmail", "identity": "nobody-here"})
+    assert not [c for c in at.caption if "not a platform id" in c.value]
