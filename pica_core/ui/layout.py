@@ -120,19 +120,28 @@ def selection_table(frame: pd.DataFrame, ids: Sequence[str], selected: str, *, n
     """A single-row-select st.dataframe of rows `ids` showing `selected`; returns the id now selected ("" = none).
 
     A selection is a row position, so the table is keyed on its rows: a selection never outlives the rows it
-    pointed at. And on `selected`: the widget keeps its own selection while its key stays, so a selection the URL
-    dropped (a new lookup) would stay highlighted. Only a change of the selection since the last run moves it, so
-    an item opened from the URL stays selected while its row is filtered out of view.
+    pointed at. The widget keeps its own selection (and the reader's sorting) while its key stays; so when
+    `selected` moved from outside (a new lookup dropped it, a link chose another) while the widget did not, the
+    key moves on to show it, and only then: a click keeps the table as the reader sorted it. Only a change of the
+    selection since the last run moves `selected`, so an item opened from the URL stays selected while its row is
+    filtered out of view.
     """
     ids = tuple(ids)
-    key = f"{name}." + hashlib.sha1("\n".join((*ids, "", selected)).encode()).hexdigest()[:12]
+    rows_key = f"{name}." + hashlib.sha1("\n".join(ids).encode()).hexdigest()[:12]
+    memory = f"{name}:last-selection"  # (widget key, rows) of the last run
+    last_key, last_rows = st.session_state.get(memory, ("", []))
+    key = last_key if last_key.startswith(rows_key + ".") else f"{rows_key}.0"
+    if key == last_key:
+        state = st.session_state.get(key)
+        rows_now = list(state["selection"]["rows"]) if state else last_rows
+        shown = ids[rows_now[0]] if rows_now and rows_now[0] < len(ids) else ""
+        if rows_now == last_rows and shown != selected:
+            key = f"{rows_key}.{int(key.rsplit('.', 1)[1]) + 1}"
     default = [ids.index(selected)] if selected in ids else []
     event = st.dataframe(frame, key=key, on_select="rerun", selection_mode="single-row",
                          selection_default={"selection": {"rows": default, "columns": []}}, **options)
     rows = list(event.selection.rows)
-    memory = f"{name}:last-selection"  # (table key, rows) of the last run
-    last_key, last_rows = st.session_state.get(memory, (key, default))
-    if rows != (last_rows if last_key == key else default):
+    if rows != (last_rows if key == last_key else default):
         selected = ids[rows[0]] if rows and rows[0] < len(ids) else ""
     st.session_state[memory] = (key, rows)
     return selected

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from playwright.sync_api import expect
@@ -26,3 +26,35 @@ def test_deep_link_to_a_failed_connection_shows_what_to_do(dashboard, page):
     wait_idle(page)
     expect(page.get_by_role("heading", name="Reconnect an account")).to_be_visible()
     assert page.get_by_label("Identity").first.input_value() == failed["identity"]
+
+
+def test_choosing_a_row_keeps_the_table_as_the_reader_sorted_it(dashboard, page):
+    rows = [r for r in dashboard.pica("/v1/vault/connections", limit=300)["rows"]
+            if not r["identity"].startswith(("e2e-", "npm-"))]
+    by_identity: dict[str, list[dict]] = {}
+    for r in rows:
+        by_identity.setdefault(r["identity"], []).append(r)
+    # An identity whose broken-first order and by-name order differ in their second row.
+    identity, mine = next((i, c) for i, c in by_identity.items() if len({x["platform"] for x in c}) >= 4
+                          and any(x["state"] != "operational" for x in c))
+    mine = dashboard.pica("/v1/vault/connections", identity=identity, limit=300)["rows"]  # all of them
+    open_path(page, dashboard, "connections?" + urlencode({"identity": identity}))
+    grid = page.locator("[data-testid='stDataFrame']").first
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    row = lambda n: (box["x"] + 17, box["y"] + 35 * n + 17)  # noqa: E731 - the row marker of row n (1 = first)
+    page.mouse.click(box["x"] + 140, box["y"] + 17)  # the "platform" header: sort by name
+    page.wait_for_timeout(300)
+    page.mouse.click(*row(1))
+    wait_idle(page, settle_ms=600)
+    first = parse_qs(urlsplit(page.url).query)["connection"][0]
+    page.mouse.click(*row(1))  # unselect, then the second row as now shown
+    wait_idle(page, settle_ms=600)
+    page.mouse.click(*row(2))
+    wait_idle(page, settle_ms=600)
+    second = parse_qs(urlsplit(page.url).query)["connection"][0]
+    catalog = {c["platform"]: c["name"] for c in dashboard.pica("/v1/available-connectors", limit=300)["rows"]}
+    names = {r["id"]: catalog.get(r["platform"], r["platform"]) for r in mine}
+    by_name = sorted(names.values())
+    assert [names[first], names[second]] == by_name[:2], (names[first], names[second])  # by name, not broken-first
+    assert page.locator("[data-testid='stException']").count() == 0
