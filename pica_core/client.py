@@ -165,7 +165,9 @@ class _Core:
         retry: RetryPolicy | None = None,
         page_size: int = 300,
         max_concurrency: int = 4,
+        on_retry: Callable[[float, PicaError], None] | None = None,
     ) -> None:
+        """`on_retry(seconds, error)` before each wait to retry (a page's progress can say why it paused)."""
         if not base_url:
             raise ValueError("base_url is required (the sandbox's or Pica's URL)")
         self.base_url = base_url.rstrip("/")
@@ -174,6 +176,7 @@ class _Core:
         self.retry_policy = retry or RetryPolicy()
         self.page_size = page_size
         self.max_concurrency = max_concurrency
+        self.on_retry = on_retry
         self.request_count = 0
         self._count_lock = threading.Lock()
         self._white_label: tuple[bool, float] | None = None
@@ -294,6 +297,8 @@ class _Core:
         delay = self.retry_policy.delay(attempt, wait, started)
         if delay is not None:
             log.info("retrying %s %s in %.2fs after %s", op.method, op.path, delay, error)
+            if self.on_retry is not None:
+                self.on_retry(delay, error)
         elif attempt:
             error.after_tries(attempt + 1, time.monotonic() - started)
         return delay, error

@@ -8,9 +8,10 @@ import streamlit as st
 
 from ..client import AsyncPicaClient
 from ..config import Settings
+from ..errors import PicaError
 from ..store import Store, SyncRun
 from ..sync import SyncBusy, SyncReport, page_list, resume_sync, sync_fleet
-from ..text import count
+from ..text import count, plain
 from .layout import ago
 
 _OUTCOME = "sync-outcome"
@@ -20,13 +21,19 @@ def run_sync(settings: Settings, store: Store, *, label: str = "Syncing the flee
              resume: int | None = None) -> SyncReport:
     """Raises `SyncBusy` if another sync is running, `ValueError` if `resume` cannot be resumed."""
     bar = st.progress(0.0, text=label)
+    shown = [0.0, label]  # what the bar says now
 
     def progress(done: int, total: int, rows: int) -> None:
-        bar.progress(min(1.0, done / max(1, total)),
-                     text=f"{label} {done:,}/{count(total, 'page')} · {count(rows, 'connection')}")
+        text = f"{label} {done:,}/{count(total, 'page')} · {count(rows, 'connection')}"
+        shown[:] = min(1.0, done / max(1, total)), text
+        bar.progress(*shown)
+
+    def waiting(seconds: float, error: PicaError) -> None:  # a rate limit can pause a sync for many seconds
+        if seconds >= 1:
+            bar.progress(shown[0], text=f"{shown[1]} · waiting {seconds:.0f} s ({plain(error.message)})")
 
     async def go() -> SyncReport:
-        async with AsyncPicaClient.from_settings(settings) as client:
+        async with AsyncPicaClient.from_settings(settings, on_retry=waiting) as client:
             if resume is not None:
                 return await resume_sync(client, store, resume, progress=progress)
             return await sync_fleet(client, store, environment=settings.environment, progress=progress)

@@ -253,6 +253,14 @@ def test_429_beyond_the_deadline_raises_with_retry_after(sandbox):
     assert c.request_count == 2  # it did not hammer Pica: the wait exceeded the deadline
 
 
+def test_each_wait_to_retry_is_told_to_whoever_shows_progress(sandbox):
+    waits = []
+    with make(sandbox, on_retry=lambda seconds, error: waits.append((seconds, error.status))) as c:
+        sandbox.fault("rate_limit", count=1, path="/v1/users/flags", seconds=1)
+        assert c.user_flags() is not None and c.request_count == 2
+    assert waits == [(1.0, 429)]
+
+
 def test_retry_budget_is_bounded(sandbox):
     with make(sandbox, retry=RetryPolicy(max_retries=2, deadline_seconds=10, base_delay=0.01)) as c:
         sandbox.fault("status", status=503, count=10, path="/v1/users/flags")
