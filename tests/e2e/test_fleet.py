@@ -33,6 +33,14 @@ def wait_for(condition, what: str, seconds: float = 30):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def open_fleet_synced(dashboard, page) -> None:
+    """The Fleet page after a complete sync (the session's dashboard may not have one yet)."""
+    open_path(page, dashboard, "fleet")
+    if latest_run(dashboard) is None or latest_run(dashboard)[1] != "complete":
+        page.get_by_role("button", name="Sync now").click()
+        wait_idle(page)
+
+
 def test_leaving_the_page_mid_sync_keeps_what_was_stored_and_resume_fetches_the_rest(dashboard, page):
     open_path(page, dashboard, "fleet")
     # Page 1 at once, page 2 four seconds later, page 3 not for a minute (the dashboard syncs 300 rows a page).
@@ -86,10 +94,7 @@ def test_a_sync_running_elsewhere_is_followed_until_it_ends(dashboard, page):
 
 
 def test_the_fleet_csv_is_built_when_clicked_and_holds_every_stored_connection(dashboard, page):
-    open_path(page, dashboard, "fleet")
-    if latest_run(dashboard) is None or latest_run(dashboard)[1] != "complete":
-        page.get_by_role("button", name="Sync now").click()
-        wait_idle(page)
+    open_fleet_synced(dashboard, page)
     stored = dashboard.query("SELECT connection_key, state, user_id FROM user_connections WHERE environment = 'test'")
     page.get_by_role("tab", name="Export").click()
     button = page.get_by_role("button", name=f"Download every stored connection ({len(stored):,}, CSV)")
@@ -106,10 +111,7 @@ def test_the_fleet_csv_is_built_when_clicked_and_holds_every_stored_connection(d
 
 def test_auto_refresh_reads_the_whole_page_again(dashboard, page):
     """Counts, tabs and status move together (only the metrics did: the page showed 118 and 117 side by side)."""
-    open_path(page, dashboard, "fleet")
-    if latest_run(dashboard) is None or latest_run(dashboard)[1] != "complete":
-        page.get_by_role("button", name="Sync now").click()
-        wait_idle(page)
+    open_fleet_synced(dashboard, page)
     tab = page.get_by_role("tab", name="Failing and degraded")
     before = int(tab.inner_text().split("(")[1].split(")")[0].replace(",", ""))
     page.get_by_text("Auto-refresh this page every 30 s").click()
