@@ -6,8 +6,8 @@ import streamlit as st
 from pica_core.health import NEEDS_ATTENTION, attention_summary, state_columns
 from pica_core.models import STATES
 from pica_core.sync import SyncBusy
-from pica_core.ui import context, data, fleet_ui
 from pica_core.text import plain
+from pica_core.ui import context, data, fleet_ui
 from pica_core.ui.layout import ago, show_error
 
 settings = context.settings()
@@ -25,13 +25,13 @@ with mode, st.container(border=True):
         st.markdown(f":green-badge[:material/cloud: Live] `{settings.api_url}` · {settings.environment} key")
 with reach, st.container(border=True):
     st.markdown("**Pica**")
-    reach, latency, error = data.reachability(settings)
+    answer, latency, error = data.reachability(settings)
     if error is None:
         st.markdown(f":green-badge[:material/check_circle: reachable] answered in {latency:.0f} ms")
-    elif reach == "unreachable":
+    elif answer == "unreachable":
         st.markdown(":red-badge[:material/cloud_off: unreachable]")
     else:  # it answered: the key, the rate limit or Pica itself is the problem, not the network
-        st.markdown(f":orange-badge[:material/warning: {reach}] answered in {latency:.0f} ms")
+        st.markdown(f":orange-badge[:material/warning: {answer}] answered in {latency:.0f} ms")
     if error is not None:
         st.caption(plain(error))
 with sync_col, st.container(border=True):

@@ -283,9 +283,10 @@ def prepare(draft: RequestDraft, *, max_body: int = MAX_REQUEST_BODY_BYTES) -> P
     headers = _unique(_pairs(draft.headers, "header"), "header", case_insensitive=True)
     for name, value in headers.items():
         if value == REDACTED:
-            raise InvalidInputError(f"The value of header {name} was redacted in history: enter it again.",
-                                    hint="Credentials are never stored: type it again in the builder's Headers tab (from History, "
-                                         "Load into builder first: Replay sends only what was stored).")
+            raise InvalidInputError(
+                f"The value of header {name} was redacted in history: enter it again.",
+                hint="Credentials are never stored: type it again in the builder's Headers tab (from History, "
+                     "Load into builder first: Replay sends only what was stored).")
     headers = validation.headers(headers)
 
     kind = draft.body_kind if draft.body_kind in BODY_KINDS else "none"
