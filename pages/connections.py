@@ -84,8 +84,9 @@ with lookup_tab:
             show_error(fetched.error, what="Looking up connections")
         elif fetched is not None:
             if fetched.stale:
-                st.warning(f"Pica did not answer ({fetched.error}); showing the result from "
+                st.warning(f"Pica could not answer just now ({plain(str(fetched.error))}); showing the result from "
                            f"{ago(fetched.fetched_at)}.", icon=":material/cloud_off:")
+                st.caption(plain(fetched.error.hint))
             connections = fetched.value
             marker = (tuple(sorted(filters.items(), key=str)), fetched.fetched_at)
             if connections and st.session_state.get("stored-lookup") != marker:

@@ -348,3 +348,18 @@ def test_a_platform_that_is_not_in_the_catalog_says_so(app_env):
     assert any(c.startswith("nonexistent is not a platform id of the catalog") for c in captions), captions
     at = open_page("connections", query={"platform": "gmail", "identity": "nobody-here"})
     assert not [c for c in at.caption if "not a platform id" in c.value]
+
+
+def test_a_lookup_pica_refuses_later_shows_the_last_answer_with_its_age_and_what_to_do(app_env):
+    import streamlit as st
+
+    conn = seeded(app_env, state="operational")
+    at = open_page("connections", query={"identity": conn["identity"]})
+    st.cache_data.clear()  # the cached answer expired
+    app_env.fault("rate_limit", count=100, path="/v1/vault", seconds=40)
+    at.run()
+    assert_clean(at)
+    warning = next(w.value.replace("\\", "") for w in at.warning if "showing the result from" in w.value)
+    assert warning.startswith("Pica could not answer just now (429 ")
+    assert any("retry in 40 s" in c.value for c in at.caption)
+    assert conn["key"] in set(table(at)["key"])
