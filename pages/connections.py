@@ -45,6 +45,14 @@ catalog = data.catalog(settings).value
 names = {c.platform: c.name for c in catalog[0]} if catalog else {}
 logos = {c.platform: public_url(c.image, settings) for c in catalog[0]} if catalog else {}
 
+# The sidebar's link carries no query: coming back to the page finds this session's last lookup (one cleared with
+# an empty Look up stays cleared).
+KEPT = "connections-query"
+if st.query_params.to_dict():
+    st.session_state[KEPT] = st.query_params.to_dict()
+elif st.session_state.get(KEPT):
+    st.query_params.from_dict(st.session_state[KEPT])
+
 lookup_tab, bulk_tab = st.tabs([":material/person_search: Look up", ":material/checklist: Bulk triage"])
 
 with lookup_tab:
@@ -62,6 +70,7 @@ with lookup_tab:
             chosen = Lookup(identity=identity.strip(), identity_type="" if identity_type == "any" else identity_type,
                             platform=platform, key=key.strip())
             st.query_params.from_dict(chosen.to_query())
+            st.session_state[KEPT] = chosen.to_query()
             st.rerun()
 
     if st.session_state.get("deleted"):
@@ -177,7 +186,11 @@ with lookup_tab:
 with bulk_tab:
     st.caption("Paste identities, one per line (`identity` or `identity,type`), or upload a CSV with an "
                "`identity` column (and optionally `identityType`). Up to 500 at a time.")
-    text = st.text_area("Identities", height=140, placeholder="usr_1a2b3c,user\nteam-growth-acme-4,team")
+    if "bulk-text" not in st.session_state:  # Streamlit drops a widget's value when its page is left
+        st.session_state["bulk-text"] = st.session_state.get("bulk-text-kept", "")
+    text = st.text_area("Identities", key="bulk-text", height=140,
+                        placeholder="usr_1a2b3c,user\nteam-growth-acme-4,team")
+    st.session_state["bulk-text-kept"] = text
     upload = st.file_uploader("CSV file", type=["csv", "txt"])
     if st.button("Triage", type="primary", icon=":material/checklist:"):
         parsed = parse_bulk(text, upload.getvalue() if upload else b"")

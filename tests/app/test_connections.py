@@ -363,3 +363,25 @@ def test_a_lookup_pica_refuses_later_shows_the_last_answer_with_its_age_and_what
     assert warning.startswith("Pica could not answer just now (429 ")
     assert any("retry in 40 s" in c.value for c in at.caption)
     assert conn["key"] in set(table(at)["key"])
+
+
+def test_coming_back_by_the_sidebar_finds_the_last_lookup_and_the_pasted_identities(app_env):
+    conn = seeded(app_env, state="operational")
+    at = open_page("connections", query={"identity": conn["identity"]})
+    next(t for t in at.text_area if t.label == "Identities").set_value("someone\nsomeone-else").run()
+    at.switch_page("pages/fleet.py")
+    at.query_params.clear()  # the sidebar's link has no query
+    at.run()
+    at.switch_page("pages/connections.py")
+    at.run()
+    assert_clean(at)
+    assert at.query_params["identity"] == conn["identity"] and conn["key"] in set(table(at)["key"])
+    assert next(t for t in at.text_area if t.label == "Identities").value == "someone\nsomeone-else"
+    at.text_input[0].set_value("")
+    at.button[0].click().run()  # an empty Look up clears it, and it stays cleared
+    at.switch_page("pages/fleet.py")
+    at.query_params.clear()
+    at.run()
+    at.switch_page("pages/connections.py")
+    at.run()
+    assert "identity" not in at.query_params and not at.dataframe

@@ -58,3 +58,15 @@ def test_choosing_a_row_keeps_the_table_as_the_reader_sorted_it(dashboard, page)
     by_name = sorted(names.values())
     assert [names[first], names[second]] == by_name[:2], (names[first], names[second])  # by name, not broken-first
     assert page.locator("[data-testid='stException']").count() == 0
+
+
+def test_the_sidebar_brings_back_the_last_lookup(dashboard, page):
+    identity = dashboard.pica("/v1/vault/connections", limit=1)["rows"][0]["identity"]
+    open_path(page, dashboard, "connections?" + urlencode({"identity": identity}))
+    nav = page.locator("[data-testid='stSidebarNav']")
+    nav.get_by_text("Fleet health").click()
+    wait_idle(page)
+    nav.get_by_text("Connections").click()
+    wait_idle(page)
+    assert parse_qs(urlsplit(page.url).query).get("identity") == [identity], page.url
+    expect(page.get_by_text(re.compile(r"needs? attention")).first).to_be_visible()
