@@ -6,6 +6,8 @@ from datetime import datetime, time, UTC
 import pandas as pd
 import streamlit as st
 
+from pica_core.exports import frame_csv
+from pica_core.text import count
 from pica_core.ui import context
 
 settings = context.settings()
@@ -37,11 +39,11 @@ if not events:
 else:
     frame = pd.DataFrame([{"when": e.at, "who": e.actor, "action": e.action, "target": e.target,
                            "outcome": e.outcome, "detail": e.detail} for e in events])
-    st.caption(f"{len(frame)} events" + (" (the newest 1,000)" if len(frame) == 1000 else ""))
+    st.caption(count(len(frame), "event") + (" (the newest 1,000)" if len(frame) == 1000 else ""))
     st.dataframe(frame, hide_index=True, width="stretch", column_config={
         "when": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
         "detail": st.column_config.JsonColumn("detail"),
     })
     export = frame.assign(detail=frame["detail"].map(lambda d: json.dumps(d, sort_keys=True)))
-    st.download_button("Download CSV", export.to_csv(index=False), file_name="audit-log.csv", mime="text/csv",
+    st.download_button("Download CSV", frame_csv(export), file_name="audit-log.csv", mime="text/csv",
                        icon=":material/download:")

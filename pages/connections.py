@@ -19,6 +19,7 @@ from pica_core.connections_view import (
     triage_rows,
 )
 from pica_core.errors import InvalidInputError
+from pica_core.exports import frame_csv
 from pica_core.health import attention_summary, state_counts
 from pica_core.models import IDENTITY_TYPES, STATES
 from pica_core.text import count, plain
@@ -225,5 +226,5 @@ with bulk_tab:
             st.warning(plain(f"{count(len(failed), 'identity', 'identities')} could not be looked up; the first "
                              f"said: {failed[0].error}"), icon=":material/cloud_off:")
         st.dataframe(style_states(table), hide_index=True, width="stretch")
-        st.download_button("Download CSV", table.to_csv(index=False), file_name="triage.csv", mime="text/csv",
+        st.download_button("Download CSV", frame_csv(table), file_name="triage.csv", mime="text/csv",
                            icon=":material/download:", key="triage-csv")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
+from . import exports
 from .models import CONNECTOR_STATUSES, ActionHit, Connector
 from .text import plain  # noqa: F401  (re-exported: the catalog UI escapes API text with it)
 
@@ -263,25 +264,10 @@ def unknown_platforms(usage: Mapping[str, int], frame: pd.DataFrame) -> dict[str
     return {platform: count for platform, count in sorted(usage.items()) if platform not in known and count}
 
 
-# --- export ----------------------------------------------------------------------------------------------
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(value: object) -> object:
-    """A text cell that a spreadsheet would run as a formula gets a leading apostrophe (OWASP's CSV advice):
-    connector names and descriptions come from the API, not from us."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
-
-
+# --- export ---------------------------------------------------------------------------------------------
 def to_csv(frame: pd.DataFrame) -> bytes:
     """The table as shown (same rows, order and columns) as UTF-8 CSV."""
-    safe = frame.copy()
-    for column in safe.columns:
-        if safe[column].dtype == object or pd.api.types.is_string_dtype(safe[column]):
-            safe[column] = safe[column].map(_cell)
-    return safe.to_csv(index=False).encode("utf-8")
+    return exports.frame_csv(frame).encode("utf-8")
 
 
 # --- actions ---------------------------------------------------------------------------------------------

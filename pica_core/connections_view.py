@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from . import validation
+from . import exports, validation
 from .errors import InvalidInputError
 from .health import state_label
 from .models import IDENTITY_TYPES, STATES, Connection
@@ -138,7 +138,7 @@ def connections_csv(table: pd.DataFrame, connections: Sequence[Connection]) -> s
     export.insert(0, "platform", [c.platform for c in connections])
     export["state"] = [c.state for c in connections]
     export["tags"] = export["tags"].map(",".join)
-    return export.to_csv(index=False)
+    return exports.frame_csv(export)
 
 
 def no_results_message(lookup: Lookup, *, other_types: Mapping[str, int], environment: str) -> tuple[str, str]:
@@ -220,7 +220,7 @@ def _read_bulk(text: str, where: str, result: BulkInput, seen: set[tuple[str, st
                 identity_column = names.index("identity")
                 type_column = next((names.index(n) for n in _TYPE_HEADERS if n in names), None)
                 continue
-        raw_identity = row[identity_column] if identity_column < len(row) else ""
+        raw_identity = exports.unguard(row[identity_column]) if identity_column < len(row) else ""
         raw_type = row[type_column].strip().lower() if type_column is not None and type_column < len(row) else ""
         try:
             identity = validation.identity(raw_identity)
@@ -303,11 +303,7 @@ def triage_rows(results: Sequence[TriageResult], names: Mapping[str, str] | None
 
 
 def fleet_csv(rows: Iterable[Sequence]) -> str:
-    """The fleet export (rows of `Store.fleet_export`) as CSV, tags joined by commas (the csv module writes
-    50,000 rows three times faster than a DataFrame of their zoned datetimes)."""
+    """The fleet export (rows of `Store.fleet_export`) as CSV, tags joined by commas."""
     tags = Store.EXPORT_COLUMNS.index("tags")
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(Store.EXPORT_COLUMNS)
-    writer.writerows((*row[:tags], ",".join(row[tags]), *row[tags + 1:]) for row in rows)
-    return out.getvalue()
+    return exports.rows_csv(Store.EXPORT_COLUMNS,
+                            ((*row[:tags], ",".join(row[tags]), *row[tags + 1:]) for row in rows))

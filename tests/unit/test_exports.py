@@ -1,0 +1,54 @@
+"""Every CSV the dashboard offers is safe to open in a spreadsheet, and bulk triage reads its own exports back."""
+
+import csv
+import io
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+
+from pica_core.connections_view import connection_rows, connections_csv, fleet_csv, parse_bulk
+from pica_core.exports import frame_csv, rows_csv, safe_cell, unguard
+from pica_core.models import Connection
+from pica_core.store import Store
+
+
+@pytest.mark.parametrize("text", ["=1+1", "+4412345", "-2", "@SUM(A1)", "\tx", "\rx"])
+def test_a_cell_a_spreadsheet_would_run_gets_an_apostrophe_and_comes_back(text):
+    assert safe_cell(text) == "'" + text
+    assert unguard(safe_cell(text)) == text
+
+
+@pytest.mark.parametrize("value", ["user-1", "a=b", "'quoted'", "", 42, -3, None, ["=x"]])
+def test_other_cells_are_left_as_they_are(value):
+    assert safe_cell(value) == value
+    if isinstance(value, str):
+        assert unguard(value) == value
+
+
+def test_frame_and_rows_csv_guard_text_cells_only():
+    frame = pd.DataFrame({"identity": ["=HYPERLINK(\"http://x\")", "ok"], "count": [-1, 2]})
+    assert frame_csv(frame).splitlines() == ["identity,count", "\"'=HYPERLINK(\"\"http://x\"\")\",-1", "ok,2"]
+    when = datetime(2026, 11, 29, tzinfo=UTC)
+    assert rows_csv(["identity", "n", "at"], [("@me", -1, when)]).splitlines() == [
+        "identity,n,at", f"'@me,-1,{when}"]
+
+
+def _vault_connection(identity: str) -> Connection:
+    return Connection(id="a", key=f"test::gmail::default::{'a' * 32}|{identity}", platform="gmail",
+                      identity=identity, identity_type="user", state="failed", tags=["=cmd", "eu"])
+
+
+def test_the_vault_and_fleet_exports_are_guarded_and_triage_reads_them_back():
+    connection = _vault_connection("+4412345")
+    table = connection_rows([connection], {}, {"gmail": "Gmail"}, {})
+    vault = connections_csv(table, [connection])
+    row = next(csv.DictReader(io.StringIO(vault)))
+    assert row["identity"] == "'+4412345" and row["tags"] == "'=cmd,eu"
+    assert parse_bulk("", vault.encode()).identities == [("+4412345", "user")]
+
+    tags = Store.EXPORT_COLUMNS.index("tags")
+    fleet_row = ["-x"] * len(Store.EXPORT_COLUMNS)
+    fleet_row[tags] = ["@a"]
+    exported = next(csv.DictReader(io.StringIO(fleet_csv([fleet_row]))))
+    assert set(exported.values()) == {"'-x", "'@a"}
