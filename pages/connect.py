@@ -28,7 +28,7 @@ st.title("Reconnect an account" if reconnect_key else "Connect an account")
 st.caption("Opens Pica's AuthKit for an end user; the connection it creates is confirmed with Pica, stored and "
            "audited. In sandbox mode the AuthKit page is the sandbox's own.")
 if reconnect_key:
-    st.info(f"Reconnecting `{reconnect_key}`: authorise the same connector again for this identity.",
+    st.info(f"Reconnecting {plain(reconnect_key)}: authorise the same connector again for this identity.",
             icon=":material/link:")
 
 catalog = data.catalog(settings)
@@ -43,7 +43,7 @@ except InvalidInputError as exc:
     show_error(exc)
     preselected = None
 if preselected is not None and preselected.platform not in enabled:
-    st.warning(f"{preselected.name} is not enabled in AuthKit for this environment: enable it in Pica's dashboard "
+    st.warning(f"{plain(preselected.name)} is not enabled in AuthKit for this environment: enable it in Pica's dashboard "
                "first, or pick another connector.", icon=":material/toggle_off:")
     preselected = None
 
@@ -106,10 +106,10 @@ if session:
                 st.session_state["connect-closed"] = session.get("error") or "closed"
             st.rerun()
     if session.get("error") and not session.get("stored"):
-        st.error(f"AuthKit: {session['error']}", icon=":material/error:")
+        st.error(f"AuthKit: {plain(session['error'])}", icon=":material/error:")
         st.caption("Fix the cause (the message says what failed) and open AuthKit again; nothing was stored.")
     elif not session.get("stored"):
-        st.info(f"AuthKit is open for **{session['identity']}** ({session['identity_type']}).",
+        st.info(f"AuthKit is open for **{plain(session['identity'])}** ({session['identity_type']}).",
                 icon=":material/open_in_new:")
 
 outcome = st.session_state.get("connect-outcome")
@@ -117,17 +117,18 @@ if outcome is not None:
     if outcome.ok:
         conn = outcome.connection
         connector_names = {c.platform: c.name for c in connectors}
-        st.success(f"{connector_names.get(conn.platform, conn.platform)} is connected for `{conn.identity}` "
+        st.success(f"{plain(connector_names.get(conn.platform, conn.platform))} is connected for "
+                   f"**{plain(conn.identity)}** "
                    f"({conn.identity_type}).", icon=":material/check_circle:")
         st.code(conn.key, language=None)
-        st.page_link("pages/connections.py", label=f"See {conn.identity}'s connections", icon=":material/link:",
+        st.page_link("pages/connections.py", label=f"See {plain(conn.identity)}'s connections", icon=":material/link:",
                      query_params={"identity": conn.identity or "", "identityType": conn.identity_type or "",
                                    "connection": conn.id})
     else:
-        st.error(outcome.message, icon=":material/gpp_bad:")
+        st.error(plain(outcome.message), icon=":material/gpp_bad:")
 closed = st.session_state.pop("connect-closed", None)
 if closed and outcome is None:
     if closed == "closed":
         st.info("The widget was closed before a connection was made.", icon=":material/close:")
     else:
-        st.error(f"AuthKit closed after an error: {closed}", icon=":material/error:")
+        st.error(f"AuthKit closed after an error: {plain(closed)}", icon=":material/error:")

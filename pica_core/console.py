@@ -91,6 +91,9 @@ def fill_path(template: str, values: Mapping[str, str]) -> str:
         value = str(values[name]).strip()
         if value in (".", "..") or ".." in value.split("/"):
             raise InvalidInputError(f"The value of {{{{{name}}}}} may not be '.' or '..' (it would change the path).")
+        if validation.has_control(value):
+            raise InvalidInputError(f"The value of {{{{{name}}}}} contains control characters (a line break, tab or "
+                                    "NUL).", hint="Type or paste the value alone, on one line.")
         return quote(value, safe="")
 
     return _PATH_VAR.sub(value_of, template)
@@ -665,7 +668,7 @@ def export_curl(prepared: PreparedRequest, base_url: str, *, secret: str | None 
              f"-H {shlex.quote(f'{ACTION_HEADER}: {prepared.action_id}')}"]
     for name, value in prepared.headers.items():
         if is_sensitive_header(name):
-            lines.append(f'-H "{name}: ${_env_name(name)}"')
+            lines.append(f'-H {_shell_header_name(name)}${_env_name(name)}"')
         else:
             lines.append(f"-H {shlex.quote(f'{name}: {value}')}")
     if prepared.body_kind == "json":
@@ -675,10 +678,22 @@ def export_curl(prepared: PreparedRequest, base_url: str, *, secret: str | None 
         lines += [f"--data-urlencode {shlex.quote(f'{k}={v}')}" for k, v in (prepared.form or {}).items()]
     elif prepared.body_kind == "multipart":
         lines += [f"--form-string {shlex.quote(f'{k}={v}')}" for k, v in (prepared.form or {}).items()]
-        lines += [f"-F {shlex.quote(f'{f.field}=@{f.filename};type={f.content_type}')}" for f in prepared.files]
+        lines += [f"-F {shlex.quote(f'{f.field}=@{_curl_quoted(f.filename)};type={f.content_type}')}"
+                  for f in prepared.files]
     elif prepared.body_kind == "raw":
         lines.append(f"--data-binary {shlex.quote((prepared.content or b'').decode('utf-8', errors='replace'))}")
     return scrub(" \\\n  ".join(lines), secret) or ""
+
+
+def _shell_header_name(name: str) -> str:
+    """`"name: ` for the usual names, or the name single-quoted apart: HTTP allows ` $ ' | in a header name, and a
+    shell runs them inside double quotes."""
+    return f'"{name}: ' if re.fullmatch(r"[A-Za-z0-9_-]+", name) else shlex.quote(f"{name}: ") + '"'
+
+
+def _curl_quoted(value: str) -> str:
+    """A value inside curl's -F syntax, where ';' and ',' would start another option: in double quotes."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def export_httpx(prepared: PreparedRequest, base_url: str, *, secret: str | None = None) -> str:

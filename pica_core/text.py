@@ -11,13 +11,18 @@ _MARKDOWN_SPECIALS = set("\\`*_{}[]()<>#+-.!|:$~=&^\"'")
 # after the colon breaks the pattern without changing what is shown.
 _ICON = re.compile(r"\\:(?=(material|streamlit|emoji)/)", re.IGNORECASE)
 _WORD_JOINER = "\u2060"
+# Unicode's direction embeddings, overrides and isolates: inside a value they turn the rest of the dashboard's
+# sentence around ("…derongi") and can make one identity look like another. Right-to-left text needs none of them.
+BIDI_CONTROLS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+_NO_BIDI = dict.fromkeys(map(ord, BIDI_CONTROLS))
 
 
 def plain(text: object) -> str:
     """API text made inert for Streamlit Markdown: every punctuation character that Markdown, HTML, LaTeX or
     Streamlit's directives (`:red[…]`, `:smile:`) could act on is backslash-escaped (CommonMark renders an
-    escaped ASCII punctuation character as itself), icon codes are broken up, and line breaks become spaces."""
-    value = " ".join(str(text or "").split())
+    escaped ASCII punctuation character as itself), icon codes are broken up, line breaks become spaces and
+    direction overrides are dropped."""
+    value = " ".join(str(text or "").translate(_NO_BIDI).split())
     escaped = "".join("\\" + ch if ch in _MARKDOWN_SPECIALS else ch for ch in value)
     return _ICON.sub(lambda m: m.group(0) + _WORD_JOINER, escaped)
 

@@ -7,10 +7,17 @@ from urllib.parse import unquote
 
 from .errors import InvalidInputError
 from .models import IDENTITY_TYPES
+from .text import BIDI_CONTROLS
 
 MAX_IDENTITY = 128
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_BIDI = re.compile(f"[{BIDI_CONTROLS}]")
 _KEY = re.compile(r"^(test|live)::[a-z0-9][a-z0-9-]*::[A-Za-z0-9_-]+::[0-9a-f]{32}(\|.+)?$")
+
+
+def has_control(value: str) -> bool:
+    """Control characters, or Unicode direction controls, anywhere in the value."""
+    return bool(_CONTROL.search(value) or _BIDI.search(value))
 
 
 def identity(value: str) -> str:
@@ -28,6 +35,11 @@ def identity(value: str) -> str:
             "That identity contains control characters (a line break or tab?).",
             hint="Paste the identity alone, on one line.",
         )
+    if _BIDI.search(value):
+        raise InvalidInputError(
+            "That identity contains invisible text-direction characters (U+202A–U+202E, U+2066–U+2069).",
+            hint="Type the identity again rather than copying it from a document or chat.",
+        )
     return value
 
 
@@ -43,7 +55,7 @@ def connection_key(value: str) -> str:
     value = value.strip()
     if not value:
         raise InvalidInputError("Enter a connection key, e.g. test::gmail::default::<32 hex>|<identity>.")
-    if _CONTROL.search(value) or len(value) > 400:
+    if has_control(value) or len(value) > 400:
         raise InvalidInputError("That connection key contains control characters or is far too long.")
     if not _KEY.match(value):
         raise InvalidInputError(
@@ -66,8 +78,9 @@ RESERVED_HEADERS = ("x-pica-secret", "x-pica-connection-key", "x-pica-action-id"
 def passthrough_path(path: str) -> str:
     """The action path after /v1/passthrough/, with its variables filled: no traversal, no control characters."""
     path = path.strip()
-    if _CONTROL.search(path):
-        raise InvalidInputError("The path contains control characters (CR, LF or tab).")
+    if has_control(path) or has_control(_decoded(path)):
+        raise InvalidInputError("The path contains control characters (CR, LF, tab or NUL), written plainly or "
+                                "percent-encoded.")
     if "?" in path or "#" in path:
         raise InvalidInputError("Put query parameters in the query table, not in the path.")
     if any(segment in ("..", ".") for segment in _decoded(path).replace("\\", "/").split("/")):

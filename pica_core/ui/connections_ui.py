@@ -121,7 +121,7 @@ def delete(conn: Connection, *, settings: Settings, store: Store, principal: Pri
         # in one run, where a disabled button swallowed the click.
         clicked = st.button("Delete connection", type="primary", disabled=bool(reason), help=reason, key="delete-go")
         if clicked and not confirmed:
-            st.error(f"Type {conn.platform} exactly to confirm: nothing was deleted.", icon=":material/edit_off:")
+            st.error(f"Type {plain(conn.platform)} exactly to confirm: nothing was deleted.", icon=":material/edit_off:")
         elif clicked and principal.can("delete"):
             try:
                 context.client(settings).delete_connection(conn.id)

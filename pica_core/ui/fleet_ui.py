@@ -74,7 +74,7 @@ def report_message(report: SyncReport) -> None:
     else:
         st.warning(_sentence(report.summary(resume="**Resume**")), icon=":material/sync_problem:")
         for page, error in sorted(report.errors.items())[:5]:
-            st.caption(f"Page {page}: {error}")
+            st.caption(f"Page {page}: {plain(error)}")
 
 
 def _sentence(text: str) -> str:

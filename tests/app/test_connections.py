@@ -131,7 +131,8 @@ def test_unknown_identity_gets_a_message_with_hints(app_env):
     assert "as type team" in hint and "test key" in hint
 
 
-@pytest.mark.parametrize("identity, message", [("x" * 129, "at most 128"), ("a\u0007b", "control characters")])
+@pytest.mark.parametrize("identity, message", [("x" * 129, "at most 128"), ("a\u0007b", "control characters"),
+                                               ("\u202eusr_1", "invisible text")])
 def test_bad_identity_is_refused_before_any_request(app_env, identity, message):
     at = open_page("connections")
     before = app_env.count("vault/connections")

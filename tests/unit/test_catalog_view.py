@@ -211,6 +211,10 @@ def test_plain_escapes_markdown_html_and_directives(text):
     assert escaped.replace("\\", "").replace("\u2060", "") == " ".join(text.split())
 
 
+def test_plain_drops_direction_overrides_that_would_turn_the_sentence_around():
+    assert cv.plain("\u202eCRM\u2066x\u2069 عربي") == "CRMx عربي"
+
+
 def test_plain_breaks_icon_codes_that_streamlit_draws_despite_escaped_colons():
     assert cv.plain(":material/warning: x") == "\\:\u2060material/warning\\: x"
     assert cv.plain("api::gmail::v1") == "api\\:\\:gmail\\:\\:v1"  # keys stay copyable: no joiner

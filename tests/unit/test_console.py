@@ -77,6 +77,16 @@ def test_a_raw_path_climbing_out_in_any_encoding_is_refused(path):
     refused("'.' or '..'", path_template=path, path_values={})
 
 
+@pytest.mark.parametrize("value", ["me\x00x", "me\nx", "me\u202ex"])
+def test_a_control_character_in_a_path_variable_is_named_before_sending(value):
+    refused("{{userId}} contains control characters", path_values={"userId": value})
+
+
+@pytest.mark.parametrize("path", ["/gmail/me%00x/x", "/gmail/me%250Ax/x"])
+def test_a_raw_path_with_an_encoded_control_character_is_refused(path):
+    refused("control characters", path_template=path, path_values={})
+
+
 def test_dots_inside_a_segment_are_fine():
     assert console.prepare(draft(path_template="/files/a..b/v1.2/.hidden", path_values={})).path == (
         "files/a..b/v1.2/.hidden")
@@ -374,6 +384,24 @@ def test_curl_export_reads_the_secret_from_the_environment():
     assert words[words.index("--data-raw") + 1] == '{"text":"it\'s $HOME"}'  # single-quoted: no expansion
     assert prepared.url("http://127.0.0.1:8700") in words
     assert "X-Trace: a b" in words
+
+
+def test_curl_export_runs_nothing_a_header_name_or_file_name_carries(tmp_path):
+    """HTTP allows ` $ ' | in a header name: the exported command, pasted into bash, must pass them to curl as
+    text. A stand-in `curl` function prints the arguments bash gives it."""
+    name = "x-api-token`touch$IFS'pwned'`"
+    prepared = console.PreparedRequest(
+        method="POST", path="gmail/v1/x", connection_key="test::gmail::default::" + "a" * 32 + "|u",
+        action_id=ACTION, headers={name: "abc", "X-Note": "$(touch pwned2)"}, body_kind="multipart",
+        files=[console.FilePart("file", 'a;type=text/html;b"c.txt', b"x", "text/plain")])
+    curl = console.export_curl(prepared, "http://p")
+    script = "curl() { printf '%s\\n' \"$@\"; }\n" + curl + "\n"
+    env = {"PATH": os.environ["PATH"], "PICA_SECRET_KEY": "sk", console._env_name(name): "tok"}
+    args = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          check=True).stdout.splitlines()
+    assert list(tmp_path.iterdir()) == []  # nothing ran
+    assert f"{name}: tok" in args and "X-Note: $(touch pwned2)" in args
+    assert 'file=@"a;type=text/html;b\\"c.txt";type=text/plain' in args  # curl's quoting of a file name
 
 
 def test_python_export_is_valid_code_without_the_secret():

@@ -1,0 +1,28 @@
+"""The Connect page shows identities and keys from links and from the widget as text, never as Markdown."""
+
+from __future__ import annotations
+
+from tests.app.conftest import assert_clean, open_page
+
+PHISH = "x` **Session expired.** [Click here](https://evil.example/login) ![](https://evil.example/p.png) `"
+
+
+def _shown(at) -> str:
+    """The page's messages, without the sandbox banner."""
+    return " ".join(e.value for e in [*at.info, *at.warning, *at.error, *at.success] if "Sandbox mode" not in e.value)
+
+
+def test_a_reconnect_link_shows_its_key_as_text(app_env):
+    at = open_page("connect", query={"reconnect": f"test::gmail::{PHISH}"})
+    assert_clean(at)
+    shown = _shown(at)
+    assert "Reconnecting" in shown and "\\[Click here\\]\\(https" in shown
+    assert "](https" not in shown and "**Session" not in shown and "`" not in shown.replace("\\`", "")
+
+
+def test_an_identity_from_the_link_is_text_once_authkit_is_open(app_env):
+    at = open_page("connect", query={"identity": PHISH, "identityType": "user"})
+    at.button[0].click().run()
+    assert_clean(at)
+    shown = _shown(at)
+    assert "AuthKit is open for" in shown and "](https" not in shown and "\\*\\*Session" in shown
