@@ -27,6 +27,7 @@ ui.keep_widget_values()
 ui.apply_deep_link()
 if notice := ss.pop("con_notice", None):
     st.info(notice, icon=":material/edit:")
+ui.land_call()
 
 ss.setdefault("con_tab", "Builder")
 builder_tab, history_tab = st.tabs(["Builder", "History"], key="con_tab", on_change="rerun")
@@ -66,7 +67,7 @@ with builder_tab:
             write_refusal = console.send_refusal(draft.method, chosen.key, can_write=principal.can("console_write"),
                                                  why_not_write=principal.why_not("console_write"),
                                                  live_confirmed=confirmed)
-            clicked = st.button("Send", type="primary", key="con_send", icon=":material/send:",
+            clicked = st.button("Send", type="primary", key=ui.send_key("con_send"), icon=":material/send:",
                                 disabled=write_refusal is not None, help=write_refusal)
             if write_refusal and not principal.can("console_write"):
                 st.caption(f":material/lock: {write_refusal}")
@@ -74,10 +75,9 @@ with builder_tab:
             if problem is not None:
                 show_error(problem, what="Not sent")
             else:
-                shown = ui.execute(prepared, settings=settings, client=client, store=store, principal=principal,
-                                   platform=chosen.platform, action_title=action.title, confirmed=confirmed)
-                if shown is not None:
-                    ss["con_last"] = shown
+                ui.execute(prepared, settings=settings, client=client, store=store, principal=principal,
+                           platform=chosen.platform, action_title=action.title, confirmed=confirmed,
+                           keep=lambda shown: ss.update(con_last=shown))
 
     if (last := ss.get("con_last")) is not None:
         with st.container(border=True):
@@ -116,11 +116,9 @@ with history_tab:
                     except InvalidInputError as exc:
                         show_error(exc, what=f"Replay of #{record.id}")
                     else:
-                        shown = ui.execute(prepared, settings=settings, client=client, store=store, principal=principal,
-                                           platform=record.platform, action_title=record.action_title,
-                                           confirmed=bool(confirm_replay))
-                        if shown is not None:
-                            ss["con_replayed"], ss["con_replayed_of"] = shown, record.id
-                            st.rerun()  # show the new call at the top of the list
+                        ui.execute(prepared, settings=settings, client=client, store=store, principal=principal,
+                                   platform=record.platform, action_title=record.action_title,
+                                   confirmed=bool(confirm_replay),
+                                   keep=lambda shown, of=record.id: ss.update(con_replayed=shown, con_replayed_of=of))
             with st.expander("Compare two responses", icon=":material/compare_arrows:", expanded=False):
                 ui.compare_panel(records)

@@ -8,6 +8,9 @@ the editor starts afresh.
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -554,7 +557,7 @@ def history_entry(record: PassthroughCallRecord, settings: Settings, store: Stor
     icon = ":material/check_circle:" if record.status and record.status < 400 else ":material/error:"
     with st.expander(f"{plain(console.history_label(record))} · {ago(record.at)}", icon=icon):
         replay_col, load_col, _ = st.columns([1, 1, 3])
-        replay = replay_col.button("Replay", key=f"con_replay_{record.id}", icon=":material/replay:")
+        replay = replay_col.button("Replay", key=send_key(f"con_replay_{record.id}"), icon=":material/replay:")
         load_col.button("Load into builder", key=f"con_load_{record.id}", icon=":material/edit:",
                         on_click=load_into_builder, args=(store, record.id))
         st.caption(plain(f"{record.environment} · {record.connection_key} · action {record.action_id} · "
@@ -611,20 +614,74 @@ def compare_panel(records: list[PassthroughCallRecord]) -> None:
 
 
 # --- sending ----------------------------------------------------------------------------------------------------
+_LAST_CALL = "con_last_call"
+CALL_WAIT_SECONDS = 120  # longer than a call with its retries takes
+
+
+@dataclass
+class CallInFlight:
+    """A call of this session from the moment it is sent: the run that sends it fills it in, and whichever run
+    draws the page next shows it. A click during a call starts a new run at once (Streamlit's fast reruns) and
+    stops the sending run at its next element: what comes back must not be lost, nor the click send it again."""
+
+    number: int  # the session's how-manyth call: sending buttons' keys end with it (`send_key`)
+    label: str
+    keep: Callable[[ShownCall], None]
+    sent_at: float = field(default_factory=time.time)
+    shown: ShownCall | None = None
+    error: PicaError | None = None
+    landed: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+def send_key(name: str) -> str:
+    """A sending button's key, new with every call: a click queued while a call is on its way (a second, impatient
+    click) belongs to the button as it was and sends nothing again."""
+    last = st.session_state.get(_LAST_CALL)
+    return f"{name}_{last.number if last else 0}"
+
+
 def execute(prepared: console.PreparedRequest, *, settings: Settings, client: PicaClient, store: Store,
-            principal: Principal, platform: str, action_title: str | None, confirmed: bool) -> ShownCall | None:
-    """Send a checked request if this person may (writes: console_write; live writes: confirmation)."""
+            principal: Principal, platform: str, action_title: str | None, confirmed: bool,
+            keep: Callable[[ShownCall], None]) -> None:
+    """Send a checked request if this person may (writes: console_write; live writes: confirmation), then draw
+    the page again: `land_call` shows the answer (`keep` puts it where the page draws it)."""
     refusal = console.send_refusal(prepared.method, prepared.connection_key, can_write=principal.can("console_write"),
                                    why_not_write=principal.why_not("console_write"), live_confirmed=confirmed)
     if refusal:
         st.warning(f"Not sent: {refusal}", icon=":material/lock:")
-        return None
-    with st.spinner(f"{prepared.method} {prepared.display_path}…"):
-        try:
-            outcome = console.run_call(client, store, prepared, actor=principal.name, platform=platform,
-                                       action_title=action_title, secret=settings.effective_secret().reveal(),
-                                       body_limit=settings.history_body_limit)
+        return
+    last = st.session_state.get(_LAST_CALL)
+    call = CallInFlight(number=(last.number if last else 0) + 1, label=f"{prepared.method} {prepared.display_path}",
+                        keep=keep)
+    st.session_state[_LAST_CALL] = call  # one write: Streamlit may stop this run at any session-state access
+    with st.spinner(f"{call.label}…"):
+        try:  # no Streamlit call until done: a stopped run still finishes the call and hands it over
+            call.shown = remember(console.run_call(client, store, prepared, actor=principal.name, platform=platform,
+                                                   action_title=action_title,
+                                                   secret=settings.effective_secret().reveal(),
+                                                   body_limit=settings.history_body_limit), settings, platform)
         except PicaError as exc:  # refused by the client before anything was sent
-            show_error(exc, what="Not sent")
-            return None
-    return remember(outcome, settings, platform)
+            call.error = exc
+        finally:
+            call.done.set()
+    st.rerun()
+
+
+def land_call() -> None:
+    """The session's last call, once, where the page shows it: waited for when another run is still sending it."""
+    call = st.session_state.get(_LAST_CALL)
+    if call is None or call.landed:
+        return
+    if not call.done.is_set():
+        with st.spinner(f"{call.label}: waiting for the answer (sent {ago(call.sent_at)})…"):
+            call.done.wait(CALL_WAIT_SECONDS)
+        if not call.done.is_set():
+            st.warning(f"{plain(call.label)} has had no answer for {CALL_WAIT_SECONDS} s: it will show here when "
+                       "it comes, or find it in History.", icon=":material/hourglass_top:")
+            return
+    call.landed = True
+    if call.shown is not None:
+        call.keep(call.shown)
+    elif call.error is not None:
+        show_error(call.error, what="Not sent")

@@ -53,8 +53,13 @@ def console_on(sandbox, action_id: str = LIST_MESSAGES, *, state="operational", 
     return at, conn
 
 
+def send_button(at):
+    """The Send button (its key changes after every call: a click queued during a call sends nothing again)."""
+    return next(b for b in at.button if b.key.startswith("con_send_"))
+
+
 def send(at):
-    at.button(key="con_send").click().run()
+    send_button(at).click().run()
     assert_clean(at)
     return at
 
@@ -80,7 +85,8 @@ def send_then_click_in_history(at, button: str) -> PassthroughCallRecord:
     """Send the built request, then click `button` (replay | load) on its row in History; the call's record."""
     send(at)
     [record] = records()
-    open_history(at).button(key=f"con_{button}_{record.id}").click().run()
+    at = open_history(at)
+    next(b for b in at.button if b.key.startswith(f"con_{button}_{record.id}")).click().run()
     assert_clean(at)
     return record
 
@@ -338,11 +344,11 @@ def test_a_live_write_needs_an_explicit_confirmation(live_env, monkeypatch):
     at = open_page("console", query={"key": conn["key"], "action": SEND_MESSAGE})
     at.text_input(key="con_var_userId").set_value("me").run()
     at.text_area(key="con_body_json").set_value('{"raw": "SGk="}').run()
-    button = at.button(key="con_send")
+    button = send_button(at)
     assert button.disabled and "tick the confirmation box" in button.help  # (the send path re-checks it too)
     assert passthrough_calls(live_env) == 0
     at.checkbox(key="con_confirm_live").check().run()
-    assert not at.button(key="con_send").disabled
+    assert not send_button(at).disabled
     send(at)
     assert passthrough_calls(live_env) == 1
     assert {m.label: m.value for m in at.metric}["Status"] == "200 OK"
@@ -354,11 +360,11 @@ def test_live_without_sign_in_is_read_only_but_gets_work(live_env):
     conn = gmail(live_env, environment="live")
     at = open_page("console", query={"key": conn["key"], "action": SEND_MESSAGE})
     at.text_input(key="con_var_userId").set_value("me").run()
-    assert at.button(key="con_send").disabled
-    assert "read-only" in at.button(key="con_send").help
+    assert send_button(at).disabled
+    assert "read-only" in send_button(at).help
     at = open_page("console", query={"key": conn["key"], "action": LIST_MESSAGES})
     at.text_input(key="con_var_userId").set_value("me").run()
-    assert not at.button(key="con_send").disabled
+    assert not send_button(at).disabled
     send(at)
     assert passthrough_calls(live_env) == 1
 

@@ -19,9 +19,25 @@ def gmail_key(dashboard) -> str:
     return next(r["key"] for r in rows if r["state"] == "operational")
 
 
+def passthrough_calls(dashboard) -> int:
+    return dashboard.control("GET", "stats").json()["by_route"].get("passthrough", 0)
+
+
+def open_list_messages(dashboard, page, base_url: str) -> None:
+    """The console on an operational Gmail connection and its List Messages action, userId filled in."""
+    key = gmail_key(dashboard)
+    page.goto(f"{base_url}/console?key={httpx.QueryParams({'key': key})['key']}&action={LIST_MESSAGES}"
+              .replace("|", "%7C"))
+    wait_idle(page)
+    user_id = page.locator(".st-key-con_var_userId input")
+    user_id.fill("me")
+    user_id.press("Enter")
+    wait_idle(page)
+
+
 def test_a_call_from_the_console(dashboard, page):
     key = gmail_key(dashboard)
-    before = dashboard.control("GET", "stats").json()["by_route"].get("passthrough", 0)
+    before = passthrough_calls(dashboard)
     # Opened as localhost, not the 127.0.0.1 the server reaches its sandbox on: exports name what the browser used.
     local = dashboard.url.replace("127.0.0.1", "localhost")
     page.goto(f"{local}/console?key={httpx.QueryParams({'key': key})['key']}&action={LIST_MESSAGES}".replace("|", "%7C"))
@@ -34,10 +50,10 @@ def test_a_call_from_the_console(dashboard, page):
     user_id.fill("me")
     user_id.press("Enter")
     wait_idle(page)
-    page.locator(".st-key-con_send button").click()
+    page.locator("[class*='st-key-con_send'] button").click()
     wait_idle(page, settle_ms=600)
 
-    assert dashboard.control("GET", "stats").json()["by_route"].get("passthrough", 0) == before + 1
+    assert passthrough_calls(dashboard) == before + 1
     status = page.get_by_text("200 OK").first
     expect(status).to_be_visible()
     assert page.locator("[data-testid='stException']").count() == 0
@@ -53,3 +69,25 @@ def test_a_call_from_the_console(dashboard, page):
     page.get_by_role("tab", name="History").click()
     wait_idle(page)
     expect(page.get_by_text("· 200 · GET /gmail/v1/users/me/messages").first).to_be_visible()
+
+
+def test_a_second_click_while_a_call_is_on_its_way_sends_nothing_more(dashboard, page):
+    """An impatient second click on Send (the button stays clickable while Pica answers) must not send the
+    request again: for a write, that would be a second email."""
+    open_list_messages(dashboard, page, dashboard.url)
+    before = passthrough_calls(dashboard)
+    dashboard.control("POST", "faults", json={"kind": "latency", "seconds": 2, "count": 2, "path": "/v1/passthrough"})
+    try:
+        send = page.locator("[class*='st-key-con_send'] button")
+        send.click()
+        page.wait_for_timeout(700)
+        send.click()  # while the first call waits for its answer
+        wait_idle(page, settle_ms=600)
+        wait_idle(page)
+    finally:
+        dashboard.control("DELETE", "faults")
+    assert passthrough_calls(dashboard) == before + 1
+    expect(page.get_by_text("200 OK").first).to_be_visible()
+    page.locator("[class*='st-key-con_send'] button").click()  # the next click sends again
+    wait_idle(page, settle_ms=600)
+    assert passthrough_calls(dashboard) == before + 2
