@@ -19,7 +19,7 @@ import math
 import random
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any, Generic, Required, TypeVar
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -69,6 +69,10 @@ T = TypeVar("T")
 Parse = Callable[[Any], Any]
 
 
+def _as_is(data: Any) -> Any:
+    return data
+
+
 @dataclass
 class Operation(Generic[T]):
     """One Pica call, described without doing any I/O."""
@@ -77,7 +81,7 @@ class Operation(Generic[T]):
     path: str
     params: dict[str, Any] = field(default_factory=dict)
     json_body: Any = None
-    parse: Parse = lambda data: data
+    parse: Parse = _as_is  # paginated: gets the rows of every page
     paginated: bool = False
     row_model: type | None = None  # paginated: the rows' model or TypedDict (the envelope is validated in one pass)
     page_size: int | None = None
@@ -365,20 +369,31 @@ class _Endpoints:
         """`row_model=ConnectionRow` parses pages into plain dicts of the stored fields (the fleet sync)."""
         if identity is not None:
             identity = validation.identity(identity)
+        parse: Parse = _as_is
+        if keys and any("," in key for key in keys):
+            # Pica reads `key` as a comma-separated list, and an identity (the key's last part) may hold a comma:
+            # such keys are not asked for but matched here, among their platform's connections.
+            wanted, platforms = set(keys), {key.split("::")[1] for key in keys}
+            keys, platform = None, platform or (platforms.pop() if len(platforms) == 1 else None)
+            parse = lambda rows: [row for row in rows if row.key in wanted]  # noqa: E731
         return Operation("GET", "/v1/vault/connections", params=dict(
             identity=identity, identityType=validation.identity_type(identity_type), platform=platform,
             key=list(keys) if keys else None, tags=list(tags) if tags else None, name=name,
             platformVersion=platform_version, active=active),
-            row_model=row_model, paginated=True, page_size=page_size)
+            row_model=row_model, paginated=True, page_size=page_size, parse=parse)
 
     def connection(self, connection_id: str) -> Connection:
         return self._run(Operation("GET", f"/v1/vault/connections/{_segment(connection_id)}",
                                    parse=Connection.model_validate))
 
-    def connection_by_key(self, key: str) -> Connection | None:
-        """The connection with this key, or None (Pica lists it by key; there is no get-by-key)."""
-        return self._run(Operation("GET", "/v1/vault/connections", params={"key": validation.connection_key(key),
-                                                                           "limit": 1},
+    def connection_by_key(self, key: str, *, identity: str | None = None) -> Connection | None:
+        """The connection with this key, or None (Pica lists it by key; there is no get-by-key). `identity`, when
+        known, narrows the search for a key holding a comma (see `connections_operation`)."""
+        key = validation.connection_key(key)
+        if "," in key:
+            op = self.connections_operation(keys=[key], identity=identity)
+            return self._run(replace(op, parse=lambda rows, matching=op.parse: next(iter(matching(rows)), None)))
+        return self._run(Operation("GET", "/v1/vault/connections", params={"key": key, "limit": 1},
                                    parse=lambda data: _first_row(data, Connection)))
 
     def update_connection_tags(self, connection_id: str, tags: Sequence[str]) -> Connection:
@@ -586,7 +601,7 @@ class PicaClient(_Core, _Endpoints):
 
     def _run(self, op: Operation) -> Any:
         if op.paginated:
-            return [row for page in self.iter_pages(op) for row in page.rows]
+            return op.parse([row for page in self.iter_pages(op) for row in page.rows])
         response = self._send(op, _clean(op.params))
         return self._parse(self._decode(response, op), op)
 
@@ -668,7 +683,7 @@ class AsyncPicaClient(_Core, _Endpoints):
 
     async def _run_async(self, op: Operation) -> Any:
         if op.paginated:
-            return [row for page in await self._all_pages(op) for row in page.rows]
+            return op.parse([row for page in await self._all_pages(op) for row in page.rows])
         response = await self._send(op, _clean(op.params))
         return self._parse(self._decode(response, op), op)
 

@@ -52,7 +52,7 @@ def confirm_and_store(client, store: Store, record: Any, *, identity: str, ident
         store.audit(actor=actor, action=action, target=identity, outcome="error", reason="no key in LINK_SUCCESS")
         return ConnectOutcome(False, "The widget reported a success without a connection key; nothing was stored.")
     try:
-        connection = client.connection_by_key(key)
+        connection = client.connection_by_key(key, identity=identity)
     except (PicaError, InvalidInputError) as exc:
         store.audit(actor=actor, action=action, target=key, outcome="error", error=str(exc))
         return ConnectOutcome(False, f"Could not confirm the new connection with Pica: {exc}. {exc.hint}")

@@ -114,6 +114,16 @@ def test_connection_filters_get_patch_delete(client):
     assert client.connection_by_key(conn.key) is None
 
 
+@pytest.mark.parametrize("identity", ['=HYPERLINK("http://x","y")', "a,b"])
+def test_a_key_holding_a_comma_is_found_though_pica_splits_the_key_filter_on_commas(sandbox, client, identity):
+    made = sandbox.state.add_connection(platform="gmail", environment="test", identity=identity, identity_type="user")
+    assert "," in made["key"]
+    assert client.connection_by_key(made["key"]).id == made["id"]
+    assert client.connection_by_key(made["key"], identity=identity).id == made["id"]
+    assert [c.id for c in client.connections(keys=[made["key"]])] == [made["id"]]
+    assert client.connection_by_key(made["key"].replace("|", "|z")) is None
+
+
 def test_user_flags_and_authkit_token_merge_pages(sandbox, client):
     assert client.user_flags().completed_quickstart is True
     sandbox.control("DELETE", "stats")
