@@ -86,7 +86,8 @@ if session:
     result = authkit_widget(
         key="authkit-widget", nonce=session["nonce"], base_url=settings.authkit_url or "/sandbox/authkit",
         token_url=TOKEN_PATH, headers=token_headers(session["grant"], session["identity"]),
-        title=f"Connect an account for {session['identity']}", selected_connection=session["connector"], theme=theme,
+        title=f"{'Reconnect' if session['reconnect'] else 'Connect'} an account for {session['identity']}",
+        selected_connection=session["connector"], theme=theme,
     )
     success = result.get("connection") if result else None
     if success and success.get("nonce") == session["nonce"] and not session.get("stored"):
@@ -121,6 +122,8 @@ if outcome is not None:
                    f"**{plain(conn.identity)}** "
                    f"({conn.identity_type}).", icon=":material/check_circle:")
         st.code(conn.key, language=None)
+        if outcome.note:
+            st.warning(plain(outcome.note), icon=":material/content_copy:")
         st.page_link("pages/connections.py", label=f"See {plain(conn.identity)}'s connections", icon=":material/link:",
                      query_params={"identity": conn.identity or "", "identityType": conn.identity_type or "",
                                    "connection": conn.id})

@@ -41,6 +41,7 @@ class ConnectOutcome:
     ok: bool
     message: str
     connection: Connection | None = None
+    note: str | None = None  # what else the person should know (a reconnect that made a new connection)
 
 
 def confirm_and_store(client, store: Store, record: Any, *, identity: str, identity_type: str | None, actor: str,
@@ -64,7 +65,25 @@ def confirm_and_store(client, store: Store, record: Any, *, identity: str, ident
                     expected=identity, actual=connection.identity)
         return ConnectOutcome(False, f"The reported connection belongs to {connection.identity!r}, not {identity!r}; "
                                      "nothing was stored.")
+    note = None
+    if reconnect_key and reconnect_key != key:
+        note = _still_there(client, reconnect_key, identity)
     store.upsert_connections([connection], source="connect")
     store.audit(actor=actor, action=action, target=key, outcome="ok", platform=connection.platform,
-                identity=identity, identity_type=identity_type, replaced=reconnect_key)
-    return ConnectOutcome(True, f"{connection.platform} is connected for {identity}.", connection)
+                identity=identity, identity_type=identity_type,
+                **({"replaced": reconnect_key} if reconnect_key == key else
+                   {"new_connection_instead_of": reconnect_key} if reconnect_key else {}))
+    return ConnectOutcome(True, f"{connection.platform} is connected for {identity}.", connection, note)
+
+
+def _still_there(client, old_key: str, identity: str) -> str:
+    """A reconnect whose widget reported another key made a new connection: say so, and what became of the old."""
+    try:
+        old = client.connection_by_key(old_key, identity=identity)
+    except (PicaError, InvalidInputError):
+        old = None
+        state = "Pica could not say what became of the old one"
+    else:
+        state = f"the old one is still there ({old.state})" if old else "the old one is gone"
+    todo = " Delete the old one once the new one works." if old else ""
+    return f"AuthKit made a new connection rather than repairing {old_key}: {state}.{todo}"

@@ -59,10 +59,26 @@ def test_confirmed_success_is_stored_and_audited(sandbox, client, store):
     assert (event.actor, event.target, event.outcome) == ("ops@x.io", record["key"], "ok")
 
 
-def test_reconnect_is_audited_as_reconnect(sandbox, client, store):
-    record = authkit_connect(sandbox, "u-re", "user", "slack")
-    confirm_and_store(client, store, record, identity="u-re", identity_type="user", actor="a", reconnect_key="old")
-    assert store.audit_events(action="reconnect")[0].detail["replaced"] == "old"
+def test_a_reconnect_that_repairs_the_connection_is_audited_as_replacing_it(sandbox, client, store):
+    old = authkit_connect(sandbox, "u-re", "user", "slack")
+    sandbox.set_state(old["key"], "failed")
+    again = authkit_connect(sandbox, "u-re", "user", "slack")  # AuthKit repairs the broken one
+    assert again["key"] == old["key"]
+    outcome = confirm_and_store(client, store, again, identity="u-re", identity_type="user", actor="a",
+                                reconnect_key=old["key"])
+    assert outcome.ok and outcome.note is None
+    assert store.audit_events(action="reconnect")[0].detail["replaced"] == old["key"]
+
+
+def test_a_reconnect_that_made_a_new_connection_says_the_old_one_is_still_there(sandbox, client, store):
+    old = authkit_connect(sandbox, "u-re2", "user", "slack")  # operational: AuthKit makes another
+    new = authkit_connect(sandbox, "u-re2", "user", "slack")
+    assert new["key"] != old["key"]
+    outcome = confirm_and_store(client, store, new, identity="u-re2", identity_type="user", actor="a",
+                                reconnect_key=old["key"])
+    assert outcome.ok and "made a new connection" in outcome.note and "still there (operational)" in outcome.note
+    detail = store.audit_events(action="reconnect")[0].detail
+    assert "replaced" not in detail and detail["new_connection_instead_of"] == old["key"]
 
 
 def test_forged_success_is_not_stored(sandbox, client, store):
