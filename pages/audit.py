@@ -9,6 +9,7 @@ import streamlit as st
 from pica_core.exports import frame_csv
 from pica_core.text import count
 from pica_core.ui import context
+from pica_core.ui.layout import when_column
 
 settings = context.settings()
 store = context.store(settings)
@@ -41,7 +42,7 @@ else:
                            "outcome": e.outcome, "detail": e.detail} for e in events])
     st.caption(count(len(frame), "event") + (" (the newest 1,000)" if len(frame) == 1000 else ""))
     st.dataframe(frame, hide_index=True, width="stretch", column_config={
-        "when": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+        "when": when_column("when"),
         "detail": st.column_config.JsonColumn("detail"),
     })
     export = frame.assign(detail=frame["detail"].map(lambda d: json.dumps(d, sort_keys=True)))

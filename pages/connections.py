@@ -33,6 +33,7 @@ from pica_core.ui.layout import (
     state_label,
     state_metric_label,
     style_states,
+    when_column,
 )
 
 settings = context.settings()
@@ -158,8 +159,8 @@ with lookup_tab:
                         "key": st.column_config.TextColumn("connection key", width="medium"),
                         "tags": st.column_config.ListColumn("tags"),
                         "active": st.column_config.CheckboxColumn("active"),
-                        "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
-                        "first seen": st.column_config.DatetimeColumn("first seen", format="YYYY-MM-DD HH:mm"),
+                        "created": when_column("created", seconds=False),
+                        "first seen": when_column("first seen", seconds=False),
                         "last seen": st.column_config.DatetimeColumn("last seen", format="distance"),
                     },
                 )

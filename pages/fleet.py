@@ -12,7 +12,7 @@ from pica_core.health import attention_summary, describe_transition, state_colum
 from pica_core.models import STATES
 from pica_core.store import utcnow
 from pica_core.ui import context, data, fleet_ui
-from pica_core.ui.layout import ago, state_label, state_metric_label, style_states
+from pica_core.ui.layout import ago, state_label, state_metric_label, style_states, when_column
 
 settings = context.settings()
 store = context.store(settings)
@@ -116,13 +116,13 @@ with broken_tab:
             "open": link(r), "state": state_label(r.state), "since": r.state_since,
             "for": ("≥ " if r.state_since <= r.first_seen_at else "") + ago(r.state_since).replace(" ago", ""),
             "platform": names.get(r.platform, r.platform), "identity": r.user_id, "identity type": r.identity_type,
-            "key": r.connection_key} for r in attention])
+            "created": r.created_at, "key": r.connection_key} for r in attention])
         st.dataframe(style_states(table), hide_index=True, width="stretch", column_config={
-            "since": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+            "since": when_column("since"), "created": when_column("created"),
             "open": st.column_config.LinkColumn("details", display_text="open", width="small")})
         if any(r.state_since <= r.first_seen_at for r in attention):
             st.caption("≥: already in that state when the dashboard first saw the connection, so for at least that "
-                       "long. Oldest first.")
+                       "long (and at most since it was created). Oldest first; failed before degraded.")
     elif last is None:
         st.caption("Nothing synced yet.")
     else:
@@ -131,9 +131,12 @@ with changed_tab:
     if changes:
         shown(changes, totals["changes"], "latest")
         st.dataframe(pd.DataFrame([{
-            "when": t.at, "change": describe_transition(t.from_state, t.to_state),
+            "open": "/connections?" + urlencode({"key": t.connection_key}), "when": t.at,
+            "change": describe_transition(t.from_state, t.to_state),
             "platform": names.get(t.platform, t.platform), "identity": t.user_id, "seen by": t.source,
-            "key": t.connection_key} for t in changes]), hide_index=True, width="stretch")
+            "key": t.connection_key} for t in changes]), hide_index=True, width="stretch", column_config={
+            "when": when_column("when"),
+            "open": st.column_config.LinkColumn("details", display_text="open", width="small")})
     else:
         st.caption("No state changed in the last 24 hours.")
 with missing_tab:
@@ -144,7 +147,7 @@ with missing_tab:
         st.dataframe(style_states(pd.DataFrame([{
             "platform": names.get(r.platform, r.platform), "identity": r.user_id, "last state": state_label(r.state),
             "last seen": r.last_seen_at, "key": r.connection_key} for r in missing]), "last state"),
-            hide_index=True, width="stretch")
+            hide_index=True, width="stretch", column_config={"last seen": when_column("last seen")})
     else:
         st.caption("Every stored connection was seen in the last complete sync or since.")
 with export_tab:

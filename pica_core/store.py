@@ -33,7 +33,7 @@ except ImportError:  # Windows: syncs exclude each other within one process only
     fcntl = None
 from collections.abc import Callable, Iterator, Sequence
 
-from sqlalchemy import JSON, Column, Index, event, func, or_, text
+from sqlalchemy import JSON, Column, Index, case, event, func, or_, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from pydantic_core import from_json, to_json
@@ -407,10 +407,13 @@ class Store:
             return dict(session.execute(self._current(query, environment)).all())
 
     def attention(self, environment: str | None = None, limit: int = 500) -> list[UserConnection]:
-        """Failed and degraded connections, longest in that state first (at most `limit`)."""
+        """Failed and degraded connections, longest in that state first (at most `limit`). Many share one
+        `state_since`, the first sync that found them broken: among those, failed before degraded, then the
+        oldest connections (broken for longest, as far as anyone can tell)."""
         with self.session() as session:
-            return list(session.exec(self._attention(environment)
-                                     .order_by(UserConnection.state_since, UserConnection.id).limit(limit)))
+            return list(session.exec(self._attention(environment).order_by(
+                UserConnection.state_since, case((UserConnection.state == "failed", 0), else_=1),
+                UserConnection.created_at, UserConnection.id).limit(limit)))
 
     def _attention(self, environment: str | None):
         return self._current(select(UserConnection).where(UserConnection.state.in_(("failed", "degraded"))),

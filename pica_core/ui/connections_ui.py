@@ -13,7 +13,7 @@ from ..models import Connection
 from ..store import Store
 from ..text import plain
 from . import context, data
-from .layout import ago, flash, show_error, state_badge
+from .layout import ago, flash, show_error, state_badge, when_column
 
 
 def page_link(principal: Principal, page: str, label: str, icon: str, query: dict[str, str], action: str) -> None:
@@ -46,7 +46,7 @@ def detail(conn: Connection, *, settings: Settings, store: Store, principal: Pri
             st.dataframe(pd.DataFrame([{
                 "when": t.at, "change": describe_transition(t.from_state, t.to_state), "seen by": t.source,
             } for t in reversed(transitions)]), hide_index=True, width="stretch",
-                column_config={"when": st.column_config.DatetimeColumn("when (UTC)", format="YYYY-MM-DD HH:mm:ss")})
+                column_config={"when": when_column("when")})
             st.caption(" · ".join(p.label for p in periods[-3:]))
     with calls:
         recent = store.search_calls(connection_key=conn.key, limit=20)

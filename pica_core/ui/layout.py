@@ -77,6 +77,12 @@ def style_states(frame, column: str = "state"):
     return frame.style.map(color, subset=[column])
 
 
+def when_column(label: str, *, seconds: bool = True):
+    """A table's date column, written the same way on every page and said to be UTC."""
+    return st.column_config.DatetimeColumn(f"{label} (UTC)", format="YYYY-MM-DD HH:mm" + (":ss" if seconds else ""),
+                                           timezone="UTC")
+
+
 def state_badge(state: str | None) -> str:
     """Markdown badge for prose and headers."""
     state = state or "unknown"

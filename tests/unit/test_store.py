@@ -149,8 +149,15 @@ def test_aggregates_are_computed_by_the_database(store, statements):
     assert store.state_counts() == {"operational": 1, "failed": 2, "degraded": 1, "unknown": 1}
     assert ("gmail", "failed", 1) in store.counts_by("platform")
     assert store.usage_by_platform() == {"gmail": 2, "slack": 2, "notion": 1}
-    assert [r.state for r in store.attention()] == ["failed", "degraded", "failed"]  # same age: insertion order
+    assert [r.state for r in store.attention()] == ["failed", "failed", "degraded"]  # same age: failed first
     assert len([s for s in statements if "GROUP BY" in s.upper()]) == 3
+
+
+def test_attention_found_broken_together_puts_failed_then_the_oldest_connections_first(store):
+    t0 = utcnow() - timedelta(days=40)
+    store.upsert_connections([conn(1, "degraded", created_at=t0), conn(2, "failed", created_at=t0 + timedelta(days=9)),
+                              conn(3, "failed", created_at=t0 + timedelta(days=2))], source="sync")
+    assert [r.connection_key for r in store.attention()] == [conn(3).key, conn(2).key, conn(1).key]
 
 
 def test_attention_is_oldest_first_and_not_seen(store):
