@@ -107,18 +107,25 @@ with lookup_tab:
                 st.session_state["stored-lookup"] = marker
 
             if not connections:
-                other_types = {}
-                if lookup.identity and lookup.identity_type:
+                others, same_letters = [], None
+                if lookup.identity and (lookup.identity_type or lookup.platform):
                     others = data.connections(settings, identity=filters["identity"]).value or []
-                    for c in others:
-                        other_types[c.identity_type] = other_types.get(c.identity_type, 0) + 1
-                message, hint = no_results_message(lookup, other_types=other_types, environment=settings.environment)
+                lowered = lookup.identity.lower()
+                if (not others and not lookup.key and lowered != lookup.identity
+                        and (found := data.connections(settings, **{**filters, "identity": lowered}).value)):
+                    same_letters = (lowered, len(found))
+                message, hint = no_results_message(lookup, environment=settings.environment, others=others,
+                                                   names=names, same_letters=same_letters)
                 st.warning(plain(message), icon=":material/search_off:")
+                if same_letters:
+                    st.page_link("pages/connections.py", label=plain(f"Look up {lowered}"), icon=":material/search:",
+                                 query_params={k: v for k, v in replace(lookup, identity=lowered).to_query().items()
+                                               if v})
                 platform = filters.get("platform")
                 if platform and names and platform not in names:
                     st.caption(plain(f"{platform} is not a platform id of the catalog: ids look like gmail, "
                                      "google-drive or hubspot (the Catalog page lists them)."))
-                st.caption(hint)
+                st.caption(plain(hint))
             else:
                 counts = state_counts(c.state for c in connections)
                 st.markdown(f"**{plain(lookup.describe())}** · {attention_summary(counts)}")

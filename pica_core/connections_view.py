@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections import Counter
 import io
 from dataclasses import dataclass, field, replace
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -11,9 +12,10 @@ import pandas as pd
 
 from . import exports, validation
 from .errors import InvalidInputError
-from .health import state_label
+from .health import NEEDS_ATTENTION, state_label
 from .models import IDENTITY_TYPES, STATES, Connection
 from .store import Store, UserConnection
+from .text import count
 
 ATTENTION_ORDER = {"failed": 0, "degraded": 1, "unknown": 2, "operational": 3}
 MAX_BULK_IDENTITIES = 500
@@ -141,25 +143,42 @@ def connections_csv(table: pd.DataFrame, connections: Sequence[Connection]) -> s
     return exports.frame_csv(export)
 
 
-def no_results_message(lookup: Lookup, *, other_types: Mapping[str, int], environment: str) -> tuple[str, str]:
-    """(message, hint) for an empty lookup: other identity types that do have connections, and the environment."""
+def no_results_message(lookup: Lookup, *, environment: str, others: Sequence[Connection] = (),
+                       names: Mapping[str, str] | None = None,
+                       same_letters: tuple[str, int] | None = None) -> tuple[str, str]:
+    """(message, hint) for an empty lookup. `others`: the identity's connections of any type and platform (when the
+    lookup named a type or a platform); `same_letters`: the identity in lower case and how many connections it has
+    (Pica matches identities exactly); the environment of the key."""
+    names = names or {}
+    platform = names.get(lookup.platform.strip().lower(), lookup.platform) if lookup.platform else ""
     narrowed = lookup.key and (lookup.identity or lookup.identity_type or lookup.platform)
     if lookup.key:
         message = f"No connection with key {lookup.key}" + (f" among {replace(lookup, key='').describe()}."
                                                             if narrowed else ".")
     elif lookup.identity:
         message = f"No connections for {lookup.identity} (type {lookup.identity_type or 'any'})"
-        if lookup.platform:
-            message += f" on {lookup.platform}"
+        if platform:
+            message += f" on {platform}"
         message += "."
     else:
-        message = f"No connections on platform {lookup.platform}"
+        message = f"No connections on platform {platform}"
         message += f" for identities of type {lookup.identity_type}." if lookup.identity_type else "."
     hints = ["The other fields narrow a key's lookup: look the key up alone."] if narrowed else []
-    if other_types:
-        found = ", ".join(f"{count} as type {kind or 'none'}" for kind, count in sorted(other_types.items(),
-                                                                                        key=lambda kv: str(kv[0])))
+    if same_letters:
+        lowered, found = same_letters
+        hints.append(f"Pica matches identities exactly, letter case included: {lowered} has "
+                     f"{count(found, 'connection')}.")
+    if lookup.identity_type and (other_types := Counter(c.identity_type for c in others
+                                                        if c.identity_type != lookup.identity_type)):
+        found = ", ".join(f"{n} as type {kind or 'none'}" for kind, n in sorted(other_types.items(),
+                                                                               key=lambda kv: str(kv[0])))
         hints.append(f"This identity has connections under another identity type: {found}.")
+    if lookup.platform and (elsewhere := [c for c in others if c.platform != lookup.platform.strip().lower()]):
+        shown = sorted({names.get(c.platform, c.platform) for c in elsewhere}, key=str.lower)
+        listed = ", ".join(shown[:4]) + (f" and {len(shown) - 4} more" if len(shown) > 4 else "")
+        broken = sum(1 for c in elsewhere if c.state in NEEDS_ATTENTION)
+        hints.append(f"It has {count(len(elsewhere), 'connection')} on other platforms"
+                     + (f" ({broken:,} need attention)" if broken else "") + f": {listed}.")
     other_env = "live" if environment == "test" else "test"
     hints.append(f"The dashboard's key is a {environment} key: connections made in the {other_env} environment are "
                  f"not visible with it.")
@@ -292,7 +311,7 @@ def triage_rows(results: Sequence[TriageResult], names: Mapping[str, str] | None
         listed.update(c.key for c in fresh)
         if result.error or not fresh:
             state = "error" if result.error else "listed above" if result.connections else "no connections"
-            note = result.error or (f"its {len(result.connections)} connection(s) are listed above" if
+            note = result.error or (f"{count(len(result.connections), 'connection')} listed above" if
                                     result.connections else "")
             rows.append({"identity": result.identity, "identity type": result.identity_type or "any",
                          "platform": None, "state": state, "key": None, "note": note})

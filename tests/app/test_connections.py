@@ -122,6 +122,16 @@ def test_delete_needs_the_typed_confirmation_then_round_trips(app_env):
     assert store.audit_events(action="delete")[0].outcome == "ok"
 
 
+def test_an_identity_in_other_letter_case_points_to_the_one_pica_knows(app_env):
+    conn = seeded(app_env)
+    at = open_page("connections", query={"identity": conn["identity"].upper()})
+    assert_clean(at)
+    assert at.warning[0].value.replace("\\", "").startswith(f"No connections for {conn['identity'].upper()}")
+    hint = " ".join(c.value for c in at.caption).replace("\\", "")
+    assert f"letter case included: {conn['identity']} has" in hint
+    assert f"identity={conn['identity']}" in str(at.get("page_link")[0].proto).replace("%40", "@")
+
+
 def test_unknown_identity_gets_a_message_with_hints(app_env):
     conn = seeded(app_env, identityType="team")
     at = open_page("connections", query={"identity": conn["identity"], "identityType": "user"})

@@ -80,7 +80,7 @@ def test_an_identity_type_narrows_a_platform_lookup_too():
     lookup = Lookup.from_query({"platform": "gmail", "identityType": "team"})
     assert lookup.filters() == {"identity_type": "team", "platform": "gmail"}
     assert lookup.describe() == "identities of type team, platform gmail"
-    assert no_results_message(lookup, other_types={}, environment="test")[0] == (
+    assert no_results_message(lookup, environment="test")[0] == (
         "No connections on platform gmail for identities of type team.")
     assert Lookup(identity_type="team").empty  # alone it would list most of the account: the page asks for more
 
@@ -89,20 +89,36 @@ def test_a_key_looked_up_with_an_identity_says_the_identity_narrowed_it():
     key = "test::jira::default::" + "d" * 32 + "|team-data-wayne-9"
     lookup = Lookup(identity="vik@umbrella.io", key=key)
     assert lookup.describe() == f"key {key}, vik@umbrella.io (type any)"
-    message, hint = no_results_message(lookup, other_types={}, environment="test")
+    message, hint = no_results_message(lookup, environment="test")
     assert message == f"No connection with key {key} among vik@umbrella.io (type any)."
     assert hint.startswith("The other fields narrow a key's lookup: look the key up alone.")
-    message, hint = no_results_message(Lookup(key=key), other_types={}, environment="test")
+    message, hint = no_results_message(Lookup(key=key), environment="test")
     assert message == f"No connection with key {key}." and "narrow" not in hint
 
 
 def test_no_results_message_hints_other_types_and_environment():
-    message, hint = no_results_message(Lookup(identity="u1", identity_type="user"), other_types={"team": 2},
-                                       environment="test")
+    team = [Connection(id=f"t{n}", key=f"test::slack::default::{n:032x}|u1", platform="slack", identity="u1",
+                       identity_type="team") for n in range(2)]
+    message, hint = no_results_message(Lookup(identity="u1", identity_type="user"), others=team, environment="test")
     assert message == "No connections for u1 (type user)."
     assert "2 as type team" in hint and "test key" in hint and "live environment" in hint
-    _, hint = no_results_message(Lookup(key="live::gmail::default::" + "a" * 32), other_types={}, environment="test")
+    _, hint = no_results_message(Lookup(key="live::gmail::default::" + "a" * 32), environment="test")
     assert hint.startswith("That key belongs to the live environment.")
+
+
+def test_no_results_on_a_platform_names_it_and_what_the_identity_has_elsewhere():
+    others = [Connection(id=f"c{n}", key=f"test::{p}::default::{n:032x}|u1", platform=p, identity="u1", state=state)
+              for n, (p, state) in enumerate([("slack", "failed"), ("notion", "operational"), ("slack", "degraded"),
+                                              ("asana", "operational"), ("jira", "operational"), ("zoom", "failed")])]
+    message, hint = no_results_message(Lookup(identity="u1", platform="gmail"), environment="test", others=others,
+                                       names={"gmail": "Gmail", "slack": "Slack", "notion": "Notion"})
+    assert message == "No connections for u1 (type any) on Gmail."
+    assert "It has 6 connections on other platforms (3 need attention): asana, jira, Notion, Slack and 1 more." in hint
+
+
+def test_no_results_for_an_identity_in_other_letter_case_says_pica_matches_exactly():
+    _, hint = no_results_message(Lookup(identity="Sven@x.io"), environment="test", same_letters=("sven@x.io", 7))
+    assert hint.startswith("Pica matches identities exactly, letter case included: sven@x.io has 7 connections.")
 
 
 def test_triage_rows_list_each_connection_once():
