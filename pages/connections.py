@@ -227,7 +227,8 @@ with bulk_tab:
         table = triage_rows(results, names)
         states = state_counts(s for s in table["state"] if s in STATES)
         failed = [r for r in results if r.error]
-        st.markdown(f"**{count(len(results), 'identity', 'identities')}** · {attention_summary(states)} · "
+        st.markdown(f"**{count(len({r.identity for r in results}), 'identity', 'identities')}** · "
+                    f"{attention_summary(states)} · "
                     f"{sum(1 for r in results if not r.connections and not r.error):,} with none · "
                     f"{len(failed):,} failed to load")
         if failed:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
-import io
-from dataclasses import dataclass, field, replace
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
@@ -216,21 +215,22 @@ def parse_bulk(text: str, upload: bytes = b"") -> BulkInput:
 
 
 def _read_bulk(text: str, where: str, result: BulkInput, seen: set[tuple[str, str | None]]) -> None:
+    """Each line on its own: an identity never spans lines, so a stray quote spoils its own line and no other."""
     text = text.removeprefix("\ufeff")
-    reader = csv.reader(io.StringIO(text), delimiter=_delimiter(text))
+    delimiter = _delimiter(text)
     identity_column, type_column = 0, 1
     header_possible = True
-    while True:
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
+        if not line.strip():
+            continue
         try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:  # a field over csv's size limit, a NUL byte: nothing after it can be trusted
-            result.problems.append(f"{where} {reader.line_num}: not readable as CSV ({exc}); the lines after it "
-                                   "were not read.")
-            return
-        number = reader.line_num  # the line the row ends on, as an editor numbers it
-        if not row or not "".join(row).strip():
+            row = next(csv.reader([line], delimiter=delimiter, strict=True))
+        except csv.Error as exc:  # a quote never closed, a field over csv's size limit
+            why = "a quote opened on it is not closed" if "end of data" in str(exc) or "expected after" in str(exc) \
+                else str(exc)
+            result.problems.append(f"{where} {number}: not readable as CSV ({why}); it was skipped. It reads "
+                                   f"“{_excerpt([line])}”.")
             continue
         if header_possible:
             header_possible = False
@@ -238,6 +238,10 @@ def _read_bulk(text: str, where: str, result: BulkInput, seen: set[tuple[str, st
             if "identity" in names:
                 identity_column = names.index("identity")
                 type_column = next((names.index(n) for n in _TYPE_HEADERS if n in names), None)
+                continue
+            if len(names) > 1 and names[1] in _TYPE_HEADERS:
+                result.problems.append(f"{where} {number} is a header without an “identity” column: name the column "
+                                       "of identities identity; the lines under it were read as identity, type.")
                 continue
         raw_identity = exports.unguard(row[identity_column]) if identity_column < len(row) else ""
         raw_type = row[type_column].strip().lower() if type_column is not None and type_column < len(row) else ""
@@ -314,7 +318,7 @@ def triage_rows(results: Sequence[TriageResult], names: Mapping[str, str] | None
             note = result.error or (f"{count(len(result.connections), 'connection')} listed above" if
                                     result.connections else "")
             rows.append({"identity": result.identity, "identity type": result.identity_type or "any",
-                         "platform": None, "state": state, "key": None, "note": note})
+                         "platform": "", "state": state, "key": "", "note": note})
         for c in fresh:
             rows.append({"identity": result.identity, "identity type": c.identity_type,
                          "platform": names.get(c.platform, c.platform), "state": c.state, "key": c.key, "note": ""})

@@ -56,9 +56,17 @@ def test_parse_bulk_reads_the_identity_column_of_a_file_and_numbers_its_own_line
     parsed = parse_bulk("", upload)  # Excel's byte order mark, the identity in the third column
     assert parsed.identities == [("t-1", "team"), ("u-2", None)]
     assert parsed.problems[0].startswith("File line 4: Identity type must be")
-    both = parse_bulk("p-1\n\n", b"identity\nu-9\n\"bad\nline\",user\n")
-    assert both.identities == [("p-1", None), ("u-9", None)]
-    assert [p.split(":")[0] for p in both.problems] == ["File line 4"]  # a quoted field over two lines ends on 4
+    both = parse_bulk("p-1\n\n", b"identity\nu-9\n\"bad\nu-10,user\n")
+    assert both.identities == [("p-1", None), ("u-9", None), ("u-10", None)]  # a stray quote spoils its line only
+    assert both.problems == ["File line 3: not readable as CSV (a quote opened on it is not closed); it was skipped. "
+                             "It reads “\"bad”."]
+
+
+def test_parse_bulk_says_when_a_header_has_no_identity_column():
+    parsed = parse_bulk("", b"email,type\nu-1,user\n")
+    assert parsed.identities == [("u-1", "user")]
+    assert parsed.problems == ["File line 1 is a header without an “identity” column: name the column of "
+                               "identities identity; the lines under it were read as identity, type."]
 
 
 def test_parse_bulk_reads_semicolons_and_tabs_as_spreadsheets_write_them():
@@ -69,8 +77,9 @@ def test_parse_bulk_reads_semicolons_and_tabs_as_spreadsheets_write_them():
 
 def test_parse_bulk_says_what_it_could_not_read():
     huge = parse_bulk("u-1\n\"" + "z" * 200_000 + "\"\nu-2\n")  # over csv's field size limit
-    assert huge.identities == [("u-1", None)]
+    assert huge.identities == [("u-1", None), ("u-2", None)]
     assert huge.problems[0].startswith("Line 2: not readable as CSV (field larger than field limit")
+    assert "it was skipped" in huge.problems[0]
     latin1 = parse_bulk("", "identity\nJos\xe9\n".encode("latin-1"))
     assert latin1.identities == [] and latin1.problems == [
         "The file is not UTF-8 text: save it as CSV UTF-8 and upload it again."]
