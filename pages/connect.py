@@ -11,7 +11,7 @@ from pica_core.text import plain
 from pica_core.tokens import token_headers
 from pica_core.ui import context, data
 from pica_core.ui.authkit import authkit_widget
-from pica_core.ui.layout import show_error
+from pica_core.ui.layout import show_error, warn_unknown_identity_type
 from pica_core.web import grant_signer
 
 TOKEN_PATH = "/api/authkit/token"
@@ -48,9 +48,7 @@ if preselected is not None and preselected.platform not in enabled:
     preselected = None
 
 linked_type = query.get("identityType") or query.get("identity_type")
-if linked_type and linked_type not in IDENTITY_TYPES:
-    st.warning(f"The link's identity type {plain(linked_type)} is not one of {', '.join(IDENTITY_TYPES)}: choose the "
-               "right one below.", icon=":material/link_off:")
+warn_unknown_identity_type(linked_type, "choose the right one below")
 
 with st.form("connect"):
     c1, c2, c3 = st.columns([3, 1.4, 3])

@@ -33,6 +33,7 @@ from pica_core.ui.layout import (
     state_label,
     state_metric_label,
     style_states,
+    warn_unknown_identity_type,
     when_column,
 )
 
@@ -59,6 +60,8 @@ lookup_tab, bulk_tab = st.tabs([":material/person_search: Look up", ":material/c
 
 with lookup_tab:
     lookup = Lookup.from_query(st.query_params.to_dict())
+    warn_unknown_identity_type(st.query_params.get("identityType") or st.query_params.get("identity_type"),
+                               "looking up every type")
     with st.form("lookup", border=False):
         c1, c2, c3, c4 = st.columns([3, 1.4, 1.6, 3])
         identity = c1.text_input("Identity", value=lookup.identity, placeholder="usr_1a2b3c or ana@acme.io")

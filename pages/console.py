@@ -10,7 +10,7 @@ from pica_core import console
 from pica_core.errors import InvalidInputError
 from pica_core.ui import console_ui as ui
 from pica_core.ui import context
-from pica_core.text import plain, scrub
+from pica_core.text import count, plain, scrub
 from pica_core.ui.layout import show_error
 
 settings = context.settings()
@@ -97,7 +97,7 @@ with history_tab:
                     icon=":material/history:")
         else:
             more = " (the latest 200: narrow the filters)" if len(records) == 200 else ""
-            st.caption(f"{len(records)} calls{more}. Bodies are kept up to {console.format_size(settings.history_body_limit)}; "
+            st.caption(f"{count(len(records), 'call')}{more}. Bodies are kept up to {console.format_size(settings.history_body_limit)}; "
                        "credentials are never stored.")
             ui.history_table(records)
             shown_records = records[:ui.HISTORY_SHOWN]

@@ -13,6 +13,7 @@ from .. import catalog_view as cv
 from ..config import Settings
 from ..errors import PicaError
 from ..models import Connector
+from ..text import count
 from . import data
 from .layout import selection_table, show_error
 
@@ -227,7 +228,7 @@ def category_chart(by_category: pd.DataFrame):
 
 def coverage_panel(coverage: cv.Coverage, *, whole_catalog: bool, synced: bool,
                    unknown: Mapping[str, int]) -> None:
-    scope = "the whole catalog" if whole_catalog else f"the {coverage.connectors} connectors shown"
+    scope = "the whole catalog" if whole_catalog else f"the {count(coverage.connectors, 'connector')} shown"
     st.caption(f"Coverage of {scope}. Usage counts connections in the stored fleet (the last fleet sync).")
     a, b, c, d = st.columns(4)
     a.metric("Connectors", coverage.connectors)
@@ -265,7 +266,7 @@ def coverage_panel(coverage: cv.Coverage, *, whole_catalog: bool, synced: bool,
                 "connections": st.column_config.NumberColumn("Connections", format="%d"),
                 "share": st.column_config.ProgressColumn("Share", format="percent", min_value=0, max_value=1),
             })
-        with st.expander(f"{coverage.unused_count} connectors with no connection"):
+        with st.expander(f"{count(coverage.unused_count, 'connector')} with no connection"):
             st.dataframe(coverage.unused, hide_index=True, column_config={
                 "name": st.column_config.TextColumn("Connector"),
                 "platform": st.column_config.TextColumn("Platform id"),

@@ -28,7 +28,7 @@ from ..models import IDENTITY_TYPES, ActionHit, Connection
 from ..store import PassthroughCallRecord, Store
 from ..text import plain
 from . import data
-from .layout import ago, public_url, show_error, state_badge
+from .layout import ago, public_url, show_error, state_badge, warn_unknown_identity_type
 
 CONNECTION_MODES = ("Identity", "Connection key", "Platform")
 ACTION_MODES = ("Search", "Browse all", "Raw")
@@ -50,9 +50,7 @@ def apply_deep_link() -> None:
         ss["con_identity"] = current["identity"]
         itype = current.get("identityType")
         ss["con_identity_type"] = itype if itype in IDENTITY_TYPES else "any"
-        if itype and itype not in (*IDENTITY_TYPES, "any"):
-            st.warning(f"The link's identity type {plain(itype)} is not one of {', '.join(IDENTITY_TYPES)}: showing "
-                       "every type.", icon=":material/link_off:")
+        warn_unknown_identity_type(itype, "showing every type")
         if current.get("key"):
             ss["con_identity_pick"] = current["key"]
     elif current.get("key"):

@@ -14,6 +14,7 @@ from ..access import Principal
 from ..config import Settings
 from ..errors import InvalidInputError, PicaError, RateLimitedError
 from ..health import STATE_COLOR, STATE_HEX, state_label  # noqa: F401  (pages use it from here)
+from ..models import IDENTITY_TYPES
 from ..text import plain
 
 
@@ -75,6 +76,13 @@ def style_states(frame, column: str = "state"):
         return f"color: {STATE_HEX.get(state, '#64748b')}; font-weight: 600"
 
     return frame.style.map(color, subset=[column])
+
+
+def warn_unknown_identity_type(value: str | None, then: str) -> None:
+    """A link whose identityType is none of Pica's: said once, with what the page does instead."""
+    if value and value not in (*IDENTITY_TYPES, "any"):
+        st.warning(f"The link's identity type {plain(value)} is not one of {', '.join(IDENTITY_TYPES)}: {then}.",
+                   icon=":material/link_off:")
 
 
 def when_column(label: str, *, seconds: bool = True):

@@ -132,6 +132,14 @@ def test_an_identity_in_other_letter_case_points_to_the_one_pica_knows(app_env):
     assert f"identity={conn['identity']}" in str(at.get("page_link")[0].proto).replace("%40", "@")
 
 
+def test_a_link_with_an_unknown_identity_type_says_so_and_looks_up_every_type(app_env):
+    conn = seeded(app_env)
+    at = open_page("connections", query={"identity": conn["identity"], "identityType": "admin"})
+    assert_clean(at)
+    assert any("identity type admin is not one of" in w.value for w in at.warning)
+    assert conn["key"] in set(at.dataframe[0].value["key"])
+
+
 def test_unknown_identity_gets_a_message_with_hints(app_env):
     conn = seeded(app_env, identityType="team")
     at = open_page("connections", query={"identity": conn["identity"], "identityType": "user"})
