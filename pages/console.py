@@ -38,7 +38,7 @@ with builder_tab:
         st.markdown("##### :material/link: Connection")
         chosen = ui.pick_connection(settings)
         if chosen is not None:
-            ui.show_connection(settings, chosen)
+            ui.show_connection(settings, principal, chosen)
     if chosen is not None:
         with st.container(border=True):
             st.markdown(f"##### :material/bolt: Action on {plain(chosen.platform)}")

@@ -16,6 +16,13 @@ from . import context, data
 from .layout import ago, flash, show_error, state_badge, when_column
 
 
+def reconnect_link(principal: Principal, conn: Connection, connector: str) -> None:
+    """Connect, set to authorise this connection's connector again for its identity."""
+    page_link(principal, "connect", "Reconnect", ":material/link:", {
+        "identity": conn.identity or "", "identityType": conn.identity_type or "", "connector": connector,
+        "reconnect": conn.key}, "reconnect")
+
+
 def page_link(principal: Principal, page: str, label: str, icon: str, query: dict[str, str], action: str) -> None:
     """A link to another page, or a disabled button saying why this role cannot use it."""
     reason = principal.why_not(action)
@@ -81,9 +88,7 @@ def actions(conn: Connection, *, settings: Settings, store: Store, principal: Pr
                                  help=principal.why_not("edit_tags")):
             save_tags(conn, tags, settings=settings, store=store, principal=principal)
     with links_col:
-        reconnect = {"identity": conn.identity or "", "identityType": conn.identity_type or "",
-                     "connector": display_name, "reconnect": conn.key}
-        page_link(principal, "connect", "Reconnect", ":material/link:", reconnect, "reconnect")
+        reconnect_link(principal, conn, display_name)
         page_link(principal, "console", "Open in the console", ":material/terminal:", {"key": conn.key}, "console")
     delete(conn, settings=settings, store=store, principal=principal)
 

@@ -28,6 +28,7 @@ from ..models import IDENTITY_TYPES, ActionHit, Connection
 from ..store import PassthroughCallRecord, Store
 from ..text import plain
 from . import data
+from .connections_ui import reconnect_link
 from .layout import ago, public_url, show_error, state_badge, warn_unknown_identity_type
 
 CONNECTION_MODES = ("Identity", "Connection key", "Platform")
@@ -175,7 +176,7 @@ def pick_connection(settings: Settings) -> ChosenConnection | None:
     return ChosenConnection(chosen.key, chosen.platform, chosen.environment, chosen) if chosen else None
 
 
-def show_connection(settings: Settings, chosen: ChosenConnection) -> None:
+def show_connection(settings: Settings, principal: Principal, chosen: ChosenConnection) -> None:
     """Platform, environment and state, with a warning when the connection is degraded or failed."""
     platform, env, state, who = st.columns([1, 1, 1, 2])
     platform.markdown(f"**Platform**  \n{plain(chosen.platform)}")
@@ -192,6 +193,8 @@ def show_connection(settings: Settings, chosen: ChosenConnection) -> None:
     elif chosen.state in NEEDS_ATTENTION:
         what, todo = meaning(chosen.state)
         st.warning(f"**This connection is {chosen.state}.** {what} {todo}", icon=":material/warning:")
+        if chosen.state == "failed":
+            reconnect_link(principal, chosen.connection, chosen.platform)
     if chosen.environment != settings.environment:
         st.warning(f"This is a {chosen.environment} connection but the dashboard's key is a {settings.environment} "
                    "key: Pica will answer 404 Invalid connection header.", icon=":material/swap_horiz:")

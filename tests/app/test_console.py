@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from urllib.parse import parse_qs
 
 import pytest
 from sqlmodel import select
@@ -271,8 +272,10 @@ def test_an_oversized_body_is_refused(app_env):
 
 # --- connections: state, deep links, live writes ------------------------------------------------------------------
 def test_a_failed_connection_warns_and_its_401_says_reconnect(app_env):
-    at, _ = console_on(app_env, state="failed")
+    at, conn = console_on(app_env, state="failed")
     assert "This connection is failed." in messages(at)
+    [reconnect] = [link for link in at.get("page_link") if link.proto.label == "Reconnect"]
+    assert parse_qs(reconnect.proto.query_string)["reconnect"] == [conn["key"]]
     send(at)
     assert {m.label: m.value for m in at.metric}["Status"] == "401 Unauthorized"
     assert "the connection needs reconnecting" in messages(at)
