@@ -12,7 +12,7 @@ from pica_core.health import attention_summary, describe_transition, state_colum
 from pica_core.models import STATES
 from pica_core.store import utcnow
 from pica_core.ui import context, data, fleet_ui
-from pica_core.ui.layout import ago, state_label, state_metric_label, style_states, when_column
+from pica_core.ui.layout import ago, public_url, state_label, state_metric_label, style_states, when_column
 
 settings = context.settings()
 store = context.store(settings)
@@ -35,7 +35,12 @@ if resumable and top[2].button("Resume", type="primary", icon=":material/replay:
                                help="Fetches only what the last sync did not store."):
     fleet_ui.run_sync_and_rerun(settings, store, resume=last.id)
 fleet_ui.show_outcome(outcome)
-st.caption("The same sync runs on a schedule as `python -m pica_core sync`.")
+if settings.sandbox:  # the command has no embedded sandbox: it must be pointed at this one
+    sandbox_api = public_url(settings.api_url, settings)
+    st.caption(f"The same sync runs on a schedule as `python -m pica_core sync`; against this sandbox, with "
+               f"`PICA_API_URL={sandbox_api}` and `PICA_SECRET_KEY` set to its test key (README, The sandbox).")
+else:
+    st.caption("The same sync runs on a schedule as `python -m pica_core sync`.")
 
 auto = st.toggle("Auto-refresh this page every 30 s", key="auto-refresh",
                  help="Re-reads the dashboard's database (no Pica calls); run syncs on a schedule to keep it fresh.")

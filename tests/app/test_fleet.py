@@ -24,6 +24,8 @@ def test_fleet_overview_after_the_first_sync(app_env):
     assert metrics == expected
     attention = next(df.value for df in at.dataframe if "since" in df.value.columns)
     assert len(attention) == expected["failed"] + expected["degraded"]
+    # In sandbox mode the scheduled command is told where this sandbox answers.
+    assert any(f"PICA_API_URL={app_env.url}" in c.value for c in at.caption)
 
 
 def test_sync_records_changes_and_lists_them(app_env):
