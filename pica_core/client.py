@@ -398,7 +398,8 @@ class _Endpoints:
 
     def update_connection_tags(self, connection_id: str, tags: Sequence[str]) -> Connection:
         return self._run(Operation("PATCH", f"/v1/vault/connections/{_segment(connection_id)}",
-                                   json_body={"tags": list(tags)}, parse=Connection.model_validate, retry=False))
+                                   json_body={"tags": validation.tags(list(tags))}, parse=Connection.model_validate,
+                                   retry=False))
 
     def delete_connection(self, connection_id: str) -> None:
         return self._run(Operation("DELETE", f"/v1/vault/connections/{_segment(connection_id)}",

@@ -43,6 +43,26 @@ def identity(value: str) -> str:
     return value
 
 
+MAX_TAG, MAX_TAGS = 64, 50
+
+
+def tags(values: list[str]) -> list[str]:
+    """Tags as Pica keeps them: each once, non-empty, at most 64 characters, at most 50; no commas (Pica filters
+    connections by tags as a comma-separated list, so a tag holding one could never be found by it)."""
+    kept = list(dict.fromkeys(v.strip() for v in values if v and v.strip()))
+    for tag in kept:
+        if len(tag) > MAX_TAG:
+            raise InvalidInputError(f"The tag “{tag[:24]}…” is {len(tag)} characters long; tags are at most {MAX_TAG}.")
+        if "," in tag:
+            raise InvalidInputError(f"The tag “{tag}” holds a comma: Pica reads commas between tags when it filters.",
+                                    hint="Split it into two tags, or use another character.")
+        if has_control(tag):
+            raise InvalidInputError("A tag contains control characters (a line break or tab?).")
+    if len(kept) > MAX_TAGS:
+        raise InvalidInputError(f"That is {len(kept)} tags; a connection carries at most {MAX_TAGS}.")
+    return kept
+
+
 def identity_type(value: str | None) -> str | None:
     if value in (None, "", "any"):
         return None

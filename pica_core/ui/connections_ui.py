@@ -7,7 +7,8 @@ import streamlit as st
 
 from ..access import Principal
 from ..config import Settings
-from ..errors import PicaError
+from .. import validation
+from ..errors import InvalidInputError, PicaError
 from ..health import describe_transition, meaning, timeline
 from ..models import Connection
 from ..store import Store
@@ -97,7 +98,11 @@ def save_tags(conn: Connection, tags: list[str], *, settings: Settings, store: S
     if not principal.can("edit_tags"):  # a disabled control is not a permission check
         st.error(principal.why_not("edit_tags"), icon=":material/lock:")
         return
-    tags = [t.strip() for t in tags if t.strip()]
+    try:
+        tags = validation.tags(tags)
+    except InvalidInputError as exc:
+        show_error(exc, what="Tags not saved")
+        return
     try:
         updated = context.client(settings).update_connection_tags(conn.id, tags)
     except PicaError as exc:

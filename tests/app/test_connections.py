@@ -89,6 +89,19 @@ def test_detail_shows_history_after_two_syncs_with_a_state_change(app_env):
     assert any("The user must reconnect" in e.value for e in at.error)
 
 
+@pytest.mark.parametrize("bad, message", [("eu,us", "holds a comma"), ("x" * 70, "70 characters long")])
+def test_a_tag_pica_would_refuse_or_never_find_is_named_before_saving(app_env, bad, message):
+    conn = seeded(app_env, platform="notion")
+    at = open_page("connections", query={"key": conn["key"], "connection": conn["id"]})
+    before, patches = list(conn["tags"]), app_env.count("vault/connections/patch")
+    next(m for m in at.multiselect if m.label == "Tags").set_value(["vip", bad])
+    next(b for b in at.button if b.label == "Save tags").click().run()
+    assert_clean(at)
+    assert any(message in e.value.replace("\\", "") for e in at.error)
+    assert app_env.state.connections[conn["id"]]["tags"] == before
+    assert app_env.count("vault/connections/patch") == patches
+
+
 def test_tag_edit_round_trips_through_the_sandbox(app_env):
     conn = seeded(app_env, platform="notion")
     at = open_page("connections", query={"key": conn["key"], "connection": conn["id"]})
