@@ -79,7 +79,7 @@ class Lookup:
         if self.identity_type:  # Pica filters by type alone too: "gmail, teams only"
             filters["identity_type"] = validation.identity_type(self.identity_type)
         if self.platform:
-            filters["platform"] = self.platform.strip().lower()
+            filters["platform"] = validation.platform_id(self.platform)
         return filters
 
     def describe(self) -> str:

@@ -43,6 +43,18 @@ def identity(value: str) -> str:
     return value
 
 
+_PLATFORM = re.compile(r"^[a-z0-9][a-z0-9-]{0,79}$")
+
+
+def platform_id(value: str) -> str:
+    """A platform id as Pica writes it (gmail, google-drive): lower case, digits and dashes."""
+    value = value.strip().lower()
+    if not _PLATFORM.match(value):
+        raise InvalidInputError(f"“{value[:40]}{'…' if len(value) > 40 else ''}” is not a platform id: ids look like "
+                                "gmail, google-drive or hubspot.", hint="The Catalog page lists every platform's id.")
+    return value
+
+
 MAX_TAG, MAX_TAGS = 64, 50
 
 

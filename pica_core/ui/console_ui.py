@@ -166,6 +166,11 @@ def pick_connection(settings: Settings) -> ChosenConnection | None:
     if not platform:
         st.caption("Enter a platform id (as in the catalog) to pick one of its connections.")
         return None
+    try:
+        platform = validation.platform_id(platform)
+    except InvalidInputError as exc:
+        show_error(exc)
+        return None
     fetched = data.connections(settings, platform=platform)
     _report(fetched, f"Connections on {platform}")
     connections = sorted(fetched.value or [], key=lambda c: (c.state != "operational", c.identity or ""))

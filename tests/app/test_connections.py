@@ -174,6 +174,17 @@ def test_bad_identity_is_refused_before_any_request(app_env, identity, message):
     assert app_env.count("vault/connections") == before
 
 
+@pytest.mark.parametrize("platform", ["../../v1/vault", "g" * 90, "gm ail"])
+def test_a_platform_that_is_no_platform_id_is_refused_before_any_request(app_env, platform):
+    at = open_page("connections")
+    before = app_env.count("vault/connections")
+    at.query_params["platform"] = platform
+    at.run()
+    assert_clean(at)
+    assert any("is not a platform id" in e.value.replace("\\", "") for e in at.error)
+    assert app_env.count("vault/connections") == before
+
+
 def test_pica_401_says_to_check_the_secret_key(app_env, monkeypatch):
     monkeypatch.setenv("PICA_SECRET_KEY", "sk_test_wrong_key_for_this_test")
     monkeypatch.setenv("PICA_MAX_RETRIES", "0")
