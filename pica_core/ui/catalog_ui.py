@@ -23,6 +23,7 @@ K_AUTHKIT, K_OAUTH, K_SORT = "catalog.authkit", "catalog.oauth", "catalog.sort"
 K_SELECTED = "catalog.selected"  # platform id of the open detail (set by the table, or by the URL)
 K_URL_SPEC = "catalog.url_spec"  # the spec this session last read from or wrote to the URL
 K_DROPPED = "catalog.dropped"
+K_KEPT = "catalog.kept"  # the page's query as it last wrote it, for a return by the sidebar
 
 AUTHKIT_LABELS = {"yes": "Enabled", "no": "Not enabled"}
 OAUTH_LABELS = {"yes": "OAuth", "no": "No OAuth"}
@@ -44,9 +45,13 @@ def url_params() -> dict[str, list[str]]:
 def load_url_into_widgets(frame: pd.DataFrame) -> None:
     """Read on load: when the URL holds a spec this session did not write (a shared link, the first visit, the
     sidebar's clean URL, the browser's back button), it becomes the widgets' state."""
+    kept = st.session_state.get(K_KEPT)
+    if kept and not url_params():  # the sidebar's link carries no query: this session's last view comes back
+        for name, values in kept.items():
+            st.query_params[name] = values
     url_spec = cv.FilterSpec.from_params(url_params())
-    if st.session_state.get(K_URL_SPEC) == url_spec:
-        return
+    if st.session_state.get(K_URL_SPEC) == url_spec and K_SORT in st.session_state:
+        return  # the widgets hold it already (another page's run drops them)
     spec, dropped = url_spec.restricted_to(cv.categories(frame), cv.statuses(frame))
     params = spec.to_params()  # the segmented controls hold the URL's "yes"/"no"
     st.session_state.update({
@@ -79,6 +84,7 @@ def write_url(spec: cv.FilterSpec) -> None:
         elif current.get(name) != as_list:
             st.query_params[name] = value
     st.session_state[K_URL_SPEC] = spec
+    st.session_state[K_KEPT] = url_params()  # a view cleared by hand stays cleared
 
 
 # --- the filter bar --------------------------------------------------------------------------------------

@@ -398,3 +398,25 @@ def test_connector_text_from_the_api_is_rendered_as_text_never_html(app_env, mon
         unescaped = re.sub(r"\\.", "", text)
         assert not re.search(r"[<>\[\]*`$]|:red|:material", unescaped), text
     assert cv.plain(HOSTILE_NAME) in [s.value for s in at.subheader]
+
+
+# --- coming back -------------------------------------------------------------------------------------------
+def sidebar_to(at, page: str):
+    """What the sidebar's link does: another page, with no query."""
+    at.switch_page(f"pages/{page}.py")
+    at.query_params.clear()
+    return at.run()
+
+
+def test_coming_back_by_the_sidebar_finds_the_last_view_and_a_cleared_one_stays_cleared(app_env):
+    at = open_page("catalog", query={"authkit": "yes", "sort": "-connections"})
+    filtered = len(table(at))
+    assert 0 < filtered < SANDBOX_CONNECTORS
+    sidebar_to(sidebar_to(at, "fleet"), "catalog")
+    assert_clean(at)
+    assert at.query_params == {"authkit": "yes", "sort": "-connections"} and len(table(at)) == filtered
+    at.segmented_control(key=ui.K_AUTHKIT).set_value(None).run()
+    at.selectbox(key=ui.K_SORT).set_value(cv.DEFAULT_SORT).run()
+    assert at.query_params == {}
+    sidebar_to(sidebar_to(at, "fleet"), "catalog")
+    assert at.query_params == {} and len(table(at)) == SANDBOX_CONNECTORS
