@@ -43,6 +43,9 @@ def apply_deep_link() -> None:
     (a link from another page), not on every rerun (the user's choices win)."""
     current = {k: st.query_params.get(k) for k in ("key", "identity", "identityType", "platform", "action")}
     current = {k: v for k, v in current.items() if v}
+    if not current and ss.get("con_url"):  # the sidebar's link carries no query: the session's last choice
+        current = ss.pop("con_url")
+        st.query_params.update(current)
     if current == ss.get("con_url"):
         return
     ss["con_url"] = current
@@ -352,10 +355,18 @@ KEPT = ("con_identity", "con_identity_type", "con_key", "con_platform", "con_act
         "con_h_platform", "con_h_action", "con_h_status", "con_h_text")
 
 
+_SHADOW = ".kept"
+
+
 def keep_widget_values() -> None:
-    for name in [*KEPT, *(k for k in ss if str(k).startswith("con_var_"))]:
+    """Streamlit drops the state of a widget a run does not draw. Assigned again, a value survives while its widget
+    is off screen on this page (another mode, another body kind); a copy under `<key>.kept` brings it back after a
+    visit to another page, whose runs drop it all the same."""
+    for name in {*KEPT, *(str(k).removesuffix(_SHADOW) for k in ss if str(k).startswith("con_var_"))}:
         if name in ss:
-            ss[name] = ss[name]
+            ss[name] = ss[name + _SHADOW] = ss[name]
+        elif name + _SHADOW in ss:
+            ss[name] = ss[name + _SHADOW]
 
 
 def request_editor(chosen: ChosenConnection, action: ChosenAction, path_values: dict[str, str]) -> console.RequestDraft:

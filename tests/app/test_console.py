@@ -510,3 +510,16 @@ def test_a_link_with_an_unknown_identity_type_says_so(app_env):
     assert_clean(at)
     assert "The link's identity type bogus is not one of user, team, organization, project: choose the right one" in (
         messages(at))
+
+
+def test_coming_back_by_the_sidebar_finds_the_connection_action_and_what_was_typed(app_env):
+    at, conn = console_on(app_env, LIST_MESSAGES, user_id="me-again")
+    at.text_input(key="con_var_userId").set_value("me-again").run()
+    for page in ("fleet", "console"):  # the sidebar's links carry no query
+        at.switch_page(f"pages/{page}.py")
+        at.query_params.clear()
+        at.run()
+    assert_clean(at)
+    assert at.query_params["key"] == conn["key"] and at.query_params["action"] == LIST_MESSAGES
+    assert at.text_input(key="con_var_userId").value == "me-again"
+    assert any("/gmail/v1/users/me-again/messages" in c.value for c in at.code)  # ready to send again
