@@ -12,7 +12,15 @@ from pica_core.health import attention_summary, describe_transition, state_colum
 from pica_core.models import STATES
 from pica_core.store import utcnow
 from pica_core.ui import context, data, fleet_ui
-from pica_core.ui.layout import ago, public_url, state_label, state_metric_label, style_states, when_column
+from pica_core.ui.layout import (
+    ago,
+    keep_widgets,
+    public_url,
+    state_label,
+    state_metric_label,
+    style_states,
+    when_column,
+)
 
 settings = context.settings()
 store = context.store(settings)
@@ -42,6 +50,7 @@ if settings.sandbox:  # the command has no embedded sandbox: it must be pointed 
 else:
     st.caption("The same sync runs on a schedule as `python -m pica_core sync`.")
 
+keep_widgets(["auto-refresh"])  # a reader who turned it on finds it on after a look at another page
 auto = st.toggle("Auto-refresh this page every 30 s", key="auto-refresh",
                  help="Re-reads the dashboard's database (no Pica calls); run syncs on a schedule to keep it fresh.")
 st.session_state["fleet-read"] = time.monotonic()

@@ -29,7 +29,7 @@ from ..store import PassthroughCallRecord, Store
 from ..text import plain
 from . import data
 from .connections_ui import reconnect_link
-from .layout import ago, public_url, show_error, state_badge, warn_unknown_identity_type
+from .layout import KEPT_SUFFIX, ago, keep_widgets, public_url, show_error, state_badge, warn_unknown_identity_type
 
 CONNECTION_MODES = ("Identity", "Connection key", "Platform")
 ACTION_MODES = ("Search", "Browse all", "Raw")
@@ -355,18 +355,8 @@ KEPT = ("con_identity", "con_identity_type", "con_key", "con_platform", "con_act
         "con_h_platform", "con_h_action", "con_h_status", "con_h_text")
 
 
-_SHADOW = ".kept"
-
-
 def keep_widget_values() -> None:
-    """Streamlit drops the state of a widget a run does not draw. Assigned again, a value survives while its widget
-    is off screen on this page (another mode, another body kind); a copy under `<key>.kept` brings it back after a
-    visit to another page, whose runs drop it all the same."""
-    for name in {*KEPT, *(str(k).removesuffix(_SHADOW) for k in ss if str(k).startswith("con_var_"))}:
-        if name in ss:
-            ss[name] = ss[name + _SHADOW] = ss[name]
-        elif name + _SHADOW in ss:
-            ss[name] = ss[name + _SHADOW]
+    keep_widgets({*KEPT, *(str(k).removesuffix(KEPT_SUFFIX) for k in ss if str(k).startswith("con_var_"))})
 
 
 def request_editor(chosen: ChosenConnection, action: ChosenAction, path_values: dict[str, str]) -> console.RequestDraft:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, UTC
 
 import pandas as pd
@@ -16,6 +16,9 @@ from ..errors import InvalidInputError, PicaError, RateLimitedError
 from ..health import STATE_COLOR, STATE_HEX, state_label  # noqa: F401  (pages use it from here)
 from ..models import IDENTITY_TYPES
 from ..text import plain
+
+
+KEPT_SUFFIX = ".kept"
 
 
 def banner(settings: Settings, principal: Principal) -> None:
@@ -76,6 +79,18 @@ def style_states(frame, column: str = "state"):
         return f"color: {STATE_HEX.get(state, '#64748b')}; font-weight: 600"
 
     return frame.style.map(color, subset=[column])
+
+
+def keep_widgets(names: Iterable[str]) -> None:
+    """Streamlit drops the state of a widget a run does not draw. Assigned again, a value survives while its widget
+    is off screen on this page (another mode, another tab); a copy under `<name>.kept` brings it back after a visit
+    to another page, whose runs drop it all the same. Call before drawing the widgets."""
+    state = st.session_state
+    for name in names:
+        if name in state:
+            state[name] = state[name + KEPT_SUFFIX] = state[name]
+        elif name + KEPT_SUFFIX in state:
+            state[name] = state[name + KEPT_SUFFIX]
 
 
 def warn_unknown_identity_type(value: str | None, then: str) -> None:

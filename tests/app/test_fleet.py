@@ -174,3 +174,18 @@ def test_tabs_count_every_connection_when_the_lists_show_the_first_500(app_env):
     assert len(next(df.value for df in at.dataframe if "since" in df.value.columns)) == 500
     assert any(f"The oldest 500 of {total:,}" in c.value for c in at.caption)
     assert any(f"({total:,} need attention)" in m.value for m in at.markdown)
+
+
+def test_auto_refresh_stays_on_after_a_look_at_another_page(app_env):
+    at = open_page("fleet")
+    at.toggle(key="auto-refresh").set_value(True).run()
+    for page in ("overview", "fleet"):  # the sidebar's links
+        at.switch_page(f"pages/{page}.py")
+        at.run()
+    assert_clean(at)
+    assert at.toggle(key="auto-refresh").value is True
+    at.toggle(key="auto-refresh").set_value(False).run()
+    for page in ("overview", "fleet"):
+        at.switch_page(f"pages/{page}.py")
+        at.run()
+    assert at.toggle(key="auto-refresh").value is False
