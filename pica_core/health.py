@@ -81,7 +81,9 @@ def timeline(transitions: Sequence) -> list[Period]:
     periods: list[Period] = []
     for index, row in enumerate(transitions):
         end = transitions[index + 1].at if index + 1 < len(transitions) else None
-        periods.append(Period(row.to_state, row.at, end, getattr(row, "from_state", "") is None))
+        # A first sighting may come after the state began, unless the dashboard made the connection (Connect).
+        first_sighting = getattr(row, "from_state", "") is None and getattr(row, "source", "") != "connect"
+        periods.append(Period(row.to_state, row.at, end, first_sighting))
     return periods
 
 

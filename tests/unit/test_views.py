@@ -169,6 +169,8 @@ def test_health_summary_and_timeline():
     assert [p.label for p in first_seen_failed] == [
         "failed from 2026-01-01 00:00 or earlier to 2026-01-01 02:00 UTC",  # broken before the dashboard looked
         "operational since 2026-01-01 02:00 UTC"]
+    made_here = timeline([SimpleNamespace(from_state=None, to_state="operational", at=t0, source="connect")])
+    assert made_here[0].label == "operational since 2026-01-01 00:00 UTC"  # the dashboard made it: no "or earlier"
 
 
 def test_grants_bind_identity_and_expire():
