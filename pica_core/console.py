@@ -763,7 +763,8 @@ def compare(left: PassthroughCallRecord, right: PassthroughCallRecord) -> Compar
 def history_label(record: PassthroughCallRecord) -> str:
     status = record.status if record.status is not None else "—"
     title = f" · {record.action_title}" if record.action_title else ""
-    return f"#{record.id} · {status} · {record.method} {record.path}{title}"
+    who = f" · {identity}" if (identity := identity_of_key(record.connection_key)) else ""
+    return f"#{record.id} · {status} · {record.method} {record.path}{title}{who}"
 
 
 _STATUS = re.compile(r"[1-9][0-9]{2}")
@@ -785,6 +786,12 @@ def platform_of_key(connection_key: str) -> str:
     """A connection key's platform (its second segment): test::gmail::default::… → gmail."""
     parts = (connection_key or "").split("::")
     return parts[1] if len(parts) > 1 else ""
+
+
+def identity_of_key(connection_key: str) -> str:
+    """A connection key's identity part, as Pica writes it (…::<32 hex>|user-123 → user-123; spaces and colons of
+    the identity become dashes there); "" for a connection without identity."""
+    return (connection_key or "").partition("|")[2]
 
 
 def flatten_records(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -546,7 +546,8 @@ def history_table(records: list[PassthroughCallRecord]) -> None:
         "#": r.id, "when (UTC)": _utc_text(r.at),
         "status": str(r.status) if r.status else "—",  # none: Pica never forwarded it (History says why)
         "method": r.method, "path": r.path, "action": r.action_title or r.action_id,
-        "platform": r.platform, "ms": r.elapsed_ms, "size": r.response_size, "by": r.actor,
+        "platform": r.platform, "identity": console.identity_of_key(r.connection_key), "ms": r.elapsed_ms,
+        "size": r.response_size, "by": r.actor,
     } for r in records])
     st.dataframe(frame, hide_index=True, width="stretch", height=min(400, 38 + 35 * len(records)),
                  column_config={"ms": st.column_config.NumberColumn(format="%.0f")})
@@ -606,8 +607,10 @@ def compare_panel(records: list[PassthroughCallRecord]) -> None:
     by_id = {r.id: r for r in records}
     ids = list(by_id)
     left_col, right_col = st.columns(2)
-    left_id = left_col.selectbox("Left", ids, index=1, key="con_cmp_left", format_func=lambda i: console.history_label(by_id[i]))
-    right_id = right_col.selectbox("Right", ids, index=0, key="con_cmp_right",
+    newest = ids[0]  # keyed by it: a new call brings the choice back to the latest two
+    left_id = left_col.selectbox("Left", ids, index=1, key=f"con_cmp_left_{newest}",
+                                 format_func=lambda i: console.history_label(by_id[i]))
+    right_id = right_col.selectbox("Right", ids, index=0, key=f"con_cmp_right_{newest}",
                                    format_func=lambda i: console.history_label(by_id[i]))
     result = console.compare(by_id[left_id], by_id[right_id])
     st.dataframe(pd.DataFrame(result.summary).astype({"left": str, "right": str}), hide_index=True, width="stretch")

@@ -388,6 +388,7 @@ def test_history_filters_and_compare(app_env):
     open_history(at).text_input(key="con_h_status").set_value("401").run()
     labels = history_labels(at)
     assert len(labels) == 1 and labels[0].startswith(f"#{unauthorized.id} · 401")
+    assert f"· {failed['key'].partition('|')[2]} ·" in labels[0]  # whose connection it was
     at.text_input(key="con_h_status").set_value("").run()
     at.text_input(key="con_h_text").set_value("invalid authentication").run()
     assert [label.split(" ")[0] for label in history_labels(at)] == [f"#{unauthorized.id}"]
