@@ -93,6 +93,15 @@ class FilterSpec:
             selected=_last(params, PARAM_SELECTED),
         )
 
+    @staticmethod
+    def unread(params: Mapping[str, str | Sequence[str]]) -> list[str]:
+        """What `from_params` had to ignore in a link: a yes/no that is neither, an unknown sort."""
+        ignored = [f"{name}={value}" for name in (PARAM_AUTHKIT, PARAM_OAUTH)
+                   if (value := _last(params, name)) and _tristate(value) is None]
+        if (sort := _last(params, PARAM_SORT)) and sort not in SORTS:
+            ignored.append(f"sort={sort}")
+        return ignored
+
     def to_params(self) -> dict[str, str | list[str]]:
         """Query parameters for this spec (defaults left out); `from_params(to_params())` gives it back."""
         params: dict[str, str | list[str]] = {}

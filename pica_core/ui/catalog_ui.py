@@ -53,6 +53,7 @@ def load_url_into_widgets(frame: pd.DataFrame) -> None:
     if st.session_state.get(K_URL_SPEC) == url_spec and K_SORT in st.session_state:
         return  # the widgets hold it already (another page's run drops them)
     spec, dropped = url_spec.restricted_to(cv.categories(frame), cv.statuses(frame))
+    dropped += cv.FilterSpec.unread(url_params())
     params = spec.to_params()  # the segmented controls hold the URL's "yes"/"no"
     st.session_state.update({
         K_QUERY: spec.query, K_CATEGORY: list(spec.categories), K_STATUS: list(spec.statuses),
@@ -105,7 +106,7 @@ def filter_bar(frame: pd.DataFrame) -> cv.FilterSpec:
     dropped = st.session_state.pop(K_DROPPED, None)
     if dropped:
         st.caption(f":material/link_off: The link asked for {', '.join(cv.plain(d) for d in dropped)}, which this "
-                   "catalog does not have: ignored.")
+                   "catalog does not know: ignored.")
     return spec_from_widgets()
 
 

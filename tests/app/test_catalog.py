@@ -420,3 +420,12 @@ def test_coming_back_by_the_sidebar_finds_the_last_view_and_a_cleared_one_stays_
     assert at.query_params == {}
     sidebar_to(sidebar_to(at, "fleet"), "catalog")
     assert at.query_params == {} and len(table(at)) == SANDBOX_CONNECTORS
+
+
+def test_a_link_with_values_the_catalog_cannot_read_says_what_it_ignored(app_env):
+    at = open_page("catalog", query={"category": "Nope", "authkit": "maybe", "oauth": "2", "sort": "-hax"})
+    assert_clean(at)
+    [note] = [c.value for c in at.caption if "The link asked for" in c.value]
+    for ignored in ("Nope", "authkit=maybe", "oauth=2", "sort=-hax"):
+        assert ignored in note.replace("\\", "")
+    assert len(table(at)) == SANDBOX_CONNECTORS
