@@ -160,10 +160,15 @@ with lookup_tab:
                     st.session_state["f-platform"]))))
                 stored = {row.connection_key: row for row in store.stored_connections([c.key for c in shown])}
                 table = connection_rows(shown, stored, names, logos)
-                st.caption(f"Showing {len(shown)} of {len(connections)} · broken first · select a row for details")
+                # Columns every row shares (one identity, one environment) are said once, above the table.
+                alike = [col for col in ("identity", "identity type", "environment")
+                         if len(table) > 1 and table[col].nunique(dropna=False) == 1]
+                shared = " · ".join(plain(f"{col} {table[col].iloc[0] or 'none'}") for col in alike)
+                st.caption(f"Showing {len(shown)} of {len(connections)}" + (f" · all {shared}" if shared else "")
+                           + " · broken first · select a row for details")
                 chosen = selection_table(
                     style_states(table), table["id"], lookup.selected, name="vault", hide_index=True, width="stretch",
-                    column_order=[c for c in table.columns if c != "id"],
+                    column_order=[c for c in table.columns if c != "id" and c not in alike],
                     column_config={
                         "logo": st.column_config.ImageColumn("", width="small"),
                         "key": st.column_config.TextColumn("connection key", width="medium"),

@@ -116,6 +116,7 @@ def connection_rows(connections: Sequence[Connection], stored: Mapping[str, User
             "logo": logos.get(c.platform),
             "platform": names.get(c.platform, c.platform),
             "state": state_label(c.state),
+            "state since": _since(seen) if seen and seen.state == c.state else None,
             "environment": c.environment,
             "identity": c.identity,
             "identity type": c.identity_type,
@@ -127,9 +128,14 @@ def connection_rows(connections: Sequence[Connection], stored: Mapping[str, User
             "last seen": seen.last_seen_at if seen else None,
             "id": c.id,
         })
-    columns = ["logo", "platform", "state", "environment", "identity", "identity type", "key", "tags", "active",
-               "created", "first seen", "last seen", "id"]
+    columns = ["logo", "platform", "state", "state since", "environment", "identity", "identity type", "key", "tags",
+               "active", "created", "first seen", "last seen", "id"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def _since(seen: UserConnection) -> str:
+    """When the stored state began (UTC), as text: "or earlier" when it was already so at first sight."""
+    return f"{seen.state_since:%Y-%m-%d %H:%M}" + (" or earlier" if seen.state_since <= seen.first_seen_at else "")
 
 
 def connections_csv(table: pd.DataFrame, connections: Sequence[Connection]) -> str:

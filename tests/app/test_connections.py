@@ -46,6 +46,9 @@ def test_deep_link_opens_the_identity(app_env):
     assert len(frame) == len(expected) and set(frame["key"]) == {c["key"] for c in expected}
     assert frame["state"].iloc[0] == "● failed"  # broken first
     assert any(" attention)" in m.value for m in at.markdown)
+    # Since when: found so by the lookup itself, so "or earlier"; one identity's columns are said once.
+    assert frame["state since"].iloc[0].endswith("or earlier")
+    assert any(f"all identity {conn['identity']}" in c.value.replace("\\", "") for c in at.caption)
 
 
 def test_lookup_by_typing_an_identity(app_env):
