@@ -27,6 +27,7 @@ import math
 import pprint
 import re
 import shlex
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -100,6 +101,17 @@ def fill_path(template: str, values: Mapping[str, str]) -> str:
 
 
 # --- JSON bodies -----------------------------------------------------------------------------------------------
+def _pointer(line: str, index: int, width: int = 120) -> str:
+    """The line (a window of it around the fault when long) and a caret under the character at `index`, as a
+    monospace font draws them: a tab as one space, a wide (CJK) character as two columns."""
+    start = max(0, index - width // 2) if len(line) > width else 0
+    shown = line[start:start + width].replace("\t", " ")
+    before = shown[:index - start]
+    column = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in before)
+    lead = "…" if start else ""
+    return f"{lead}{shown}{'…' if start + width < len(line) else ''}\n{' ' * (len(lead) + column)}^"
+
+
 def parse_json_body(text: str) -> Any:
     """The JSON value of `text`, or InvalidInputError naming the line and column of the first error."""
     if not text.strip():
@@ -108,9 +120,8 @@ def parse_json_body(text: str) -> Any:
         return json.loads(text, parse_constant=_refuse_non_finite, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         line = text.splitlines()[exc.lineno - 1] if text.splitlines() else ""
-        pointer = f"{line[:120]}\n{' ' * min(exc.colno - 1, 120)}^"
         raise InvalidInputError(f"The JSON body is not valid: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
-                                hint=pointer) from None
+                                hint=_pointer(line, exc.colno - 1)) from None
     except _NonFiniteNumber as exc:
         raise InvalidInputError(f"The JSON body is not valid: NaN/Infinity are not valid JSON (found {exc}).",
                                 hint="Use null, a finite number or a string instead.") from None

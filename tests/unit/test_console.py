@@ -93,6 +93,18 @@ def test_dots_inside_a_segment_are_fine():
 
 
 # --- JSON bodies ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("text, caret", [
+    ('\t{"a": x}', 7),  # a tab drawn as one space
+    ('{"名前": x}', 9),  # two wide characters, two columns each
+    ("[" + "1, " * 100 + "x]", 61),  # a long line: a window around the fault, after a leading "…"
+])
+def test_the_json_caret_stands_under_the_fault_as_a_monospace_font_draws_it(text, caret):
+    hint = refused("The JSON body is not valid", method="POST", body_kind="json", body_text=text).hint
+    shown, pointer = hint.splitlines()
+    assert pointer.index("^") == caret
+    assert "x" in shown and len(shown) <= 122
+
+
 def test_invalid_json_reports_line_and_column():
     text = '{\n  "to": "ava@acme.io",\n  "subject" "hi"\n}'
     error = refused("at line 3, column 13", method="POST", body_kind="json", body_text=text)
