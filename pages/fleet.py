@@ -102,9 +102,14 @@ def overview() -> None:
 overview()
 
 
-def link(row) -> str:
+def connection_query(row) -> dict[str, str]:
+    """The Connections page's query that opens this stored connection."""
     query = {"identity": row.user_id, "identityType": row.identity_type, "connection": row.pica_id}
-    return "/connections?" + urlencode({name: value for name, value in query.items() if value})
+    return {name: value for name, value in query.items() if value}
+
+
+def link(row) -> str:
+    return "/connections?" + urlencode(connection_query(row))
 
 
 def shown(rows: list, total: int, which: str) -> None:
@@ -125,15 +130,20 @@ broken_tab, changed_tab, missing_tab, export_tab = st.tabs([
 with broken_tab:
     if attention:
         shown(attention, totals["attention"], "oldest")
+        st.caption("Select a row to open its connection here; **open** opens it in another tab.")
         # A state the dashboard found on first sight began before then: its age is a lower bound.
         table = pd.DataFrame([{
             "open": link(r), "state": state_label(r.state), "since": r.state_since,
             "for": ("≥ " if r.state_since <= r.first_seen_at else "") + ago(r.state_since).replace(" ago", ""),
             "platform": names.get(r.platform, r.platform), "identity": r.user_id, "identity type": r.identity_type,
             "created": r.created_at, "key": r.connection_key} for r in attention])
-        st.dataframe(style_states(table), hide_index=True, width="stretch", column_config={
+        picked = st.dataframe(style_states(table), hide_index=True, width="stretch", column_config={
             "since": when_column("since"), "created": when_column("created"),
-            "open": st.column_config.LinkColumn("details", display_text="open", width="small")})
+            "open": st.column_config.LinkColumn("details", display_text="open", width="small")},
+            on_select="rerun", selection_mode="single-row", key=f"attention-{attention[0].id}-{len(attention)}")
+        if picked.selection.rows:  # a row chosen: its connection, in this tab ("open" opens another)
+            row = attention[picked.selection.rows[0]]
+            st.switch_page("pages/connections.py", query_params=connection_query(row))
         if any(r.state_since <= r.first_seen_at for r in attention):
             st.caption("≥: already in that state when the dashboard first saw the connection, so for at least that "
                        "long (and at most since it was created). Oldest first; failed before degraded.")

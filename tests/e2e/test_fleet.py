@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from playwright.sync_api import expect
@@ -125,4 +126,19 @@ def test_auto_refresh_reads_the_whole_page_again(dashboard, page):
     store.engine.dispose()
     expect(page.get_by_role("tab", name=f"Failing and degraded ({before + 1:,})")).to_be_visible(timeout=45_000)
     expect(page.get_by_text(f"({before + 1:,} need attention)", exact=False).first).to_be_visible()
+    assert page.locator("[data-testid='stException']").count() == 0
+
+
+def test_choosing_a_broken_connection_opens_it_in_this_tab(dashboard, page):
+    open_fleet_synced(dashboard, page)
+    pages_before = len(page.context.pages)
+    grid = page.locator("[data-testid='stDataFrame']").filter(has_text="since (UTC)").first
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + 17, box["y"] + 35 + 17)  # the first row's marker
+    page.wait_for_url("**/connections?**", timeout=30_000)
+    wait_idle(page, settle_ms=600)
+    query = parse_qs(urlsplit(page.url).query)
+    assert query["connection"] and len(page.context.pages) == pages_before
+    expect(page.get_by_text("What to do:").first).to_be_visible()  # the detail of a failed or degraded connection
     assert page.locator("[data-testid='stException']").count() == 0
