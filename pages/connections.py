@@ -8,6 +8,7 @@ import streamlit as st
 
 from pica_core.client import AsyncPicaClient
 from pica_core.connections_view import (
+    TRIAGE_SHOWN,
     Lookup,
     apply_filters,
     connection_rows,
@@ -16,10 +17,10 @@ from pica_core.connections_view import (
     parse_bulk,
     sort_for_attention,
     triage,
+    triage_csv,
     triage_rows,
 )
 from pica_core.errors import InvalidInputError
-from pica_core.exports import frame_csv
 from pica_core.health import attention_summary, state_counts
 from pica_core.models import IDENTITY_TYPES, STATES
 from pica_core.text import count, plain
@@ -242,6 +243,6 @@ with bulk_tab:
         if failed:
             st.warning(plain(f"{count(len(failed), 'identity', 'identities')} could not be looked up; the first "
                              f"said: {failed[0].error}"), icon=":material/cloud_off:")
-        st.dataframe(style_states(table), hide_index=True, width="stretch")
-        st.download_button("Download CSV", frame_csv(table), file_name="triage.csv", mime="text/csv",
+        st.dataframe(style_states(table), hide_index=True, width="stretch", column_order=TRIAGE_SHOWN)
+        st.download_button("Download CSV", triage_csv(table), file_name="triage.csv", mime="text/csv",
                            icon=":material/download:", key="triage-csv")

@@ -324,11 +324,23 @@ def triage_rows(results: Sequence[TriageResult], names: Mapping[str, str] | None
             note = result.error or (f"{count(len(result.connections), 'connection')} listed above" if
                                     result.connections else "")
             rows.append({"identity": result.identity, "identity type": result.identity_type or "any",
-                         "platform": "", "state": state, "key": "", "note": note})
+                         "platform": "", "state": state, "key": "", "note": note, "platform id": ""})
         for c in fresh:
             rows.append({"identity": result.identity, "identity type": c.identity_type,
-                         "platform": names.get(c.platform, c.platform), "state": c.state, "key": c.key, "note": ""})
-    return pd.DataFrame(rows, columns=["identity", "identity type", "platform", "state", "key", "note"])
+                         "platform": names.get(c.platform, c.platform), "state": c.state, "key": c.key, "note": "",
+                         "platform id": c.platform})
+    return pd.DataFrame(rows, columns=[*TRIAGE_SHOWN, "platform id"])
+
+
+TRIAGE_SHOWN = ("identity", "identity type", "platform", "state", "key", "note")
+
+
+def triage_csv(table: pd.DataFrame) -> str:
+    """The triage table (`triage_rows`) as CSV, its platform columns named as in the vault CSV: the id under
+    "platform", the display name under "platform name"."""
+    export = table.rename(columns={"platform": "platform name"})
+    export.insert(0, "platform", export.pop("platform id"))
+    return exports.frame_csv(export)
 
 
 def fleet_csv(rows: Iterable[Sequence]) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+
 import time
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -17,6 +20,7 @@ from pica_core.connections_view import (
     no_results_message,
     parse_bulk,
     sort_for_attention,
+    triage_csv,
     triage_rows,
 )
 from pica_core.errors import InvalidInputError
@@ -142,6 +146,10 @@ def test_triage_rows_list_each_connection_once():
     assert [k for k in frame["key"] if k] == ["k0", "k1", "k9"]  # the untyped lookup adds only what is new
     assert list(frame["state"]) == ["failed", "operational", "degraded", "listed above", "no connections", "error"]
     assert frame["platform"].iloc[0] == "Gmail" and frame["platform"].iloc[2] == "slack"
+    exported = list(csv.DictReader(io.StringIO(triage_csv(frame))))  # platform columns as in the vault CSV
+    assert [(r["platform"], r["platform name"]) for r in exported[:3]] == [("gmail", "Gmail"), ("gmail", "Gmail"),
+                                                                           ("slack", "slack")]
+    assert list(exported[0])[:2] == ["platform", "identity"] and exported[3]["platform"] == ""
 
 
 def test_sort_for_attention():
