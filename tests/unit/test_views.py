@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-
 import time
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -217,9 +216,6 @@ def test_configuration_rows_mask_secrets():
 
 
 def test_the_vault_csv_is_written_like_the_fleet_csv():
-    import csv
-    import io
-
     connections = [Connection(id="a", key="test::gmail::default::" + "a" * 32 + "|u", platform="gmail", identity="u",
                               state="failed", tags=["vip", "eu"]),
                    Connection(id="b", key="test::slack::default::" + "b" * 32 + "|u", platform="slack", identity="u")]
