@@ -17,20 +17,23 @@ from . import context, data
 from .layout import ago, flash, show_error, state_badge, when_column
 
 
-def reconnect_link(principal: Principal, conn: Connection, connector: str) -> None:
-    """Connect, set to authorise this connection's connector again for its identity."""
+def reconnect_link(principal: Principal, conn: Connection, connector: str, *, where: str = "") -> None:
+    """Connect, set to authorise this connection's connector again for its identity (`where` tells two such links
+    on one page apart)."""
     page_link(principal, "connect", "Reconnect", ":material/link:", {
         "identity": conn.identity or "", "identityType": conn.identity_type or "", "connector": connector,
-        "reconnect": conn.key}, "reconnect")
+        "reconnect": conn.key}, "reconnect", where=where)
 
 
-def page_link(principal: Principal, page: str, label: str, icon: str, query: dict[str, str], action: str) -> None:
+def page_link(principal: Principal, page: str, label: str, icon: str, query: dict[str, str], action: str, *,
+              where: str = "") -> None:
     """A link to another page, or a disabled button saying why this role cannot use it."""
     reason = principal.why_not(action)
     if principal.sees(page) and reason is None:
         st.page_link(f"pages/{page}.py", label=label, icon=icon, query_params=query)
     else:
-        st.button(label, icon=icon, disabled=True, help=reason or f"Needs access to the {page} page.", key=f"link-{page}")
+        st.button(label, icon=icon, disabled=True, help=reason or f"Needs access to the {page} page.",
+                  key=f"link-{page}{where}")
 
 
 def detail(conn: Connection, *, settings: Settings, store: Store, principal: Principal, display_name: str) -> None:

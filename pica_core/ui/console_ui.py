@@ -432,6 +432,13 @@ def remember(outcome: console.CallOutcome, settings: Settings, platform: str) ->
     return ShownCall(outcome, view, platform)
 
 
+def offer_reconnect(shown: ShownCall, chosen: ChosenConnection | None, principal: Principal) -> None:
+    """A 401 on the chosen connection means the user must reconnect (the message above says so): the link to it."""
+    if (shown.view is not None and shown.view.status == 401 and chosen is not None and chosen.connection is not None
+            and chosen.key == shown.outcome.prepared.connection_key):
+        reconnect_link(principal, chosen.connection, chosen.platform, where="-response")
+
+
 def render_call(shown: ShownCall, settings: Settings, *, key: str) -> None:
     """Status, time, size, the passthrough headers and the body; upstream errors as sent, with their meaning."""
     outcome, view = shown.outcome, shown.view

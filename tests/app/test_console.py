@@ -279,6 +279,7 @@ def test_a_failed_connection_warns_and_its_401_says_reconnect(app_env):
     send(at)
     assert {m.label: m.value for m in at.metric}["Status"] == "401 Unauthorized"
     assert "the connection needs reconnecting" in messages(at)
+    assert len([link for link in at.get("page_link") if link.proto.label == "Reconnect"]) == 2  # beside the 401 too
     assert any("invalid authentication credentials" in c for c in codes(at))  # the body as the platform sent it
 
 
