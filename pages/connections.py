@@ -19,9 +19,10 @@ from pica_core.connections_view import (
     triage,
     triage_csv,
     triage_rows,
+    triage_summary,
 )
 from pica_core.errors import InvalidInputError
-from pica_core.health import attention_summary, state_counts
+from pica_core.health import NEEDS_ATTENTION, attention_summary, state_counts
 from pica_core.models import IDENTITY_TYPES, STATES
 from pica_core.text import count, plain
 from pica_core.ui import context, data
@@ -243,6 +244,13 @@ with bulk_tab:
         if failed:
             st.warning(plain(f"{count(len(failed), 'identity', 'identities')} could not be looked up; the first "
                              f"said: {failed[0].error}"), icon=":material/cloud_off:")
-        st.dataframe(style_states(table), hide_index=True, width="stretch", column_order=TRIAGE_SHOWN)
+        by_identity, every = st.tabs(["By identity", "Every connection"])
+        with by_identity:
+            st.dataframe(triage_summary(results, names), hide_index=True, width="stretch", column_config={
+                "open": st.column_config.LinkColumn("lookup", display_text="open", width="small")})
+        with every:
+            broken_only = st.toggle("Only those that need attention", key="triage-broken-only")
+            shown_rows = table[table["state"].isin(NEEDS_ATTENTION)] if broken_only else table
+            st.dataframe(style_states(shown_rows), hide_index=True, width="stretch", column_order=TRIAGE_SHOWN)
         st.download_button("Download CSV", triage_csv(table), file_name="triage.csv", mime="text/csv",
                            icon=":material/download:", key="triage-csv")

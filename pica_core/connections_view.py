@@ -6,6 +6,7 @@ import csv
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from urllib.parse import urlencode
 
 import pandas as pd
 
@@ -330,6 +331,24 @@ def triage_rows(results: Sequence[TriageResult], names: Mapping[str, str] | None
                          "platform": names.get(c.platform, c.platform), "state": c.state, "key": c.key, "note": "",
                          "platform id": c.platform})
     return pd.DataFrame(rows, columns=[*TRIAGE_SHOWN, "platform id"])
+
+
+def triage_summary(results: Sequence[TriageResult], names: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One row per identity asked for, those with broken connections first: how many it has, how many need
+    attention and on which platforms, and the lookup that opens it."""
+    names = names or {}
+    rows = []
+    for r in results:
+        broken = sorted({names.get(c.platform, c.platform) for c in r.connections if c.state in NEEDS_ATTENTION},
+                        key=str.lower)
+        query = {"identity": r.identity, **({"identityType": r.identity_type} if r.identity_type else {})}
+        rows.append({"open": "/connections?" + urlencode(query), "identity": r.identity,
+                     "identity type": r.identity_type or "any", "connections": len(r.connections),
+                     "need attention": sum(1 for c in r.connections if c.state in NEEDS_ATTENTION),
+                     "broken on": ", ".join(broken), "note": r.error or ("" if r.connections else "no connections")})
+    frame = pd.DataFrame(rows, columns=["open", "identity", "identity type", "connections", "need attention",
+                                        "broken on", "note"])
+    return frame.sort_values("need attention", ascending=False, kind="stable").reset_index(drop=True)
 
 
 TRIAGE_SHOWN = ("identity", "identity type", "platform", "state", "key", "note")

@@ -230,16 +230,28 @@ def test_a_page_reports_a_long_rate_limit_at_once_and_a_short_one_after_its_trie
 
 
 def test_bulk_triage(app_env):
-    first = seeded(app_env, identityType="user")
+    first = identity_with_broken_connection(app_env)
     second = seeded(app_env, identityType="project")
     at = open_page("connections")
-    at.text_area[0].set_value(f"identity\n{first['identity']},user\n{second['identity']}\nnobody-at-all\n{'y' * 200}")
+    at.text_area[0].set_value(f"identity\n{first['identity']},{first['identityType']}\n{second['identity']}\n"
+                              f"nobody-at-all\n{'y' * 200}")
     next(b for b in at.button if b.label == "Triage").click().run()
     assert_clean(at)
-    frame = next(df.value for df in at.dataframe if "note" in df.value.columns)
+    frame = next(df.value for df in at.dataframe if "key" in df.value.columns and "note" in df.value.columns)
     assert {first["key"], second["key"]} <= set(frame["key"])
     assert "no connections" in set(frame["state"])
     assert any("Line 5" in w.value for w in at.warning)
+    # By identity: one row each, broken first, with the lookup that opens it.
+    summary = next(df.value for df in at.dataframe if "need attention" in df.value.columns)
+    assert list(summary["identity"]).count(first["identity"]) == 1 and len(summary) == 3
+    assert list(summary["need attention"]) == sorted(summary["need attention"], reverse=True)
+    nobody = summary[summary["identity"] == "nobody-at-all"].iloc[0]
+    assert (nobody["connections"], nobody["note"], nobody["open"]) == (0, "no connections",
+                                                                        "/connections?identity=nobody-at-all")
+    at.toggle(key="triage-broken-only").set_value(True).run()
+    broken = next(df.value for df in at.dataframe if "key" in df.value.columns and "note" in df.value.columns)
+    assert set(broken["state"]) <= {"failed", "degraded"}
+    assert len(broken) == sum(frame["state"].isin(["failed", "degraded"])) > 0
 
 
 def vault_key(at) -> str:
