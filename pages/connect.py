@@ -118,7 +118,7 @@ if outcome is not None:
         connector_names = {c.platform: c.name for c in connectors}
         st.success(f"{plain(connector_names.get(conn.platform, conn.platform))} is connected for "
                    f"**{plain(conn.identity)}** "
-                   f"({conn.identity_type}).", icon=":material/check_circle:")
+                   f"({plain(conn.identity_type or 'no type')}).", icon=":material/check_circle:")
         st.code(conn.key, language=None)
         if outcome.note:
             st.warning(plain(outcome.note), icon=":material/content_copy:")

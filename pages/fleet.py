@@ -134,7 +134,7 @@ with broken_tab:
         # A state the dashboard found on first sight began before then: its age is a lower bound.
         table = pd.DataFrame([{
             "open": link(r), "state": state_label(r.state), "since": r.state_since,
-            "for": ("≥ " if r.state_since <= r.first_seen_at else "") + ago(r.state_since).replace(" ago", ""),
+            "for": ("≥ " if r.since_is_lower_bound else "") + ago(r.state_since).replace(" ago", ""),
             "platform": names.get(r.platform, r.platform), "identity": r.user_id, "identity type": r.identity_type,
             "created": r.created_at, "key": r.connection_key} for r in attention])
         picked = st.dataframe(style_states(table), hide_index=True, width="stretch", column_config={
@@ -144,7 +144,7 @@ with broken_tab:
         if picked.selection.rows:  # a row chosen: its connection, in this tab ("open" opens another)
             row = attention[picked.selection.rows[0]]
             st.switch_page("pages/connections.py", query_params=connection_query(row))
-        if any(r.state_since <= r.first_seen_at for r in attention):
+        if any(r.since_is_lower_bound for r in attention):
             st.caption("≥: already in that state when the dashboard first saw the connection, so for at least that "
                        "long (and at most since it was created). Oldest first; failed before degraded.")
     elif last is None:

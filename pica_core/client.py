@@ -375,7 +375,8 @@ class _Endpoints:
             # such keys are not asked for but matched here, among their platform's connections.
             wanted, platforms = set(keys), {key.split("::")[1] for key in keys}
             keys, platform = None, platform or (platforms.pop() if len(platforms) == 1 else None)
-            parse = lambda rows: [row for row in rows if row.key in wanted]  # noqa: E731
+            parse = lambda rows: [row for row in rows  # noqa: E731
+                                  if (row["key"] if isinstance(row, dict) else row.key) in wanted]
         return Operation("GET", "/v1/vault/connections", params=dict(
             identity=identity, identityType=validation.identity_type(identity_type), platform=platform,
             key=list(keys) if keys else None, tags=list(tags) if tags else None, name=name,

@@ -136,7 +136,7 @@ def connection_rows(connections: Sequence[Connection], stored: Mapping[str, User
 
 def _since(seen: UserConnection) -> str:
     """When the stored state began (UTC), as text: "or earlier" when it was already so at first sight."""
-    return f"{seen.state_since:%Y-%m-%d %H:%M}" + (" or earlier" if seen.state_since <= seen.first_seen_at else "")
+    return f"{seen.state_since:%Y-%m-%d %H:%M}" + (" or earlier" if seen.since_is_lower_bound else "")
 
 
 def connections_csv(table: pd.DataFrame, connections: Sequence[Connection]) -> str:

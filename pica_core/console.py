@@ -119,7 +119,8 @@ def parse_json_body(text: str) -> Any:
     try:
         return json.loads(text, parse_constant=_refuse_non_finite, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
-        line = text.splitlines()[exc.lineno - 1] if text.splitlines() else ""
+        lines = text.split("\n")  # as json counts lines: by \n only
+        line = lines[exc.lineno - 1].removesuffix("\r") if exc.lineno <= len(lines) else ""
         raise InvalidInputError(f"The JSON body is not valid: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
                                 hint=_pointer(line, exc.colno - 1)) from None
     except _NonFiniteNumber as exc:

@@ -17,14 +17,16 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def safe_cell(value: object) -> object:
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
+    """The cell with a leading apostrophe when it would run, or when it starts with one itself (so that `unguard`
+    gives back exactly what was written: a spreadsheet shows either without its first apostrophe)."""
+    if isinstance(value, str) and value.startswith((*_FORMULA_START, "'")):
         return "'" + value
     return value
 
 
 def unguard(text: str) -> str:
-    """A cell as it was before `safe_cell` ("'+4412345" → "+4412345"); other text as it is."""
-    return text[1:] if text.startswith("'") and text[1:].startswith(_FORMULA_START) else text
+    """A cell as it was before `safe_cell` ("'+4412345" → "+4412345", "''x" → "'x"); other text as it is."""
+    return text[1:] if text.startswith("'") and text[1:].startswith((*_FORMULA_START, "'")) else text
 
 
 def frame_csv(frame: pd.DataFrame) -> str:

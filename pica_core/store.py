@@ -92,6 +92,11 @@ class UserConnection(SQLModel, table=True):
     last_sync_id: int | None = None
     fingerprint: str | None = Field(default=None, max_length=16)  # of Pica's fields: unchanged rows are only touched
 
+    @property
+    def since_is_lower_bound(self) -> bool:
+        """In this state since it was first seen: it may have been so before, unless the dashboard made it."""
+        return self.state_since <= self.first_seen_at and self.first_seen_by != "connect"
+
 
 class ConnectionTransition(SQLModel, table=True):
     __tablename__ = "connection_transitions"

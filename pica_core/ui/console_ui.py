@@ -8,6 +8,7 @@ the editor starts afresh.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +36,7 @@ CONNECTION_MODES = ("Identity", "Connection key", "Platform")
 ACTION_MODES = ("Search", "Browse all", "Raw")
 HISTORY_SHOWN = 25
 ss = st.session_state
+log = logging.getLogger("pica_core.console")
 
 
 # --- deep links -------------------------------------------------------------------------------------------------
@@ -350,7 +352,8 @@ def set_table(name: str, pairs: list[tuple[str, str]]) -> None:
 
 
 # Widget values kept while their widget is off screen (another mode or body kind is showing).
-KEPT = ("con_identity", "con_identity_type", "con_key", "con_platform", "con_action_query", "con_raw_method",
+KEPT = ("con_conn_mode", "con_action_mode", "con_body_kind", "con_identity", "con_identity_type", "con_key",
+        "con_platform", "con_action_query", "con_raw_method",
         "con_raw_path", "con_raw_action_id", "con_raw_custom", "con_body_json", "con_body_raw", "con_authorization",
         "con_h_platform", "con_h_action", "con_h_status", "con_h_text")
 
@@ -672,13 +675,16 @@ def execute(prepared: console.PreparedRequest, *, settings: Settings, client: Pi
     call = CallInFlight(number=(last.number if last else 0) + 1, label=f"{prepared.method} {prepared.display_path}",
                         keep=keep)
     st.session_state[_LAST_CALL] = call  # one write: Streamlit may stop this run at any session-state access
-    with st.spinner(f"{call.label}…"):
+    with st.spinner(f"{plain(call.label)}…"):
         try:  # no Streamlit call until done: a stopped run still finishes the call and hands it over
             call.shown = remember(console.run_call(client, store, prepared, actor=principal.name, platform=platform,
                                                    action_title=action_title,
                                                    secret=settings.effective_secret().reveal(),
                                                    body_limit=settings.history_body_limit), settings, platform)
         except PicaError as exc:  # refused by the client before anything was sent
+            call.error = exc
+        except Exception as exc:  # the history could not be written, say: the next run must not wait in vain
+            log.exception("console call failed")
             call.error = exc
         finally:
             call.done.set()
@@ -691,14 +697,14 @@ def land_call() -> None:
     if call is None or call.landed:
         return
     if not call.done.is_set():
-        with st.spinner(f"{call.label}: waiting for the answer (sent {ago(call.sent_at)})…"):
+        with st.spinner(f"{plain(call.label)}: waiting for the answer (sent {ago(call.sent_at)})…"):
             call.done.wait(CALL_WAIT_SECONDS)
         if not call.done.is_set():
             st.warning(f"{plain(call.label)} has had no answer for {CALL_WAIT_SECONDS} s: it will show here when "
                        "it comes, or find it in History.", icon=":material/hourglass_top:")
             return
-    call.landed = True
     if call.shown is not None:
         call.keep(call.shown)
     elif call.error is not None:
-        show_error(call.error, what="Not sent")
+        show_error(call.error, what="Not sent" if isinstance(call.error, PicaError) else "The call")
+    call.landed = True  # after: a run stopped while keeping it leaves it for the next

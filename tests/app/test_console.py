@@ -525,3 +525,22 @@ def test_coming_back_by_the_sidebar_finds_the_connection_action_and_what_was_typ
     assert at.query_params["key"] == conn["key"] and at.query_params["action"] == LIST_MESSAGES
     assert at.text_input(key="con_var_userId").value == "me-again"
     assert any("/gmail/v1/users/me-again/messages" in c.value for c in at.code)  # ready to send again
+
+
+def test_coming_back_by_the_sidebar_sends_the_body_that_was_typed(app_env):
+    at, _ = console_on(app_env, SEND_MESSAGE)
+    at.text_area(key="con_body_json").set_value('{"raw": "SGk="}').run()
+    for page in ("fleet", "console"):
+        at.switch_page(f"pages/{page}.py")
+        at.query_params.clear()
+        at.run()
+    assert at.segmented_control(key="con_body_kind").value == "json"
+    send(at)
+    [record] = records()
+    assert (record.method, record.body_kind, record.request_body) == ("POST", "json", '{"raw":"SGk="}')
+
+
+@pytest.mark.parametrize("body", ['{"raw":\n', '{"raw":\r\n', '{"a": 1,\u2028"b" 2}'])
+def test_a_json_body_cut_short_or_with_odd_line_breaks_is_a_message(body):
+    error = console.json_error(body)
+    assert error is not None and "is not valid" in error.message and "^" in error.hint

@@ -224,3 +224,16 @@ def test_the_vault_csv_is_written_like_the_fleet_csv():
     assert [(r["platform"], r["platform name"], r["state"], r["tags"]) for r in rows] == [
         ("gmail", "Gmail", "failed", "vip,eu"), ("slack", "slack", "unknown", "")]  # Connection's default
     assert "logo" not in rows[0]
+
+
+def test_state_since_says_or_earlier_only_when_the_state_may_be_older_than_its_first_sighting():
+    from pica_core.store import UserConnection
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    conns = [Connection(id=str(n), key=f"k{n}", platform="gmail", identity="u", state="failed") for n in range(3)]
+    stored = {c.key: UserConnection(connection_key=c.key, platform="gmail", environment="test", state="failed",
+                                    created_at=t0, first_seen_at=t0, first_seen_by=by, last_seen_at=t0,
+                                    state_since=t0 + timedelta(hours=hours))
+              for c, by, hours in zip(conns, ["sync", "connect", "sync"], [0, 0, 2])}
+    since = list(connection_rows(conns, stored, {}, {})["state since"])
+    assert since == ["2026-01-01 00:00 or earlier", "2026-01-01 00:00", "2026-01-01 02:00"]  # made by Connect: exact
