@@ -649,7 +649,7 @@ class CallInFlight:
     keep: Callable[[ShownCall], None]
     sent_at: float = field(default_factory=time.time)
     shown: ShownCall | None = None
-    error: PicaError | None = None
+    error: Exception | None = None  # a PicaError: not sent; anything else: logged, shown as such
     landed: bool = False
     done: threading.Event = field(default_factory=threading.Event)
 
