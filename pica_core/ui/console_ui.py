@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import pandas as pd
 import streamlit as st
@@ -30,7 +29,16 @@ from ..store import PassthroughCallRecord, Store
 from ..text import plain
 from . import data
 from .connections_ui import reconnect_link
-from .layout import KEPT_SUFFIX, ago, keep_widgets, public_url, show_error, state_badge, warn_unknown_identity_type
+from .layout import (
+    KEPT_SUFFIX,
+    ago,
+    keep_widgets,
+    public_url,
+    show_error,
+    state_badge,
+    warn_unknown_identity_type,
+    when_column,
+)
 
 CONNECTION_MODES = ("Identity", "Connection key", "Platform")
 ACTION_MODES = ("Search", "Browse all", "Raw")
@@ -553,21 +561,14 @@ def history_filters(store: Store) -> dict:
 
 def history_table(records: list[PassthroughCallRecord]) -> None:
     frame = pd.DataFrame([{
-        "#": r.id, "when (UTC)": _utc_text(r.at),
+        "#": r.id, "when": r.at,
         "status": str(r.status) if r.status else "—",  # none: Pica never forwarded it (History says why)
         "method": r.method, "path": r.path, "action": r.action_title or r.action_id,
         "platform": r.platform, "identity": console.identity_of_key(r.connection_key), "ms": r.elapsed_ms,
         "size": r.response_size, "by": r.actor,
     } for r in records])
     st.dataframe(frame, hide_index=True, width="stretch", height=min(400, 38 + 35 * len(records)),
-                 column_config={"ms": st.column_config.NumberColumn(format="%.0f")})
-
-
-def _utc_text(moment: datetime | None) -> str:
-    if moment is None:
-        return ""
-    moment = moment.astimezone(UTC) if moment.tzinfo else moment  # naive values are stored UTC
-    return moment.strftime("%Y-%m-%d %H:%M:%S")
+                 column_config={"when": when_column("when"), "ms": st.column_config.NumberColumn(format="%.0f")})
 
 
 def history_entry(record: PassthroughCallRecord, settings: Settings, store: Store) -> bool:
