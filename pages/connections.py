@@ -29,6 +29,7 @@ from pica_core.ui import context, data
 from pica_core.ui.connections_ui import detail
 from pica_core.ui.layout import (
     ago,
+    keep_widgets,
     public_url,
     selection_table,
     show_error,
@@ -205,11 +206,9 @@ with lookup_tab:
 with bulk_tab:
     st.caption("Paste identities, one per line (`identity` or `identity,type`), or upload a CSV with an "
                "`identity` column (and optionally `identityType`). Up to 500 at a time.")
-    if "bulk-text" not in st.session_state:  # Streamlit drops a widget's value when its page is left
-        st.session_state["bulk-text"] = st.session_state.get("bulk-text-kept", "")
+    keep_widgets(["bulk-text"])  # Streamlit drops a widget's value when its page is left
     text = st.text_area("Identities", key="bulk-text", height=140,
                         placeholder="usr_1a2b3c,user\nteam-growth-acme-4,team")
-    st.session_state["bulk-text-kept"] = text
     upload = st.file_uploader("CSV file", type=["csv", "txt"])
     if st.button("Triage", type="primary", icon=":material/checklist:"):
         parsed = parse_bulk(text, upload.getvalue() if upload else b"")

@@ -443,3 +443,14 @@ def test_coming_back_by_the_sidebar_finds_the_last_lookup_and_the_pasted_identit
     at.switch_page("pages/connections.py")
     at.run()
     assert "identity" not in at.query_params and not at.dataframe
+
+
+def test_pasted_identities_are_still_there_after_a_look_at_another_page(app_env):
+    at = open_page("connections")
+    at.text_area(key="bulk-text").set_value("usr_1,user\nteam-2,team").run()
+    for page in ("fleet", "connections"):  # the sidebar's links
+        at.switch_page(f"pages/{page}.py")
+        at.query_params.clear()
+        at.run()
+    assert_clean(at)
+    assert at.text_area(key="bulk-text").value == "usr_1,user\nteam-2,team"
