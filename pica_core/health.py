@@ -76,14 +76,19 @@ class Period:
             f"{self.state} from {start} to {self.end:%Y-%m-%d %H:%M} UTC")
 
 
+def first_sighting_may_be_late(source: str | None) -> bool:
+    """A connection first seen in a state may have been in it before, unless the dashboard made it (Connect)."""
+    return source != "connect"
+
+
 def timeline(transitions: Sequence) -> list[Period]:
     """Periods in each state, oldest first, from transition rows (to_state, at; from_state None: a first sighting)."""
     periods: list[Period] = []
     for index, row in enumerate(transitions):
         end = transitions[index + 1].at if index + 1 < len(transitions) else None
-        # A first sighting may come after the state began, unless the dashboard made the connection (Connect).
-        first_sighting = getattr(row, "from_state", "") is None and getattr(row, "source", "") != "connect"
-        periods.append(Period(row.to_state, row.at, end, first_sighting))
+        started_earlier = (getattr(row, "from_state", "") is None
+                           and first_sighting_may_be_late(getattr(row, "source", None)))
+        periods.append(Period(row.to_state, row.at, end, started_earlier))
     return periods
 
 

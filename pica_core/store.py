@@ -39,6 +39,7 @@ from sqlalchemy.exc import DBAPIError
 from pydantic_core import from_json, to_json
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
+from .health import first_sighting_may_be_late
 from .models import Connection, ConnectionRow, connection_row, row_defaults
 
 SCHEMA_VERSION = 3
@@ -94,8 +95,8 @@ class UserConnection(SQLModel, table=True):
 
     @property
     def since_is_lower_bound(self) -> bool:
-        """In this state since it was first seen: it may have been so before, unless the dashboard made it."""
-        return self.state_since <= self.first_seen_at and self.first_seen_by != "connect"
+        """In this state since it was first seen, so it may have been so before (health.first_sighting_may_be_late)."""
+        return self.state_since <= self.first_seen_at and first_sighting_may_be_late(self.first_seen_by)
 
 
 class ConnectionTransition(SQLModel, table=True):
@@ -388,11 +389,17 @@ class Store:
         if environment:
             query = query.where(UserConnection.environment == environment)
         cutoff = self._fleet_cutoff(environment)
-        return query if cutoff is None else query.where(UserConnection.last_seen_at >= cutoff)
+        return query.where(or_(cutoff.is_(None), UserConnection.last_seen_at >= cutoff))
 
-    def _fleet_cutoff(self, environment: str | None) -> datetime | None:
-        last = self.last_sync(environment, statuses=("complete",))
-        return last.started_at if last else None
+    @staticmethod
+    def _fleet_cutoff(environment: str | None):
+        """When the latest complete sync began (NULL before any), as a subquery: each aggregate reads it in its
+        own statement, so a view of the fleet costs no extra round trip per table and no aggregate sees a sync that
+        another missed."""
+        query = select(SyncRun.started_at).where(SyncRun.status == "complete")
+        if environment:
+            query = query.where(SyncRun.environment == environment)
+        return query.order_by(SyncRun.id.desc()).limit(1).scalar_subquery()
 
     def state_counts(self, environment: str | None = None) -> dict[str, int]:
         with self.session() as session:
@@ -426,17 +433,12 @@ class Store:
 
     def not_seen(self, environment: str | None = None, limit: int = 500) -> list[UserConnection]:
         """Stored connections the latest complete sync did not see (nor anything since), longest gone first."""
-        query = self._not_seen(environment)
-        if query is None:
-            return []
         with self.session() as session:
-            return list(session.exec(query.order_by(UserConnection.last_seen_at, UserConnection.id).limit(limit)))
+            return list(session.exec(self._not_seen(environment).order_by(UserConnection.last_seen_at, UserConnection.id).limit(limit)))
 
     def _not_seen(self, environment: str | None):
-        cutoff = self._fleet_cutoff(environment)
-        if cutoff is None:  # no complete sync yet: nothing is known to be gone
-            return None
-        query = select(UserConnection).where(UserConnection.last_seen_at < cutoff)
+        # Before any complete sync the cutoff is NULL and nothing is known to be gone: the comparison holds for none.
+        query = select(UserConnection).where(UserConnection.last_seen_at < self._fleet_cutoff(environment))
         return query.where(UserConnection.environment == environment) if environment else query
 
     def fleet_totals(self, since: datetime, environment: str | None = None) -> dict[str, int]:
@@ -445,7 +447,7 @@ class Store:
                    "not_seen": self._not_seen(environment)}
         with self.session() as session:
             return {name: session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
-                    if query is not None else 0 for name, query in queries.items()}
+                    for name, query in queries.items()}
 
     EXPORT_COLUMNS = ("identity", "identity_type", "platform", "state", "state_since", "active", "environment",
                       "connection_key", "tags", "created_at", "first_seen_at", "last_seen_at")

@@ -150,7 +150,12 @@ def test_aggregates_are_computed_by_the_database(store, statements):
     assert ("gmail", "failed", 1) in store.counts_by("platform")
     assert store.usage_by_platform() == {"gmail": 2, "slack": 2, "notion": 1}
     assert [r.state for r in store.attention()] == ["failed", "failed", "degraded"]  # same age: failed first
-    assert len([s for s in statements if "GROUP BY" in s.upper()]) == 3
+    store.not_seen()
+    store.fleet_totals(utcnow() - timedelta(days=1))
+    queries = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len([s for s in queries if "GROUP BY" in s.upper()]) == 3
+    # One statement per table or figure: the latest complete sync is a subquery of each, not a query of its own.
+    assert len(queries) == 4 + 1 + 3, queries
 
 
 def test_attention_found_broken_together_puts_failed_then_the_oldest_connections_first(store):
