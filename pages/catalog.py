@@ -11,7 +11,7 @@ import streamlit as st
 from pica_core import catalog_view as cv
 from pica_core.ui import catalog_ui as ui
 from pica_core.ui import context, data
-from pica_core.ui.layout import ago, public_url, show_error
+from pica_core.ui.layout import ago, public_url, show_fetch_problem
 
 settings = context.settings()
 principal = context.principal(settings)
@@ -24,14 +24,10 @@ refresh.button("Refresh", icon=":material/refresh:", on_click=data.refresh_catal
                     f"{settings.catalog_ttl_seconds // 60} min)")
 
 fetched = data.catalog(settings)
+show_fetch_problem(fetched, "the catalog", again="Press Refresh to try again.")
 if fetched.value is None:
-    show_error(fetched.error, what="The catalog could not be loaded from Pica")
     st.caption("Nothing was loaded earlier to fall back on: once the above is dealt with, press Refresh.")
     st.stop()
-if fetched.stale:
-    st.warning(f"Pica could not give the catalog just now, so this is the one fetched **{ago(fetched.fetched_at)}**. "
-               "Press Refresh to try again.", icon=":material/cloud_off:")
-    st.caption(cv.plain(f"{fetched.error} — {fetched.error.hint}"))  # Pica's error text, shown as text
 
 connectors, enabled = fetched.value
 store = context.store(settings)

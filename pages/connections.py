@@ -28,7 +28,7 @@ from pica_core.text import count, plain
 from pica_core.ui import context, data
 from pica_core.ui.connections_ui import detail
 from pica_core.ui.layout import (
-    ago,
+    show_fetch_problem,
     keep_widgets,
     public_url,
     selection_table,
@@ -97,13 +97,9 @@ with lookup_tab:
             show_error(exc)
             filters = None
         fetched = data.connections(settings, **filters) if filters is not None else None
-        if fetched is not None and fetched.value is None:
-            show_error(fetched.error, what="Looking up connections")
-        elif fetched is not None:
-            if fetched.stale:
-                st.warning(f"Pica could not answer just now ({plain(str(fetched.error))}); showing the result from "
-                           f"{ago(fetched.fetched_at)}.", icon=":material/cloud_off:")
-                st.caption(plain(fetched.error.hint))
+        if fetched is not None:
+            show_fetch_problem(fetched, "this lookup's connections")
+        if fetched is not None and fetched.value is not None:
             connections = fetched.value
             marker = (tuple(sorted(filters.items(), key=str)), fetched.fetched_at)
             if connections and st.session_state.get("stored-lookup") != marker:

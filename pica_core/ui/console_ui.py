@@ -19,7 +19,6 @@ import streamlit as st
 
 from .. import console, validation
 from ..access import Principal
-from ..caching import Fetched
 from ..client import PicaClient
 from ..config import Settings
 from ..errors import InvalidInputError, PicaError
@@ -35,6 +34,7 @@ from .layout import (
     keep_widgets,
     public_url,
     show_error,
+    show_fetch_problem,
     state_badge,
     warn_unknown_identity_type,
     when_column,
@@ -129,14 +129,6 @@ def _pick_from(connections: list[Connection], key: str, label: str) -> Connectio
     return by_key.get(chosen)
 
 
-def _report(fetched: Fetched, what: str) -> None:
-    """A failed read, and when what is still shown was fetched (the last good answer)."""
-    if fetched.error is not None:
-        show_error(fetched.error, what=what)
-        if fetched.stale:
-            st.caption(f"Shown below: what Pica answered {ago(fetched.fetched_at)}.")
-
-
 def pick_connection(settings: Settings) -> ChosenConnection | None:
     """By identity (then one of its connections), by pasting a key, or by platform."""
     ss.setdefault("con_conn_mode", "Identity")
@@ -151,7 +143,7 @@ def pick_connection(settings: Settings) -> ChosenConnection | None:
             return None
         fetched = data.connections(settings, identity=identity.strip(),
                                    identity_type=None if identity_type == "any" else identity_type)
-        _report(fetched, "Connections of this identity")
+        show_fetch_problem(fetched, "the connections of this identity")
         connections = fetched.value or []
         if not connections and fetched.error is None:
             st.info(f"No active connections for {plain(identity.strip())} in this {settings.environment} environment.",
@@ -170,7 +162,7 @@ def pick_connection(settings: Settings) -> ChosenConnection | None:
             show_error(exc)
             return None
         fetched = data.connections(settings, keys=[key])
-        _report(fetched, "Looking up the key")
+        show_fetch_problem(fetched, "the connection with this key")
         found = next((c for c in fetched.value or [] if c.key == key), None)
         return ChosenConnection(key, found.platform if found else console.platform_of_key(key),
                                 validation.key_environment(key), found)
@@ -185,7 +177,7 @@ def pick_connection(settings: Settings) -> ChosenConnection | None:
         show_error(exc)
         return None
     fetched = data.connections(settings, platform=platform)
-    _report(fetched, f"Connections on {platform}")
+    show_fetch_problem(fetched, f"the connections on {platform}")
     connections = sorted(fetched.value or [], key=lambda c: (c.state != "operational", c.identity or ""))
     if not connections and fetched.error is None:
         st.info(f"No active {plain(platform)} connections in this {settings.environment} environment.",

@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from ..access import Principal
+from ..caching import Fetched
 from ..config import Settings
 from ..errors import InvalidInputError, PicaError, RateLimitedError
 from ..health import STATE_COLOR, STATE_HEX, state_label  # noqa: F401  (pages use it from here)
@@ -65,6 +66,19 @@ def show_error(error: Exception, *, what: str | None = None) -> None:
         st.code(error.hint, language="text")
     else:
         st.caption(plain(error.hint))
+
+
+def show_fetch_problem(fetched: Fetched, what: str, *, again: str = "") -> None:
+    """Why `what` ("the catalog") could not be read from Pica just now, with what to do. When the last good answer
+    is shown instead, a warning says how old it is (`again`: how to try again, where the page has a way)."""
+    if fetched.error is None:
+        return
+    if not fetched.stale:
+        show_error(fetched.error, what=f"Could not read {what} from Pica")
+        return
+    st.warning(f"Pica could not give {plain(what)} just now, so this is what it answered "
+               f"**{ago(fetched.fetched_at)}**. {again}".rstrip(), icon=":material/cloud_off:")
+    st.caption(plain(f"{fetched.error} — {fetched.error.hint}"))
 
 
 def state_metric_label(state: str) -> str:

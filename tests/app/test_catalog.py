@@ -345,7 +345,8 @@ def test_when_pica_fails_after_a_good_load_the_last_catalog_is_shown_with_its_ag
     at.run()
     assert_clean(at)
     warning = " ".join(w.value for w in at.warning)
-    assert "Pica could not give the catalog just now" in warning and re.search(r"fetched \*\*\d+ s ago\*\*", warning)
+    assert re.search(r"Pica could not give the catalog just now, so this is what it answered \*\*\d+ s ago\*\*\. "
+                     "Press Refresh to try again.", warning), warning
     assert any("503" in c.value for c in at.caption)
     pd.testing.assert_frame_equal(table(at), good)
     assert showing(at) == (len(good), SANDBOX_CONNECTORS)
@@ -356,7 +357,7 @@ def test_when_pica_fails_and_nothing_was_loaded_the_page_says_so(app_env, monkey
     fail_the_catalog(sandbox, monkeypatch)
     at = open_page("catalog")
     assert_clean(at)
-    assert any("The catalog could not be loaded from Pica" in e.value and "503" in e.value for e in at.error)
+    assert any("Could not read the catalog from Pica" in e.value and "503" in e.value for e in at.error)
     assert not [d for d in at.dataframe if (d.key or "").startswith("catalog.table.")]
 
 

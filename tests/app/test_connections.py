@@ -417,9 +417,10 @@ def test_a_lookup_pica_refuses_later_shows_the_last_answer_with_its_age_and_what
     app_env.fault("rate_limit", count=100, path="/v1/vault", seconds=40)
     at.run()
     assert_clean(at)
-    warning = next(w.value.replace("\\", "") for w in at.warning if "showing the result from" in w.value)
-    assert warning.startswith("Pica could not answer just now (429 ")
-    assert any("retry in 40 s" in c.value for c in at.caption)
+    warning = next(w.value.replace("\\", "") for w in at.warning if "Pica could not give" in w.value)
+    assert re.fullmatch(r"Pica could not give this lookup's connections just now, so this is what it answered "
+                        r"\*\*\d+ s ago\*\*\.", warning), warning
+    assert any(c.value.startswith("429 ") and "retry in 40 s" in c.value for c in at.caption)
     assert conn["key"] in set(table(at)["key"])
 
 
