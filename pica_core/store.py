@@ -449,14 +449,15 @@ class Store:
             return {name: session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
                     for name, query in queries.items()}
 
-    EXPORT_COLUMNS = ("identity", "identity_type", "platform", "state", "state_since", "active", "environment",
-                      "connection_key", "tags", "created_at", "first_seen_at", "last_seen_at")
+    # Named and ordered as the vault table's CSV (connections_view.connections_csv), so the two line up.
+    EXPORT_COLUMNS = ("platform", "state", "state since", "environment", "identity", "identity type", "key", "tags",
+                      "active", "created", "first seen", "last seen")
 
     def fleet_export(self, environment: str | None = None) -> list[tuple]:
         """Every stored connection as a row of `EXPORT_COLUMNS` (plain rows: no objects built for 50,000 of them)."""
         c = UserConnection
-        query = select(c.user_id, c.identity_type, c.platform, c.state, c.state_since, c.active, c.environment,
-                       c.connection_key, c.tags, c.created_at, c.first_seen_at, c.last_seen_at)
+        query = select(c.platform, c.state, c.state_since, c.environment, c.user_id, c.identity_type,
+                       c.connection_key, c.tags, c.active, c.created_at, c.first_seen_at, c.last_seen_at)
         if environment:
             query = query.where(c.environment == environment)
         with self.engine.connect() as connection:

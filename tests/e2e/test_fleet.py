@@ -106,7 +106,7 @@ def test_the_fleet_csv_is_built_when_clicked_and_holds_every_stored_connection(d
 
     with open(download.value.path(), newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    assert sorted((r["connection_key"], r["state"], r["identity"]) for r in rows) == sorted(stored)
+    assert sorted((r["key"], r["state"], r["identity"]) for r in rows) == sorted(stored)
     assert page.locator("[data-testid='stException']").count() == 0
 
 

@@ -233,12 +233,12 @@ def test_the_fleet_export_holds_every_stored_connection_of_the_environment(store
                              source="sync")
     assert store.fleet_size("test") == 2 and store.fleet_size() == 3
     rows = list(csv.DictReader(io.StringIO(fleet_csv(store.fleet_export("test")))))
-    assert [(r["connection_key"], r["identity"], r["state"], r["tags"], r["active"]) for r in rows] == [
+    assert [(r["key"], r["identity"], r["state"], r["tags"], r["active"]) for r in rows] == [
         (conn(2, identity="a,\"b\"\nc").key, "a,\"b\"\nc", "operational", "", "True"),
         (conn(1).key, "u-1", "failed", "vip,eu", "True")]  # by identity, then platform
     assert list(rows[0]) == list(Store.EXPORT_COLUMNS)
     stored = store.stored_connection(conn(1).key)
-    assert datetime.fromisoformat(rows[1]["first_seen_at"]) == stored.first_seen_at
+    assert datetime.fromisoformat(rows[1]["first seen"]) == stored.first_seen_at
     assert fleet_csv([]) == ",".join(Store.EXPORT_COLUMNS) + "\n"
 
 

@@ -26,6 +26,7 @@ from pica_core.errors import InvalidInputError
 from pica_core.health import attention_summary, describe_transition, state_counts, timeline
 from pica_core.models import Connection
 from pica_core.settings_view import configuration_rows
+from pica_core.store import Store
 from pica_core.tokens import GrantError, GrantSigner, RateLimiter, token_headers
 
 
@@ -224,6 +225,7 @@ def test_the_vault_csv_is_written_like_the_fleet_csv():
     assert [(r["platform"], r["platform name"], r["state"], r["tags"]) for r in rows] == [
         ("gmail", "Gmail", "failed", "vip,eu"), ("slack", "slack", "unknown", "")]  # Connection's default
     assert "logo" not in rows[0]
+    assert [c for c in rows[0] if c not in ("platform name", "id")] == list(Store.EXPORT_COLUMNS)  # as the fleet's
 
 
 def test_state_since_says_or_earlier_only_when_the_state_may_be_older_than_its_first_sighting():
