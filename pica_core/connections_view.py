@@ -170,15 +170,7 @@ def no_results_message(lookup: Lookup, *, environment: str, others: Sequence[Con
         message = f"No connections on platform {platform}"
         message += f" for identities of type {lookup.identity_type}." if lookup.identity_type else "."
     hints = ["The other fields narrow a key's lookup: look the key up alone."] if narrowed else []
-    if same_letters:
-        lowered, found = same_letters
-        hints.append(f"Pica matches identities exactly, letter case included: {lowered} has "
-                     f"{count(found, 'connection')}.")
-    if lookup.identity_type and (other_types := Counter(c.identity_type for c in others
-                                                        if c.identity_type != lookup.identity_type)):
-        found = ", ".join(f"{n} as type {kind or 'none'}" for kind, n in sorted(other_types.items(),
-                                                                               key=lambda kv: str(kv[0])))
-        hints.append(f"This identity has connections under another identity type: {found}.")
+    hints += _identity_hints(lookup.identity_type, others, same_letters)
     if lookup.platform and (elsewhere := [c for c in others if c.platform != lookup.platform.strip().lower()]):
         shown = sorted({names.get(c.platform, c.platform) for c in elsewhere}, key=str.lower)
         listed = ", ".join(shown[:4]) + (f" and {len(shown) - 4} more" if len(shown) > 4 else "")
@@ -191,6 +183,22 @@ def no_results_message(lookup: Lookup, *, environment: str, others: Sequence[Con
     if lookup.key and not lookup.key.startswith(f"{environment}::"):
         hints.insert(0, f"That key belongs to the {validation.key_environment(lookup.key)} environment.")
     return message, " ".join(hints)
+
+
+def _identity_hints(identity_type: str | None, others: Sequence[Connection],
+                    same_letters: tuple[str, int] | None) -> list[str]:
+    """Why an identity looked up with `identity_type` found nothing: it has `others` under other types, or its
+    lower-case spelling has connections (`same_letters`: that spelling and how many)."""
+    hints = []
+    if same_letters:
+        lowered, found = same_letters
+        hints.append(f"Pica matches identities exactly, letter case included: {lowered} has "
+                     f"{count(found, 'connection')}.")
+    if identity_type and (other_types := Counter(c.identity_type for c in others if c.identity_type != identity_type)):
+        found = ", ".join(f"{n} as type {kind or 'none'}" for kind, n in sorted(other_types.items(),
+                                                                               key=lambda kv: str(kv[0])))
+        hints.append(f"This identity has connections under another identity type: {found}.")
+    return hints
 
 
 @dataclass
@@ -285,23 +293,42 @@ class TriageResult:
     identity_type: str | None
     connections: list[Connection] = field(default_factory=list)
     error: str | None = None
+    hint: str = ""  # none found: where its connections may be instead (another identity type, lower case)
+
+    @property
+    def note(self) -> str:
+        """What the identity's row says when it lists no connection of its own."""
+        if self.error or self.connections:
+            return self.error or ""
+        return "no connections" + (f" — {self.hint}" if self.hint else "")
 
 
 async def triage(client, identities: Sequence[tuple[str, str | None]],
                  progress: Callable[[int, int], None] | None = None) -> list[TriageResult]:
     """Every identity's connections, concurrently (the async client bounds concurrency); errors per identity.
-    `progress(done, total)` after each identity."""
+    An identity with none is asked again as a lookup would be (without its type, then in lower case) to say where
+    its connections may be. `progress(done, total)` after each identity."""
     import asyncio
 
     from .errors import PicaError
 
     done = 0
 
+    async def where_else(identity: str, identity_type: str | None) -> str:
+        others = await client.connections(identity=identity) if identity_type else []
+        same_letters = None
+        if not others and identity.lower() != identity:
+            found = await client.connections(identity=identity.lower(), identity_type=identity_type)
+            same_letters = (identity.lower(), len(found)) if found else None
+        return " ".join(_identity_hints(identity_type, others, same_letters))
+
     async def one(identity: str, identity_type: str | None) -> TriageResult:
         nonlocal done
         try:
             found = await client.connections(identity=identity, identity_type=identity_type)
             result = TriageResult(identity, identity_type, sort_for_attention(found))
+            if not found:
+                result.hint = await where_else(identity, identity_type)
         except PicaError as exc:
             result = TriageResult(identity, identity_type, error=f"{exc} — {exc.hint}")
         done += 1
@@ -321,9 +348,12 @@ def triage_rows(results: Sequence[TriageResult], names: Mapping[str, str] | None
         fresh = [c for c in result.connections if c.key not in listed]
         listed.update(c.key for c in fresh)
         if result.error or not fresh:
-            state = "error" if result.error else "listed above" if result.connections else "no connections"
-            note = result.error or (f"{count(len(result.connections), 'connection')} listed above" if
-                                    result.connections else "")
+            if result.error:
+                state, note = "error", result.error
+            elif result.connections:
+                state, note = "listed above", f"{count(len(result.connections), 'connection')} listed above"
+            else:
+                state, note = "no connections", result.hint
             rows.append({"identity": result.identity, "identity type": result.identity_type or "any",
                          "platform": "", "state": state, "key": "", "note": note, "platform id": ""})
         for c in fresh:
@@ -345,7 +375,7 @@ def triage_summary(results: Sequence[TriageResult], names: Mapping[str, str] | N
         rows.append({"open": "/connections?" + urlencode(query), "identity": r.identity,
                      "identity type": r.identity_type or "any", "connections": len(r.connections),
                      "need attention": sum(1 for c in r.connections if c.state in NEEDS_ATTENTION),
-                     "broken on": ", ".join(broken), "note": r.error or ("" if r.connections else "no connections")})
+                     "broken on": ", ".join(broken), "note": r.note})
     frame = pd.DataFrame(rows, columns=["open", "identity", "identity type", "connections", "need attention",
                                         "broken on", "note"])
     return frame.sort_values("need attention", ascending=False, kind="stable").reset_index(drop=True)

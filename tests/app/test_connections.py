@@ -370,6 +370,28 @@ def test_a_lookup_after_a_sync_shows_what_the_sync_saw_and_never_undoes_it(app_e
         (None, "operational"), ("operational", "failed")]
 
 
+def test_bulk_triage_says_where_an_identity_s_connections_are_when_it_has_none(app_env):
+    team = seeded(app_env, identityType="team")
+    user = seeded(app_env, identityType="user")
+    at = open_page("connections")
+    at.text_area[0].set_value(f"{team['identity']},user\n{user['identity'].upper()}\nnobody-at-all")
+    before = app_env.count()
+    next(b for b in at.button if b.label == "Triage").click().run()
+    assert_clean(at)
+    # Asked again only for those with none: without the type (the first), in lower case (the second), neither
+    # of them helping the third (all lower case, no type).
+    assert app_env.count() - before == 3 + 1 + 1
+    notes = {r["identity"]: r["note"] for _, r in
+             next(df.value for df in at.dataframe if "need attention" in df.value.columns).iterrows()}
+    assert re.fullmatch(r"no connections — This identity has connections under another identity type: \d+ as type "
+                        r"team\.", notes[team["identity"]]), notes
+    assert notes[user["identity"].upper()].startswith(
+        f"no connections — Pica matches identities exactly, letter case included: {user['identity']} has ")
+    assert notes["nobody-at-all"] == "no connections"
+    rows = next(df.value for df in at.dataframe if "key" in df.value.columns and "note" in df.value.columns)
+    assert "another identity type" in rows[rows["identity"] == team["identity"]]["note"].iloc[0]
+
+
 def test_bulk_triage_says_when_there_is_nothing_to_do_and_when_pica_refused(app_env):
     at = open_page("connections")
     next(b for b in at.button if b.label == "Triage").click().run()
