@@ -15,7 +15,7 @@ from .client import AsyncPicaClient
 from .config import load_settings
 from .errors import ConfigError
 from .store import Store
-from .sync import SyncBusy, resume_sync, sync_fleet
+from .sync import CannotResume, SyncBusy, page_list, resume_sync, sync_fleet
 
 
 def _progress(done: int, total: int, rows: int) -> None:
@@ -29,8 +29,9 @@ async def _sync(args: argparse.Namespace) -> int:
                           "(python -m pica_core.sandbox --port 8600 → PICA_API_URL=http://127.0.0.1:8600).")
     store = Store.from_url(settings.database_url)
     async with AsyncPicaClient.from_settings(settings) as client:
-        if args.resume:
-            report = await resume_sync(client, store, args.resume, progress=_progress)
+        if args.resume is not None:
+            report = await resume_sync(client, store, args.resume, environment=settings.environment,
+                                       progress=_progress)
         else:
             report = await sync_fleet(client, store, environment=settings.environment, page_size=args.page_size,
                                       progress=_progress)
@@ -41,22 +42,42 @@ async def _sync(args: argparse.Namespace) -> int:
     return 0 if report.status == "complete" else 1
 
 
+def _interrupted() -> None:
+    """After Ctrl-C: what the run stored and how to resume it, from its row (the sync marked it on the way out)."""
+    settings = load_settings()
+    run = Store.from_url(settings.database_url).last_sync(settings.environment)
+    if run is not None and run.status == "interrupted":
+        print(f"sync #{run.id}: interrupted, {run.rows_seen:,} connections stored; pages left: "
+              f"{page_list(run.failed_pages)} (--resume {run.id} fetches them)")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pica_core")
     commands = parser.add_subparsers(dest="command", required=True)
     sync = commands.add_parser("sync", help="sync every connection of the account into the database")
     sync.add_argument("--resume", type=int, metavar="RUN_ID",
                       help="fetch the pages the latest run did not store (every page if Pica's list changed since)")
-    sync.add_argument("--page-size", type=int, default=None, help="rows per page (default PICA_PAGE_SIZE)")
+    sync.add_argument("--page-size", type=_positive, default=None, help="rows per page (default PICA_PAGE_SIZE)")
     args = parser.parse_args(argv)
     try:
         return asyncio.run(_sync(args))
     except ConfigError as exc:
         print(f"Configuration error: {exc}", file=sys.stderr)
         return 2
-    except ValueError as exc:
+    except CannotResume as exc:
         print(str(exc), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        _interrupted()
+        return 1
     except SyncBusy as exc:  # a schedule overlapping itself: not a failure of this run, which did nothing
         print(str(exc), file=sys.stderr)
         return 3

@@ -100,6 +100,11 @@ class PageResult:
     pages: int
     page: int
 
+    def page_count(self, limit: int) -> int:
+        """How many pages the list has at `limit` rows a page: Pica's `pages`, or, should an envelope leave it out,
+        what its `total` makes."""
+        return max(1, self.pages or (math.ceil(self.total / limit) if limit else 1))
+
 
 @cache
 def _envelope(row_model: type) -> TypeAdapter:
@@ -318,8 +323,7 @@ class _Core:
         return value
 
     def _page_plan(self, first: PageResult, limit: int) -> list[int]:
-        pages = first.pages or (math.ceil(first.total / limit) if limit else 1)
-        return list(range(2, pages + 1))
+        return list(range(2, first.page_count(limit) + 1))
 
 
 class _Endpoints:

@@ -28,7 +28,7 @@ from .models import ConnectionRow
 from .store import Store, SyncBusy, SyncRun, utcnow
 from .text import count
 
-__all__ = ["SyncBusy", "SyncReport", "resume_sync", "sync_fleet"]
+__all__ = ["CannotResume", "SyncBusy", "SyncReport", "resume_sync", "sync_fleet"]
 
 Progress = Callable[[int, int, int], None]  # (pages done, pages total, rows stored)
 
@@ -86,6 +86,7 @@ class _Writer:
     def __init__(self, store: Store, run: SyncRun, report: SyncReport, progress: Progress | None) -> None:
         self.store = store
         self.run_id = run.id
+        self.page_size = run.page_size
         self.report = report
         self.progress = progress
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-writer")
@@ -101,7 +102,7 @@ class _Writer:
     def plan(self, first: PageResult, *, since: datetime | None = None) -> None:
         """A pass over every page, as many as page 1 says. A resume's new pass gives `since`, when it began: the
         run's start then moves there, since the fleet is what a complete run saw from its start on."""
-        self.report.pages_total = max(1, first.pages)
+        self.report.pages_total = first.page_count(self.page_size)
         self.rows_total = first.total
         self.unstored = set(range(1, self.report.pages_total + 1))
         self.pages_done = self.rows = 0
@@ -258,18 +259,26 @@ async def _new_run(client: AsyncPicaClient, store: Store, environment: str, page
     return await _recorded(writer, work)
 
 
-async def resume_sync(client: AsyncPicaClient, store: Store, run_id: int, *,
+class CannotResume(Exception):
+    """The run named cannot be resumed (the message says why and what to do instead)."""
+
+
+async def resume_sync(client: AsyncPicaClient, store: Store, run_id: int, *, environment: str,
                       progress: Progress | None = None) -> SyncReport:
     """Fetch the pages run `run_id` did not store (every page if Pica's list changed since). Only the latest run
-    of its environment can resume: a newer one has fetched everything since."""
+    of its environment can resume, and only with a key of that environment (`environment`, the client's): a
+    newer run has fetched everything since, and another environment's connections would complete it."""
     run = store.sync_run(run_id)
     if run is None:
-        raise ValueError(f"There is no sync #{run_id}.")
+        raise CannotResume(f"There is no sync #{run_id}.")
+    if run.environment != environment:
+        raise CannotResume(f"Sync #{run_id} is of the {run.environment} environment and the key is a {environment} "
+                           f"key: resume it with a {run.environment} key, or run a new sync.")
     with store.sync_lock(run.environment):
         run = store.sync_run(run_id)  # the lock marked it interrupted if its process had ended
         latest = store.last_sync(run.environment)
         if latest is not None and latest.id != run.id:
-            raise ValueError(f"Sync #{run.id} is not the latest of the {run.environment} environment (#{latest.id} "
+            raise CannotResume(f"Sync #{run.id} is not the latest of the {run.environment} environment (#{latest.id} "
                              "is): run a new sync, or resume the latest.")
         if run.pages_total == 0:  # the first page never arrived: start over
             return await _new_run(client, store, run.environment, run.page_size or client.page_size, progress)

@@ -10,7 +10,7 @@ from ..client import AsyncPicaClient
 from ..config import Settings
 from ..errors import PicaError
 from ..store import Store, SyncRun
-from ..sync import SyncBusy, SyncReport, page_list, resume_sync, sync_fleet
+from ..sync import CannotResume, SyncBusy, SyncReport, page_list, resume_sync, sync_fleet
 from ..text import count, plain
 from .layout import ago
 
@@ -19,7 +19,7 @@ _OUTCOME = "sync-outcome"
 
 def run_sync(settings: Settings, store: Store, *, label: str = "Syncing the fleet…",
              resume: int | None = None) -> SyncReport:
-    """Raises `SyncBusy` if another sync is running, `ValueError` if `resume` cannot be resumed."""
+    """Raises `SyncBusy` if another sync is running, `CannotResume` if `resume` cannot be resumed."""
     bar = st.progress(0.0, text=label)
     shown = [0.0, label]  # what the bar says now
 
@@ -35,7 +35,7 @@ def run_sync(settings: Settings, store: Store, *, label: str = "Syncing the flee
     async def go() -> SyncReport:
         async with AsyncPicaClient.from_settings(settings, on_retry=waiting) as client:
             if resume is not None:
-                return await resume_sync(client, store, resume, progress=progress)
+                return await resume_sync(client, store, resume, environment=settings.environment, progress=progress)
             return await sync_fleet(client, store, environment=settings.environment, progress=progress)
 
     try:
@@ -48,7 +48,7 @@ def run_sync_and_rerun(settings: Settings, store: Store, *, resume: int | None =
     """Run it, then rerun the page so everything on it reads the new data; `show_outcome` says how it went."""
     try:
         st.session_state[_OUTCOME] = run_sync(settings, store, resume=resume)
-    except (SyncBusy, ValueError) as exc:
+    except (SyncBusy, CannotResume) as exc:
         st.session_state[_OUTCOME] = str(exc)
     st.rerun()
 

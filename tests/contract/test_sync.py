@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
 from pica_core.client import AsyncPicaClient, RetryPolicy
-from pica_core.config import SANDBOX_TEST_KEY, Secret
+from pica_core.config import SANDBOX_LIVE_KEY, SANDBOX_TEST_KEY, Secret
 from pica_core.store import ConnectionTransition, Store, UserConnection
-from pica_core.sync import SyncBusy, SyncReport, page_list, resume_sync, sync_fleet
+from pica_core.sync import CannotResume, SyncBusy, SyncReport, page_list, resume_sync, sync_fleet
 from tests.conftest import ROOT
 
 FAST_RETRY = RetryPolicy(max_retries=1, deadline_seconds=2, base_delay=0.01, max_delay=0.02)
@@ -30,7 +31,7 @@ def run(sandbox, store, resume: int | None = None, page_size: int = 100, progres
         async with AsyncPicaClient(base_url=sandbox.url, secret=Secret(SANDBOX_TEST_KEY), page_size=page_size,
                                    retry=FAST_RETRY, max_concurrency=3) as client:
             if resume is not None:
-                return await resume_sync(client, store, resume, progress=progress)
+                return await resume_sync(client, store, resume, environment="test", progress=progress)
             return await sync_fleet(client, store, environment="test", page_size=page_size, progress=progress)
 
     return asyncio.run(go())
@@ -169,8 +170,26 @@ def test_only_the_latest_run_resumes(sandbox, store):
     old = run(sandbox, store)
     sandbox.control("DELETE", "faults")
     assert run(sandbox, store).status == "complete"
-    with pytest.raises(ValueError, match=f"#{old.run_id} is not the latest"):
+    with pytest.raises(CannotResume, match=f"#{old.run_id} is not the latest"):
         run(sandbox, store, resume=old.run_id)
+
+
+def test_a_run_resumes_only_with_a_key_of_its_environment(sandbox, store):
+    """A test run resumed with a live key would be completed with live connections: the test fleet would then read
+    as all gone (its latest complete run saw none of them)."""
+    sandbox.fault("status", status=503, count=50, path="/v1/vault/connections", query="page=3")
+    partial = run(sandbox, store)
+    sandbox.control("DELETE", "faults")
+    sandbox.control("DELETE", "stats")
+
+    async def resume_live():
+        async with AsyncPicaClient(base_url=sandbox.url, secret=Secret(SANDBOX_LIVE_KEY), retry=FAST_RETRY) as client:
+            return await resume_sync(client, store, partial.run_id, environment="live")
+
+    with pytest.raises(CannotResume, match=f"Sync #{partial.run_id} is of the test environment and the key is a "
+                                           "live key: resume it with a test key"):
+        asyncio.run(resume_live())
+    assert sandbox.count() == 0 and store.sync_run(partial.run_id).status == "partial"
 
 
 def test_resume_after_pica_list_changed_fetches_every_page(sandbox, store):
@@ -364,9 +383,49 @@ def test_a_killed_sync_is_marked_interrupted_and_resumes(sandbox, tmp_path):
     store.engine.dispose()
 
 
+def test_ctrl_c_on_the_cli_says_what_was_stored_and_how_to_resume(sandbox, tmp_path):
+    import signal
+    import sqlite3
+    import time
+
+    sandbox.fault("latency", seconds=1.0, count=1000, path="/v1/vault/connections")
+    env = {**os.environ, "PICA_API_URL": sandbox.url, "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+           "PICA_PAGE_SIZE": "100"}
+    env.pop("PICA_SECRET_KEY", None)
+    process = subprocess.Popen([sys.executable, "-m", "pica_core", "sync"], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, done = time.monotonic() + 60, 0
+    while not done and time.monotonic() < deadline:  # until its first page is stored
+        time.sleep(0.05)
+        try:
+            with sqlite3.connect(tmp_path / "cli.db") as db:
+                done = (db.execute("SELECT pages_done FROM sync_runs WHERE id = 1").fetchone() or [0])[0]
+        except sqlite3.OperationalError:  # not created yet
+            pass
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 1, err
+    assert "Traceback" not in err
+    assert re.match(r"sync #1: interrupted, \d+ connections stored; pages left: .+ \(--resume 1 fetches them\)", out)
+
+
+def test_cli_refuses_a_page_size_below_one(tmp_path, sandbox):
+    result = cli(sandbox, tmp_path, "--page-size", "0")
+    assert result.returncode == 2 and "--page-size: must be at least 1, not 0" in result.stderr
+
+
 def test_cli_bad_configuration_is_one_line(tmp_path, sandbox):
     result = subprocess.run([sys.executable, "-m", "pica_core", "sync"], cwd=ROOT, capture_output=True, text=True,
                             env={**os.environ, "PICA_SECRET_KEY": "nope", "PICA_API_URL": sandbox.url}, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip().startswith("Configuration error: PICA_SECRET_KEY must start with")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_page_count_comes_from_the_total_when_an_envelope_leaves_pages_out():
+    """The client's paging and the sync's plan read it from one place (the sync once took a missing `pages` for 1)."""
+    from pica_core.client import PageResult
+
+    assert PageResult([], total=250, pages=0, page=1).page_count(100) == 3
+    assert PageResult([], total=250, pages=4, page=1).page_count(100) == 4  # Pica's word first
+    assert PageResult([], total=0, pages=0, page=1).page_count(100) == 1
