@@ -315,11 +315,14 @@ async def triage(client, identities: Sequence[tuple[str, str | None]],
     done = 0
 
     async def where_else(identity: str, identity_type: str | None) -> str:
-        others = await client.connections(identity=identity) if identity_type else []
-        same_letters = None
-        if not others and identity.lower() != identity:
-            found = await client.connections(identity=identity.lower(), identity_type=identity_type)
-            same_letters = (identity.lower(), len(found)) if found else None
+        try:
+            others = await client.connections(identity=identity) if identity_type else []
+            same_letters = None
+            if not others and identity.lower() != identity:
+                found = await client.connections(identity=identity.lower(), identity_type=identity_type)
+                same_letters = (identity.lower(), len(found)) if found else None
+        except PicaError:  # only a hint: Pica's answer, no connections, stands
+            return ""
         return " ".join(_identity_hints(identity_type, others, same_letters))
 
     async def one(identity: str, identity_type: str | None) -> TriageResult:

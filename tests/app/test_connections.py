@@ -392,6 +392,19 @@ def test_bulk_triage_says_where_an_identity_s_connections_are_when_it_has_none(a
     assert "another identity type" in rows[rows["identity"] == team["identity"]]["note"].iloc[0]
 
 
+def test_bulk_triage_keeps_pica_s_answer_when_only_the_hint_s_lookup_fails(app_env):
+    app_env.fault("status", status=400, count=50, path="/v1/vault/connections", query="identity=nobody-mixed-case")
+    at = open_page("connections")
+    at.text_area[0].set_value("Nobody-Mixed-Case")
+    next(b for b in at.button if b.label == "Triage").click().run()
+    assert_clean(at)
+    summary = next(df.value for df in at.dataframe if "need attention" in df.value.columns)
+    assert list(summary["note"]) == ["no connections"]
+    assert not [w for w in at.warning if "could not be looked up" in w.value]
+    hinted = [r for r in app_env.requests() if r["query"].startswith("identity=nobody-mixed-case")]
+    assert len(hinted) == 1  # the hint was asked for (and the fault answered it 400)
+
+
 def test_bulk_triage_says_when_there_is_nothing_to_do_and_when_pica_refused(app_env):
     at = open_page("connections")
     next(b for b in at.button if b.label == "Triage").click().run()
