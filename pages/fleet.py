@@ -2,12 +2,11 @@
 
 import time
 from datetime import timedelta
-from urllib.parse import urlencode
 
 import pandas as pd
 import streamlit as st
 
-from pica_core.connections_view import fleet_csv
+from pica_core.connections_view import Lookup, fleet_csv
 from pica_core.health import attention_summary, describe_transition, state_columns
 from pica_core.models import STATES
 from pica_core.store import utcnow
@@ -102,14 +101,10 @@ def overview() -> None:
 overview()
 
 
-def connection_query(row) -> dict[str, str]:
-    """The Connections page's query that opens this stored connection."""
-    query = {"identity": row.user_id, "identityType": row.identity_type, "connection": row.pica_id}
-    return {name: value for name, value in query.items() if value}
-
-
-def link(row) -> str:
-    return "/connections?" + urlencode(connection_query(row))
+def opening(row) -> Lookup:
+    """The Connections lookup that opens this stored connection."""
+    return Lookup.opening(row.connection_key, identity=row.user_id, identity_type=row.identity_type,
+                          connection_id=row.pica_id)
 
 
 def shown(rows: list, total: int, which: str) -> None:
@@ -133,7 +128,7 @@ with broken_tab:
         st.caption("Select a row to open its connection here; **open** opens it in another tab.")
         # A state the dashboard found on first sight began before then: its age is a lower bound.
         table = pd.DataFrame([{
-            "open": link(r), "state": state_label(r.state), "since": r.state_since,
+            "open": opening(r).link, "state": state_label(r.state), "since": r.state_since,
             "for": ("≥ " if r.since_is_lower_bound else "") + ago(r.state_since).replace(" ago", ""),
             "platform": names.get(r.platform, r.platform), "identity": r.user_id, "identity type": r.identity_type,
             "created": r.created_at, "key": r.connection_key} for r in attention])
@@ -143,7 +138,7 @@ with broken_tab:
             on_select="rerun", selection_mode="single-row", key=f"attention-{attention[0].id}-{len(attention)}")
         if picked.selection.rows:  # a row chosen: its connection, in this tab ("open" opens another)
             row = attention[picked.selection.rows[0]]
-            st.switch_page("pages/connections.py", query_params=connection_query(row))
+            st.switch_page("pages/connections.py", query_params=opening(row).to_query())
         if any(r.since_is_lower_bound for r in attention):
             st.caption("≥: already in that state when the dashboard first saw the connection, so for at least that "
                        "long (and at most since it was created). Oldest first; failed before degraded.")
@@ -155,7 +150,7 @@ with changed_tab:
     if changes:
         shown(changes, totals["changes"], "latest")
         st.dataframe(pd.DataFrame([{
-            "open": "/connections?" + urlencode({"key": t.connection_key}), "when": t.at,
+            "open": Lookup(key=t.connection_key).link, "when": t.at,
             "change": describe_transition(t.from_state, t.to_state),
             "platform": names.get(t.platform, t.platform), "identity": t.user_id, "seen by": t.source,
             "key": t.connection_key} for t in changes]), hide_index=True, width="stretch", column_config={

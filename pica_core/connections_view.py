@@ -39,6 +39,20 @@ class Lookup:
         return not (self.identity or self.key or self.platform)
 
     @classmethod
+    def opening(cls, key: str, *, identity: str | None = None, identity_type: str | None = None,
+                connection_id: str | None = None) -> Lookup:
+        """The lookup that opens one connection: among its identity's connections, or by its key when it has no
+        identity (a lookup of the id alone finds nothing)."""
+        if identity:
+            return cls(identity=identity, identity_type=identity_type or "", selected=connection_id or "")
+        return cls(key=key, selected=connection_id or "")
+
+    @property
+    def link(self) -> str:
+        """The Connections page's address that runs this lookup (for link columns)."""
+        return "/connections?" + urlencode(self.to_query())
+
+    @classmethod
     def from_query(cls, params: Mapping[str, str | list[str]]) -> Lookup:
         def one(name: str) -> str:
             value = params.get(name, "")
@@ -374,8 +388,8 @@ def triage_summary(results: Sequence[TriageResult], names: Mapping[str, str] | N
     for r in results:
         broken = sorted({names.get(c.platform, c.platform) for c in r.connections if c.state in NEEDS_ATTENTION},
                         key=str.lower)
-        query = {"identity": r.identity, **({"identityType": r.identity_type} if r.identity_type else {})}
-        rows.append({"open": "/connections?" + urlencode(query), "identity": r.identity,
+        rows.append({"open": Lookup(identity=r.identity, identity_type=r.identity_type or "").link,
+                     "identity": r.identity,
                      "identity type": r.identity_type or "any", "connections": len(r.connections),
                      "need attention": sum(1 for c in r.connections if c.state in NEEDS_ATTENTION),
                      "broken on": ", ".join(broken), "note": r.note})

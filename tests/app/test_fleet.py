@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from urllib.parse import parse_qs, urlsplit
 
 from pica_core.store import Store
 from tests.app.conftest import assert_clean, open_page
@@ -75,6 +76,24 @@ def test_attention_links_open_the_connection_whatever_its_identity(app_env):
     link = attention.loc[attention["key"] == odd.key, "open"].item()
     assert urlsplit(link).path == "/connections"
     assert parse_qs(urlsplit(link).query) == {"identity": ["a&b c=d#e"], "connection": ["odd-1"]}
+
+
+def test_a_connection_with_no_identity_opens_by_its_key(app_env):
+    """A lookup of the connection id alone finds nothing: without an identity, the link looks the key up."""
+    conn = app_env.state.add_connection(platform="gmail", environment="test", identity=None, identity_type=None)
+    app_env.set_state(conn["id"], "failed")
+    at = open_page("fleet")
+    attention = next(df.value for df in at.dataframe if "since" in df.value.columns)
+    position = list(attention["key"]).index(conn["key"])
+    query = parse_qs(urlsplit(attention["open"].iloc[position]).query)
+    assert query == {"key": [conn["key"]], "connection": [conn["id"]]}
+    key = next(d.key for d in at.dataframe if (d.key or "").startswith("attention-"))
+    at.session_state[key] = {"selection": {"rows": [position], "columns": []}}
+    at.run()  # the row chosen: Connections, with the same query
+    assert_clean(at)
+    assert {name: at.query_params[name] for name in ("key", "connection")} == {"key": conn["key"],
+                                                                             "connection": conn["id"]}
+    assert any(e.value.startswith("**Failed**: ") for e in at.error)  # its detail, open
 
 
 def test_csv_export_holds_the_whole_fleet(app_env):
