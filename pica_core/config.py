@@ -154,6 +154,11 @@ def _database_url(raw: Mapping[str, Any], data_dir: Path) -> str:
         raise ConfigError(
             f"DATABASE_URL uses {parsed.get_backend_name()!r}: only sqlite and postgresql are supported."
         )
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        # Each connection of the pool (one per thread: every browser session, the sync's writer) would get its
+        # own empty database.
+        raise ConfigError("DATABASE_URL names an in-memory SQLite database, which the dashboard's threads cannot "
+                          "share: name a file (sqlite:///data/pica.db), or leave DATABASE_URL unset for the default.")
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         # psycopg 3 is what requirements.txt installs; psycopg2 is not.
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)

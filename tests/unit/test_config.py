@@ -53,6 +53,8 @@ def test_postgres_url_gets_the_installed_driver():
     ({"PICA_SECRET_KEY": "pk_live_123"}, "must start with sk_test_ or sk_live_"),
     ({"DATABASE_URL": "not a url"}, "DATABASE_URL is not a database URL"),
     ({"DATABASE_URL": "mysql://u@h/db"}, "only sqlite and postgresql"),
+    ({"DATABASE_URL": "sqlite://"}, "in-memory SQLite database, which the dashboard's threads cannot share"),
+    ({"DATABASE_URL": "sqlite:///:memory:"}, "name a file (sqlite:///data/pica.db)"),
     ({"PICA_TIMEOUT_SECONDS": "soon"}, "PICA_TIMEOUT_SECONDS='soon' is not a number"),
     ({"PICA_MAX_RETRIES": "-1"}, "at least"),
     ({"PICA_API_URL": "ftp://x"}, "http(s) URL"),
