@@ -3,21 +3,39 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from urllib.parse import unquote
 
 from .errors import InvalidInputError
 from .models import IDENTITY_TYPES
-from .text import BIDI_CONTROLS
 
 MAX_IDENTITY = 128
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_BIDI = re.compile(f"[{BIDI_CONTROLS}]")
 _KEY = re.compile(r"^(test|live)::[a-z0-9][a-z0-9-]*::[A-Za-z0-9_-]+::[0-9a-f]{32}(\|.+)?$")
 
 
+def invisible_character(value: str) -> str | None:
+    """The first invisible formatting character in the value (Unicode category Cf: zero-width spaces and joiners,
+    byte-order marks, soft hyphens, direction controls), which a paste from a document or chat brings along and
+    makes a value differ from the one it looks like; or None."""
+    return next((ch for ch in value if unicodedata.category(ch) == "Cf"), None)
+
+
 def has_control(value: str) -> bool:
-    """Control characters, or Unicode direction controls, anywhere in the value."""
-    return bool(_CONTROL.search(value) or _BIDI.search(value))
+    """Control characters, or invisible formatting characters, anywhere in the value."""
+    return bool(_CONTROL.search(value)) or invisible_character(value) is not None
+
+
+def _invisible_error(what: str, value: str) -> InvalidInputError | None:
+    """`what` ("That identity") holds an invisible character: which, and where, since the value looks fine."""
+    ch = invisible_character(value)
+    if ch is None:
+        return None
+    before = value[:value.index(ch)]
+    where = f"after “{before[-20:]}”" if before else "at the start"
+    return InvalidInputError(f"{what} contains an invisible character, U+{ord(ch):04X} "
+                             f"({unicodedata.name(ch, 'unnamed').lower()}), {where}.",
+                             hint="Type it again rather than copying it from a document or chat.")
 
 
 def identity(value: str) -> str:
@@ -35,11 +53,8 @@ def identity(value: str) -> str:
             "That identity contains control characters (a line break or tab?).",
             hint="Paste the identity alone, on one line.",
         )
-    if _BIDI.search(value):
-        raise InvalidInputError(
-            "That identity contains invisible text-direction characters (U+202A–U+202E, U+2066–U+2069).",
-            hint="Type the identity again rather than copying it from a document or chat.",
-        )
+    if error := _invisible_error("That identity", value):
+        raise error
     return value
 
 
@@ -87,6 +102,8 @@ def connection_key(value: str) -> str:
     value = value.strip()
     if not value:
         raise InvalidInputError("Enter a connection key, e.g. test::gmail::default::<32 hex>|<identity>.")
+    if error := _invisible_error("That connection key", value):
+        raise error
     if has_control(value) or len(value) > 400:
         raise InvalidInputError("That connection key contains control characters or is far too long.")
     if not _KEY.match(value):
@@ -112,8 +129,8 @@ def passthrough_path(path: str) -> str:
     path = path.strip()
     decoded = _decoded(path)  # decoding keeps what is written plainly: one check covers both
     if has_control(decoded):
-        raise InvalidInputError("The path contains control characters (CR, LF, tab or NUL), written plainly or "
-                                "percent-encoded.")
+        raise InvalidInputError("The path contains control characters (CR, LF, tab or NUL) or invisible ones, written "
+                                "plainly or percent-encoded.")
     if "?" in path or "#" in path:
         raise InvalidInputError("Put query parameters in the query table, not in the path.")
     if any(segment in ("..", ".") for segment in decoded.replace("\\", "/").split("/")):

@@ -165,16 +165,28 @@ def test_unknown_identity_gets_a_message_with_hints(app_env):
     assert "as type team" in hint and "test key" in hint
 
 
-@pytest.mark.parametrize("identity, message", [("x" * 129, "at most 128"), ("a\u0007b", "control characters"),
-                                               ("\u202eusr_1", "invisible text")])
+@pytest.mark.parametrize("identity, message", [
+    ("x" * 129, "at most 128"), ("a\u0007b", "control characters"),
+    ("\u202eusr_1", "an invisible character, U+202E (right-to-left override), at the start"),
+    ("vik.nguyen\u200b@umbrella.io", "an invisible character, U+200B (zero width space), after “vik.nguyen”"),
+    ("\ufeffusr_1", "U+FEFF"), ("ava\u00adsmith", "U+00AD (soft hyphen)")])
 def test_bad_identity_is_refused_before_any_request(app_env, identity, message):
     at = open_page("connections")
     before = app_env.count("vault/connections")
     at.query_params["identity"] = identity
     at.run()
     assert_clean(at)
-    assert any(message in e.value for e in at.error)
+    assert any(message in e.value.replace("\\", "") for e in at.error), [e.value for e in at.error]
     assert app_env.count("vault/connections") == before
+
+
+def test_a_key_with_an_invisible_character_says_where_it_is(app_env):
+    conn = seeded(app_env)
+    at = open_page("connections", query={"key": conn["key"] + "\u200b"})
+    assert_clean(at)
+    error = next(e.value for e in at.error).replace("\\", "")
+    assert "That connection key contains an invisible character, U+200B (zero width space), after “" in error
+    assert not [w for w in at.warning if "No connection" in w.value]
 
 
 @pytest.mark.parametrize("platform", ["../../v1/vault", "g" * 90, "gm ail"])

@@ -77,7 +77,7 @@ def test_a_raw_path_climbing_out_in_any_encoding_is_refused(path):
     refused("'.' or '..'", path_template=path, path_values={})
 
 
-@pytest.mark.parametrize("value", ["me\x00x", "me\nx", "me\u202ex"])
+@pytest.mark.parametrize("value", ["me\x00x", "me\nx", "me\u202ex", "me\u200bx"])
 def test_a_control_character_in_a_path_variable_is_named_before_sending(value):
     refused("{{userId}} contains control characters", path_values={"userId": value})
 
