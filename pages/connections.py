@@ -11,6 +11,7 @@ from pica_core.connections_view import (
     TRIAGE_SHOWN,
     Lookup,
     apply_filters,
+    by_identity,
     connection_rows,
     connections_csv,
     no_results_message,
@@ -231,10 +232,10 @@ with bulk_tab:
     if results:
         table = triage_rows(results, names)
         states = state_counts(s for s in table["state"] if s in STATES)
-        failed = [r for r in results if r.error]
-        st.markdown(f"**{count(len({r.identity for r in results}), 'identity', 'identities')}** · "
-                    f"{attention_summary(states)} · "
-                    f"{sum(1 for r in results if not r.connections and not r.error):,} with none · "
+        identities = by_identity(results)  # what the summary counts: the By identity tab's rows
+        failed = [r for r in identities if r.error]
+        st.markdown(f"**{count(len(identities), 'identity', 'identities')}** · {attention_summary(states)} · "
+                    f"{sum(1 for r in identities if not r.connections and not r.error):,} with none · "
                     f"{len(failed):,} failed to load")
         if failed:
             st.warning(plain(f"{count(len(failed), 'identity', 'identities')} could not be looked up; the first "

@@ -380,9 +380,23 @@ def triage_rows(results: Sequence[TriageResult], names: Mapping[str, str] | None
     return pd.DataFrame(rows, columns=[*TRIAGE_SHOWN, "platform id"])
 
 
+def by_identity(results: Sequence[TriageResult]) -> list[TriageResult]:
+    """One result per identity, in the order first asked: an identity asked for under several types, or with and
+    without one, gets every connection found, once (its type then: any), and the first error or hint."""
+    merged: dict[str, TriageResult] = {}
+    for r in results:
+        kept = merged.setdefault(r.identity, TriageResult(r.identity, r.identity_type))
+        known = {c.key for c in kept.connections}
+        kept.connections = sort_for_attention([*kept.connections, *(c for c in r.connections if c.key not in known)])
+        kept.identity_type = kept.identity_type if kept.identity_type == r.identity_type else None
+        kept.error, kept.hint = kept.error or r.error, kept.hint or r.hint
+    return list(merged.values())
+
+
 def triage_summary(results: Sequence[TriageResult], names: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """One row per identity asked for, those with broken connections first: how many it has, how many need
-    attention and on which platforms, and the lookup that opens it."""
+    """One row per identity (`by_identity` of the results), those with broken connections first: how many it has,
+    how many need attention and on which platforms, and the lookup that opens it."""
+    results = by_identity(results)
     names = names or {}
     rows = []
     for r in results:

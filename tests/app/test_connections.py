@@ -246,7 +246,7 @@ def test_bulk_triage(app_env):
     second = seeded(app_env, identityType="project")
     at = open_page("connections")
     at.text_area[0].set_value(f"identity\n{first['identity']},{first['identityType']}\n{second['identity']}\n"
-                              f"nobody-at-all\n{'y' * 200}")
+                              f"nobody-at-all\n{'y' * 200}\n{first['identity']}")
     next(b for b in at.button if b.label == "Triage").click().run()
     assert_clean(at)
     frame = next(df.value for df in at.dataframe if "key" in df.value.columns and "note" in df.value.columns)
@@ -255,7 +255,11 @@ def test_bulk_triage(app_env):
     assert any("Line 5" in w.value for w in at.warning)
     # By identity: one row each, broken first, with the lookup that opens it.
     summary = next(df.value for df in at.dataframe if "need attention" in df.value.columns)
+    # Asked for twice (with its type and without): one row, each connection once, so the columns add up.
     assert list(summary["identity"]).count(first["identity"]) == 1 and len(summary) == 3
+    assert summary["connections"].sum() == frame["key"].astype(bool).sum()
+    assert any(m.value.startswith(f"**3 identities** · {summary['connections'].sum()} connections ("
+                                  f"{summary['need attention'].sum()} need") for m in at.markdown)
     assert list(summary["need attention"]) == sorted(summary["need attention"], reverse=True)
     nobody = summary[summary["identity"] == "nobody-at-all"].iloc[0]
     assert (nobody["connections"], nobody["note"], nobody["open"]) == (0, "no connections",
