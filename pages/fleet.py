@@ -71,7 +71,10 @@ def overview() -> None:
     if not total:
         st.info("Nothing synced yet.", icon=":material/cloud_download:")
         return
-    st.markdown(f"**{attention_summary(counts)}** · read {ago(utcnow())}")
+    complete = store.last_sync(env, statuses=("complete",))
+    source = (f"as the last complete sync (#{complete.id}, {ago(complete.finished_at or complete.started_at)}) "
+              "found them" if complete else "from partial syncs (none complete yet)")
+    st.markdown(f"**{attention_summary(counts)}** · {source}, and lookups since")
     for column, state in zip(st.columns(4), STATES):
         column.metric(state_metric_label(state), f"{counts.get(state, 0):,}")
 

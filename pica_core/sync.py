@@ -193,6 +193,11 @@ class _Writer:
         self.pool.shutdown(wait=True)
 
 
+def _said(error: PicaError) -> str:
+    """What Pica answered and what to do (a rate limit's wait, a key to check), as the run's record keeps it."""
+    return f"{error} — {error.hint}" if error.hint else str(error)
+
+
 def _fleet_operation(client: AsyncPicaClient, page_size: int) -> Operation:
     """Every connection of the account, pages parsed into the rows the store keeps."""
     return client.connections_operation(page_size=page_size, row_model=ConnectionRow)
@@ -208,7 +213,7 @@ async def _fetch_pages(client: AsyncPicaClient, pages: list[int], page_size: int
             try:
                 page = await client.fetch_page(op, number, page_size)
             except PicaError as exc:  # it stays unstored: the run ends partial and a resume fetches it
-                writer.report.errors[number] = str(exc)
+                writer.report.errors[number] = _said(exc)
                 return
             await writer.write(page, number)
 
@@ -248,8 +253,8 @@ async def _new_run(client: AsyncPicaClient, store: Store, environment: str, page
         try:
             first = await client.fetch_page(_fleet_operation(client, page_size), 1, page_size)
         except PicaError as exc:  # nothing to page through: a resume starts over
-            store.update_sync(run.id, status="failed", error=str(exc), finished_at=utcnow(), failed_pages=[1])
-            report.status, report.failed_pages, report.errors = "failed", [1], {1: str(exc)}
+            store.update_sync(run.id, status="failed", error=_said(exc), finished_at=utcnow(), failed_pages=[1])
+            report.status, report.failed_pages, report.errors = "failed", [1], {1: _said(exc)}
             return report
         writer.plan(first)
         await writer.write(first, 1)
@@ -296,7 +301,7 @@ async def resume_sync(client: AsyncPicaClient, store: Store, run_id: int, *, env
             try:
                 first = await client.fetch_page(_fleet_operation(client, run.page_size), number, run.page_size)
             except PicaError as exc:
-                report.errors[number] = str(exc)
+                report.errors[number] = _said(exc)
                 return writer.finish()
             # Pages are offsets into a list: if it changed, since the run began or under it, every page may differ.
             if first.total != run.rows_total or len(run.failed_pages) >= run.pages_total:

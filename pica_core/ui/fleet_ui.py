@@ -137,4 +137,4 @@ def last_run(run: SyncRun | None, *, brief: bool = False) -> None:
         st.warning(f"Sync #{run.id} is partial: {missing} to fetch again ({page_list(pages)}). What was "
                    "stored is kept; **Resume** fetches only those pages.", icon=":material/sync_problem:")
     if run.status != "complete" and run.error:
-        st.caption(run.error)
+        st.caption(plain(run.error))  # Pica's words, as text

@@ -96,6 +96,16 @@ def test_a_connection_with_no_identity_opens_by_its_key(app_env):
     assert any(e.value.startswith("**Failed**: ") for e in at.error)  # its detail, open
 
 
+def test_a_rate_limited_sync_says_when_to_retry_and_the_counts_say_which_sync_they_are(app_env):
+    at = open_page("fleet")
+    assert any("as the last complete sync (#1, " in m.value for m in at.markdown)
+    app_env.fault("rate_limit", count=100, path="/v1/vault/connections", seconds=40)
+    click(at, "Sync now")
+    said = " ".join(c.value for c in at.caption).replace("\\", "")
+    assert "Page 1: 429 " in said and "retry in 40 s" in said
+    assert any("as the last complete sync (#1, " in m.value for m in at.markdown)  # not the failed #2
+
+
 def test_csv_export_holds_the_whole_fleet(app_env):
     at = open_page("fleet")
     assert_clean(at)
