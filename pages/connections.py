@@ -210,6 +210,7 @@ with bulk_tab:
     if st.button("Triage", type="primary", icon=":material/checklist:"):
         parsed = parse_bulk(text, upload.getvalue() if upload else b"")
         st.session_state["triage-problems"] = parsed.problems
+        st.session_state["triage-file"] = upload.name if upload else None
         if parsed.identities:
             bar = st.progress(0.0)
 
@@ -226,6 +227,10 @@ with bulk_tab:
             st.session_state.pop("triage", None)
             if not parsed.problems:
                 st.info("Nothing to triage: paste identities above or upload a CSV file.", icon=":material/info:")
+    triaged_file = st.session_state.get("triage-file")
+    if triaged_file and (upload is None or upload.name != triaged_file):  # a file is not kept across pages
+        st.caption(plain(f"What follows includes {triaged_file}, which is no longer loaded here: upload it again "
+                         "before pressing Triage to look its identities up again."))
     for problem in st.session_state.get("triage-problems", []):
         st.warning(plain(problem), icon=":material/edit_off:")  # it quotes the line as typed
     results = st.session_state.get("triage")

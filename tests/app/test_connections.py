@@ -398,6 +398,24 @@ def test_bulk_triage_adds_up_when_an_identity_is_asked_for_with_and_without_its_
                                   f"{summary['need attention'].sum()} need") for m in at.markdown)
 
 
+def test_bulk_triage_of_a_file_says_so_once_the_file_is_gone(app_env):
+    team = seeded(app_env, identityType="team")
+    at = open_page("connections")
+    at.file_uploader[0].set_value(("support.csv", f"identity,identityType\n{team['identity']},team\n".encode(),
+                                   "text/csv")).run()
+    next(b for b in at.button if b.label == "Triage").click().run()
+    assert_clean(at)
+    assert team["key"] in set(next(df.value for df in at.dataframe if "key" in df.value.columns)["key"])
+    assert not [c for c in at.caption if "no longer loaded" in c.value]
+    at.switch_page("pages/fleet.py").run()
+    at.switch_page("pages/connections.py").run()  # Streamlit does not keep an uploaded file across pages
+    assert_clean(at)
+    said = [c.value.replace("\\", "") for c in at.caption if "no longer loaded" in c.value]
+    assert said == ["What follows includes support.csv, which is no longer loaded here: upload it again before "
+                    "pressing Triage to look its identities up again."]
+    assert team["key"] in set(next(df.value for df in at.dataframe if "key" in df.value.columns)["key"])
+
+
 def test_bulk_triage_says_where_an_identity_s_connections_are_when_it_has_none(app_env):
     team = seeded(app_env, identityType="team")
     user = seeded(app_env, identityType="user")
