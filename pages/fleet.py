@@ -88,7 +88,9 @@ def overview() -> None:
     by_type["identity type"] = by_type["identity type"].fillna("none")
     left, right = st.columns([3, 2])
     with left:
-        st.markdown("**States by platform** (the most broken first, then the busiest)")
+        platforms = by_platform["platform"].nunique()
+        shown = f"{len(keep)} of {platforms:,}: " if len(keep) < platforms else ""
+        st.markdown(f"**States by platform** ({shown}the most broken first, then the busiest)")
         wide = by_platform[by_platform.platform.isin(keep)].pivot_table(
             index="platform", columns="state", values="connections", fill_value=0).reindex(keep)
         states, colors = state_columns(wide.columns)

@@ -130,6 +130,9 @@ def test_platform_chart_puts_the_most_broken_first(app_env):
     most = max(sum(1 for c in fleet if c["platform"] == p and c["state"] in ("failed", "degraded"))
                for p in {c["platform"] for c in fleet})
     assert top[0] == most
+    platforms = len({c["platform"] for c in fleet})
+    assert f"**States by platform** ({len(order)} of {platforms}: the most broken first, then the busiest)" in [
+        m.value for m in at.markdown]  # the chart says it leaves some out
 
 
 def test_sync_now_beside_another_sync_says_so(app_env):
