@@ -664,7 +664,10 @@ FROM ({rows}) AS b ORDER BY key
 ON CONFLICT (connection_key) DO UPDATE SET
   user_id = excluded.user_id, platform = excluded.platform, environment = excluded.environment,
   state = excluded.state, identity_type = excluded.identity_type, pica_id = excluded.pica_id,
-  tags = excluded.tags, active = excluded.active, created_at = excluded.created_at,
+  tags = excluded.tags, active = excluded.active,
+  -- A row without createdAt was given {now} (as first_seen_at) to insert with: a stored one keeps its own.
+  created_at = CASE WHEN excluded.created_at = excluded.first_seen_at THEN user_connections.created_at
+                    ELSE excluded.created_at END,
   last_seen_at = excluded.last_seen_at, updated_at = excluded.updated_at, fingerprint = excluded.fingerprint,
   state_since = CASE WHEN user_connections.state <> excluded.state THEN excluded.state_since
                      ELSE user_connections.state_since END,

@@ -428,3 +428,13 @@ def test_older_news_never_overwrites_a_row_seen_later(store):
     assert store.stored_connection(conn(2).key).state == "degraded"  # what only the lookup knew is kept
     later = store.upsert_connections([conn(1, "operational")], source="lookup", seen_at=synced + timedelta(seconds=1))
     assert later.transitions == 1 and store.stored_connection(conn(1).key).state == "operational"  # newer news is stored
+
+
+def test_a_row_without_created_at_keeps_the_stored_one(store):
+    created = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+    store.upsert_connections([conn(1, created_at=created)], source="sync")
+    store.upsert_connections([conn(1, "failed")], source="sync")  # changed, and Pica left createdAt out
+    assert store.stored_connection(conn(1).key).created_at == created
+    store.upsert_connections([conn(2)], source="sync")  # new without it: when first seen
+    fresh = store.stored_connection(conn(2).key)
+    assert fresh.created_at == fresh.first_seen_at
