@@ -63,6 +63,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
 }
 
 
+_ROLLED_BACK_TO_RETRY = {"40P01", "40001"}  # PostgreSQL's deadlock_detected, serialization_failure
+
+
 class SyncBusy(Exception):
     """Another fleet sync of this database and environment is running."""
 
@@ -317,9 +320,10 @@ class Store:
         sql = _UPSERT_SQL[self.dialect]
         now = seen_at or utcnow()
         marks = {"now": _sqlite_datetime(now) if self.dialect == "sqlite" else now, "sync_id": sync_id, "source": source}
-        with self.engine.begin() as connection:
+        pairs = {**marks, "pairs": to_json(list(fingerprints.items())).decode()}
+
+        def write(connection) -> UpsertResult:
             run = connection.exec_driver_sql
-            pairs = {**marks, "pairs": to_json(list(fingerprints.items())).decode()}
             if sql.touch_update:
                 # SQLite: the UPDATE first, so the batch holds the write lock before it reads (the driver begins a
                 # transaction only for writes): no other writer can change a state between the read and the write.
@@ -335,7 +339,20 @@ class Store:
                 run(sql.transitions, {**marks, "rows": to_json(moved).decode()})
             if sync_progress:
                 connection.execute(SyncRun.__table__.update().where(SyncRun.id == sync_id).values(**sync_progress))
-        return UpsertResult(inserted=len(new), updated=len(unique) - len(new), transitions=len(moved))
+            return UpsertResult(inserted=len(new), updated=len(unique) - len(new), transitions=len(moved))
+
+        return self._transaction(write)
+
+    def _transaction(self, work: Callable[[Any], Any], attempts: int = 3) -> Any:
+        """`work(connection)` in a transaction, run again when PostgreSQL rolled it back to break a deadlock: a
+        sync's batch and a lookup's few rows lock rows they share in whatever order their plans take them."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.engine.begin() as connection:
+                    return work(connection)
+            except DBAPIError as exc:
+                if attempt == attempts or getattr(exc.orig, "sqlstate", None) not in _ROLLED_BACK_TO_RETRY:
+                    raise
 
     def remove_connection(self, key: str) -> None:
         """Forget a deleted connection (its transitions stay: they are history)."""

@@ -11,7 +11,7 @@ from sqlalchemy import event
 
 from pica_core.models import Connection, ConnectionRow
 from pica_core.store import (MIGRATIONS, SCHEMA_VERSION, ConnectionTransition, PassthroughCallRecord, SchemaInfo, Store,
-                              UserConnection, make_engine, utcnow)
+                              UpsertResult, UserConnection, make_engine, utcnow)
 
 
 def conn(n: int, state: str = "operational", identity: str = "u-1", platform: str = "gmail", **extra) -> Connection:
@@ -346,6 +346,52 @@ def test_two_processes_migrating_at_once_run_the_migrations_once(store, database
 def _waiting_for_a_lock(store: Store) -> bool:
     with store.engine.connect() as connection:
         return connection.exec_driver_sql("SELECT count(*) FROM pg_locks WHERE NOT granted").scalar_one() > 0
+
+
+def test_a_batch_postgresql_rolls_back_to_break_a_deadlock_runs_again(store):
+    """A lookup's transaction holds one row of a sync's batch, the batch locks the others and waits for it, then
+    the lookup wants one the batch holds: PostgreSQL rolls one back (the batch here: it waited longest)."""
+    if store.dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: no deadlock between two")
+    rows = [conn(n) for n in range(50)]
+    store.upsert_connections(rows, source="sync")
+
+    def deadlocks() -> int:
+        with store.engine.connect() as connection:
+            return connection.exec_driver_sql("SELECT deadlocks FROM pg_stat_database "
+                                              "WHERE datname = current_database()").scalar_one()
+
+    before = deadlocks()
+    lookup = store.engine.connect()
+    lookup.exec_driver_sql("SET deadlock_timeout = '20s'")  # the batch's session finds the deadlock first
+    touch = "UPDATE user_connections SET last_seen_at = last_seen_at WHERE connection_key = %(key)s"
+    lookup.exec_driver_sql(touch, {"key": rows[-1].key})
+    outcome: list = []
+
+    def batch() -> None:
+        try:
+            outcome.append(store.upsert_connections([r.model_copy(update={"state": "failed"}) for r in rows],
+                                                    source="sync"))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=batch)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not _waiting_for_a_lock(store):  # the batch holds the other rows and waits for the last
+        assert time.monotonic() < deadline and thread.is_alive(), outcome
+        time.sleep(0.02)
+    lookup.exec_driver_sql(touch, {"key": rows[0].key})  # waits for the batch, until the batch is rolled back
+    lookup.commit()
+    lookup.close()
+    thread.join(30)
+    assert len(outcome) == 1 and isinstance(outcome[0], UpsertResult), outcome
+    assert outcome[0].transitions == 50  # run again whole: nothing half-written, nothing twice
+    assert store.count(ConnectionTransition) == 50
+    deadline = time.monotonic() + 10
+    while deadlocks() == before:  # PostgreSQL's statistics arrive within a second or so
+        assert time.monotonic() < deadline, "no deadlock happened: the test did not test the retry"
+        time.sleep(0.1)
 
 
 def test_a_sqlite_batch_holds_the_write_lock_before_it_reads_the_states(tmp_path):
