@@ -71,13 +71,16 @@ with lookup_tab:
         identity = c1.text_input("Identity", value=lookup.identity, placeholder="usr_1a2b3c or ana@acme.io")
         kinds = ["any", *IDENTITY_TYPES]
         identity_type = c2.selectbox("Identity type", kinds, index=kinds.index(lookup.identity_type or "any"))
-        platforms = sorted(names) if names else []
+        # The catalog's platforms by name, and one the link named that it lacks (kept, not dropped on Look up);
+        # with no catalog to pick from, a platform id can be typed.
+        platforms = sorted(set(names) | {lookup.platform} - {""}, key=lambda p: names.get(p, p).lower())
         platform = c3.selectbox("Platform", ["", *platforms], index=(platforms.index(lookup.platform) + 1)
-                                if lookup.platform in platforms else 0, format_func=lambda p: names.get(p, p) or "any")
+                                if lookup.platform else 0, format_func=lambda p: names.get(p, p) or "any",
+                                filter_mode="contains", accept_new_options=not names)
         key = c4.text_input("…or a connection key", value=lookup.key, placeholder="test::gmail::default::…|identity")
         if st.form_submit_button("Look up", type="primary", icon=":material/search:"):
             chosen = Lookup(identity=identity.strip(), identity_type="" if identity_type == "any" else identity_type,
-                            platform=platform, key=key.strip())
+                            platform=(platform or "").strip(), key=key.strip())
             st.query_params.from_dict(chosen.to_query())
             st.session_state[KEPT] = chosen.to_query()
             st.rerun()

@@ -180,6 +180,19 @@ def test_bad_identity_is_refused_before_any_request(app_env, identity, message):
     assert app_env.count("vault/connections") == before
 
 
+def test_a_platform_the_catalog_lacks_stays_in_the_lookup_when_it_is_run_again(app_env):
+    conn = seeded(app_env)
+    at = open_page("connections", query={"identity": conn["identity"], "platform": "not-in-the-catalog"})
+    assert_clean(at)
+    platform = next(s for s in at.selectbox if s.label == "Platform")
+    assert platform.value == "not-in-the-catalog"
+    next(b for b in at.button if b.label == "Look up").click().run()
+    assert_clean(at)
+    assert at.query_params["platform"] == "not-in-the-catalog"
+    assert any(w.value.replace("\\", "").startswith(f"No connections for {conn['identity']} (type any) on "
+                                                       "not-in-the-catalog") for w in at.warning)
+
+
 def test_a_key_with_an_invisible_character_says_where_it_is(app_env):
     conn = seeded(app_env)
     at = open_page("connections", query={"key": conn["key"] + "\u200b"})
