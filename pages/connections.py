@@ -29,6 +29,8 @@ from pica_core.text import count, plain
 from pica_core.ui import context, data
 from pica_core.ui.connections_ui import detail
 from pica_core.ui.layout import (
+    bring_into_view,
+    chosen_in_place,
     show_fetch_problem,
     keep_widgets,
     public_url,
@@ -185,6 +187,7 @@ with lookup_tab:
                 if chosen != lookup.selected:  # a row chosen, or the chosen one unselected
                     if chosen:
                         st.query_params["connection"] = chosen
+                        chosen_in_place("connection-detail", chosen)
                     else:
                         st.query_params.pop("connection", None)
                     st.rerun()
@@ -197,11 +200,13 @@ with lookup_tab:
                                "of another identity or environment.", icon=":material/link_off:")
                 if selected is not None:
                     st.divider()
-                    if selected.id not in {c.id for c in shown}:
-                        st.caption(":material/filter_alt: The filters above hide this connection's row; its "
-                                   "details stay open until you choose another one.")
-                    detail(selected, settings=settings, store=store, principal=principal,
-                           display_name=names.get(selected.platform, selected.platform))
+                    with st.container(key="connection-detail"):
+                        if selected.id not in {c.id for c in shown}:
+                            st.caption(":material/filter_alt: The filters above hide this connection's row; its "
+                                       "details stay open until you choose another one.")
+                        detail(selected, settings=settings, store=store, principal=principal,
+                               display_name=names.get(selected.platform, selected.platform))
+                    bring_into_view("connection-detail", selected.id)
 
 with bulk_tab:
     st.caption("Paste identities, one per line (`identity` or `identity,type`), or upload a CSV with an "

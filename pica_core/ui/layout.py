@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, UTC
@@ -105,6 +106,25 @@ def keep_widgets(names: Iterable[str]) -> None:
             state[name] = state[name + KEPT_SUFFIX] = state[name]
         elif name + KEPT_SUFFIX in state:
             state[name] = state[name + KEPT_SUFFIX]
+
+
+def bring_into_view(container_key: str, subject: str) -> None:
+    """Scroll the browser to the container keyed `container_key` when `subject` (what it shows: a connection's id)
+    is new to it, so a link from another page opens on its detail, not on a table with the detail below the fold;
+    not again on reruns about the same subject (an edit, a refresh), nor for one `chosen_in_place`."""
+    seen = f"{container_key}.in-view"
+    if st.session_state.get(seen) == subject:
+        return
+    st.session_state[seen] = subject
+    target = json.dumps(f".st-key-{container_key}")
+    st.html(f"<script>document.querySelector({target})?.scrollIntoView({{block: 'start'}})</script>",
+            unsafe_allow_javascript=True, width="content")
+
+
+def chosen_in_place(container_key: str, subject: str) -> None:
+    """The reader chose `subject` where they are looking (a table's row): `bring_into_view` leaves the page where
+    it is, so the next row is one click away."""
+    st.session_state[f"{container_key}.in-view"] = subject
 
 
 def warn_unknown_identity_type(value: str | None, then: str) -> None:

@@ -141,4 +141,6 @@ def test_choosing_a_broken_connection_opens_it_in_this_tab(dashboard, page):
     query = parse_qs(urlsplit(page.url).query)
     assert query["connection"] and len(page.context.pages) == pages_before
     expect(page.get_by_text("What to do:").first).to_be_visible()  # the detail of a failed or degraded connection
+    # below the identity's table: the page brings it into view, no search for it below the fold
+    expect(page.locator(".st-key-connection-detail h3").first).to_be_in_viewport(timeout=10_000)
     assert page.locator("[data-testid='stException']").count() == 0
