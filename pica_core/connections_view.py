@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -46,6 +47,14 @@ class Lookup:
         if identity:
             return cls(identity=identity, identity_type=identity_type or "", selected=connection_id or "")
         return cls(key=key, selected=connection_id or "")
+
+    @property
+    def file_name(self) -> str:
+        """connections-<what was looked up>.csv, in characters every file system takes."""
+        what = [self.identity, self.identity_type, self.platform] if not self.key else [
+            self.key.split("::")[1] if self.key.count("::") >= 1 else "", "key"]
+        stem = re.sub(r"[^\w.@-]+", "_", "-".join(w for w in what if w)).strip("._")[:80]
+        return f"connections-{stem}.csv" if stem else "connections.csv"
 
     @property
     def link(self) -> str:

@@ -239,3 +239,14 @@ def test_state_since_says_or_earlier_only_when_the_state_may_be_older_than_its_f
               for c, by, hours in zip(conns, ["sync", "connect", "sync"], [0, 0, 2])}
     since = list(connection_rows(conns, stored, {}, {})["state since"])
     assert since == ["2026-01-01 00:00 or earlier", "2026-01-01 00:00", "2026-01-01 02:00"]  # made by Connect: exact
+
+
+def test_the_vault_csv_is_named_after_the_lookup():
+    from pica_core.connections_view import Lookup
+
+    assert Lookup(identity="ava@acme.io", identity_type="user").file_name == "connections-ava@acme.io-user.csv"
+    assert Lookup(platform="gmail").file_name == "connections-gmail.csv"
+    assert Lookup(key="test::gmail::default::" + "a" * 32 + "|u").file_name == "connections-gmail-key.csv"
+    assert Lookup(identity="a/b\\c: d").file_name == "connections-a_b_c_d.csv"  # no path, no separator
+    assert Lookup(identity="../..").file_name == "connections.csv"
+    assert Lookup(identity="Ünïcode").file_name == "connections-Ünïcode.csv"
