@@ -51,8 +51,8 @@ class Lookup:
     @property
     def file_name(self) -> str:
         """connections-<what was looked up>.csv, in characters every file system takes."""
-        what = [self.identity, self.identity_type, self.platform] if not self.key else [
-            self.key.split("::")[1] if self.key.count("::") >= 1 else "", "key"]
+        what = ([self.identity, self.identity_type, self.platform] if not self.key
+                else [*self.key.split("::")[1:2], "key"])  # a key's platform
         stem = re.sub(r"[^\w.@-]+", "_", "-".join(w for w in what if w)).strip("._")[:80]
         return f"connections-{stem}.csv" if stem else "connections.csv"
 
