@@ -14,6 +14,7 @@ from pica_core.ui import context, data, fleet_ui
 from pica_core.ui.layout import (
     ago,
     keep_widgets,
+    kept_tabs,
     public_url,
     state_label,
     state_metric_label,
@@ -124,9 +125,11 @@ changes = store.transitions_since(day_ago, env)
 missing = store.not_seen(env)
 totals = store.fleet_totals(day_ago, env)
 
-broken_tab, changed_tab, missing_tab, export_tab = st.tabs([
-    f"Failing and degraded ({totals['attention']:,})", f"Changed in the last 24 h ({totals['changes']:,})",
-    f"Not seen in the last sync ({totals['not_seen']:,})", "Export"])
+tabs = kept_tabs({
+    "attention": f"Failing and degraded ({totals['attention']:,})",
+    "changes": f"Changed in the last 24 h ({totals['changes']:,})",
+    "not_seen": f"Not seen in the last sync ({totals['not_seen']:,})", "export": "Export"}, key="fleet-tab")
+broken_tab, changed_tab, missing_tab, export_tab = tabs.values()
 with broken_tab:
     if attention:
         shown(attention, totals["attention"], "oldest")

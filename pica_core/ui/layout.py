@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, UTC
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -125,6 +126,24 @@ def chosen_in_place(container_key: str, subject: str) -> None:
     """The reader chose `subject` where they are looking (a table's row): `bring_into_view` leaves the page where
     it is, so the next row is one click away."""
     st.session_state[f"{container_key}.in-view"] = subject
+
+
+def kept_tabs(labels: Mapping[str, str], *, key: str, show: str | None = None) -> dict[str, Any]:
+    """st.tabs of `labels` ({name: label}), by name, that stay on the reader's tab when its label changes (a count
+    in it: the browser would go back to the first tab) and when the reader comes back from another page (the name
+    is kept beside the widget, which Streamlit drops when its page is left). `show` opens that tab instead (what a
+    link asked for). A tab change reruns the page."""
+    chosen = f"{key}.chosen"
+    names = {label: name for name, label in labels.items()}
+    if show is not None:
+        st.session_state[chosen], st.session_state[key] = show, labels[show]
+
+    def remember() -> None:
+        st.session_state[chosen] = names.get(st.session_state[key], st.session_state.get(chosen))
+
+    tabs = st.tabs(list(labels.values()), key=key, default=labels.get(st.session_state.get(chosen, "")),
+                   on_change=remember)
+    return dict(zip(labels, tabs))
 
 
 def warn_unknown_identity_type(value: str | None, then: str) -> None:

@@ -70,3 +70,28 @@ def test_the_sidebar_brings_back_the_last_lookup(dashboard, page):
     wait_idle(page)
     assert parse_qs(urlsplit(page.url).query).get("identity") == [identity], page.url
     expect(page.get_by_text(re.compile(r"needs? attention")).first).to_be_visible()
+
+
+def test_bulk_triage_stays_open_after_another_page_and_a_link_opens_its_lookup(dashboard, page):
+    open_path(page, dashboard, "connections")
+    page.get_by_role("tab", name="Bulk triage").click()
+    wait_idle(page)
+    nav = page.locator("[data-testid='stSidebarNav']")
+    nav.get_by_text("Overview").click()
+    wait_idle(page)
+    nav.get_by_text("Connections").click()
+    wait_idle(page)
+    expect(page.locator("[role='tab'][aria-selected='true']")).to_have_text(re.compile("Bulk triage"))
+    nav.get_by_text("Fleet health").click()  # a link from there, in this session, opens on its lookup
+    wait_idle(page)
+    if page.get_by_role("button", name="Sync now").is_visible() and page.get_by_text("No sync yet").count():
+        page.get_by_role("button", name="Sync now").click()
+        wait_idle(page)
+    grid = page.locator("[data-testid='stDataFrame']").filter(has_text="since (UTC)").first
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + 17, box["y"] + 35 + 17)  # the first row's marker
+    page.wait_for_url("**/connections?**", timeout=30_000)
+    wait_idle(page)
+    expect(page.locator("[role='tab'][aria-selected='true']").first).to_have_text(re.compile("Look up"))
+    expect(page.get_by_text("What to do:").first).to_be_visible()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -98,6 +99,7 @@ def test_the_fleet_csv_is_built_when_clicked_and_holds_every_stored_connection(d
     open_fleet_synced(dashboard, page)
     stored = dashboard.query("SELECT connection_key, state, user_id FROM user_connections WHERE environment = 'test'")
     page.get_by_role("tab", name="Export").click()
+    wait_idle(page)  # a tab change reruns the page (layout.kept_tabs)
     button = page.get_by_role("button", name=f"Download every stored connection ({len(stored):,}, CSV)")
     with page.expect_download() as download:
         button.click()
@@ -144,3 +146,27 @@ def test_choosing_a_broken_connection_opens_it_in_this_tab(dashboard, page):
     # below the identity's table: the page brings it into view, no search for it below the fold
     expect(page.locator(".st-key-connection-detail h3").first).to_be_in_viewport(timeout=10_000)
     assert page.locator("[data-testid='stException']").count() == 0
+
+
+def test_the_reader_s_tab_stays_open_when_the_counts_change_and_after_another_page(dashboard, page):
+    """The tabs' labels carry counts: when one changed, the browser went back to the first tab."""
+    open_fleet_synced(dashboard, page)
+    selected = lambda: page.locator("[role='tab'][aria-selected='true']").inner_text()  # noqa: E731
+    page.get_by_role("tab", name="Not seen in the last sync").click()
+    wait_idle(page)
+    labels = lambda: page.locator("[role='tab']").all_inner_texts()  # noqa: E731
+    before = labels()
+    operational = next(r for r in dashboard.pica("/v1/vault/connections", limit=300)["rows"]
+                       if r["state"] == "operational" and not r["identity"].startswith(("e2e-", "npm-")))
+    dashboard.control("POST", f"connections/{operational['id']}/state", json={"state": "failed"})
+    page.get_by_role("button", name="Sync now").click()
+    wait_idle(page)
+    wait_for(lambda: labels() != before, "a tab's count to change")
+    assert selected().startswith("Not seen in the last sync")
+    nav = page.locator("[data-testid='stSidebarNav']")
+    nav.get_by_text("Connections").click()
+    wait_idle(page)
+    nav.get_by_text("Fleet health").click()
+    wait_idle(page)
+    expect(page.locator("[role='tab'][aria-selected='true']")).to_have_text(re.compile("^Not seen in the last sync"))
+    dashboard.control("POST", f"connections/{operational['id']}/state", json={"state": "operational"})
