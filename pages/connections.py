@@ -73,7 +73,7 @@ with lookup_tab:
     warn_unknown_identity_type(st.query_params.get("identityType") or st.query_params.get("identity_type"),
                                "looking up every type")
     with st.form("lookup", border=False):
-        c1, c2, c3, c4 = st.columns([3, 1.4, 1.6, 3])
+        c1, c2, c3 = st.columns([3, 1.6, 2])  # at 1024 px a fourth column cut "project" to "proj…"
         identity = c1.text_input("Identity", value=lookup.identity, placeholder="usr_1a2b3c or ana@acme.io")
         kinds = ["any", *IDENTITY_TYPES]
         identity_type = c2.selectbox("Identity type", kinds, index=kinds.index(lookup.identity_type or "any"))
@@ -83,7 +83,7 @@ with lookup_tab:
         platform = c3.selectbox("Platform", ["", *platforms], index=(platforms.index(lookup.platform) + 1)
                                 if lookup.platform else 0, format_func=lambda p: names.get(p, p) or "any",
                                 filter_mode="contains", accept_new_options=not names)
-        key = c4.text_input("…or a connection key", value=lookup.key, placeholder="test::gmail::default::…|identity")
+        key = st.text_input("…or a connection key", value=lookup.key, placeholder="test::gmail::default::…|identity")
         if st.form_submit_button("Look up", type="primary", icon=":material/search:"):
             chosen = Lookup(identity=identity.strip(), identity_type="" if identity_type == "any" else identity_type,
                             platform=(platform or "").strip(), key=key.strip())

@@ -33,15 +33,14 @@ names = {c.platform: c.name for c in catalog[0]} if catalog else {}
 last = fleet_ui.latest_run(store, env)
 outcome = fleet_ui.pop_outcome()
 resumable = last is not None and last.status not in ("running", "complete")
-top = st.columns([3, 1, 1])
-with top[0]:
-    fleet_ui.status(store, env, last, reported=getattr(outcome, "run_id", None) == getattr(last, "id", None))
-if top[1].button("Sync now", type="secondary" if resumable else "primary", icon=":material/sync:",
-                 help="Fetches every connection of the account again."):
-    fleet_ui.run_sync_and_rerun(settings, store)
-if resumable and top[2].button("Resume", type="primary", icon=":material/replay:",
-                               help="Fetches only what the last sync did not store."):
+fleet_ui.status(store, env, last, reported=getattr(outcome, "run_id", None) == getattr(last, "id", None))
+buttons = st.container(horizontal=True)  # each as wide as its label, side by side, whatever the window
+if resumable and buttons.button("Resume", type="primary", icon=":material/replay:",
+                                help="Fetches only what the last sync did not store."):
     fleet_ui.run_sync_and_rerun(settings, store, resume=last.id)
+if buttons.button("Sync now", type="secondary" if resumable else "primary", icon=":material/sync:",
+                  help="Fetches every connection of the account again."):
+    fleet_ui.run_sync_and_rerun(settings, store)
 fleet_ui.show_outcome(outcome)
 if settings.sandbox:  # the command has no embedded sandbox: it must be pointed at this one
     sandbox_api = public_url(settings.api_url, settings)
@@ -74,8 +73,9 @@ def overview() -> None:
         return
     complete = store.last_sync(env, statuses=("complete",))
     source = (f"as the last complete sync (#{complete.id}, {ago(complete.finished_at or complete.started_at)}) "
-              "found them" if complete else "from partial syncs (none complete yet)")
-    st.markdown(f"**{attention_summary(counts)}** · {source}, and lookups since")
+              "found them, and lookups since" if complete else "what lookups and unfinished syncs stored: no "
+              "complete sync yet")
+    st.markdown(f"**{attention_summary(counts)}** · {source}")
     for column, state in zip(st.columns(4), STATES):
         column.metric(state_metric_label(state), f"{counts.get(state, 0):,}")
 

@@ -43,7 +43,7 @@ def detail(conn: Connection, *, settings: Settings, store: Store, principal: Pri
     what, todo = meaning(conn.state)
     (st.error if conn.state == "failed" else st.warning if conn.state == "degraded" else st.info)(
         f"**{conn.state.capitalize()}**: {what}\n\n**What to do:** {todo}")
-    st.code(conn.key, language=None)
+    st.code(conn.key, language=None, wrap_lines=True)  # a long key whole, with its copy button
 
     actions(conn, settings=settings, store=store, principal=principal, display_name=display_name)
 
@@ -72,8 +72,8 @@ def detail(conn: Connection, *, settings: Settings, store: Store, principal: Pri
 
 
 def actions(conn: Connection, *, settings: Settings, store: Store, principal: Principal, display_name: str) -> None:
-    refresh_col, tags_col, links_col = st.columns([1, 2, 2])
-    with refresh_col:
+    links_col, tags_col = st.columns([2, 3])  # the links one under another: a narrow window cuts no label short
+    with links_col:
         if st.button("Refresh from Pica", icon=":material/refresh:", key="refresh-connection"):
             try:
                 fresh = context.client(settings).connection(conn.id)
@@ -84,6 +84,8 @@ def actions(conn: Connection, *, settings: Settings, store: Store, principal: Pr
                 data.refresh_connections()
                 flash(f"Refreshed: {fresh.state}" + (" (state changed)" if result.transitions else ""))
                 st.rerun()
+        reconnect_link(principal, conn, display_name)
+        page_link(principal, "console", "Open in the console", ":material/terminal:", {"key": conn.key}, "console")
     with tags_col, st.form("tags", border=False):
         tags = st.multiselect("Tags", options=sorted({*conn.tags, "vip", "beta", "trial", "eu", "escalated"}),
                               default=conn.tags, accept_new_options=True, disabled=not principal.can("edit_tags"),
@@ -91,9 +93,6 @@ def actions(conn: Connection, *, settings: Settings, store: Store, principal: Pr
         if st.form_submit_button("Save tags", disabled=not principal.can("edit_tags"),
                                  help=principal.why_not("edit_tags")):
             save_tags(conn, tags, settings=settings, store=store, principal=principal)
-    with links_col:
-        reconnect_link(principal, conn, display_name)
-        page_link(principal, "console", "Open in the console", ":material/terminal:", {"key": conn.key}, "console")
     delete(conn, settings=settings, store=store, principal=principal)
 
 
