@@ -16,6 +16,7 @@ from pica_core.connections_view import (
     connections_csv,
     no_results_message,
     parse_bulk,
+    pasted_identity,
     sort_for_attention,
     triage,
     triage_csv,
@@ -85,8 +86,9 @@ with lookup_tab:
                                 filter_mode="contains", accept_new_options=not names)
         key = st.text_input("…or a connection key", value=lookup.key, placeholder="test::gmail::default::…|identity")
         if st.form_submit_button("Look up", type="primary", icon=":material/search:"):
-            chosen = Lookup(identity=identity.strip(), identity_type="" if identity_type == "any" else identity_type,
-                            platform=(platform or "").strip(), key=key.strip())
+            identity, pasted_type = pasted_identity(identity)  # a spreadsheet's row: its type wins
+            chosen = Lookup(identity=identity.strip(), identity_type=pasted_type or (
+                "" if identity_type == "any" else identity_type), platform=(platform or "").strip(), key=key.strip())
             st.query_params.from_dict(chosen.to_query())
             st.session_state[KEPT] = chosen.to_query()
             st.rerun()

@@ -208,6 +208,16 @@ def no_results_message(lookup: Lookup, *, environment: str, others: Sequence[Con
     return message, " ".join(hints)
 
 
+def pasted_identity(text: str) -> tuple[str, str]:
+    """(identity, identity type) of a row pasted from a spreadsheet: the identity, a tab, then its type. Anything
+    else comes back as it is, with no type (a tab left in it is then refused, with a message)."""
+    identity, tab, kind = text.strip().partition("\t")
+    kind = kind.strip().lower()
+    if tab and identity.strip() and kind in IDENTITY_TYPES:
+        return identity.strip(), kind
+    return text, ""
+
+
 def _identity_hints(identity_type: str | None, others: Sequence[Connection],
                     same_letters: tuple[str, int] | None) -> list[str]:
     """Why an identity looked up with `identity_type` found nothing: it has `others` under other types, or its

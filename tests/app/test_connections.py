@@ -193,6 +193,16 @@ def test_a_platform_the_catalog_lacks_stays_in_the_lookup_when_it_is_run_again(a
                                                        "not-in-the-catalog") for w in at.warning)
 
 
+def test_a_spreadsheet_row_pasted_as_the_identity_looks_up_the_identity_with_its_type(app_env):
+    team = seeded(app_env, identityType="team")
+    at = open_page("connections")
+    next(t for t in at.text_input if t.label == "Identity").set_value(f"{team['identity']}\tTeam\n")
+    next(b for b in at.button if b.label == "Look up").click().run()
+    assert_clean(at)
+    assert (at.query_params["identity"], at.query_params["identityType"]) == (team["identity"], "team")
+    assert team["key"] in set(table(at)["key"])
+
+
 def test_a_key_with_an_invisible_character_says_where_it_is(app_env):
     conn = seeded(app_env)
     at = open_page("connections", query={"key": conn["key"] + "\u200b"})

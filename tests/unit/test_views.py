@@ -250,3 +250,12 @@ def test_the_vault_csv_is_named_after_the_lookup():
     assert Lookup(identity="a/b\\c: d").file_name == "connections-a_b_c_d.csv"  # no path, no separator
     assert Lookup(identity="../..").file_name == "connections.csv"
     assert Lookup(identity="Ünïcode").file_name == "connections-Ünïcode.csv"
+
+
+def test_a_pasted_spreadsheet_row_splits_only_into_an_identity_and_a_known_type():
+    from pica_core.connections_view import pasted_identity
+
+    assert pasted_identity(" ava@acme.io\tUser \n") == ("ava@acme.io", "user")
+    assert pasted_identity("ava@acme.io") == ("ava@acme.io", "")
+    for text in ("ava\tcustomer", "ava\tteam\tx", "\tteam"):  # left as typed: validation names the tab
+        assert pasted_identity(text) == (text, "")
