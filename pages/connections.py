@@ -73,6 +73,9 @@ with lookup_tab:
     lookup = Lookup.from_query(st.query_params.to_dict())
     warn_unknown_identity_type(st.query_params.get("identityType") or st.query_params.get("identity_type"),
                                "looking up every type")
+    if left_out := Lookup.left_out(st.query_params.to_dict()):
+        st.warning(plain(f"The link's filters name {', '.join(left_out)}: left out. States are "
+                         f"{', '.join(STATES)}; environments test and live."), icon=":material/link_off:")
     with st.form("lookup", border=False):
         c1, c2, c3 = st.columns([3, 1.6, 2])  # at 1024 px a fourth column cut "project" to "proj…"
         identity = c1.text_input("Identity", value=lookup.identity, placeholder="usr_1a2b3c or ana@acme.io")

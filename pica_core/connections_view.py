@@ -61,6 +61,16 @@ class Lookup:
         """The Connections page's address that runs this lookup (for link columns)."""
         return "/connections?" + urlencode(self.to_query())
 
+    @staticmethod
+    def left_out(params: Mapping[str, str | list[str]]) -> list[str]:
+        """What a link's filters name that `from_query` leaves out, as '<value> (<what it is not>)'."""
+        out = []
+        for name, allowed, what in (("state", STATES, "a state"), ("environment", ("test", "live"), "an environment")):
+            value = params.get(name, "")
+            value = value[-1] if isinstance(value, list) and value else value or ""
+            out += [f"{v} (not {what})" for v in (v.strip() for v in value.split(",")) if v and v not in allowed]
+        return out
+
     @classmethod
     def from_query(cls, params: Mapping[str, str | list[str]]) -> Lookup:
         def one(name: str) -> str:

@@ -203,6 +203,16 @@ def test_a_spreadsheet_row_pasted_as_the_identity_looks_up_the_identity_with_its
     assert team["key"] in set(table(at)["key"])
 
 
+def test_a_link_s_unknown_filter_values_are_named_not_dropped_silently(app_env):
+    conn = seeded(app_env)
+    at = open_page("connections", query={"identity": conn["identity"], "state": "failed,bogus", "environment": "prod"})
+    assert_clean(at)
+    said = [w.value.replace("\\", "") for w in at.warning if "left out" in w.value]
+    assert said and said[0].startswith("The link's filters name bogus (not a state), prod (not an environment): "
+                                       "left out.")
+    assert at.multiselect(key="f-state").value == ["failed"]
+
+
 def test_a_key_with_an_invisible_character_says_where_it_is(app_env):
     conn = seeded(app_env)
     at = open_page("connections", query={"key": conn["key"] + "\u200b"})
