@@ -350,7 +350,9 @@ def test_cli_refuses_to_run_beside_another_sync(sandbox, tmp_path):
     assert busy.returncode == 3 and "Another fleet sync of the test environment is running" in busy.stderr
 
 
-def test_a_killed_sync_is_marked_interrupted_and_resumes(sandbox, tmp_path):
+def slow_cli_sync(sandbox, tmp_path) -> tuple[subprocess.Popen, dict]:
+    """`python -m pica_core sync` against a sandbox answering each page a second late, once its first page is
+    stored (and its environment)."""
     import sqlite3
     import time
 
@@ -359,18 +361,22 @@ def test_a_killed_sync_is_marked_interrupted_and_resumes(sandbox, tmp_path):
            "PICA_PAGE_SIZE": "100"}
     env.pop("PICA_SECRET_KEY", None)
     process = subprocess.Popen([sys.executable, "-m", "pica_core", "sync"], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    done = 0
-    while not done and time.monotonic() < deadline:  # until its first page is stored
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, done = time.monotonic() + 60, 0
+    while not done and time.monotonic() < deadline:
         time.sleep(0.05)
         try:
             with sqlite3.connect(tmp_path / "cli.db") as db:
                 done = (db.execute("SELECT pages_done FROM sync_runs WHERE id = 1").fetchone() or [0])[0]
         except sqlite3.OperationalError:  # not created yet
             pass
+    return process, env
+
+
+def test_a_killed_sync_is_marked_interrupted_and_resumes(sandbox, tmp_path):
+    process, env = slow_cli_sync(sandbox, tmp_path)
     process.kill()
-    process.wait()
+    process.communicate()
     store = Store.from_url(env["DATABASE_URL"])
     killed = store.sync_run(1)
     assert killed.status == "running" and 0 < killed.pages_done < 8  # nothing could record its end
@@ -385,23 +391,8 @@ def test_a_killed_sync_is_marked_interrupted_and_resumes(sandbox, tmp_path):
 
 def test_ctrl_c_on_the_cli_says_what_was_stored_and_how_to_resume(sandbox, tmp_path):
     import signal
-    import sqlite3
-    import time
 
-    sandbox.fault("latency", seconds=1.0, count=1000, path="/v1/vault/connections")
-    env = {**os.environ, "PICA_API_URL": sandbox.url, "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
-           "PICA_PAGE_SIZE": "100"}
-    env.pop("PICA_SECRET_KEY", None)
-    process = subprocess.Popen([sys.executable, "-m", "pica_core", "sync"], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline, done = time.monotonic() + 60, 0
-    while not done and time.monotonic() < deadline:  # until its first page is stored
-        time.sleep(0.05)
-        try:
-            with sqlite3.connect(tmp_path / "cli.db") as db:
-                done = (db.execute("SELECT pages_done FROM sync_runs WHERE id = 1").fetchone() or [0])[0]
-        except sqlite3.OperationalError:  # not created yet
-            pass
+    process, _ = slow_cli_sync(sandbox, tmp_path)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 1, err

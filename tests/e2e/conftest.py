@@ -128,6 +128,19 @@ def open_path(page, dashboard: Dashboard, path: str = "") -> None:
     wait_idle(page)
 
 
+def via_sidebar(page, *pages: str) -> None:
+    """Click these pages' sidebar links in turn, each run settled (a reader's round trip)."""
+    nav = page.locator("[data-testid='stSidebarNav']")
+    for name in pages:
+        nav.get_by_text(name).click()
+        wait_idle(page)
+
+
+def open_tab(page):
+    """The page's first selected tab (a detail's own tabs come after the page's)."""
+    return page.locator("[role='tab'][aria-selected='true']").first
+
+
 def screenshot(page, name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import open_path, wait_idle
+from tests.e2e.conftest import open_path, open_tab, via_sidebar, wait_idle
 
 pytestmark = pytest.mark.e2e
 
@@ -151,7 +151,6 @@ def test_choosing_a_broken_connection_opens_it_in_this_tab(dashboard, page):
 def test_the_reader_s_tab_stays_open_when_the_counts_change_and_after_another_page(dashboard, page):
     """The tabs' labels carry counts: when one changed, the browser went back to the first tab."""
     open_fleet_synced(dashboard, page)
-    selected = lambda: page.locator("[role='tab'][aria-selected='true']").inner_text()  # noqa: E731
     page.get_by_role("tab", name="Not seen in the last sync").click()
     wait_idle(page)
     labels = lambda: page.locator("[role='tab']").all_inner_texts()  # noqa: E731
@@ -162,11 +161,7 @@ def test_the_reader_s_tab_stays_open_when_the_counts_change_and_after_another_pa
     page.get_by_role("button", name="Sync now").click()
     wait_idle(page)
     wait_for(lambda: labels() != before, "a tab's count to change")
-    assert selected().startswith("Not seen in the last sync")
-    nav = page.locator("[data-testid='stSidebarNav']")
-    nav.get_by_text("Connections").click()
-    wait_idle(page)
-    nav.get_by_text("Fleet health").click()
-    wait_idle(page)
-    expect(page.locator("[role='tab'][aria-selected='true']")).to_have_text(re.compile("^Not seen in the last sync"))
+    assert open_tab(page).inner_text().startswith("Not seen in the last sync")
+    via_sidebar(page, "Connections", "Fleet health")
+    expect(open_tab(page)).to_have_text(re.compile("^Not seen in the last sync"))
     dashboard.control("POST", f"connections/{operational['id']}/state", json={"state": "operational"})
