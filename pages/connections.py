@@ -34,7 +34,6 @@ from pica_core.ui.layout import (
     chosen_in_place,
     show_fetch_problem,
     keep_widgets,
-    kept_tabs,
     public_url,
     selection_table,
     show_error,
@@ -59,15 +58,13 @@ logos = {c.platform: public_url(c.image, settings) for c in catalog[0]} if catal
 # The sidebar's link carries no query: coming back to the page finds this session's last lookup (one cleared with
 # an empty Look up stays cleared).
 KEPT = "connections-query"
-linked = bool(st.query_params.to_dict()) and st.query_params.to_dict() != st.session_state.get(KEPT)
 if st.query_params.to_dict():
     st.session_state[KEPT] = st.query_params.to_dict()
 elif st.session_state.get(KEPT):
     st.query_params.from_dict(st.session_state[KEPT])
 
-lookup_tab, bulk_tab = kept_tabs({"lookup": ":material/person_search: Look up",
-                                  "bulk": ":material/checklist: Bulk triage"}, key="connections-tab",
-                                 show="lookup" if linked else None).values()  # a link opens its lookup
+# Tabs kept in the browser: a tab change that reran the page would stop a triage under way.
+lookup_tab, bulk_tab = st.tabs([":material/person_search: Look up", ":material/checklist: Bulk triage"])
 
 with lookup_tab:
     lookup = Lookup.from_query(st.query_params.to_dict())

@@ -14,7 +14,6 @@ from pica_core.ui import context, data, fleet_ui
 from pica_core.ui.layout import (
     ago,
     keep_widgets,
-    kept_tabs,
     public_url,
     state_label,
     state_metric_label,
@@ -125,11 +124,12 @@ changes = store.transitions_since(day_ago, env)
 missing = store.not_seen(env)
 totals = store.fleet_totals(day_ago, env)
 
-tabs = kept_tabs({
-    "attention": f"Failing and degraded ({totals['attention']:,})",
-    "changes": f"Changed in the last 24 h ({totals['changes']:,})",
-    "not_seen": f"Not seen in the last sync ({totals['not_seen']:,})", "export": "Export"}, key="fleet-tab")
-broken_tab, changed_tab, missing_tab, export_tab = tabs.values()
+# The counts beside the tabs, not in their labels: a label that changes sends the browser back to the first tab
+# (after a sync, an auto-refresh), and tabs that track the reader's choice rerun the page, which stops a sync.
+st.markdown(f"**{totals['attention']:,}** failing or degraded · **{totals['changes']:,}** changed in the last "
+            f"24 h · **{totals['not_seen']:,}** not seen in the last sync")
+broken_tab, changed_tab, missing_tab, export_tab = st.tabs([
+    "Failing and degraded", "Changed in the last 24 h", "Not seen in the last sync", "Export"])
 with broken_tab:
     if attention:
         shown(attention, totals["attention"], "oldest")

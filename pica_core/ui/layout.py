@@ -5,9 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, UTC
-from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -109,12 +108,27 @@ def keep_widgets(names: Iterable[str]) -> None:
             state[name] = state[name + KEPT_SUFFIX]
 
 
+_PAGE_NOW, _PAGE_ARRIVED = "page.now", "page.arrived"
+
+
+def note_page(url_path: str) -> None:
+    """The shell, before each run of a page: which page runs, and whether the session just came to it."""
+    st.session_state[_PAGE_ARRIVED] = st.session_state.get(_PAGE_NOW) != url_path
+    st.session_state[_PAGE_NOW] = url_path
+
+
+def arrived() -> bool:
+    """This run opens the page (a link, the sidebar, a first visit), rather than rerunning it."""
+    return st.session_state.get(_PAGE_ARRIVED, True)
+
+
 def bring_into_view(container_key: str, subject: str) -> None:
-    """Scroll the browser to the container keyed `container_key` when `subject` (what it shows: a connection's id)
-    is new to it, so a link from another page opens on its detail, not on a table with the detail below the fold;
-    not again on reruns about the same subject (an edit, a refresh), nor for one `chosen_in_place`."""
+    """Scroll the browser to the container keyed `container_key` when the page was just opened on it, or when
+    `subject` (what it shows: a connection's id) is new to it: a link from another page opens on its detail, not on
+    a table with the detail below the fold. Not on reruns about the same subject (an edit, a refresh), nor for one
+    `chosen_in_place`."""
     seen = f"{container_key}.in-view"
-    if st.session_state.get(seen) == subject:
+    if st.session_state.get(seen) == subject and not arrived():
         return
     st.session_state[seen] = subject
     target = json.dumps(f".st-key-{container_key}")
@@ -126,24 +140,6 @@ def chosen_in_place(container_key: str, subject: str) -> None:
     """The reader chose `subject` where they are looking (a table's row): `bring_into_view` leaves the page where
     it is, so the next row is one click away."""
     st.session_state[f"{container_key}.in-view"] = subject
-
-
-def kept_tabs(labels: Mapping[str, str], *, key: str, show: str | None = None) -> dict[str, Any]:
-    """st.tabs of `labels` ({name: label}), by name, that stay on the reader's tab when its label changes (a count
-    in it: the browser would go back to the first tab) and when the reader comes back from another page (the name
-    is kept beside the widget, which Streamlit drops when its page is left). `show` opens that tab instead (what a
-    link asked for). A tab change reruns the page."""
-    chosen = f"{key}.chosen"
-    names = {label: name for name, label in labels.items()}
-    if show is not None:
-        st.session_state[chosen], st.session_state[key] = show, labels[show]
-
-    def remember() -> None:
-        st.session_state[chosen] = names.get(st.session_state[key], st.session_state.get(chosen))
-
-    tabs = st.tabs(list(labels.values()), key=key, default=labels.get(st.session_state.get(chosen, "")),
-                   on_change=remember)
-    return dict(zip(labels, tabs))
 
 
 def warn_unknown_identity_type(value: str | None, then: str) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from . import context
-from .layout import banner, show_flashes
+from .layout import banner, note_page, show_flashes
 
 log = logging.getLogger("pica_core.ui")
 PAGES_DIR = Path(__file__).resolve().parents[2] / "pages"
@@ -53,6 +53,7 @@ def run() -> None:
             st.button("Sign out", on_click=st.logout, icon=":material/logout:", type="tertiary")
     banner(settings, principal)
     show_flashes()
+    note_page(page.url_path)
     try:
         page.run()
     except Exception as exc:  # the safety net: no traceback ever reaches a user

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import open_path, open_tab, screenshot, via_sidebar, wait_idle
+from tests.e2e.conftest import open_path, screenshot, via_sidebar, wait_idle
 
 pytestmark = pytest.mark.e2e
 
@@ -66,23 +66,3 @@ def test_the_sidebar_brings_back_the_last_lookup(dashboard, page):
     via_sidebar(page, "Fleet health", "Connections")
     assert parse_qs(urlsplit(page.url).query).get("identity") == [identity], page.url
     expect(page.get_by_text(re.compile(r"needs? attention")).first).to_be_visible()
-
-
-def test_bulk_triage_stays_open_after_another_page_and_a_link_opens_its_lookup(dashboard, page):
-    open_path(page, dashboard, "connections")
-    page.get_by_role("tab", name="Bulk triage").click()
-    wait_idle(page)
-    via_sidebar(page, "Overview", "Connections")
-    expect(open_tab(page)).to_have_text(re.compile("Bulk triage"))
-    via_sidebar(page, "Fleet health")  # a link from there, in this session, opens on its lookup
-    if page.get_by_role("button", name="Sync now").is_visible() and page.get_by_text("No sync yet").count():
-        page.get_by_role("button", name="Sync now").click()
-        wait_idle(page)
-    grid = page.locator("[data-testid='stDataFrame']").filter(has_text="since (UTC)").first
-    grid.scroll_into_view_if_needed()
-    box = grid.bounding_box()
-    page.mouse.click(box["x"] + 17, box["y"] + 35 + 17)  # the first row's marker
-    page.wait_for_url("**/connections?**", timeout=30_000)
-    wait_idle(page)
-    expect(open_tab(page)).to_have_text(re.compile("Look up"))
-    expect(page.get_by_text("What to do:").first).to_be_visible()
