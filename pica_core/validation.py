@@ -14,11 +14,18 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _KEY = re.compile(r"^(test|live)::[a-z0-9][a-z0-9-]*::[A-Za-z0-9_-]+::[0-9a-f]{32}(\|.+)?$")
 
 
+# Invisible characters a paste from a document or chat brings along, which make a value differ from the one it
+# looks like: direction overrides and isolates, zero-width space, word joiner and invisible operators, byte order
+# mark, soft hyphen. Not the joiners and marks that written languages and emoji need (U+200C, U+200D, U+200E,
+# U+200F, the emoji tag characters).
+_INVISIBLE = re.compile("[\u202a-\u202e\u2066-\u2069\u200b\u2060-\u2064\ufeff\u00ad]")
+_INVISIBLE_NAMES = {"\ufeff": "byte order mark"}  # Unicode names it "zero width no-break space"
+
+
 def invisible_character(value: str) -> str | None:
-    """The first invisible formatting character in the value (Unicode category Cf: zero-width spaces and joiners,
-    byte-order marks, soft hyphens, direction controls), which a paste from a document or chat brings along and
-    makes a value differ from the one it looks like; or None."""
-    return next((ch for ch in value if unicodedata.category(ch) == "Cf"), None)
+    """The first such invisible character in the value, or None."""
+    found = _INVISIBLE.search(value)
+    return found.group() if found else None
 
 
 def has_control(value: str) -> bool:
@@ -33,8 +40,8 @@ def _invisible_error(what: str, value: str) -> InvalidInputError | None:
         return None
     before = value[:value.index(ch)]
     where = f"after “{before[-20:]}”" if before else "at the start"
-    return InvalidInputError(f"{what} contains an invisible character, U+{ord(ch):04X} "
-                             f"({unicodedata.name(ch, 'unnamed').lower()}), {where}.",
+    name = _INVISIBLE_NAMES.get(ch) or unicodedata.name(ch, "unnamed").lower()
+    return InvalidInputError(f"{what} contains an invisible character, U+{ord(ch):04X} ({name}), {where}.",
                              hint="Type it again rather than copying it from a document or chat.")
 
 

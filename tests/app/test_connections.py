@@ -169,7 +169,7 @@ def test_unknown_identity_gets_a_message_with_hints(app_env):
     ("x" * 129, "at most 128"), ("a\u0007b", "control characters"),
     ("\u202eusr_1", "an invisible character, U+202E (right-to-left override), at the start"),
     ("vik.nguyen\u200b@umbrella.io", "an invisible character, U+200B (zero width space), after “vik.nguyen”"),
-    ("\ufeffusr_1", "U+FEFF"), ("ava\u00adsmith", "U+00AD (soft hyphen)")])
+    ("\ufeffusr_1", "U+FEFF (byte order mark)"), ("ava\u00adsmith", "U+00AD (soft hyphen)")])
 def test_bad_identity_is_refused_before_any_request(app_env, identity, message):
     at = open_page("connections")
     before = app_env.count("vault/connections")

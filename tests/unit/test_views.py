@@ -259,3 +259,15 @@ def test_a_pasted_spreadsheet_row_splits_only_into_an_identity_and_a_known_type(
     assert pasted_identity("ava@acme.io") == ("ava@acme.io", "")
     for text in ("ava\tcustomer", "ava\tteam\tx", "\tteam"):  # left as typed: validation names the tab
         assert pasted_identity(text) == (text, "")
+
+
+def test_identities_in_written_languages_and_emoji_keep_their_joiners_and_marks():
+    from pica_core import validation
+
+    for identity in ("team-👩\u200d💻", "می\u200cخواهم", "flag-🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f",
+                     "abc\u200e", "مرحبا", "שלום"):
+        assert validation.identity(identity) == identity
+    assert validation.tags(["👩\u200d💻 devs"]) == ["👩\u200d💻 devs"]
+    for pasted in ("usr\u200b1", "\ufeffusr", "ava\u00adsmith", "x\u2060y", "\u202eusr"):
+        with pytest.raises(InvalidInputError, match="invisible character"):
+            validation.identity(pasted)
