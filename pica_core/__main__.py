@@ -44,15 +44,23 @@ async def _sync(args: argparse.Namespace) -> int:
 
 def _interrupted() -> None:
     """After Ctrl-C: what the run stored and how to resume it, from its row (the sync marked it on the way out)."""
-    settings = load_settings()
-    run = Store.from_url(settings.database_url).last_sync(settings.environment)
+    try:
+        settings = load_settings()
+        run = Store.from_url(settings.database_url).last_sync(settings.environment)
+    except Exception:  # noqa: BLE001 - the database may be why the sync hung: say what can be said
+        run = None
     if run is not None and run.status == "interrupted":
         print(f"sync #{run.id}: interrupted, {run.rows_seen:,} connections stored; pages left: "
               f"{page_list(run.failed_pages)} (--resume {run.id} fetches them)")
+    else:
+        print("sync interrupted: what it stored is kept; `--resume RUN_ID` with the latest run's id fetches the rest")
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value

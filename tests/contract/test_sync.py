@@ -351,12 +351,12 @@ def test_cli_refuses_to_run_beside_another_sync(sandbox, tmp_path):
 
 
 def slow_cli_sync(sandbox, tmp_path) -> tuple[subprocess.Popen, dict]:
-    """`python -m pica_core sync` against a sandbox answering each page a second late, once its first page is
-    stored (and its environment)."""
+    """`python -m pica_core sync` once its first page is stored, the others a minute away (and its environment)."""
     import sqlite3
     import time
 
-    sandbox.fault("latency", seconds=1.0, count=1000, path="/v1/vault/connections")
+    for page in range(2, 9):
+        sandbox.fault("latency", seconds=60, count=1000, path="/v1/vault/connections", query=f"page={page}")
     env = {**os.environ, "PICA_API_URL": sandbox.url, "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
            "PICA_PAGE_SIZE": "100"}
     env.pop("PICA_SECRET_KEY", None)
@@ -403,6 +403,8 @@ def test_ctrl_c_on_the_cli_says_what_was_stored_and_how_to_resume(sandbox, tmp_p
 def test_cli_refuses_a_page_size_below_one(tmp_path, sandbox):
     result = cli(sandbox, tmp_path, "--page-size", "0")
     assert result.returncode == 2 and "--page-size: must be at least 1, not 0" in result.stderr
+    result = cli(sandbox, tmp_path, "--page-size", "abc")
+    assert result.returncode == 2 and "--page-size: must be a whole number, not 'abc'" in result.stderr
 
 
 def test_cli_bad_configuration_is_one_line(tmp_path, sandbox):
