@@ -20,10 +20,10 @@ import functools
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from .client import AsyncPicaClient, Operation, PageResult
-from .errors import PicaError
+from .errors import PicaError, RateLimitedError
 from .models import ConnectionRow
 from .store import Store, SyncBusy, SyncRun, utcnow
 from .text import count
@@ -194,8 +194,12 @@ class _Writer:
 
 
 def _said(error: PicaError) -> str:
-    """What Pica answered and what to do (a rate limit's wait, a key to check), as the run's record keeps it."""
-    return f"{error} — {error.hint}" if error.hint else str(error)
+    """What Pica answered and what to do (a key to check, a rate limit's wait), as the run's record keeps it: the
+    wait as a clock time, since the record is read later ("retry in 54 s" read an hour on misleads)."""
+    hint = error.hint
+    if isinstance(error, RateLimitedError) and error.retry_after is not None:
+        hint = f"Pica's rate limit was reached: retry after {utcnow() + timedelta(seconds=error.retry_after):%H:%M:%S} UTC."
+    return f"{error} — {hint}" if hint else str(error)
 
 
 def _fleet_operation(client: AsyncPicaClient, page_size: int) -> Operation:

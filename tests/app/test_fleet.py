@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+from datetime import UTC, datetime, time
 from urllib.parse import parse_qs, urlsplit
 
 from pica_core.store import Store
@@ -102,7 +104,10 @@ def test_a_rate_limited_sync_says_when_to_retry_and_the_counts_say_which_sync_th
     app_env.fault("rate_limit", count=100, path="/v1/vault/connections", seconds=40)
     click(at, "Sync now")
     said = " ".join(c.value for c in at.caption).replace("\\", "")
-    assert "Page 1: 429 " in said and "retry in 40 s" in said
+    retry = re.search(r"Page 1: 429 .* retry after (\d\d:\d\d:\d\d) UTC", said)
+    assert retry, said  # a clock time: the run's record is read again later
+    wait = datetime.combine(datetime.now(UTC).date(), time.fromisoformat(retry[1]), UTC) - datetime.now(UTC)
+    assert 30 <= wait.total_seconds() % 86400 <= 41
     assert any("as the last complete sync (#1, " in m.value for m in at.markdown)  # not the failed #2
 
 
