@@ -73,19 +73,26 @@ with lookup_tab:
     if left_out := Lookup.left_out(st.query_params.to_dict()):
         st.warning(plain(f"The link's filters name {', '.join(left_out)}: left out. States are "
                          f"{', '.join(STATES)}; environments test and live."), icon=":material/link_off:")
+    # New widgets after each Look up: the form shows what was looked up (a pasted row split, spaces trimmed), not
+    # what was typed, even when the lookup is the same as before.
+    round_ = st.session_state.setdefault("lookup-form-round", 0)
     with st.form("lookup", border=False):
         c1, c2, c3 = st.columns([3, 1.6, 2])  # at 1024 px a fourth column cut "project" to "proj…"
-        identity = c1.text_input("Identity", value=lookup.identity, placeholder="usr_1a2b3c or ana@acme.io")
+        identity = c1.text_input("Identity", value=lookup.identity, placeholder="usr_1a2b3c or ana@acme.io",
+                                 key=f"lookup-identity-{round_}")
         kinds = ["any", *IDENTITY_TYPES]
-        identity_type = c2.selectbox("Identity type", kinds, index=kinds.index(lookup.identity_type or "any"))
+        identity_type = c2.selectbox("Identity type", kinds, index=kinds.index(lookup.identity_type or "any"),
+                                     key=f"lookup-type-{round_}")
         # The catalog's platforms by name, and one the link named that it lacks (kept, not dropped on Look up);
         # with no catalog to pick from, a platform id can be typed.
         platforms = sorted(set(names) | {lookup.platform} - {""}, key=lambda p: names.get(p, p).lower())
         platform = c3.selectbox("Platform", ["", *platforms], index=(platforms.index(lookup.platform) + 1)
                                 if lookup.platform else 0, format_func=lambda p: names.get(p, p) or "any",
-                                filter_mode="contains", accept_new_options=not names)
-        key = st.text_input("…or a connection key", value=lookup.key, placeholder="test::gmail::default::…|identity")
+                                filter_mode="contains", accept_new_options=not names, key=f"lookup-platform-{round_}")
+        key = st.text_input("…or a connection key", value=lookup.key, placeholder="test::gmail::default::…|identity",
+                            key=f"lookup-key-{round_}")
         if st.form_submit_button("Look up", type="primary", icon=":material/search:"):
+            st.session_state["lookup-form-round"] = round_ + 1
             identity, pasted_type = pasted_identity(identity)  # a spreadsheet's row: its type wins
             chosen = Lookup(identity=identity.strip(), identity_type=pasted_type or (
                 "" if identity_type == "any" else identity_type), platform=(platform or "").strip(), key=key.strip())

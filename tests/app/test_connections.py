@@ -201,6 +201,11 @@ def test_a_spreadsheet_row_pasted_as_the_identity_looks_up_the_identity_with_its
     assert_clean(at)
     assert (at.query_params["identity"], at.query_params["identityType"]) == (team["identity"], "team")
     assert team["key"] in set(table(at)["key"])
+    # The same row again: the form shows what was looked up, not the pasted row, each time.
+    next(t for t in at.text_input if t.label == "Identity").set_value(f"{team['identity']}\tteam")
+    next(b for b in at.button if b.label == "Look up").click().run()
+    assert next(t for t in at.text_input if t.label == "Identity").value == team["identity"]
+    assert next(s for s in at.selectbox if s.label == "Identity type").value == "team"
 
 
 def test_a_link_s_unknown_filter_values_are_named_not_dropped_silently(app_env):
