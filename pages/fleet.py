@@ -33,13 +33,15 @@ last = fleet_ui.latest_run(store, env)
 outcome = fleet_ui.pop_outcome()
 resumable = last is not None and last.status not in ("running", "complete")
 fleet_ui.status(store, env, last, reported=getattr(outcome, "run_id", None) == getattr(last, "id", None))
-buttons = st.container(horizontal=True)  # each as wide as its label, side by side, whatever the window
-if resumable and buttons.button("Resume", type="primary", icon=":material/replay:",
-                                help="Fetches only what the last sync did not store."):
-    fleet_ui.run_sync_and_rerun(settings, store, resume=last.id)
+# Each as wide as its label, side by side, whatever the window; Sync now first, where it always is (a Resume that
+# appeared in its place, after a failed sync, would take the next click).
+buttons = st.container(horizontal=True)
 if buttons.button("Sync now", type="secondary" if resumable else "primary", icon=":material/sync:",
                   help="Fetches every connection of the account again."):
     fleet_ui.run_sync_and_rerun(settings, store)
+if resumable and buttons.button("Resume", type="primary", icon=":material/replay:",
+                                help="Fetches only what the last sync did not store."):
+    fleet_ui.run_sync_and_rerun(settings, store, resume=last.id)
 fleet_ui.show_outcome(outcome)
 if settings.sandbox:  # the command has no embedded sandbox: it must be pointed at this one
     sandbox_api = public_url(settings.api_url, settings)

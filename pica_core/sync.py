@@ -48,6 +48,8 @@ class SyncReport:
     def summary(self, resume: str | None = None) -> str:
         """What it did, and what is left; `resume` names how to resume it (the command's option by default)."""
         resume = resume or f"resume (--resume {self.run_id})"
+        if self.status == "failed":  # nothing to count: its first page never arrived
+            return f"sync #{self.run_id}: failed before its first page arrived, so nothing was stored; {resume} starts it again"
         text = (f"sync #{self.run_id}: {self.status}, {count(self.rows, 'connection')} from "
                 f"{count(self.pages_total, 'page')} ({self.new:,} new, {count(self.transitions, 'state change')})")
         if self.listing_changed:

@@ -319,6 +319,8 @@ def test_first_page_failing_fails_the_run_and_resume_starts_over(sandbox, store)
     sandbox.fault("status", status=502, count=50, path="/v1/vault/connections", query="page=1")
     report = run(sandbox, store)
     assert (report.status, report.failed_pages) == ("failed", [1])
+    assert report.summary() == (f"sync #{report.run_id}: failed before its first page arrived, so nothing was "
+                                f"stored; resume (--resume {report.run_id}) starts it again")
     sandbox.control("DELETE", "faults")
     assert run(sandbox, store, resume=report.run_id).status == "complete"
 
