@@ -183,7 +183,7 @@ with lookup_tab:
                          if len(table) > 1 and table[col].nunique(dropna=False) == 1]
                 shared = " · ".join(plain(f"{col} {table[col].iloc[0] or 'none'}") for col in alike)
                 st.caption(f"Showing {len(shown)} of {len(connections)}" + (f" · all {shared}" if shared else "")
-                           + " · broken first · select a row for details")
+                           + " · broken first · select a row: its details open below the table")
                 chosen = selection_table(
                     style_states(table), table["id"], lookup.selected, name="vault", hide_index=True, width="stretch",
                     column_order=[c for c in table.columns if c != "id" and c not in alike],
