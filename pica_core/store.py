@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import threading
+import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, UTC
@@ -353,6 +355,7 @@ class Store:
             except DBAPIError as exc:
                 if attempt == attempts or getattr(exc.orig, "sqlstate", None) not in _ROLLED_BACK_TO_RETRY:
                     raise
+                time.sleep(random.uniform(0, 0.05 * attempt))  # not in step with the transaction that won
 
     def remove_connection(self, key: str) -> None:
         """Forget a deleted connection (its transitions stay: they are history)."""
@@ -410,9 +413,9 @@ class Store:
 
     @staticmethod
     def _fleet_cutoff(environment: str | None):
-        """When the latest complete sync began (NULL before any), as a subquery: each aggregate reads it in its
-        own statement, so a view of the fleet costs no extra round trip per table and no aggregate sees a sync that
-        another missed."""
+        """When the latest complete sync began (NULL before any), as a subquery each aggregate reads in its own
+        statement: no extra round trip per table. (A sync that completes between two of a view's statements moves
+        the later ones' cutoff; the next view reads it everywhere.)"""
         query = select(SyncRun.started_at).where(SyncRun.status == "complete")
         if environment:
             query = query.where(SyncRun.environment == environment)

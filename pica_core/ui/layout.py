@@ -79,7 +79,7 @@ def show_fetch_problem(fetched: Fetched, what: str, *, again: str = "") -> None:
         return
     st.warning(f"Pica could not give {plain(what)} just now, so this is what it answered "
                f"**{ago(fetched.fetched_at)}**. {again}".rstrip(), icon=":material/cloud_off:")
-    st.caption(plain(f"{fetched.error} — {fetched.error.hint}"))
+    st.caption(plain(" — ".join(filter(None, (str(fetched.error), fetched.error.hint)))))
 
 
 def state_metric_label(state: str) -> str:
