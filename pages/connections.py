@@ -30,6 +30,7 @@ from pica_core.text import count, plain
 from pica_core.ui import context, data
 from pica_core.ui.connections_ui import detail
 from pica_core.ui.layout import (
+    arrived,
     bring_into_view,
     chosen_in_place,
     show_fetch_problem,
@@ -58,13 +59,18 @@ logos = {c.platform: public_url(c.image, settings) for c in catalog[0]} if catal
 # The sidebar's link carries no query: coming back to the page finds this session's last lookup (one cleared with
 # an empty Look up stays cleared).
 KEPT = "connections-query"
+TAB = "connections-tab"  # the tab of the reader's last Look up or Triage, open again when they come back
+if arrived() and st.query_params.to_dict():  # a link (the sidebar's carries no query): its lookup
+    st.session_state[TAB] = "lookup"
 if st.query_params.to_dict():
     st.session_state[KEPT] = st.query_params.to_dict()
 elif st.session_state.get(KEPT):
     st.query_params.from_dict(st.session_state[KEPT])
 
-# Tabs kept in the browser: a tab change that reran the page would stop a triage under way.
-lookup_tab, bulk_tab = st.tabs([":material/person_search: Look up", ":material/checklist: Bulk triage"])
+# Tabs kept in the browser (a tab change that reran the page would stop a triage under way); `default` counts only
+# when the page opens.
+TABS = {"lookup": ":material/person_search: Look up", "bulk": ":material/checklist: Bulk triage"}
+lookup_tab, bulk_tab = st.tabs(list(TABS.values()), default=TABS[st.session_state.get(TAB, "lookup")])
 
 with lookup_tab:
     lookup = Lookup.from_query(st.query_params.to_dict())
@@ -92,7 +98,7 @@ with lookup_tab:
         key = st.text_input("…or a connection key", value=lookup.key, placeholder="test::gmail::default::…|identity",
                             key=f"lookup-key-{round_}")
         if st.form_submit_button("Look up", type="primary", icon=":material/search:"):
-            st.session_state["lookup-form-round"] = round_ + 1
+            st.session_state["lookup-form-round"], st.session_state[TAB] = round_ + 1, "lookup"
             identity, pasted_type = pasted_identity(identity)  # a spreadsheet's row: its type wins
             chosen = Lookup(identity=identity.strip(), identity_type=pasted_type or (
                 "" if identity_type == "any" else identity_type), platform=(platform or "").strip(), key=key.strip())
@@ -229,6 +235,7 @@ with bulk_tab:
                         placeholder="usr_1a2b3c,user\nteam-growth-acme-4,team")
     upload = st.file_uploader("CSV file", type=["csv", "txt"])
     if st.button("Triage", type="primary", icon=":material/checklist:"):
+        st.session_state[TAB] = "bulk"
         parsed = parse_bulk(text, upload.getvalue() if upload else b"")
         st.session_state["triage-problems"] = parsed.problems
         st.session_state["triage-file"] = upload.name if upload else None

@@ -141,6 +141,16 @@ def open_tab(page):
     return page.locator("[role='tab'][aria-selected='true']").first
 
 
+def choose_the_first_broken_connection(page) -> None:
+    """On Fleet health: select the failing list's first row, which opens it on Connections."""
+    grid = page.locator("[data-testid='stDataFrame']").filter(has_text="since (UTC)").first
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + 17, box["y"] + 35 + 17)  # the first row's marker
+    page.wait_for_url("**/connections?**", timeout=30_000)
+    wait_idle(page, settle_ms=600)
+
+
 def screenshot(page, name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"

@@ -8,7 +8,14 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import open_path, screenshot, via_sidebar, wait_idle
+from tests.e2e.conftest import (
+    choose_the_first_broken_connection,
+    open_path,
+    open_tab,
+    screenshot,
+    via_sidebar,
+    wait_idle,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -66,3 +73,22 @@ def test_the_sidebar_brings_back_the_last_lookup(dashboard, page):
     via_sidebar(page, "Fleet health", "Connections")
     assert parse_qs(urlsplit(page.url).query).get("identity") == [identity], page.url
     expect(page.get_by_text(re.compile(r"needs? attention")).first).to_be_visible()
+
+
+def test_bulk_triage_is_open_again_after_another_page_and_a_link_opens_its_lookup(dashboard, page):
+    open_path(page, dashboard, "connections")
+    page.get_by_role("tab", name="Bulk triage").click()
+    page.get_by_label("Identities").fill("nobody-at-all")
+    page.get_by_role("button", name="Triage").click()
+    wait_idle(page)
+    via_sidebar(page, "Overview", "Connections")
+    expect(open_tab(page)).to_have_text(re.compile("Bulk triage"))
+    expect(page.get_by_text("nobody-at-all").first).to_be_visible()
+    via_sidebar(page, "Fleet health")  # a link from there opens on its lookup
+    if page.get_by_text("No sync yet").count():
+        page.get_by_role("button", name="Sync now").click()
+        wait_idle(page)
+    choose_the_first_broken_connection(page)
+    expect(open_tab(page)).to_have_text(re.compile("Look up"))
+    expect(page.get_by_text("What to do:").first).to_be_visible()
+

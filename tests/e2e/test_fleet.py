@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import open_path, open_tab, via_sidebar, wait_idle
+from tests.e2e.conftest import choose_the_first_broken_connection, open_path, open_tab, via_sidebar, wait_idle
 
 pytestmark = pytest.mark.e2e
 
@@ -144,15 +144,6 @@ def test_auto_refresh_reads_the_whole_page_again(dashboard, page):
     expect(page.get_by_text(f"{before + 1:,} failing or degraded · ").first).to_be_visible(timeout=45_000)
     expect(page.get_by_text(f"({before + 1:,} need attention)", exact=False).first).to_be_visible()
     assert page.locator("[data-testid='stException']").count() == 0
-
-
-def choose_the_first_broken_connection(page) -> None:
-    grid = page.locator("[data-testid='stDataFrame']").filter(has_text="since (UTC)").first
-    grid.scroll_into_view_if_needed()
-    box = grid.bounding_box()
-    page.mouse.click(box["x"] + 17, box["y"] + 35 + 17)  # the first row's marker
-    page.wait_for_url("**/connections?**", timeout=30_000)
-    wait_idle(page, settle_ms=600)
 
 
 def test_choosing_a_broken_connection_opens_it_in_this_tab(dashboard, page):
