@@ -8,6 +8,7 @@ from urllib.parse import unquote
 
 from .errors import InvalidInputError
 from .models import IDENTITY_TYPES
+from .text import BIDI_CONTROLS
 
 MAX_IDENTITY = 128
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -18,7 +19,7 @@ _KEY = re.compile(r"^(test|live)::[a-z0-9][a-z0-9-]*::[A-Za-z0-9_-]+::[0-9a-f]{3
 # looks like: direction overrides and isolates, zero-width space, word joiner and invisible operators, byte order
 # mark, soft hyphen. Not the joiners and marks that written languages and emoji need (U+200C, U+200D, U+200E,
 # U+200F, the emoji tag characters).
-_INVISIBLE = re.compile("[\u202a-\u202e\u2066-\u2069\u200b\u2060-\u2064\ufeff\u00ad]")
+_INVISIBLE = re.compile(f"[{BIDI_CONTROLS}\u200b\u2060-\u2064\ufeff\u00ad]")
 _INVISIBLE_NAMES = {"\ufeff": "byte order mark"}  # Unicode names it "zero width no-break space"
 
 
