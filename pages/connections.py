@@ -1,6 +1,7 @@
 """Connections: look up an end user (or a key, or a platform), see every connection and its health."""
 
 import asyncio
+import hashlib
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -70,7 +71,7 @@ elif st.session_state.get(KEPT):
 # Tabs kept in the browser (a tab change that reran the page would stop a triage under way); `default` counts only
 # when the page opens.
 TABS = {"lookup": ":material/person_search: Look up", "bulk": ":material/checklist: Bulk triage"}
-lookup_tab, bulk_tab = st.tabs(list(TABS.values()), default=TABS[st.session_state.get(TAB, "lookup")])
+lookup_tab, bulk_tab = st.tabs(list(TABS.values()), default=TABS.get(st.session_state.get(TAB), TABS["lookup"]))
 
 with lookup_tab:
     lookup = Lookup.from_query(st.query_params.to_dict())
@@ -79,24 +80,26 @@ with lookup_tab:
     if left_out := Lookup.left_out(st.query_params.to_dict()):
         st.warning(plain(f"The link's filters name {', '.join(left_out)}: left out. States are "
                          f"{', '.join(STATES)}; environments test and live."), icon=":material/link_off:")
-    # New widgets after each Look up: the form shows what was looked up (a pasted row split, spaces trimmed), not
-    # what was typed, even when the lookup is the same as before.
+    # New widgets after each Look up and for each lookup the URL holds (a link on this page): the form shows what
+    # was looked up (a pasted row split, spaces trimmed), not what was typed, even for the same lookup again.
     round_ = st.session_state.setdefault("lookup-form-round", 0)
+    form_id = f"{round_}-" + hashlib.blake2b(repr((lookup.identity, lookup.identity_type, lookup.platform,
+                                                   lookup.key)).encode(), digest_size=6).hexdigest()
     with st.form("lookup", border=False):
         c1, c2, c3 = st.columns([3, 1.6, 2])  # at 1024 px a fourth column cut "project" to "proj…"
         identity = c1.text_input("Identity", value=lookup.identity, placeholder="usr_1a2b3c or ana@acme.io",
-                                 key=f"lookup-identity-{round_}")
+                                 key=f"lookup-identity-{form_id}")
         kinds = ["any", *IDENTITY_TYPES]
         identity_type = c2.selectbox("Identity type", kinds, index=kinds.index(lookup.identity_type or "any"),
-                                     key=f"lookup-type-{round_}")
+                                     key=f"lookup-type-{form_id}")
         # The catalog's platforms by name, and one the link named that it lacks (kept, not dropped on Look up);
         # with no catalog to pick from, a platform id can be typed.
         platforms = sorted(set(names) | {lookup.platform} - {""}, key=lambda p: names.get(p, p).lower())
         platform = c3.selectbox("Platform", ["", *platforms], index=(platforms.index(lookup.platform) + 1)
                                 if lookup.platform else 0, format_func=lambda p: names.get(p, p) or "any",
-                                filter_mode="contains", accept_new_options=not names, key=f"lookup-platform-{round_}")
+                                filter_mode="contains", accept_new_options=not names, key=f"lookup-platform-{form_id}")
         key = st.text_input("…or a connection key", value=lookup.key, placeholder="test::gmail::default::…|identity",
-                            key=f"lookup-key-{round_}")
+                            key=f"lookup-key-{form_id}")
         if st.form_submit_button("Look up", type="primary", icon=":material/search:"):
             st.session_state["lookup-form-round"], st.session_state[TAB] = round_ + 1, "lookup"
             identity, pasted_type = pasted_identity(identity)  # a spreadsheet's row: its type wins

@@ -206,6 +206,9 @@ def test_a_spreadsheet_row_pasted_as_the_identity_looks_up_the_identity_with_its
     next(b for b in at.button if b.label == "Look up").click().run()
     assert next(t for t in at.text_input if t.label == "Identity").value == team["identity"]
     assert next(s for s in at.selectbox if s.label == "Identity type").value == "team"
+    at.query_params["identity"] = "someone-else"  # a link on this page ("Look up <lower case>")
+    at.run()
+    assert next(t for t in at.text_input if t.label == "Identity").value == "someone-else"
 
 
 def test_a_link_s_unknown_filter_values_are_named_not_dropped_silently(app_env):
