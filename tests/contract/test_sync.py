@@ -424,3 +424,12 @@ def test_the_page_count_comes_from_the_total_when_an_envelope_leaves_pages_out()
     assert PageResult([], total=250, pages=0, page=1).page_count(100) == 3
     assert PageResult([], total=250, pages=4, page=1).page_count(100) == 4  # Pica's word first
     assert PageResult([], total=0, pages=0, page=1).page_count(100) == 1
+
+
+def test_a_rate_limit_past_any_clock_keeps_its_words_and_the_run_its_pages(sandbox, store):
+    """A wait too long to be a clock time (a reset sent as a timestamp, 'inf') once made the run crash."""
+    sandbox.fault("rate_limit", count=50, path="/v1/vault/connections", query="page=2", seconds=1e12)
+    report = run(sandbox, store)
+    assert report.status == "partial" and report.failed_pages == [2]
+    assert "429" in report.errors[2] and "retry after" not in report.errors[2]
+
