@@ -17,9 +17,10 @@ _KEY = re.compile(r"^(test|live)::[a-z0-9][a-z0-9-]*::[A-Za-z0-9_-]+::[0-9a-f]{3
 
 # Invisible characters a paste from a document or chat brings along, which make a value differ from the one it
 # looks like: direction overrides and isolates, zero-width space, word joiner and invisible operators, byte order
-# mark, soft hyphen. Not the joiners and marks that written languages and emoji need (U+200C, U+200D, U+200E,
-# U+200F, the emoji tag characters).
-_INVISIBLE = re.compile(f"[{BIDI_CONTROLS}\u200b\u2060-\u2064\ufeff\u00ad]")
+# mark, soft hyphen; and direction marks at either end (chat apps and right-to-left sheets add them). Not the
+# joiners and marks that written languages and emoji need inside a value (U+200C, U+200D, U+200E, U+200F, U+061C,
+# the emoji tag characters).
+_INVISIBLE = re.compile(f"[{BIDI_CONTROLS}\u200b\u2060-\u2064\ufeff\u00ad]|^[\u200e\u200f\u061c]|[\u200e\u200f\u061c]$")
 _INVISIBLE_NAMES = {"\ufeff": "byte order mark"}  # Unicode names it "zero width no-break space"
 
 
@@ -36,10 +37,10 @@ def has_control(value: str) -> bool:
 
 def _invisible_error(what: str, value: str) -> InvalidInputError | None:
     """`what` ("That identity") holds an invisible character: which, and where, since the value looks fine."""
-    ch = invisible_character(value)
-    if ch is None:
+    found = _INVISIBLE.search(value)
+    if found is None:
         return None
-    before = value[:value.index(ch)]
+    ch, before = found.group(), value[:found.start()]
     where = f"after “{before[-20:]}”" if before else "at the start"
     name = _INVISIBLE_NAMES.get(ch) or unicodedata.name(ch, "unnamed").lower()
     return InvalidInputError(f"{what} contains an invisible character, U+{ord(ch):04X} ({name}), {where}.",
