@@ -47,7 +47,7 @@ def _interrupted() -> None:
     try:
         settings = load_settings()
         run = Store.from_url(settings.database_url).last_sync(settings.environment)
-    except Exception:  # noqa: BLE001 - the database may be why the sync hung: say what can be said
+    except (Exception, KeyboardInterrupt):  # noqa: BLE001 - the database may be why the sync hung (a second Ctrl-C)
         run = None
     if run is not None and run.status == "interrupted":
         print(f"sync #{run.id}: interrupted, {run.rows_seen:,} connections stored; pages left: "
