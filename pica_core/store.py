@@ -454,7 +454,8 @@ class Store:
     def not_seen(self, environment: str | None = None, limit: int = 500) -> list[UserConnection]:
         """Stored connections the latest complete sync did not see (nor anything since), longest gone first."""
         with self.session() as session:
-            return list(session.exec(self._not_seen(environment).order_by(UserConnection.last_seen_at, UserConnection.id).limit(limit)))
+            return list(session.exec(self._not_seen(environment)
+                                     .order_by(UserConnection.last_seen_at, UserConnection.id).limit(limit)))
 
     def _not_seen(self, environment: str | None):
         # Before any complete sync the cutoff is NULL and nothing is known to be gone: the comparison holds for none.
