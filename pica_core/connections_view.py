@@ -22,6 +22,21 @@ ATTENTION_ORDER = {"failed": 0, "degraded": 1, "unknown": 2, "operational": 3}
 MAX_BULK_IDENTITIES = 500
 
 
+# The lookup's filters that take known values only: (those values, what a value outside them is not).
+_CHOSEN_FROM = {"state": (STATES, "a state"), "environment": (("test", "live"), "an environment")}
+
+
+def _query_value(params: Mapping[str, str | list[str]], name: str) -> str:
+    """A query parameter's last value, stripped ("" when absent)."""
+    value = params.get(name, "")
+    return (value[-1] if isinstance(value, list) and value else value or "").strip()
+
+
+def _query_items(params: Mapping[str, str | list[str]], name: str) -> list[str]:
+    """A comma-separated query parameter's items, stripped, empty ones dropped."""
+    return [v.strip() for v in _query_value(params, name).split(",") if v.strip()]
+
+
 @dataclass(frozen=True)
 class Lookup:
     """A lookup as it lives in the URL: `?identity=…&identityType=…&state=failed,degraded…`."""
@@ -64,22 +79,17 @@ class Lookup:
     @staticmethod
     def left_out(params: Mapping[str, str | list[str]]) -> list[str]:
         """What a link's filters name that `from_query` leaves out, as '<value> (<what it is not>)'."""
-        out = []
-        for name, allowed, what in (("state", STATES, "a state"), ("environment", ("test", "live"), "an environment")):
-            value = params.get(name, "")
-            value = value[-1] if isinstance(value, list) and value else value or ""
-            out += [f"{v} (not {what})" for v in (v.strip() for v in value.split(",")) if v and v not in allowed]
-        return out
+        return [f"{v} (not {what})" for name, (allowed, what) in _CHOSEN_FROM.items()
+                for v in _query_items(params, name) if v not in allowed]
 
     @classmethod
     def from_query(cls, params: Mapping[str, str | list[str]]) -> Lookup:
         def one(name: str) -> str:
-            value = params.get(name, "")
-            return (value[-1] if isinstance(value, list) and value else value or "").strip()
+            return _query_value(params, name)
 
-        def many(name: str, allowed: Sequence[str] | None = None) -> tuple[str, ...]:
-            items = [v.strip() for v in one(name).split(",") if v.strip()]
-            return tuple(v for v in items if allowed is None or v in allowed)
+        def many(name: str) -> tuple[str, ...]:
+            allowed = _CHOSEN_FROM[name][0] if name in _CHOSEN_FROM else None
+            return tuple(v for v in _query_items(params, name) if allowed is None or v in allowed)
 
         identity_type = one("identityType") or one("identity_type")
         return cls(
@@ -87,9 +97,9 @@ class Lookup:
             identity_type=identity_type if identity_type in IDENTITY_TYPES else "",
             key=one("key"),
             platform=one("platform"),
-            states=many("state", STATES),
+            states=many("state"),
             platforms=tuple(p.lower() for p in many("platforms")),
-            environments=many("environment", ("test", "live")),
+            environments=many("environment"),
             selected=one("connection"),
         )
 
