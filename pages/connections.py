@@ -278,7 +278,7 @@ with bulk_tab:
                              f"said: {failed[0].error}"), icon=":material/cloud_off:")
         by_identity, every = st.tabs(["By identity", "Every connection"])
         with by_identity:
-            st.dataframe(triage_summary(results, names), hide_index=True, width="stretch", column_config={
+            st.dataframe(triage_summary(identities, names), hide_index=True, width="stretch", column_config={
                 "open": st.column_config.LinkColumn("lookup", display_text="open", width="small")})
         with every:
             broken_only = st.toggle("Only those that need attention", key="triage-broken-only")

@@ -432,13 +432,12 @@ def by_identity(results: Sequence[TriageResult]) -> list[TriageResult]:
     return list(merged.values())
 
 
-def triage_summary(results: Sequence[TriageResult], names: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """One row per identity (`by_identity` of the results), those with broken connections first: how many it has,
+def triage_summary(identities: Sequence[TriageResult], names: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One row per identity (the results of `by_identity`), those with broken connections first: how many it has,
     how many need attention and on which platforms, and the lookup that opens it."""
-    results = by_identity(results)
     names = names or {}
     rows = []
-    for r in results:
+    for r in identities:
         broken = sorted({names.get(c.platform, c.platform) for c in r.connections if c.state in NEEDS_ATTENTION},
                         key=str.lower)
         rows.append({"open": Lookup(identity=r.identity, identity_type=r.identity_type or "").link,
