@@ -7,6 +7,8 @@ saying what the person in front of the dashboard should do next. Pages render
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 
 class PicaError(Exception):
     """Base class: a call to Pica did not give a usable answer."""
@@ -76,11 +78,19 @@ class RateLimitedError(PicaError):
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs) -> None:
         self.retry_after = retry_after
+        self.received_at = datetime.now(UTC)
         if retry_after is not None and "hint" not in kwargs:
             kwargs["hint"] = f"Pica's rate limit was reached: retry in {retry_after:.0f} s."
         super().__init__(message, **kwargs)
 
     default_hint = "Pica's rate limit was reached: wait a minute and retry."
+
+    def lasting_hint(self) -> str:
+        """The hint for a record read later: the wait as a clock time (UTC), since "retry in 54 s" read an hour on
+        misleads; the hint as it is when the wait is unknown or too far off for a clock."""
+        if self.retry_after is None or not 0 <= self.retry_after < 86400:
+            return self.hint
+        return f"Pica's rate limit was reached: retry after {self.received_at + timedelta(seconds=self.retry_after):%H:%M:%S} UTC."
 
 
 class UpstreamUnavailableError(PicaError):

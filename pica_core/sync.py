@@ -20,7 +20,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from .client import AsyncPicaClient, Operation, PageResult
 from .errors import PicaError, RateLimitedError
@@ -196,11 +196,8 @@ class _Writer:
 
 
 def _said(error: PicaError) -> str:
-    """What Pica answered and what to do (a key to check, a rate limit's wait), as the run's record keeps it: the
-    wait as a clock time, since the record is read later ("retry in 54 s" read an hour on misleads)."""
-    hint = error.hint
-    if isinstance(error, RateLimitedError) and error.retry_after is not None and 0 <= error.retry_after < 86400:
-        hint = f"Pica's rate limit was reached: retry after {utcnow() + timedelta(seconds=error.retry_after):%H:%M:%S} UTC."
+    """What Pica answered and what to do (a key to check, a rate limit's wait), as the run's record keeps it."""
+    hint = error.lasting_hint() if isinstance(error, RateLimitedError) else error.hint
     return f"{error} — {hint}" if hint else str(error)
 
 
