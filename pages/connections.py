@@ -31,6 +31,7 @@ from pica_core.text import count, plain
 from pica_core.ui import context, data
 from pica_core.ui.connections_ui import detail
 from pica_core.ui.layout import (
+    app_base,
     arrived,
     bring_into_view,
     chosen_in_place,
@@ -278,7 +279,7 @@ with bulk_tab:
                              f"said: {failed[0].error}"), icon=":material/cloud_off:")
         by_identity, every = st.tabs(["By identity", "Every connection"])
         with by_identity:
-            st.dataframe(triage_summary(identities, names), hide_index=True, width="stretch", column_config={
+            st.dataframe(triage_summary(identities, names, base=app_base()), hide_index=True, width="stretch", column_config={
                 "open": st.column_config.LinkColumn("lookup", display_text="open", width="small")})
         with every:
             broken_only = st.toggle("Only those that need attention", key="triage-broken-only")

@@ -13,6 +13,7 @@ from pica_core.store import utcnow
 from pica_core.ui import context, data, fleet_ui
 from pica_core.ui.layout import (
     ago,
+    app_base,
     keep_widgets,
     public_url,
     state_label,
@@ -28,6 +29,7 @@ env = settings.environment
 st.title("Fleet health")
 catalog = data.catalog(settings).value
 names = {c.platform: c.name for c in catalog[0]} if catalog else {}
+base = app_base()  # links in tables stay inside the app, whatever path it is served under
 
 last = fleet_ui.latest_run(store, env)
 outcome = fleet_ui.pop_outcome()
@@ -139,7 +141,7 @@ with broken_tab:
         st.caption("Select a row to open its connection here; **open** opens it in another tab.")
         # A state the dashboard found on first sight began before then: its age is a lower bound.
         table = pd.DataFrame([{
-            "open": opening(r).link, "state": state_label(r.state), "since": r.state_since,
+            "open": opening(r).link(base), "state": state_label(r.state), "since": r.state_since,
             "for": ("≥ " if r.since_is_lower_bound else "") + ago(r.state_since).replace(" ago", ""),
             "platform": names.get(r.platform, r.platform), "identity": r.user_id, "identity type": r.identity_type,
             "created": r.created_at, "key": r.connection_key} for r in attention])
@@ -161,7 +163,7 @@ with changed_tab:
     if changes:
         shown(changes, totals["changes"], "latest")
         st.dataframe(pd.DataFrame([{
-            "open": Lookup(key=t.connection_key).link, "when": t.at,
+            "open": Lookup(key=t.connection_key).link(base), "when": t.at,
             "change": describe_transition(t.from_state, t.to_state),
             "platform": names.get(t.platform, t.platform), "identity": t.user_id, "seen by": t.source,
             "key": t.connection_key} for t in changes]), hide_index=True, width="stretch", column_config={

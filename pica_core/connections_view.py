@@ -71,10 +71,10 @@ class Lookup:
         stem = re.sub(r"[^\w.@-]+", "_", "-".join(w for w in what if w)).strip("._")[:80]
         return f"connections-{stem}.csv" if stem else "connections.csv"
 
-    @property
-    def link(self) -> str:
-        """The Connections page's address that runs this lookup (for link columns)."""
-        return "/connections?" + urlencode(self.to_query())
+    def link(self, base: str = "/") -> str:
+        """The Connections page's address that runs this lookup (for link columns), under the path the app is
+        served from (`base`: a `server.baseUrlPath` deployment's links leave the app without it)."""
+        return f"{base.rstrip('/')}/connections?{urlencode(self.to_query())}"
 
     @staticmethod
     def left_out(params: Mapping[str, str | list[str]]) -> list[str]:
@@ -432,15 +432,16 @@ def by_identity(results: Sequence[TriageResult]) -> list[TriageResult]:
     return list(merged.values())
 
 
-def triage_summary(identities: Sequence[TriageResult], names: Mapping[str, str] | None = None) -> pd.DataFrame:
+def triage_summary(identities: Sequence[TriageResult], names: Mapping[str, str] | None = None, *,
+                   base: str = "/") -> pd.DataFrame:
     """One row per identity (the results of `by_identity`), those with broken connections first: how many it has,
-    how many need attention and on which platforms, and the lookup that opens it."""
+    how many need attention and on which platforms, and the lookup that opens it (a link under `base`)."""
     names = names or {}
     rows = []
     for r in identities:
         broken = sorted({names.get(c.platform, c.platform) for c in r.connections if c.state in NEEDS_ATTENTION},
                         key=str.lower)
-        rows.append({"open": Lookup(identity=r.identity, identity_type=r.identity_type or "").link,
+        rows.append({"open": Lookup(identity=r.identity, identity_type=r.identity_type or "").link(base),
                      "identity": r.identity,
                      "identity type": r.identity_type or "any", "connections": len(r.connections),
                      "need attention": sum(1 for c in r.connections if c.state in NEEDS_ATTENTION),

@@ -194,6 +194,11 @@ def public_url(url: str | None, settings: Settings) -> str | None:
     return f"{browser.scheme}://{browser.netloc}{url[len(f'{internal.scheme}://{internal.netloc}'):]}"
 
 
+def app_base() -> str:
+    """The path the app is served under, for links in tables: '/' unless `server.baseUrlPath` sets one."""
+    return "/" + (st.get_option("server.baseUrlPath") or "").strip("/")
+
+
 def selection_table(frame: pd.DataFrame, ids: Sequence[str], selected: str, *, name: str, **options) -> str:
     """A single-row-select st.dataframe of rows `ids` showing `selected`; returns the id now selected ("" = none).
 

@@ -80,6 +80,23 @@ def test_attention_links_open_the_connection_whatever_its_identity(app_env):
     assert parse_qs(urlsplit(link).query) == {"identity": ["a&b c=d#e"], "connection": ["odd-1"]}
 
 
+def test_links_stay_under_the_path_the_app_is_served_from(app_env):
+    """Behind a proxy at /ops/ (server.baseUrlPath), a link to /connections would leave the app."""
+    from streamlit import config
+
+    at = open_page("fleet")
+    conn = next(c for c in app_env.state.connections.values() if c["environment"] == "test" and c["state"] == "operational")
+    app_env.set_state(conn["id"], "failed")
+    config.set_option("server.baseUrlPath", "ops/")
+    try:
+        click(at, "Sync now")
+    finally:
+        config.set_option("server.baseUrlPath", "")
+    for column in ("since", "change"):  # the failing list, the last 24 h's changes
+        links = next(df.value for df in at.dataframe if column in df.value.columns)["open"]
+        assert len(links) and links.str.startswith("/ops/connections?").all()
+
+
 def test_a_connection_with_no_identity_opens_by_its_key(app_env):
     """A lookup of the connection id alone finds nothing: without an identity, the link looks the key up."""
     conn = app_env.state.add_connection(platform="gmail", environment="test", identity=None, identity_type=None)

@@ -38,6 +38,12 @@ def test_lookup_round_trips_through_the_query_string():
         identity="a", states=("failed",))
 
 
+def test_a_lookup_links_under_the_path_the_app_is_served_from():
+    lookup = Lookup(identity="a&b", identity_type="team")
+    assert lookup.link() == "/connections?identity=a%26b&identityType=team"
+    assert lookup.link("/ops") == lookup.link("/ops/") == "/ops/connections?identity=a%26b&identityType=team"
+
+
 def test_lookup_filters_validate_before_any_request():
     with pytest.raises(InvalidInputError):
         Lookup().filters()
