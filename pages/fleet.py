@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from pica_core.connections_view import Lookup, fleet_csv
-from pica_core.health import attention_summary, describe_transition, state_columns
+from pica_core.health import attention_summary, describe_transition
 from pica_core.models import STATES
 from pica_core.store import utcnow
 from pica_core.ui import context, data, fleet_ui
@@ -95,16 +95,11 @@ def overview() -> None:
         platforms = by_platform["platform"].nunique()
         shown = f"{len(keep)} of {platforms:,}: " if len(keep) < platforms else ""
         st.markdown(f"**States by platform** ({shown}the most broken first, then the busiest)")
-        wide = by_platform[by_platform.platform.isin(keep)].pivot_table(
-            index="platform", columns="state", values="connections", fill_value=0).reindex(keep)
-        states, colors = state_columns(wide.columns)
-        # 22 px a bar: shorter, the chart drops every other platform's label.
-        st.bar_chart(wide[states], horizontal=True, height=max(420, 22 * len(keep) + 80), sort=False, color=colors)
+        st.altair_chart(fleet_ui.state_bars(by_platform[by_platform.platform.isin(keep)], "platform", order=keep))
     with right:
-        st.markdown("**States by identity type**")
-        wide = by_type.pivot_table(index="identity type", columns="state", values="connections", fill_value=0)
-        states, colors = state_columns(wide.columns)
-        st.bar_chart(wide[states], height=420, color=colors)
+        st.markdown("**States by identity type** (colours as beside)")
+        # No legend: a second one did not fit in this narrower column at 1024 px, and the colours are the same.
+        st.altair_chart(fleet_ui.state_bars(by_type, "identity type", row_px=44, legend=False))
 
 
 overview()

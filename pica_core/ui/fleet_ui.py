@@ -4,17 +4,38 @@ from __future__ import annotations
 
 import asyncio
 
+import altair as alt
+import pandas as pd
 import streamlit as st
 
 from ..client import AsyncPicaClient
 from ..config import Settings
 from ..errors import PicaError
+from ..health import state_columns
 from ..store import Store, SyncRun
 from ..sync import CannotResume, SyncBusy, SyncReport, page_list, resume_sync, sync_fleet
 from ..text import count, plain
 from .layout import ago
 
 _OUTCOME = "sync-outcome"
+
+
+def state_bars(counts: pd.DataFrame, by: str, *, order: list[str] | None = None, row_px: int = 22,
+               legend: bool = True) -> alt.Chart:
+    """Horizontal bars of connections per `by` (a column of `counts`, beside `state` and `connections`), stacked
+    by state in the usual order and colours, in `order`, `row_px` a row (shorter, Vega drops every other label).
+    Its legend wraps under the chart in two columns: st.bar_chart's one line was cut off in a half-width column at
+    1024 px ("operational, degraded, faile")."""
+    states, colors = state_columns(counts["state"])
+    data = counts[counts["state"].isin(states)].assign(rank=lambda f: f["state"].map(states.index))
+    return alt.Chart(data).mark_bar().encode(
+        alt.Y(f"{by}:N", sort=order or "ascending", title=None, axis=alt.Axis(labelLimit=160)),
+        alt.X("sum(connections):Q", title="connections"),
+        color=alt.Color("state:N", sort=states, scale=alt.Scale(domain=states, range=colors),
+                        legend=alt.Legend(title=None, orient="bottom", columns=2, labelLimit=0) if legend else None),
+        order=alt.Order("rank:Q"),
+        tooltip=[alt.Tooltip(f"{by}:N"), alt.Tooltip("state:N"), alt.Tooltip("sum(connections):Q", title="connections")],
+    ).properties(height=alt.Step(row_px))
 
 
 def run_sync(settings: Settings, store: Store, *, label: str = "Syncing the fleet…",

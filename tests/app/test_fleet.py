@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from datetime import UTC, datetime, time
@@ -142,8 +143,8 @@ def test_platform_chart_puts_the_most_broken_first(app_env):
     assert_clean(at)
     chart = at.get("vega_lite_chart")[0].proto  # states by platform
     bars = pa.ipc.open_stream(chart.datasets[0].data.data).read_all().to_pandas()
-    bars.columns = ["platform", "state", "connections"]  # Streamlit names the melted columns itself
-    order = list(dict.fromkeys(bars["platform"]))
+    order = json.loads(chart.spec)["encoding"]["y"]["sort"]  # top to bottom
+    assert set(order) == set(bars["platform"])
     broken_bars = bars[bars.state.isin(["failed", "degraded"])].groupby("platform")["connections"].sum()
     broken = [int(broken_bars.get(p, 0)) for p in order]
     top, busiest = broken[:10], broken[10:]  # the ten most broken, then the busiest of the rest

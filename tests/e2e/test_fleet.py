@@ -193,3 +193,25 @@ def test_the_reader_s_tab_stays_open_when_the_counts_change(dashboard, page):
     assert open_tab(page).inner_text() == "Export"
     auto_refresh.click()
     wait_idle(page)
+
+
+def test_the_charts_fit_their_columns_in_a_1024_px_window(dashboard, page):
+    """Every platform label, axis and legend entry drawn inside its chart (one legend line was cut off at 1024 px,
+    and a shorter chart dropped every other platform's label)."""
+    page.set_viewport_size({"width": 1024, "height": 900})
+    open_fleet_synced(dashboard, page)
+    charts = page.locator("[data-testid='stVegaLiteChart']")
+    expect(charts).to_have_count(2)
+    for chart in charts.all():
+        chart.scroll_into_view_if_needed()
+        outside = chart.evaluate("""box => {
+            const edge = box.getBoundingClientRect();
+            return [...box.querySelectorAll('text')].filter(t => t.textContent.trim()).filter(t => {
+                const r = t.getBoundingClientRect();
+                return r.right > edge.right + 1 || r.left < edge.left - 1 || getComputedStyle(t).opacity === '0'
+                    || t.getAttribute('opacity') === '0';
+            }).map(t => t.textContent);
+        }""")
+        assert outside == [], outside
+    platforms = charts.first.evaluate("box => [...box.querySelectorAll('text')].map(t => t.textContent)")
+    assert {"operational", "degraded", "failed", "unknown"} <= set(platforms)  # its legend
