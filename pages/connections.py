@@ -15,6 +15,7 @@ from pica_core.connections_view import (
     by_identity,
     connection_rows,
     connections_csv,
+    in_its_letters,
     no_results_message,
     parse_bulk,
     pasted_identity,
@@ -142,15 +143,15 @@ with lookup_tab:
                 if lookup.identity and (lookup.identity_type or lookup.platform):
                     others = data.connections(settings, identity=filters["identity"]).value or []
                 lowered = lookup.identity.lower()
-                if (not others and not lookup.key and lowered != lookup.identity
-                        and (found := data.connections(settings, **{**filters, "identity": lowered}).value)):
-                    same_letters = (lowered, len(found))
+                if (not others and not lookup.key and lowered != lookup.identity  # of every type: the hint says which
+                        and (found := data.connections(settings, identity=lowered).value)):
+                    same_letters = (lowered, found)
                 message, hint = no_results_message(lookup, environment=settings.environment, others=others,
                                                    names=names, same_letters=same_letters)
                 st.warning(plain(message), icon=":material/search_off:")
                 if same_letters:
                     st.page_link("pages/connections.py", label=plain(f"Look up {lowered}"), icon=":material/search:",
-                                 query_params={k: v for k, v in replace(lookup, identity=lowered).to_query().items()
+                                 query_params={k: v for k, v in in_its_letters(lookup, *same_letters).to_query().items()
                                                if v})
                 platform = filters.get("platform")
                 if platform and names and platform not in names:

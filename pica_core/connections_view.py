@@ -194,10 +194,10 @@ def connections_csv(table: pd.DataFrame, connections: Sequence[Connection]) -> s
 
 def no_results_message(lookup: Lookup, *, environment: str, others: Sequence[Connection] = (),
                        names: Mapping[str, str] | None = None,
-                       same_letters: tuple[str, int] | None = None) -> tuple[str, str]:
+                       same_letters: tuple[str, Sequence[Connection]] | None = None) -> tuple[str, str]:
     """(message, hint) for an empty lookup. `others`: the identity's connections of any type and platform (when the
-    lookup named a type or a platform); `same_letters`: the identity in lower case and how many connections it has
-    (Pica matches identities exactly); the environment of the key."""
+    lookup named a type or a platform); `same_letters`: the identity in lower case and its connections of any type
+    and platform (Pica matches identities exactly); the environment of the key."""
     names = names or {}
     platform = names.get(lookup.platform.strip().lower(), lookup.platform) if lookup.platform else ""
     narrowed = lookup.key and (lookup.identity or lookup.identity_type or lookup.platform)
@@ -239,19 +239,35 @@ def pasted_identity(text: str) -> tuple[str, str]:
 
 
 def _identity_hints(identity_type: str | None, others: Sequence[Connection],
-                    same_letters: tuple[str, int] | None) -> list[str]:
+                    same_letters: tuple[str, Sequence[Connection]] | None) -> list[str]:
     """Why an identity looked up with `identity_type` found nothing: it has `others` under other types, or its
-    lower-case spelling has connections (`same_letters`: that spelling and how many)."""
+    lower-case spelling has connections (`same_letters`: that spelling and its connections of every type)."""
     hints = []
     if same_letters:
         lowered, found = same_letters
-        hints.append(f"Pica matches identities exactly, letter case included: {lowered} has "
-                     f"{count(found, 'connection')}.")
-    if identity_type and (other_types := Counter(c.identity_type for c in others if c.identity_type != identity_type)):
-        found = ", ".join(f"{n} as type {kind or 'none'}" for kind, n in sorted(other_types.items(),
-                                                                               key=lambda kv: str(kv[0])))
-        hints.append(f"This identity has connections under another identity type: {found}.")
+        text = f"Pica matches identities exactly, letter case included: {lowered} has {count(len(found), 'connection')}"
+        if identity_type and any(c.identity_type != identity_type for c in found):  # both mistakes at once
+            text += f" ({_by_type(found)})"
+        hints.append(text + ".")
+    if identity_type and (other_types := [c for c in others if c.identity_type != identity_type]):
+        hints.append(f"This identity has connections under another identity type: {_by_type(other_types)}.")
     return hints
+
+
+def _by_type(connections: Sequence[Connection]) -> str:
+    """'2 as type team, 1 as type user'."""
+    kinds = Counter(c.identity_type for c in connections)
+    return ", ".join(f"{n} as type {kind or 'none'}" for kind, n in sorted(kinds.items(), key=lambda kv: str(kv[0])))
+
+
+def in_its_letters(lookup: Lookup, lowered: str, found: Sequence[Connection]) -> Lookup:
+    """The lookup of `lowered` (the identity in lower case, which has `found`), keeping the type and platform only
+    where they find something: a lookup wrong in case and in type finds nothing with either left."""
+    return replace(lookup, identity=lowered, selected="",
+                   identity_type=lookup.identity_type if any(c.identity_type == lookup.identity_type for c in found)
+                   else "",
+                   platform=lookup.platform if any(c.platform == lookup.platform.strip().lower() for c in found)
+                   else "")
 
 
 @dataclass
@@ -371,9 +387,9 @@ async def triage(client, identities: Sequence[tuple[str, str | None]],
         try:
             others = await client.connections(identity=identity) if identity_type else []
             same_letters = None
-            if not others and identity.lower() != identity:
-                found = await client.connections(identity=identity.lower(), identity_type=identity_type)
-                same_letters = (identity.lower(), len(found)) if found else None
+            if not others and identity.lower() != identity:  # of every type: the hint says which
+                found = await client.connections(identity=identity.lower())
+                same_letters = (identity.lower(), found) if found else None
         except PicaError:  # only a hint: Pica's answer, no connections, stands
             return ""
         return " ".join(_identity_hints(identity_type, others, same_letters))

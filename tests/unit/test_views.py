@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -16,6 +17,7 @@ from pica_core.connections_view import (
     TriageResult,
     connection_rows,
     connections_csv,
+    in_its_letters,
     no_results_message,
     parse_bulk,
     sort_for_attention,
@@ -136,8 +138,19 @@ def test_no_results_on_a_platform_names_it_and_what_the_identity_has_elsewhere()
 
 
 def test_no_results_for_an_identity_in_other_letter_case_says_pica_matches_exactly():
-    _, hint = no_results_message(Lookup(identity="Sven@x.io"), environment="test", same_letters=("sven@x.io", 7))
-    assert hint.startswith("Pica matches identities exactly, letter case included: sven@x.io has 7 connections.")
+    found = [Connection(id=f"s{n}", key=f"test::{p}::default::{n:032x}|sven@x.io", platform=p, identity="sven@x.io",
+                        identity_type=kind) for n, (p, kind) in enumerate([("gmail", "team"), ("slack", "team"),
+                                                                          ("slack", "user")])]
+    _, hint = no_results_message(Lookup(identity="Sven@x.io"), environment="test", same_letters=("sven@x.io", found))
+    assert hint.startswith("Pica matches identities exactly, letter case included: sven@x.io has 3 connections.")
+    # Wrong in case and in type: the hint names its types, and its lookup keeps only what finds something.
+    wrong_type = Lookup(identity="Sven@x.io", identity_type="project", platform="slack")
+    _, hint = no_results_message(wrong_type, environment="test", same_letters=("sven@x.io", found))
+    assert hint.startswith("Pica matches identities exactly, letter case included: sven@x.io has 3 connections (2 as "
+                           "type team, 1 as type user).")
+    assert in_its_letters(wrong_type, "sven@x.io", found) == Lookup(identity="sven@x.io", platform="slack")
+    assert in_its_letters(replace(wrong_type, identity_type="user", platform="zoom"), "sven@x.io", found) == Lookup(
+        identity="sven@x.io", identity_type="user")
 
 
 def test_triage_rows_list_each_connection_once():
