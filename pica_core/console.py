@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import math
 import pprint
 import re
@@ -52,6 +53,8 @@ from .text import SECRET_MASK, scrub
 if TYPE_CHECKING:  # only for annotations: the console works with any client and store of these shapes
     from .client import PicaClient
     from .store import Store
+
+log = logging.getLogger("pica_core.console")
 
 MAX_REQUEST_BODY_BYTES = 1_048_576  # 1 MiB
 MAX_TABLE_ROWS = 1_000  # records shown in the response table; the rest are in the raw body
@@ -117,7 +120,13 @@ def parse_json_body(text: str) -> Any:
     if not text.strip():
         raise InvalidInputError("The JSON body is empty.", hint="Enter a JSON value (e.g. {}), or choose body 'none'.")
     try:
-        return json.loads(text, parse_constant=_refuse_non_finite, parse_float=_finite_float)
+        value = json.loads(text, parse_constant=_refuse_non_finite, parse_float=_finite_float)
+        encode_json(value)  # a lone surrogate escape (\ud800) reads, but UTF-8 cannot carry it
+        return value
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(f"The JSON body is not valid: \\u{ord(exc.object[exc.start]):04x} is half of a "
+                                "surrogate pair, which cannot be sent as UTF-8.",
+                                hint="Write the whole pair (e.g. \\ud83d\\ude00) or the character itself.") from None
     except json.JSONDecodeError as exc:
         lines = text.split("\n")  # as json counts lines: by \n only
         line = lines[exc.lineno - 1].removesuffix("\r") if exc.lineno <= len(lines) else ""
@@ -546,8 +555,16 @@ def request_body_text(prepared: PreparedRequest) -> str | None:
                        "size": len(f.content)} for f in prepared.files],
         }, ensure_ascii=False)
     if prepared.body_kind == "raw":
-        return (prepared.content or b"").decode("utf-8", errors="replace")
+        return body_text(prepared.content or b"")
     return None
+
+
+def body_text(body: bytes) -> str:
+    """A body as history keeps it: its text, or, for a binary body (a NUL byte, which PDFs, images and archives
+    hold and PostgreSQL's text refuses), what it was."""
+    if b"\x00" in body:
+        return f"[binary, {len(body):,} bytes: not kept]"
+    return body.decode("utf-8", errors="replace")
 
 
 def make_record(prepared: PreparedRequest, *, response: PassthroughResponse | None = None,
@@ -565,11 +582,10 @@ def make_record(prepared: PreparedRequest, *, response: PassthroughResponse | No
         request_body=request_body, request_truncated=request_cut,
     )
     if response is not None:
-        scrubbed = scrub_body(response.body or b"", secret)[0].decode("utf-8", errors="replace")
-        body_text, response_cut = truncate(scrubbed, body_limit)
+        kept, response_cut = truncate(body_text(scrub_body(response.body or b"", secret)[0]), body_limit)
         record.status = response.status
         record.response_headers = redact_headers(response.headers, secret)
-        record.response_body = body_text or None
+        record.response_body = kept or None
         record.response_truncated = response_cut
         record.response_size = len(response.body or b"")
         record.elapsed_ms = round(response.elapsed_ms, 2)
@@ -588,6 +604,7 @@ class CallOutcome:
     response: PassthroughResponse | None = None
     error: PicaError | None = None
     record: PassthroughCallRecord | None = None
+    not_recorded: str | None = None  # why the history (or the audit log) could not keep it: the call was sent
 
     @property
     def status(self) -> int | None:
@@ -615,14 +632,17 @@ def run_call(client: PicaClient, store: Store, prepared: PreparedRequest, *, act
              action_title: str | None, secret: str | None, body_limit: int) -> CallOutcome:
     """Send, store the redacted call in history, and audit it when it is not a GET."""
     outcome = send(client, prepared)
-    outcome.record = store.record_call(make_record(
-        prepared, response=outcome.response, error=outcome.error, actor=actor, platform=platform,
-        action_title=action_title, secret=secret, body_limit=body_limit))
-    if prepared.method != "GET":
-        record = outcome.record  # scrubbed of the secret: the audit log is shown too
-        store.audit(actor=actor, action="console_call", target=record.connection_key,
-                    outcome="ok" if outcome.ok else "error", method=prepared.method, path=record.path,
-                    status=outcome.status, action_id=record.action_id, history_id=record.id)
+    record = make_record(prepared, response=outcome.response, error=outcome.error, actor=actor, platform=platform,
+                         action_title=action_title, secret=secret, body_limit=body_limit)
+    try:  # the call went out: its answer is shown whatever happens to its record
+        outcome.record = store.record_call(record)
+        if prepared.method != "GET":  # the record is scrubbed of the secret: the audit log is shown too
+            store.audit(actor=actor, action="console_call", target=record.connection_key,
+                        outcome="ok" if outcome.ok else "error", method=prepared.method, path=record.path,
+                        status=outcome.status, action_id=record.action_id, history_id=record.id)
+    except Exception as exc:  # noqa: BLE001 - the database's first line, not its statement (it holds the body)
+        outcome.not_recorded = scrub(f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}", secret)
+        log.warning("console call %s %s sent but not recorded: %s", prepared.method, record.path, outcome.not_recorded)
     return outcome
 
 

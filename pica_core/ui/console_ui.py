@@ -297,7 +297,10 @@ def _raw_action(settings: Settings, platform: str) -> ChosenAction | None:
         st.caption("Raw mode sends any method and path with the action id you give.")
         return None
     title = ss.get("con_raw_title")
-    known = next((h for h in _hits(settings, platform, "") if h.system_id == action_id.strip()), None)
+    try:  # only for the action's title and notes: raw mode sends without them when Pica cannot be asked
+        known = next((h for h in data.actions(settings, platform, "") if h.system_id == action_id.strip()), None)
+    except PicaError:
+        known = None
     if known is not None:
         title = known.title
     return ChosenAction(action_id.strip(), title, method, path.strip(), ["custom"] if custom else [],
@@ -448,6 +451,9 @@ def render_call(shown: ShownCall, settings: Settings, *, key: str) -> None:
     record_id = outcome.record.id if outcome.record else None
     st.caption(f"{outcome.prepared.method} {plain(outcome.prepared.display_path)}"
                + (f" · history #{record_id}" if record_id else ""))
+    if outcome.not_recorded:
+        st.warning(plain(f"Sent, but History could not keep this call ({outcome.not_recorded}): copy what you need "
+                         "from here before you send another."), icon=":material/history_toggle_off:")
     if outcome.error is not None:
         show_error(outcome.error, what="Pica did not forward the call")
         _exports(outcome.prepared, settings, key=key)

@@ -216,6 +216,18 @@ def test_nan_or_infinity_in_the_json_body_is_refused_and_kept(app_env, body):
     assert at.text_area(key="con_body_json").value == body  # nothing the user typed is lost
 
 
+def test_a_lone_surrogate_escape_in_the_json_body_is_refused_and_kept(app_env):
+    """JSON reads "\\ud800", but UTF-8 cannot carry half a pair: refused, not a crash when it is encoded."""
+    at, _ = console_on(app_env, SEND_MESSAGE)
+    body = '{"raw": "\\ud800"}'
+    at.text_area(key="con_body_json").set_value(body).run()
+    assert_clean(at)
+    assert "is half of a surrogate pair" in messages(at)  # shown live under the editor
+    send(at)
+    assert "Not sent: The JSON body is not valid: \\ud800 is half of a surrogate pair" in messages(at)
+    assert passthrough_calls(app_env) == 0 and at.text_area(key="con_body_json").value == body
+
+
 def test_a_missing_path_variable_is_refused(app_env):
     at, _ = console_on(app_env, user_id=None)
     assert at.text_input(key="con_var_userId").value == ""
@@ -484,6 +496,23 @@ def test_actions_pica_could_not_list_are_not_reported_as_no_match(app_env):
     assert_clean(at)
     assert "Actions of gmail: 503" in messages(at)
     assert not [c.value for c in at.caption if "No actions" in c.value]
+
+
+def test_raw_mode_sends_when_pica_cannot_list_the_actions(app_env):
+    """Raw mode asks for the action only for its title: a failed search must not stop it (Load into builder
+    opens every stored call in raw mode)."""
+    conn = gmail(app_env)
+    at = open_page("console", query={"key": conn["key"]})
+    at.segmented_control(key="con_action_mode").set_value("Raw").run()
+    at.text_input(key="con_raw_path").set_value("/gmail/v1/users/me/messages").run()
+    app_env.fault("status", status=503, count=100, path="/v1/available-actions")
+    import streamlit as st
+
+    st.cache_data.clear()
+    at.text_input(key="con_raw_action_id").set_value(LIST_MESSAGES).run()
+    assert_clean(at)
+    send(at)
+    assert records()[0].status == 200
 
 
 def test_a_list_shown_from_before_a_pica_failure_says_when_it_was_fetched(app_env):

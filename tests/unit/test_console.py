@@ -491,6 +491,41 @@ def test_a_post_is_audited(sandbox, client, store):
     assert event.detail["path"] == "/gmail/v1/users/me/messages/send"
 
 
+EXPORT_ACTION = "conn_mod_def::GJ6RziZnVhE::KyuPyhkzQ1K3CQxYqa8IGA"  # Export a File From Google Drive
+
+
+def export(sandbox, mime_type: str = "application/pdf") -> console.PreparedRequest:
+    conn = connection(sandbox, platform="google-drive")
+    return console.prepare(draft(connection_key=conn["key"], action_id=EXPORT_ACTION,
+                                 path_template="/drive/v3/files/{{fileId}}/export", path_values={"fileId": "f1"},
+                                 query=[("mimeType", mime_type)]))
+
+
+def test_a_binary_answer_is_shown_and_history_says_what_it_was(sandbox, client, store):
+    """A PDF's bytes hold NULs, which PostgreSQL's text refuses: the call was sent, and must not be lost."""
+    outcome = run(client, store, export(sandbox), platform="google-drive")
+    assert outcome.ok and b"\x00" in outcome.response.body and outcome.not_recorded is None
+    stored = store.call(outcome.record.id)
+    assert stored.response_body == f"[binary, {len(outcome.response.body):,} bytes: not kept]"
+    assert stored.response_size == len(outcome.response.body)
+    text = run(client, store, export(sandbox, "text/plain"), platform="google-drive")
+    assert store.call(text.record.id).response_body == "Exported f1\n"
+
+
+def test_a_call_whose_history_cannot_be_written_keeps_its_answer(sandbox, client, store):
+    from sqlalchemy import text
+
+    with store.engine.begin() as db:  # the history table gone (a migration gone wrong, say)
+        db.execute(text("DROP TABLE passthrough_calls"))
+    try:
+        outcome = run(client, store, export(sandbox), platform="google-drive")
+        assert outcome.ok and outcome.record is None and sandbox.count("passthrough") == 1
+        assert outcome.not_recorded.split(":")[0] in ("OperationalError", "ProgrammingError")
+        assert SANDBOX_TEST_KEY not in outcome.not_recorded
+    finally:
+        store.create_schema()
+
+
 def test_the_audit_log_is_scrubbed_of_the_secret_too(sandbox, client, store):
     conn = connection(sandbox)
     key = conn["key"].split("|")[0] + "|" + SANDBOX_TEST_KEY  # an identity that is the secret, pasted by mistake
