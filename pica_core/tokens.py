@@ -91,7 +91,7 @@ class GrantSigner:
             payload = _unb64(encoded)
         except (ValueError, TypeError):
             raise GrantError("The grant is malformed.") from None
-        if not hmac.compare_digest(mac, self._mac(payload)):
+        if not mac.isascii() or not hmac.compare_digest(mac, self._mac(payload)):  # compare_digest takes ASCII only
             raise GrantError("The grant's signature is invalid.")
         data = json.loads(payload)
         if data["exp"] < (now or time.time()):
@@ -222,8 +222,7 @@ class TokenRoute:
             return error(502, f"Pica is unavailable ({exc.status or 'no answer'}): retry in a moment.")
         except InvalidInputError as exc:
             return error(400, exc.message)
-        except PicaError as exc:
-            status = exc.status if exc.status and 400 <= exc.status < 600 else 502
-            return error(status, f"Pica answered an error: {exc.message}")
+        except PicaError as exc:  # anything else Pica answered is the gateway's failure, not the widget's request
+            return error(502, f"Pica answered an error ({exc.status or 'no status'}): {exc.message}")
         log.info("minted an AuthKit token for identity type %s", grant.identity_type)
         return Response(token, media_type="application/json", headers=cors)

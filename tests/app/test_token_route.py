@@ -89,6 +89,7 @@ def test_good_post_mints_for_the_granted_identity_not_x_user_id(client, app_env)
     {"x-user-id": "anyone"},
     {"x-authkit-grant": "garbage"},
     {"x-authkit-grant": GrantSigner(Secret("another-key")).issue("grant-user-1", "user")},
+    {"x-authkit-grant": "e30.\u00e9".encode("latin-1")},  # not ASCII: hmac.compare_digest raised TypeError (500)
 ])
 def test_missing_or_forged_grant_is_401(client, app_env, headers):
     response = client.post(URL, headers=headers, content=b"{}")
@@ -139,6 +140,13 @@ def test_pica_failure_is_502_with_json_and_cors(client, app_env, monkeypatch):
     app_env.fault("status", status=503, count=50, path="/v1/authkit")
     response = client.post(URL, headers=grant(), content=b"{}")
     assert response.status_code == 502 and "unavailable" in response.json()["error"]
+    assert_cors(response)
+
+
+def test_any_other_pica_error_is_502_not_passed_on_as_the_widget_s_own(client, app_env):
+    app_env.fault("status", status=404, count=50, path="/v1/authkit")  # a wrong PICA_API_URL path, say
+    response = client.post(URL, headers=grant(), content=b"{}")
+    assert response.status_code == 502 and response.json()["error"].startswith("Pica answered an error (404)")
     assert_cors(response)
 
 
