@@ -541,8 +541,10 @@ class PassthroughCall:
             kwargs["json"] = json
         if form is not None:
             kwargs["data"] = dict(form)
-        if files is not None:
+        if files is not None and len(files):
             kwargs["files"] = files
+        elif files is not None:  # fields alone: httpx sends data= urlencoded, and (None, value) parts as fields
+            kwargs["files"] = [(str(name), (None, str(value))) for name, value in kwargs.pop("data", {}).items()]
         if content is not None:
             kwargs["content"] = content
         pairs = list(query.items()) if isinstance(query, Mapping) else list(query or [])

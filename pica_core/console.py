@@ -225,11 +225,20 @@ class PreparedRequest:
     def display_path(self) -> str:
         return f"/{self.path}"
 
+    @property
+    def typed(self) -> bool:
+        """The user gave the body's Content-Type (else httpx, and so the exports, give their own)."""
+        return any(name.lower() == "content-type" for name in self.headers)
+
     def client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `PicaClient.passthrough(method, path, **kwargs)`."""
         kwargs: dict[str, Any] = dict(connection_key=self.connection_key, action_id=self.action_id,
                                       query=list(self.query), headers=dict(self.headers))
-        if self.body_kind == "json":
+        if self.body_kind == "json" and self.json_body is None:  # JSON's null is a body; httpx reads json=None as none
+            kwargs["content"] = b"null"
+            if not self.typed:
+                kwargs["headers"]["Content-Type"] = "application/json"
+        elif self.body_kind == "json":
             kwargs["json"] = self.json_body
         elif self.body_kind == "form":
             kwargs["form"] = dict(self.form or {})
@@ -703,17 +712,20 @@ def export_curl(prepared: PreparedRequest, base_url: str, *, secret: str | None 
             lines.append(f'-H {_shell_header_name(name)}${_env_name(name)}"')
         else:
             lines.append(f"-H {shlex.quote(f'{name}: {value}')}")
+    # As httpx sends it: its own Content-Type unless one was given (curl would send both); --data-raw, which
+    # reads no @file; a form encoded whole (--data-urlencode leaves a field's name as it is).
     if prepared.body_kind == "json":
-        lines.append("-H 'content-type: application/json'")
+        lines += [] if prepared.typed else ["-H 'content-type: application/json'"]
         lines.append(f"--data-raw {shlex.quote(encode_json(prepared.json_body).decode('utf-8'))}")
     elif prepared.body_kind == "form":
-        lines += [f"--data-urlencode {shlex.quote(f'{k}={v}')}" for k, v in (prepared.form or {}).items()]
+        lines.append(f"--data-raw {shlex.quote(urlencode(list((prepared.form or {}).items())))}")
     elif prepared.body_kind == "multipart":
         lines += [f"--form-string {shlex.quote(f'{k}={v}')}" for k, v in (prepared.form or {}).items()]
         lines += [f"-F {shlex.quote(f'{f.field}=@{_curl_quoted(f.filename)};type={f.content_type}')}"
                   for f in prepared.files]
     elif prepared.body_kind == "raw":
-        lines.append(f"--data-binary {shlex.quote((prepared.content or b'').decode('utf-8', errors='replace'))}")
+        lines += [] if prepared.typed else ["-H 'content-type:'"]  # httpx sends raw content with none; curl a form's
+        lines.append(f"--data-raw {shlex.quote((prepared.content or b'').decode('utf-8', errors='replace'))}")
     return scrub(" \\\n  ".join(lines), secret) or ""
 
 
@@ -741,15 +753,20 @@ def export_httpx(prepared: PreparedRequest, base_url: str, *, secret: str | None
     if prepared.query:
         args.append(f"    params={list(prepared.query)!r},")
     args += ["    headers={", *headers, "    },"]
-    if prepared.body_kind == "json":
+    if prepared.body_kind == "json" and prepared.json_body is None:  # httpx reads json=None as no body
+        if not prepared.typed:
+            args.insert(-1, "        'Content-Type': 'application/json',")  # the last of headers={…}
+        args.append("    content=b'null',")
+    elif prepared.body_kind == "json":
         literal = pprint.pformat(prepared.json_body, width=100, sort_dicts=False).replace("\n", "\n    ")
         args.append(f"    json={literal},")
-    elif prepared.body_kind in ("form", "multipart") and prepared.form:
+    elif prepared.body_kind == "form" and prepared.form:
         args.append(f"    data={dict(prepared.form)!r},")
-    if prepared.body_kind == "multipart" and prepared.files:
-        files = ", ".join(f"({f.field!r}, ({f.filename!r}, open({f.filename!r}, 'rb'), {f.content_type!r}))"
-                          for f in prepared.files)
-        args.append(f"    files=[{files}],")
+    elif prepared.body_kind == "multipart":  # fields as (None, value) parts: httpx sends data= alone urlencoded
+        parts = [f"({k!r}, (None, {v!r}))" for k, v in (prepared.form or {}).items()]
+        parts += [f"({f.field!r}, ({f.filename!r}, open({f.filename!r}, 'rb'), {f.content_type!r}))"
+                  for f in prepared.files]
+        args.append(f"    files=[{', '.join(parts)}],")
     elif prepared.body_kind == "raw":
         args.append(f"    content={(prepared.content or b'')!r},")
     args.append("    timeout=30.0,")

@@ -177,6 +177,11 @@ def test_passthrough_get_and_post(sandbox, client):
     multipart = client.passthrough("POST", "gmail/v1/users/me/messages/send", connection_key=conn.key,
                                    action_id=GMAIL_SEND, form={"a": "1"}, files={"f": ("x.txt", b"hi")})
     assert multipart.status == 200
+    fields = client.passthrough("POST", "gmail/v1/users/me/messages/send", connection_key=conn.key,
+                                action_id=GMAIL_SEND, form={"to": "a@b.c", 'sub"ject': "hi"}, files=[])
+    logged = sandbox.requests(1)[0]  # fields alone are multipart still (httpx sends them urlencoded)
+    assert fields.status == 200 and logged["headers"]["content-type"].startswith("multipart/form-data; boundary=")
+    assert 'name="sub%22ject"\r\n\r\nhi\r\n' in logged["body"]
 
 
 def test_passthrough_upstream_errors_are_responses_not_exceptions(sandbox, client):

@@ -526,6 +526,17 @@ def test_a_call_whose_history_cannot_be_written_keeps_its_answer(sandbox, client
         store.create_schema()
 
 
+def test_a_json_null_body_is_sent(sandbox, client, store):
+    """httpx reads json=None as no body at all; history and the exports said null was sent."""
+    conn = connection(sandbox)
+    prepared = console.prepare(draft(connection_key=conn["key"], action_id=SEND_ACTION, method="POST",
+                                     path_template="/gmail/v1/users/{{userId}}/messages/send",
+                                     body_kind="json", body_text="null"))
+    run(client, store, prepared, action_title="Send")
+    sent = sandbox.requests(1)[0]
+    assert (sent["body"], sent["headers"]["content-type"]) == ("null", "application/json")
+
+
 def test_the_audit_log_is_scrubbed_of_the_secret_too(sandbox, client, store):
     conn = connection(sandbox)
     key = conn["key"].split("|")[0] + "|" + SANDBOX_TEST_KEY  # an identity that is the secret, pasted by mistake
@@ -636,6 +647,38 @@ def test_the_curl_export_returns_the_same_response(sandbox, client, store):
         via_console, via_curl = sandbox.requests(2)
         assert (via_curl["path"], via_curl["query"], via_curl["body"]) == (
             via_console["path"], via_console["query"], via_console["body"])
+
+
+def _as_sent(logged: dict) -> tuple:
+    """What a request carried, its multipart boundary (random per sender) taken out."""
+    kind = logged["headers"].get("content-type")
+    boundary = (kind or "").partition("boundary=")[2]
+    body = logged["body"].replace(boundary, "B") if boundary else logged["body"]
+    return logged["path"], logged["query"], kind.partition("; boundary")[0] if kind else None, body
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+@pytest.mark.parametrize("body", [
+    dict(body_kind="raw", body_text="@channel"),  # curl's --data-binary read the file named channel
+    dict(body_kind="raw", body_text="hello", headers=[("Content-Type", "text/plain")]),
+    dict(body_kind="form", form=[("a b", "x y"), ("c=d", "e&f")]),  # --data-urlencode left names as they were
+    dict(body_kind="json", body_text='{"a": 1}', headers=[("Content-Type", "application/vnd.api+json")]),
+    dict(body_kind="json", body_text="null"),
+    dict(body_kind="multipart", form=[("to", "a@b.c"), ('sub"ject', "hi é")]),  # fields alone: multipart still
+], ids=["raw-at", "raw-typed", "form-names", "json-typed", "json-null", "multipart-fields"])
+def test_both_exports_send_what_the_console_sent(sandbox, client, store, tmp_path, body):
+    (tmp_path / "channel").write_text("LOCAL FILE CONTENTS")
+    prepared = console.prepare(draft(connection_key=connection(sandbox)["key"], action_id=SEND_ACTION, method="POST",
+                                     path_template="/gmail/v1/users/{{userId}}/messages/send", **body))
+    run(client, store, prepared)
+    sent = _as_sent(sandbox.requests(1)[0])
+    env = {**os.environ, "PICA_SECRET_KEY": SANDBOX_TEST_KEY}
+    subprocess.run(["bash", "-c", console.export_curl(prepared, sandbox.url)], capture_output=True, env=env,
+                   cwd=tmp_path, timeout=30, check=True)
+    assert _as_sent(sandbox.requests(1)[0]) == sent, "curl"
+    subprocess.run([sys.executable, "-c", console.export_httpx(prepared, sandbox.url)], capture_output=True, env=env,
+                   cwd=tmp_path, timeout=60, check=True)
+    assert _as_sent(sandbox.requests(1)[0]) == sent, "python"
 
 
 def test_the_python_export_returns_the_same_response(sandbox, client, store):
