@@ -250,6 +250,10 @@ class _Core:
         return PicaError(message, **common)
 
     def _transport_error(self, exc: Exception, method: str, path: str) -> PicaError:
+        if isinstance(exc, httpx.LocalProtocolError):  # h11 refused what would have been sent: nothing went out
+            return InvalidInputError(f"The request cannot be sent as HTTP: {exc}", method=method, path=path)
+        if isinstance(exc, httpx.DecodingError):  # an answer whose Content-Encoding does not decode
+            return InvalidResponseError(f"Pica's answer could not be decoded: {exc}", method=method, path=path)
         if isinstance(exc, httpx.TimeoutException):
             return PicaTimeoutError(f"Pica did not answer within {self.timeout.read:g} s", method=method, path=path)
         reason = type(exc).__name__
@@ -293,6 +297,8 @@ class _Core:
         """(delay before retrying or None, error to raise if not retrying)."""
         if exc is not None:
             error = self._transport_error(exc, op.method, op.path)
+            if not isinstance(error, UpstreamUnavailableError):  # the same request would fail the same way
+                return None, error
             wait = None
         else:
             assert response is not None
@@ -588,7 +594,7 @@ class PicaClient(_Core, _Endpoints):
                                               **_body(op, kwargs))
                 if final(response):
                     return response
-            except httpx.TransportError as error:
+            except (httpx.TransportError, httpx.DecodingError) as error:
                 exc = error
             delay, error = self._verdict(op, response, exc, attempt, started)
             if delay is None:
@@ -671,7 +677,7 @@ class AsyncPicaClient(_Core, _Endpoints):
                                                         headers=self._headers(headers), **_body(op, kwargs))
                 if final(response):
                     return response
-            except httpx.TransportError as error:
+            except (httpx.TransportError, httpx.DecodingError) as error:
                 exc = error
             delay, error = self._verdict(op, response, exc, attempt, started)
             if delay is None:

@@ -167,7 +167,7 @@ def headers(values: dict[str, str]) -> dict[str, str]:
     checked = {}
     for name, value in values.items():
         name = str(name).strip()
-        value = str(value)
+        value = str(value).strip(" \t")  # whitespace around a value is not part of it (and h11 refuses to send it)
         if not _HEADER_NAME.match(name):
             raise InvalidInputError(f"Header name {name[:40]!r} is not a valid HTTP header name.",
                                     hint="Use ASCII letters, digits and - (also !#$%&'*+.^_`|~), with no spaces.")

@@ -439,6 +439,8 @@ async def _apply_fault(fault: Fault, rate_headers: dict[str, str]) -> Response |
         return pica_error(fault.status, "Injected sandbox fault", rate_headers)
     if fault.kind == "malformed":
         return Response(b'{"rows":[{"id":"trunc', 200, headers=rate_headers, media_type=JSON)
+    if fault.kind == "undecodable":  # a proxy that says gzip and sends something else
+        return Response(b'{"rows": []}', 200, headers={**rate_headers, "content-encoding": "gzip"}, media_type=JSON)
     return DroppedConnection()
 
 

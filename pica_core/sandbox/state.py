@@ -41,7 +41,7 @@ class SandboxConfig:
 
 @dataclass
 class Fault:
-    kind: str  # latency | rate_limit | status | hang | drop | malformed
+    kind: str  # latency | rate_limit | status | hang | drop | malformed | undecodable
     count: int = 1
     path: str = ""  # prefix of the Pica path it applies to ("" = any)
     method: str = ""
@@ -57,11 +57,11 @@ class Fault:
                 "status": self.status, "seconds": self.seconds}
 
 
-FAULT_KINDS = ("latency", "rate_limit", "status", "hang", "drop", "malformed")
+FAULT_KINDS = ("latency", "rate_limit", "status", "hang", "drop", "malformed", "undecodable")
 
 
 def parse_fault_header(value: str) -> Fault | None:
-    """`x-sandbox-fault: 503` | `429[=seconds]` | `latency=0.3` | `hang=30` | `drop` | `malformed`."""
+    """`x-sandbox-fault: 503` | `429[=seconds]` | `latency=0.3` | `hang=30` | `drop` | `malformed` | `undecodable`."""
     value = value.strip().lower()
     name, _, arg = value.partition("=")
     if name.isdigit():

@@ -313,6 +313,27 @@ def test_malformed_body_is_an_invalid_response(sandbox, client):
     assert client.request_count == 1
 
 
+def test_an_answer_that_does_not_decode_is_an_invalid_response_not_a_raw_exception(sandbox, client):
+    sandbox.fault("undecodable", count=1, path="/v1/vault")  # says gzip, is not
+    with pytest.raises(InvalidResponseError) as raised:
+        client.connections(identity="u-1")
+    assert client.request_count == 1 and "could not be decoded" in raised.value.message
+    conn = gmail(client)
+    sandbox.fault("undecodable", count=1, path="/v1/passthrough")
+    with pytest.raises(InvalidResponseError):
+        client.passthrough("POST", "gmail/v1/users/me/messages/send", connection_key=conn.key, action_id=GMAIL_SEND,
+                           json={})
+
+
+def test_a_header_value_with_spaces_around_it_is_sent_without_them(sandbox, client):
+    """h11 refuses to send them: the client called that 'could not reach Pica' and retried it four times."""
+    conn = gmail(client)
+    before = client.request_count
+    client.passthrough("GET", "gmail/v1/users/me/messages", connection_key=conn.key, action_id=GMAIL_LIST,
+                       headers={"X-Custom": " Bearer abc \t"})
+    assert client.request_count - before == 1 and sandbox.requests(1)[0]["headers"]["x-custom"] == "Bearer abc"
+
+
 def test_invalid_identity_is_refused_before_any_request(sandbox, client):
     for bad in ("x" * 129, "line\nbreak", "   "):
         with pytest.raises(InvalidInputError):
