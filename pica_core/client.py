@@ -20,6 +20,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field, replace
+from email.utils import parsedate_to_datetime
 from functools import cache
 from typing import Any, Generic, Required, TypeVar
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -148,16 +149,25 @@ def _clean(params: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+_UNIX_TIME_FROM = 1e9  # "seconds" beyond this are a moment (2001 on): GitHub's and others' x-ratelimit-reset
+
+
 def retry_after(headers: Mapping[str, str], names: Sequence[str] = ("retry-after", RATE_RESET_HEADER)) -> float | None:
-    """Seconds to wait, from the first of these headers that holds a number (Pica's by default)."""
+    """Seconds to wait, from the first of these headers that says (Pica's by default): seconds, a Unix time, or
+    Retry-After's HTTP date."""
     lowered = {k.lower(): v for k, v in headers.items()}
     for name in names:
-        raw = lowered.get(name)
-        if raw:
+        raw = (lowered.get(name) or "").strip()
+        try:
+            value = float(raw)
+        except ValueError:
             try:
-                return max(0.0, float(raw))
-            except ValueError:
+                value = parsedate_to_datetime(raw).timestamp()
+            except (TypeError, ValueError, IndexError):
                 continue
+        if not math.isfinite(value):
+            continue
+        return max(0.0, value - time.time() if value >= _UNIX_TIME_FROM else value)
     return None
 
 

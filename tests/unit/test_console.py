@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -283,6 +285,20 @@ def test_upstream_errors_carry_their_meaning():
     assert limited.retry_after == 30 and "retry after 30 s" in limited.meaning
     assert "retry later" in console.status_meaning(503)
     assert console.status_meaning(200) is None
+
+
+def test_a_rate_limit_reset_sent_as_a_moment_is_read_as_the_wait_until_then():
+    """GitHub's x-ratelimit-reset is a Unix time, Retry-After may be an HTTP date: "retry after 1796421115 s"."""
+    from email.utils import formatdate
+
+    from pica_core.client import retry_after
+
+    reset = {"x-pica-passthrough-x-ratelimit-reset": str(int(time.time()) + 90)}
+    limited = console.response_view(response(429, b"{}", reset), display_limit=100)
+    assert 80 <= limited.retry_after <= 90 and re.search(r"retry after (8\d|90) s", limited.meaning)
+    assert 110 <= retry_after({"Retry-After": formatdate(time.time() + 120, usegmt=True)}) <= 120
+    assert retry_after({"retry-after": "30"}) == 30
+    assert retry_after({"retry-after": "soon"}) is retry_after({"retry-after": "inf"}) is None
 
 
 def test_passthrough_headers_are_shown_without_credentials():
