@@ -305,8 +305,10 @@ def build_routes(state: SandboxState) -> list[Route]:
         body = await request.body()
         if len(body) > MAX_PASSTHROUGH_BODY:
             raise PicaHTTPError(413, "Request body is too large")
-        path = unquote(request.path_params["path"])
-        segments = tuple(s for s in path.strip("/").split("/") if s)
+        # As sent: Starlette's path is decoded already, which makes a variable's %2F a separator (x%2Fy: two segments).
+        sent = (request.scope.get("raw_path") or b"").decode("latin-1").partition("?")[0]
+        path = sent.partition("/v1/passthrough/")[2] or request.path_params["path"]
+        segments = tuple(unquote(s) for s in path.strip("/").split("/") if s)
         # The id names the action; the path picks the upstream route (an action of this platform).
         route = action if action.matches(request.method, segments) else next(
             (a for a in catalog.actions_by_platform.get(conn["platform"], []) if a.matches(request.method, segments)),

@@ -13,7 +13,7 @@ import json
 import random
 import re
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 from .catalog import CatalogAction
 
@@ -170,7 +170,7 @@ def respond(
             return answer(429, {"error": "rate_limited", "message": "Too many requests"}, **{"retry-after": "30"})
         return answer(503, {"error": "service_unavailable", "message": "Upstream temporarily unavailable"})
 
-    segments = tuple(s for s in path.strip("/").split("/") if s)
+    segments = tuple(unquote(s) for s in path.strip("/").split("/") if s)  # `path` as sent: %2F inside a segment
     if action is None:
         return answer(404, {"error": "not_found", "message": f"No route for {method} /{'/'.join(segments)}"})
     noun = _noun(segments, platform)

@@ -214,6 +214,16 @@ def test_passthrough_get_answers_like_the_platform(sandbox):
     assert "x-pica-secret" not in logged["headers"]
 
 
+def test_passthrough_keeps_an_encoded_slash_inside_its_variable(sandbox):
+    """A variable's %2F is one segment (Starlette's decoded path made it two: 404 "No route"), and a typed %2F,
+    sent as %252F, stays %2F."""
+    conn = first(sandbox, platform="gmail", state="operational")
+    get_message = "conn_mod_def::GJ3ocvMGOS8::D__3BgQSSzWtDUoOqLuX2A"
+    for sent, meant in (("x%2Fy", "x/y"), ("x%252Fy", "x%2Fy")):
+        response = passthrough(sandbox, "GET", f"gmail/v1/users/me/messages/{sent}", conn["key"], get_message)
+        assert response.status_code == 200 and response.json()["id"] == meant
+
+
 def test_passthrough_post_json_form_and_multipart(sandbox):
     conn = first(sandbox, platform="gmail", state="operational")
     sent = passthrough(sandbox, "POST", "gmail/v1/users/me/messages/send", conn["key"], GMAIL_SEND,
