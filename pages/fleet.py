@@ -31,6 +31,8 @@ catalog = data.catalog(settings).value
 names = {c.platform: c.name for c in catalog[0]} if catalog else {}
 base = app_base()  # links in tables stay inside the app, whatever path it is served under
 
+if fleet_ui.own_sync() is not None:  # started here, then the reader left: it went on, and is followed again
+    fleet_ui.follow_own()
 last = fleet_ui.latest_run(store, env)
 outcome = fleet_ui.pop_outcome()
 resumable = last is not None and last.status not in ("running", "complete")
