@@ -107,7 +107,8 @@ class ChosenConnection:
     key: str
     platform: str
     environment: str
-    connection: Connection | None  # None: Pica does not list this key (the call will answer 404)
+    connection: Connection | None  # None: Pica does not list this key (the call will answer 404), or was not read
+    unread: bool = False  # Pica could not be asked (the problem is shown): nothing is known of the key
 
     @property
     def state(self) -> str:
@@ -165,7 +166,7 @@ def pick_connection(settings: Settings) -> ChosenConnection | None:
         show_fetch_problem(fetched, "the connection with this key")
         found = next((c for c in fetched.value or [] if c.key == key), None)
         return ChosenConnection(key, found.platform if found else console.platform_of_key(key),
-                                validation.key_environment(key), found)
+                                validation.key_environment(key), found, unread=fetched.value is None)
 
     platform = st.text_input("Platform", key="con_platform", placeholder="e.g. gmail, slack, hubspot").strip()
     if not platform:
@@ -197,7 +198,7 @@ def show_connection(settings: Settings, principal: Principal, chosen: ChosenConn
     kind = chosen.connection.identity_type if chosen.connection else None
     who.markdown(f"**Identity**  \n{plain(identity) if identity else '—'}" + (f" ({plain(kind)})" if kind else ""))
     st.caption(f"Key {plain(chosen.key)}")
-    if chosen.connection is None:
+    if chosen.connection is None and not chosen.unread:
         st.warning("Pica does not list an active connection with this key in this environment: the call will most "
                    "likely answer 404.", icon=":material/link_off:")
     elif chosen.state in NEEDS_ATTENTION:

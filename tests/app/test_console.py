@@ -348,6 +348,15 @@ def test_an_unknown_key_is_refused_before_any_lookup(app_env):
     assert "does not look like a Pica connection key" in messages(at)
 
 
+def test_a_key_pica_could_not_be_asked_about_is_not_said_to_be_unknown(app_env):
+    conn = gmail(app_env)
+    app_env.fault("status", status=503, count=100, path="/v1/vault")
+    at = open_page("console", query={"key": conn["key"]})
+    assert_clean(at)
+    assert "Could not read the connection with this key" in messages(at)
+    assert "does not list an active connection" not in messages(at)  # not known either way
+
+
 @pytest.fixture
 def live_env(app_env, monkeypatch):
     monkeypatch.setenv("PICA_SECRET_KEY", "sk_live_sandbox")
