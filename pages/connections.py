@@ -1,13 +1,11 @@
 """Connections: look up an end user (or a key, or a platform), see every connection and its health."""
 
-import asyncio
 import hashlib
 from dataclasses import replace
 from datetime import UTC, datetime
 
 import streamlit as st
 
-from pica_core.client import AsyncPicaClient
 from pica_core.connections_view import (
     TRIAGE_SHOWN,
     Lookup,
@@ -20,7 +18,6 @@ from pica_core.connections_view import (
     parse_bulk,
     pasted_identity,
     sort_for_attention,
-    triage,
     triage_csv,
     triage_rows,
     triage_summary,
@@ -29,8 +26,8 @@ from pica_core.errors import InvalidInputError
 from pica_core.health import NEEDS_ATTENTION, attention_summary, state_counts
 from pica_core.models import IDENTITY_TYPES, STATES
 from pica_core.text import count, plain
-from pica_core.ui import context, data
-from pica_core.ui.connections_ui import detail
+from pica_core.ui import context, data, jobs
+from pica_core.ui.connections_ui import TRIAGE_JOB, detail, start_triage
 from pica_core.ui.layout import (
     app_base,
     arrived,
@@ -244,22 +241,21 @@ with bulk_tab:
         parsed = parse_bulk(text, upload.getvalue() if upload else b"")
         st.session_state["triage-problems"] = parsed.problems
         st.session_state["triage-file"] = upload.name if upload else None
+        st.session_state.pop("triage", None)
         if parsed.identities:
-            bar = st.progress(0.0)
-
-            def progress(done: int, total: int) -> None:
-                bar.progress(done / total, text=f"Looked up {done:,} of {count(total, 'identity', 'identities')}…")
-
-            async def run():
-                async with AsyncPicaClient.from_settings(settings) as client:
-                    return await triage(client, parsed.identities, progress=progress)
-
-            st.session_state["triage"] = asyncio.run(run())
-            bar.empty()
-        else:
-            st.session_state.pop("triage", None)
-            if not parsed.problems:
-                st.info("Nothing to triage: paste identities above or upload a CSV file.", icon=":material/info:")
+            st.session_state[TRIAGE_JOB] = start_triage(settings, parsed.identities)
+        elif not parsed.problems:
+            st.info("Nothing to triage: paste identities above or upload a CSV file.", icon=":material/info:")
+    if (job := st.session_state.get(TRIAGE_JOB)) is not None:  # started here, maybe in a run a click stopped
+        if not job.done.is_set():
+            st.caption("You can look someone up or leave this page meanwhile: the triage goes on, and its results "
+                       "show here.")
+        try:
+            st.session_state["triage"] = jobs.follow(job)
+        except Exception as exc:  # noqa: BLE001 - logged on its thread; the reader gets what happened
+            st.warning(plain(f"The triage stopped: {jobs.failure(exc)}. Press Triage to run it again."),
+                       icon=":material/error:")
+        del st.session_state[TRIAGE_JOB]
     triaged_file = st.session_state.get("triage-file")
     if triaged_file and (upload is None or upload.name != triaged_file):  # a file is not kept across pages
         st.caption(plain(f"What follows includes {triaged_file}, which is no longer loaded here: upload it again "
@@ -278,6 +274,11 @@ with bulk_tab:
         if failed:
             st.warning(plain(f"{count(len(failed), 'identity', 'identities')} could not be looked up; the first "
                              f"said: {failed[0].error}"), icon=":material/cloud_off:")
+            again = [(r.identity, r.identity_type) for r in results if r.error]  # as asked, not as merged
+            if st.button(f"Look up the {count(len(again), 'identity', 'identities')} that failed again",
+                         icon=":material/replay:", key="triage-again"):
+                st.session_state[TRIAGE_JOB] = start_triage(settings, again, into=results)
+                st.rerun()
         by_identity, every = st.tabs(["By identity", "Every connection"])
         with by_identity:
             st.dataframe(triage_summary(identities, names, base=app_base()), hide_index=True, width="stretch", column_config={

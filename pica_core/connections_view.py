@@ -274,6 +274,7 @@ def in_its_letters(lookup: Lookup, lowered: str, found: Sequence[Connection]) ->
 class BulkInput:
     identities: list[tuple[str, str | None]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    origins: list[str] = field(default_factory=list)  # where each identity was read ("line 7", "file line 3")
 
 
 _TYPE_HEADERS = ("identitytype", "identity_type", "identity type", "type")
@@ -293,8 +294,11 @@ def parse_bulk(text: str, upload: bytes = b"") -> BulkInput:
         else:
             _read_bulk(content, "File line", result, seen)
     if len(result.identities) > MAX_BULK_IDENTITIES:
-        result.problems.append(f"Only the first {MAX_BULK_IDENTITIES} identities are looked up; split the list.")
+        result.problems.append(f"Only the first {MAX_BULK_IDENTITIES} of {len(result.identities):,} identities are "
+                               f"looked up: those from {result.origins[MAX_BULK_IDENTITIES]} on are left out. Triage "
+                               "them next.")
         result.identities = result.identities[:MAX_BULK_IDENTITIES]
+        result.origins = result.origins[:MAX_BULK_IDENTITIES]
     return result
 
 
@@ -308,8 +312,10 @@ def _read_bulk(text: str, where: str, result: BulkInput, seen: set[tuple[str, st
         line = line.removesuffix("\r")
         if not line.strip():
             continue
+        # A row pasted from a spreadsheet under comma lines: a tab is no identity's (they are refused in one).
+        own = "\t" if "\t" in line and delimiter not in line else delimiter
         try:
-            row = next(csv.reader([line], delimiter=delimiter, strict=True))
+            row = next(csv.reader([line], delimiter=own, strict=True))
         except csv.Error as exc:  # a quote never closed, a field over csv's size limit
             why = "a quote opened on it is not closed" if "end of data" in str(exc) or "expected after" in str(exc) \
                 else str(exc)
@@ -338,6 +344,7 @@ def _read_bulk(text: str, where: str, result: BulkInput, seen: set[tuple[str, st
         if (identity, identity_type) not in seen:
             seen.add((identity, identity_type))
             result.identities.append((identity, identity_type))
+            result.origins.append(f"{where.lower()} {number}")
 
 
 def _excerpt(row: Sequence[str], limit: int = 60) -> str:
@@ -374,16 +381,21 @@ class TriageResult:
 
 async def triage(client, identities: Sequence[tuple[str, str | None]],
                  progress: Callable[[int, int], None] | None = None) -> list[TriageResult]:
-    """Every identity's connections, concurrently (the async client bounds concurrency); errors per identity.
+    """Every identity's connections, concurrently (as many at a time as the client allows); errors per identity.
     An identity with none is asked again as a lookup would be (without its type, then in lower case) to say where
-    its connections may be. `progress(done, total)` after each identity."""
+    its connections may be. Once Pica rate-limits the account, the identities not asked yet are not asked: the
+    limit is every dashboard user's, and going on only meets it again. `progress(done, total)` after each one."""
     import asyncio
 
-    from .errors import PicaError
+    from .errors import PicaError, RateLimitedError
 
     done = 0
+    slots = asyncio.Semaphore(client.max_concurrency)
+    limited: list[RateLimitedError] = []  # the first rate limit met
 
     async def where_else(identity: str, identity_type: str | None) -> str:
+        if limited:
+            return ""
         try:
             others = await client.connections(identity=identity) if identity_type else []
             same_letters = None
@@ -396,13 +408,20 @@ async def triage(client, identities: Sequence[tuple[str, str | None]],
 
     async def one(identity: str, identity_type: str | None) -> TriageResult:
         nonlocal done
-        try:
-            found = await client.connections(identity=identity, identity_type=identity_type)
-            result = TriageResult(identity, identity_type, sort_for_attention(found))
-            if not found:
-                result.hint = await where_else(identity, identity_type)
-        except PicaError as exc:
-            result = TriageResult(identity, identity_type, error=f"{exc} — {exc.hint}")
+        async with slots:
+            if limited:
+                result = TriageResult(identity, identity_type, error=f"not looked up — {limited[0].lasting_hint()}")
+            else:
+                try:
+                    found = await client.connections(identity=identity, identity_type=identity_type)
+                    result = TriageResult(identity, identity_type, sort_for_attention(found))
+                    if not found:
+                        result.hint = await where_else(identity, identity_type)
+                except RateLimitedError as exc:
+                    limited.append(exc)
+                    result = TriageResult(identity, identity_type, error=f"{exc} — {exc.lasting_hint()}")
+                except PicaError as exc:
+                    result = TriageResult(identity, identity_type, error=f"{exc} — {exc.hint}")
         done += 1
         if progress:
             progress(done, len(identities))

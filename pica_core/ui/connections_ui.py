@@ -2,19 +2,43 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pandas as pd
 import streamlit as st
 
 from ..access import Principal
+from ..client import AsyncPicaClient
 from ..config import Settings
+from ..connections_view import TriageResult, triage
 from .. import validation
 from ..errors import InvalidInputError, PicaError
 from ..health import describe_transition, meaning, timeline
 from ..models import Connection
 from ..store import Store
-from ..text import plain
-from . import context, data
+from ..text import count, plain
+from . import context, data, jobs
 from .layout import ago, flash, show_error, state_badge, when_column
+
+
+TRIAGE_JOB = "triage-job"
+
+
+def start_triage(settings: Settings, identities: list[tuple[str, str | None]], *,
+                 into: list[TriageResult] | None = None) -> jobs.Job:
+    """Bulk triage on a thread of its own (a Look up, a tab or another page stops the page's run, not it); `into`:
+    earlier results, whose entries for these identities the new ones replace."""
+    def work(job: jobs.Job) -> list[TriageResult]:
+        async def run() -> list[TriageResult]:
+            async with AsyncPicaClient.from_settings(settings) as client:
+                return await triage(client, identities, progress=lambda done, total: job.progress(
+                    done / total, f"Looked up {done:,} of {count(total, 'identity', 'identities')}…"))
+
+        found = asyncio.run(run())
+        asked = set(identities)
+        return [r for r in into or [] if (r.identity, r.identity_type) not in asked] + found
+
+    return jobs.start("Triage", work)
 
 
 def reconnect_link(principal: Principal, conn: Connection, connector: str, *, where: str = "") -> None:

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-import threading
-import time
-from dataclasses import dataclass, field
 
 import altair as alt
 import pandas as pd
@@ -14,16 +10,15 @@ import streamlit as st
 
 from ..client import AsyncPicaClient
 from ..config import Settings
-from ..errors import PicaError
 from ..health import state_columns
 from ..store import Store, SyncRun
 from ..sync import CannotResume, SyncBusy, SyncReport, page_list, resume_sync, sync_fleet
 from ..text import count, plain
+from . import jobs
 from .layout import ago
 
 _OUTCOME = "sync-outcome"
 _JOB = "sync-job"
-log = logging.getLogger("pica_core.ui")
 
 
 def state_bars(counts: pd.DataFrame, by: str, *, order: list[str] | None = None, row_px: int = 22,
@@ -44,77 +39,32 @@ def state_bars(counts: pd.DataFrame, by: str, *, order: list[str] | None = None,
     ).properties(height=alt.Step(row_px))
 
 
-@dataclass
-class SyncJob:
-    """A sync started from a page, on a thread of its own: a reader who leaves the page stops the page's run, not
-    the sync (which stopped at its next progress report, leaving pages for a Resume)."""
-
-    label: str
-    done: threading.Event = field(default_factory=threading.Event)
-    progress: tuple[int, int, int] | None = None  # pages done, pages total, rows stored
-    waiting: tuple[float, str, float] | None = None  # seconds, why, since (monotonic): a rate limit's pause
-    report: SyncReport | None = None
-    error: BaseException | None = None
-
-    def shown(self) -> tuple[float, str]:
-        """The progress bar's (fraction, text) now."""
-        fraction, text = 0.0, self.label
-        if self.progress:
-            done, total, rows = self.progress
-            fraction = min(1.0, done / max(1, total))
-            text = f"{self.label} {done:,}/{count(total, 'page')} · {count(rows, 'connection')}"
-        if self.waiting and (left := self.waiting[0] - (time.monotonic() - self.waiting[2])) >= 1:
-            text += f" · waiting {left:.0f} s ({plain(self.waiting[1])})"
-        return fraction, text
-
-
 def start_sync(settings: Settings, store: Store, *, label: str = "Syncing the fleet…",
-               resume: int | None = None) -> SyncJob:
-    job = SyncJob(label)
+               resume: int | None = None) -> jobs.Job:
+    """The sync on a thread of its own: a reader who leaves the page stops the page's run, not the sync (it stopped
+    at its next progress report, leaving pages for a Resume)."""
 
-    def progress(done: int, total: int, rows: int) -> None:  # on the sync's thread: no Streamlit call here
-        job.progress = (done, total, rows)
+    def work(job: jobs.Job) -> SyncReport:
+        def progress(done: int, total: int, rows: int) -> None:
+            job.progress(done / max(1, total), f"{label} {done:,}/{count(total, 'page')} · {count(rows, 'connection')}")
 
-    def waiting(seconds: float, error: PicaError) -> None:
-        job.waiting = (seconds, error.message, time.monotonic())
+        async def go() -> SyncReport:
+            async with AsyncPicaClient.from_settings(
+                    settings, on_retry=lambda seconds, error: job.paused(seconds, error.message)) as client:
+                if resume is not None:
+                    return await resume_sync(client, store, resume, environment=settings.environment,
+                                             progress=progress)
+                return await sync_fleet(client, store, environment=settings.environment, progress=progress)
 
-    async def go() -> SyncReport:
-        async with AsyncPicaClient.from_settings(settings, on_retry=waiting) as client:
-            if resume is not None:
-                return await resume_sync(client, store, resume, environment=settings.environment, progress=progress)
-            return await sync_fleet(client, store, environment=settings.environment, progress=progress)
+        return asyncio.run(go())
 
-    def work() -> None:
-        try:
-            job.report = asyncio.run(go())
-        except BaseException as exc:  # noqa: BLE001 - handed to whoever follows the job
-            if not isinstance(exc, SyncBusy | CannotResume):
-                log.exception("fleet sync failed")
-            job.error = exc
-        finally:
-            job.done.set()
-
-    threading.Thread(target=work, name="fleet-sync", daemon=True).start()
-    return job
-
-
-def follow(job: SyncJob) -> SyncReport:
-    """Wait for the job with a progress bar; its report, or its error raised. A run stopped here (the reader left
-    the page) stops the waiting only."""
-    bar = st.progress(*job.shown())
-    while not job.done.wait(0.25):
-        bar.progress(*job.shown())
-    bar.empty()
-    if job.error is not None:
-        raise job.error
-    assert job.report is not None
-    return job.report
+    return jobs.start(label, work, expected=(SyncBusy, CannotResume))
 
 
 def run_sync(settings: Settings, store: Store, *, label: str = "Syncing the fleet…",
              resume: int | None = None) -> SyncReport:
     """Raises `SyncBusy` if another sync is running, `CannotResume` if `resume` cannot be resumed."""
-    return follow(start_sync(settings, store, label=label, resume=resume))
+    return jobs.follow(start_sync(settings, store, label=label, resume=resume))
 
 
 def run_sync_and_rerun(settings: Settings, store: Store, *, resume: int | None = None) -> None:
@@ -124,7 +74,7 @@ def run_sync_and_rerun(settings: Settings, store: Store, *, resume: int | None =
     follow_own()
 
 
-def own_sync() -> SyncJob | None:
+def own_sync() -> jobs.Job | None:
     """The sync this session started and has not shown the outcome of."""
     return st.session_state.get(_JOB)
 
@@ -135,11 +85,11 @@ def follow_own() -> None:
     if not job.done.is_set():
         st.caption("You can leave this page: the sync goes on, and how it went shows here when you come back.")
     try:
-        st.session_state[_OUTCOME] = follow(job)
+        st.session_state[_OUTCOME] = jobs.follow(job)
     except (SyncBusy, CannotResume) as exc:
         st.session_state[_OUTCOME] = str(exc)
     except Exception as exc:  # noqa: BLE001 - logged on its thread; the reader gets what happened, not a traceback
-        st.session_state[_OUTCOME] = f"The sync stopped: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}"
+        st.session_state[_OUTCOME] = f"The sync stopped: {jobs.failure(exc)}"
     del st.session_state[_JOB]
     st.rerun()
 

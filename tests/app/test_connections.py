@@ -502,13 +502,25 @@ def test_bulk_triage_says_when_there_is_nothing_to_do_and_when_pica_refused(app_
     next(b for b in at.button if b.label == "Triage").click().run()
     assert any(m.value.startswith("**1 identity** · ") for m in at.markdown)
     app_env.fault("rate_limit", count=100, path="/v1/vault", seconds=40)
-    at.text_area[0].set_value("someone-a\nsomeone-b")
+    at.text_area[0].set_value("\n".join(f"someone-{n}" for n in range(40)))
+    before = app_env.count()
     next(b for b in at.button if b.label == "Triage").click().run()
     assert_clean(at)
-    assert any(m.value.startswith("**2 identities** · ") and "2 failed to load" in m.value for m in at.markdown)
+    # The limit is every user's: once Pica says so, the identities not asked yet are not asked.
+    assert app_env.count() - before <= 4  # the first ones, asked side by side
+    assert any(m.value.startswith("**40 identities** · ") and "40 failed to load" in m.value for m in at.markdown)
     banner = [w.value.replace("\\", "") for w in at.warning if "could not be looked up" in w.value]
-    assert banner and banner[0].startswith("2 identities could not be looked up; the first said: 429")
-    assert "retry in 40 s" in banner[0]
+    assert banner and banner[0].startswith("40 identities could not be looked up; the first said: 429")
+    assert re.search(r"retry after \d\d:\d\d:\d\d UTC", banner[0])  # a clock time: the results stay on screen
+    notes = next(df.value for df in at.dataframe if "need attention" in df.value.columns)["note"]
+    assert sum(n.startswith("not looked up — Pica's rate limit was reached") for n in notes) >= 36
+    app_env.control("DELETE", "faults")  # the limit has passed: only those are asked again, and the table fills in
+    before = app_env.count()
+    next(b for b in at.button if b.label.startswith("Look up the 40 identities that failed again")).click().run()
+    assert_clean(at)
+    assert app_env.count() - before == 40  # once each (no type, lower case: no hint to ask for)
+    summary = next(df.value for df in at.dataframe if "need attention" in df.value.columns)
+    assert len(summary) == 40 and set(summary["note"]) == {"no connections"}
 
 
 def test_a_link_to_a_connection_that_is_not_there_says_so(app_env):

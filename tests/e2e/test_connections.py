@@ -92,3 +92,27 @@ def test_bulk_triage_is_open_again_after_another_page_and_a_link_opens_its_looku
     expect(open_tab(page)).to_have_text(re.compile("Look up"))
     expect(page.get_by_text("What to do:").first).to_be_visible()
 
+
+
+def test_a_look_up_during_a_bulk_triage_does_not_throw_the_triage_away(dashboard, page):
+    """The triage ran in the page's own run: a click on Look up stopped it, and its results never came."""
+    rows = [r for r in dashboard.pica("/v1/vault/connections", limit=300)["rows"]
+            if not r["identity"].startswith(("e2e-", "npm-"))]
+    identities = list(dict.fromkeys(r["identity"] for r in rows))[:12]
+    open_path(page, dashboard, "connections")
+    page.get_by_role("tab", name="Bulk triage").click()
+    page.get_by_label("Identities").fill("\n".join(identities))
+    dashboard.control("POST", "faults", json={"kind": "latency", "seconds": 1, "count": 12, "path": "/v1/vault"})
+    try:
+        page.get_by_role("button", name="Triage").click()
+        expect(page.get_by_text("the triage goes on")).to_be_visible()
+        page.get_by_role("tab", name="Look up").click()
+        page.get_by_label("Identity", exact=True).fill(identities[0])
+        page.get_by_role("button", name="Look up").click()
+        wait_idle(page)
+        page.get_by_role("tab", name="Bulk triage").click()
+        expect(page.get_by_text(f"**{len(identities)} identities**".strip("*"), exact=False).first).to_be_visible(
+            timeout=30_000)
+    finally:
+        dashboard.control("DELETE", "faults")
+    assert page.locator("[data-testid='stException']").count() == 0

@@ -13,6 +13,7 @@ import pytest
 
 from pica_core.config import Secret, load_settings
 from pica_core.connections_view import (
+    MAX_BULK_IDENTITIES,
     Lookup,
     TriageResult,
     connection_rows,
@@ -85,6 +86,16 @@ def test_parse_bulk_reads_semicolons_and_tabs_as_spreadsheets_write_them():
     assert parse_bulk("", b"Identity;Type\r\nusr_1;user\r\nt-2;team\r\n").identities == [("usr_1", "user"), ("t-2", "team")]
     assert parse_bulk("usr_1\tuser\nusr_2\n").identities == [("usr_1", "user"), ("usr_2", None)]
     assert parse_bulk("a;b@x.io,user\n").identities == [("a;b@x.io", "user")]  # a comma: commas separate
+    # A spreadsheet row pasted under comma lines keeps its tab as the separator (it was read as one identity).
+    assert parse_bulk("u-1,team\nvik@x.io\tuser\n").identities == [("u-1", "team"), ("vik@x.io", "user")]
+
+
+def test_parse_bulk_says_where_the_identities_left_out_begin():
+    parsed = parse_bulk("\n".join(f"u-{n}" for n in range(MAX_BULK_IDENTITIES + 1)) + "\n",
+                        b"identity\nfrom-file\n")
+    assert len(parsed.identities) == MAX_BULK_IDENTITIES
+    assert parsed.problems == [f"Only the first {MAX_BULK_IDENTITIES} of {MAX_BULK_IDENTITIES + 2} identities are "
+                               f"looked up: those from line {MAX_BULK_IDENTITIES + 1} on are left out. Triage them next."]
 
 
 def test_parse_bulk_says_what_it_could_not_read():
