@@ -23,13 +23,13 @@ if not principal.can("audit"):  # the page is not in other roles' navigation; th
     st.error(principal.why_not("audit"), icon=":material/lock:")
     st.stop()
 
-c1, c2, c3, c4, c5 = st.columns([2, 2, 1.2, 1.5, 2])
-actor = c1.text_input("Who", placeholder="email")
-action = c2.selectbox("Action", ["", "connect", "reconnect", "edit_tags", "delete", "console_call", "settings"],
-                      format_func=lambda a: a or "any")
-outcome = c3.selectbox("Outcome", ["", "ok", "error", "refused"], format_func=lambda o: o or "any")
-since = c4.date_input("Since", value=None)
-target = c5.text_input("Target contains", placeholder="connection key, identity…")
+filters = st.container(horizontal=True)  # a row that wraps: fixed columns cut "any" and the date at 1024 px
+actor = filters.text_input("Who", placeholder="email", width=220)
+action = filters.selectbox("Action", ["", "connect", "reconnect", "edit_tags", "delete", "console_call", "settings"],
+                           format_func=lambda a: a or "any", width=180)
+outcome = filters.selectbox("Outcome", ["", "ok", "error", "refused"], format_func=lambda o: o or "any", width=130)
+since = filters.date_input("Since", value=None, width=160)
+target = filters.text_input("Target contains", placeholder="connection key, identity…", width=260)
 
 events = store.audit_events(
     actor=actor.strip() or None, action=action or None, outcome=outcome or None, target=target.strip() or None,

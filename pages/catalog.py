@@ -16,12 +16,12 @@ from pica_core.ui.layout import ago, public_url, show_fetch_problem
 settings = context.settings()
 principal = context.principal(settings)
 
-head, refresh = st.columns([6, 1], vertical_alignment="bottom")
-head.title("Connector catalog")
-head.caption("What Pica can connect, what is switched on for AuthKit, and what this account actually uses.")
-refresh.button("Refresh", icon=":material/refresh:", on_click=data.refresh_catalog, width="stretch",
-               help="Fetch the catalog from Pica again (it is cached for "
-                    f"{settings.catalog_ttl_seconds // 60} min)")
+st.title("Connector catalog")
+head = st.container(horizontal=True, vertical_alignment="center")  # the button as wide as its label, whatever the window
+head.caption("What Pica can connect, what is switched on for AuthKit, and what this account actually uses.",
+             width="content")
+head.button("Refresh", icon=":material/refresh:", on_click=data.refresh_catalog,
+            help=f"Fetch the catalog from Pica again (it is cached for {settings.catalog_ttl_seconds // 60} min)")
 
 fetched = data.catalog(settings)
 show_fetch_problem(fetched, "the catalog", again="Press Refresh to try again.")

@@ -91,17 +91,19 @@ def write_url(spec: cv.FilterSpec) -> None:
 # --- the filter bar --------------------------------------------------------------------------------------
 def filter_bar(frame: pd.DataFrame) -> cv.FilterSpec:
     """Search first, then the filters in a row; returns the spec the widgets now hold."""
-    search, sort = st.columns([5, 1.4], vertical_alignment="bottom")
+    # Rows that wrap rather than columns that cut: at 1024 px fixed columns hid a status pill ("Not available")
+    # and cut labels short ("Name (A→Z", "Not", "N").
+    search, sort = st.columns([5, 2], vertical_alignment="bottom")
     search.text_input("Search connectors", key=K_QUERY, placeholder="Search by name, platform id or description",
                       icon=":material/search:", label_visibility="collapsed")
     sort.selectbox("Sort by", list(cv.SORTS), key=K_SORT, format_func=cv.SORTS.get, label_visibility="collapsed")
-    category, status, authkit, oauth = st.columns([2, 2.8, 2, 1.7], vertical_alignment="bottom")
-    category.multiselect("Category", cv.categories(frame), key=K_CATEGORY, placeholder="Any category")
-    status.pills("Status", cv.statuses(frame), key=K_STATUS, selection_mode="multi",
+    filters = st.container(horizontal=True, vertical_alignment="bottom", gap="medium")
+    filters.multiselect("Category", cv.categories(frame), key=K_CATEGORY, placeholder="Any category", width=240)
+    filters.pills("Status", cv.statuses(frame), key=K_STATUS, selection_mode="multi",
                  format_func=lambda s: cv.STATUS_LABELS.get(s, s))
-    authkit.segmented_control("AuthKit", list(AUTHKIT_LABELS), key=K_AUTHKIT, format_func=AUTHKIT_LABELS.get,
+    filters.segmented_control("AuthKit", list(AUTHKIT_LABELS), key=K_AUTHKIT, format_func=AUTHKIT_LABELS.get,
                               help="Whether the connector is switched on for AuthKit in this environment")
-    oauth.segmented_control("Auth", list(OAUTH_LABELS), key=K_OAUTH, format_func=OAUTH_LABELS.get,
+    filters.segmented_control("Auth", list(OAUTH_LABELS), key=K_OAUTH, format_func=OAUTH_LABELS.get,
                             help="Whether connecting goes through an OAuth consent screen")
     dropped = st.session_state.pop(K_DROPPED, None)
     if dropped:

@@ -97,3 +97,19 @@ def test_coverage_of_the_whole_catalog(dashboard, page):
     expect(page.get_by_text(re.compile(r"^\d+ connectors with no connection$"))).to_be_visible()
     page.wait_for_timeout(500)
     screenshot(page, "catalog-coverage")
+
+
+def test_every_filter_and_button_shows_its_whole_label_in_a_1024_px_window(dashboard, page):
+    """Fixed columns hid the "Not available" pill and cut "Refresh", "Not enabled" and "No OAuth" short."""
+    page.set_viewport_size({"width": 1024, "height": 900})
+    open_path(page, dashboard, "catalog")
+    main = page.locator("[data-testid='stMain']").bounding_box()
+    for name in ("Refresh", "GA", "Beta", "Alpha", "Not available", "Enabled", "Not enabled", "OAuth", "No OAuth"):
+        label = page.get_by_text(name, exact=True).first  # a button's, a pill's or a segment's
+        label.scroll_into_view_if_needed()
+        box = label.bounding_box()
+        # The label's right end is on top there (a column that cuts it hides it), and no ellipsis shortens it.
+        on_top = label.evaluate("""(p, [x, y]) => document.elementFromPoint(x, y)?.closest('button') === p.closest('button')""",
+                                [box["x"] + box["width"] - 2, box["y"] + box["height"] / 2])
+        whole = label.evaluate("p => p.scrollWidth <= p.clientWidth + 1")
+        assert on_top and whole and box["x"] + box["width"] <= main["x"] + main["width"], name
