@@ -44,14 +44,20 @@ class SyncReport:
     new: int = 0
     transitions: int = 0
     listing_changed: tuple[int, int] | None = None  # (connections when the run began, then)
+    pages_done: int | None = None  # pages stored, when fewer than all
+    resumed: bool = False  # new and transitions count what this resume stored, not the whole run
 
     def summary(self, resume: str | None = None) -> str:
         """What it did, and what is left; `resume` names how to resume it (the command's option by default)."""
         resume = resume or f"resume (--resume {self.run_id})"
         if self.status == "failed":  # nothing to count: its first page never arrived
             return f"sync #{self.run_id}: failed before its first page arrived, so nothing was stored; {resume} starts it again"
-        text = (f"sync #{self.run_id}: {self.status}, {count(self.rows, 'connection')} from "
-                f"{count(self.pages_total, 'page')} ({self.new:,} new, {count(self.transitions, 'state change')})")
+        pages = count(self.pages_total, "page")
+        if self.pages_done is not None and self.pages_done < self.pages_total:
+            pages = f"{self.pages_done:,} of {pages}"
+        text = (f"sync #{self.run_id}: {self.status}, {count(self.rows, 'connection')} from {pages} "
+                f"({self.new:,} new, {count(self.transitions, 'state change')}"
+                f"{' in the pages it resumed' if self.resumed else ''})")
         if self.listing_changed:
             before, after = self.listing_changed
             text += (f"; Pica's list changed while it ran ({before:,} → {after:,} connections), so its pages shifted and a "
@@ -161,6 +167,7 @@ class _Writer:
         report = self.report
         report.failed_pages = self._to_resume(self.unstored)
         report.rows, report.new, report.transitions = self.rows, self.new, self.transitions
+        report.pages_done = self.pages_done
         report.status = "complete" if not report.failed_pages else "partial"
         if report.listing_changed:
             error = "Pica's list changed while the sync ran ({} → {} connections); resume fetches every page".format(
@@ -294,7 +301,7 @@ async def resume_sync(client: AsyncPicaClient, store: Store, run_id: int, *, env
             if run.status != "complete":
                 store.update_sync(run.id, status="complete", error=None, finished_at=run.finished_at or utcnow())
             return SyncReport(run.id, "complete", run.pages_total, run.rows_seen)
-        report = SyncReport(run.id, "running", run.pages_total, run.rows_seen)
+        report = SyncReport(run.id, "running", run.pages_total, run.rows_seen, resumed=True)
         writer = _Writer(store, run, report, progress)
         store.update_sync(run.id, status="running", error=None, finished_at=None)
 

@@ -280,6 +280,12 @@ def test_sync_summary_reads_as_a_sentence():
     report = SyncReport(run_id=8, status="partial", rows=1, pages_total=1, new=0, transitions=2, failed_pages=[1])
     assert report.summary(resume="**Resume**") == ("sync #8: partial, 1 connection from 1 page (0 new, 2 state changes); "
                                                    "pages that failed: 1 (**Resume** fetches them again)")
+    # A partial run names the pages it stored; a resume says its counts are its own.
+    report = SyncReport(run_id=9, status="partial", rows=419, pages_total=3, pages_done=2, failed_pages=[3])
+    assert report.summary().startswith("sync #9: partial, 419 connections from 2 of 3 pages (0 new, 0 state changes)")
+    report = SyncReport(run_id=9, status="complete", rows=719, pages_total=3, pages_done=3, resumed=True)
+    assert report.summary() == ("sync #9: complete, 719 connections from 3 pages (0 new, 0 state changes in the pages it "
+                                "resumed)")
 
 
 def test_page_list():
