@@ -212,7 +212,7 @@ with lookup_tab:
                     else:
                         st.query_params.pop("connection", None)
                     st.rerun()
-                st.download_button("Download CSV", connections_csv(table, shown), file_name=lookup.file_name,
+                st.download_button("Download CSV", connections_csv(table, shown, stored), file_name=lookup.file_name,
                                    mime="text/csv", icon=":material/download:", on_click="ignore")
 
                 selected = next((c for c in connections if c.id == lookup.selected), None)

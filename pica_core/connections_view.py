@@ -182,12 +182,17 @@ def _since(seen: UserConnection) -> str:
     return f"{seen.state_since:%Y-%m-%d %H:%M}" + (" or earlier" if seen.since_is_lower_bound else "")
 
 
-def connections_csv(table: pd.DataFrame, connections: Sequence[Connection]) -> str:
-    """The vault table (rows of `connection_rows` for these connections) as CSV, written as the Fleet and triage
-    exports write theirs: the platform's id beside its name, the state without its dot, tags joined by commas."""
+def connections_csv(table: pd.DataFrame, connections: Sequence[Connection],
+                    stored: Mapping[str, UserConnection] | None = None) -> str:
+    """The vault table (rows of `connection_rows` for these connections and `stored`) as CSV, written as the Fleet
+    and triage exports write theirs: the platform's id beside its name, the state without its dot, when it began as
+    a time (the table's "… or earlier" is text), tags joined by commas."""
+    stored = stored or {}
     export = table.drop(columns=["logo"]).rename(columns={"platform": "platform name"})
     export.insert(0, "platform", [c.platform for c in connections])
     export["state"] = [c.state for c in connections]
+    export["state since"] = [seen.state_since if (seen := stored.get(c.key)) and seen.state == c.state else None
+                             for c in connections]
     export["tags"] = export["tags"].map(",".join)
     return exports.frame_csv(export)
 

@@ -256,6 +256,16 @@ def test_the_vault_csv_is_written_like_the_fleet_csv():
         ("gmail", "Gmail", "failed", "vip,eu"), ("slack", "slack", "unknown", "")]  # Connection's default
     assert "logo" not in rows[0]
     assert [c for c in rows[0] if c not in ("platform name", "id")] == list(Store.EXPORT_COLUMNS)  # as the fleet's
+    # "state since" as the Fleet CSV writes it: a time, not the table's "… or earlier" text.
+    store = Store.from_url("sqlite://")
+    store.create_schema()
+    store.upsert_connections(connections, source="lookup")
+    stored = {u.connection_key: u for u in store.stored_connections([c.key for c in connections])}
+    table = connection_rows(connections, stored, {}, {})
+    assert table["state since"].iloc[0].endswith(" or earlier")
+    vault = next(csv.DictReader(io.StringIO(connections_csv(table, connections, stored))))
+    fleet = dict(zip(Store.EXPORT_COLUMNS, store.fleet_export()[0]))
+    assert vault["state since"] == str(fleet["state since"])
 
 
 def test_state_since_says_or_earlier_only_when_the_state_may_be_older_than_its_first_sighting():
