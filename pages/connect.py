@@ -4,6 +4,7 @@ import uuid
 
 import streamlit as st
 
+from pica_core import validation
 from pica_core.connect import confirm_and_store, resolve_connector
 from pica_core.errors import InvalidInputError
 from pica_core.models import IDENTITY_TYPES
@@ -54,7 +55,7 @@ with st.form("connect"):
     c1, c2, c3 = st.columns([3, 1.4, 3])
     identity = c1.text_input("Identity", value=query.get("identity", ""), placeholder="the end user's id in your app")
     kinds = list(IDENTITY_TYPES)
-    chosen_type = linked_type or "user"
+    chosen_type = validation.linked_identity_type(linked_type) or "user"
     identity_type = c2.selectbox("Identity type", kinds, index=kinds.index(chosen_type) if chosen_type in kinds else 0)
     names = ["", *[c.name for c in choices]]
     connector_name = c3.selectbox("Connector (optional)", names,

@@ -91,12 +91,11 @@ class Lookup:
             allowed = _CHOSEN_FROM[name][0] if name in _CHOSEN_FROM else None
             return tuple(v for v in _query_items(params, name) if allowed is None or v in allowed)
 
-        identity_type = one("identityType") or one("identity_type")
         return cls(
             identity=one("identity"),
-            identity_type=identity_type if identity_type in IDENTITY_TYPES else "",
+            identity_type=validation.linked_identity_type(one("identityType") or one("identity_type")),
             key=one("key"),
-            platform=one("platform"),
+            platform=one("platform").strip().lower(),  # ids are lower case: ?platform=Gmail means gmail
             states=many("state"),
             platforms=tuple(p.lower() for p in many("platforms")),
             environments=many("environment"),

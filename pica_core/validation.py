@@ -107,6 +107,12 @@ def identity_type(value: str | None) -> str | None:
     return value
 
 
+def linked_identity_type(value: str | None) -> str:
+    """The identity type a link names, in any letter case (`Team`); "" when it names none of Pica's."""
+    value = (value or "").strip().lower()
+    return value if value in IDENTITY_TYPES else ""
+
+
 def connection_key(value: str) -> str:
     value = value.strip()
     if not value:

@@ -63,7 +63,7 @@ def apply_deep_link() -> None:
         ss["con_conn_mode"] = "Identity"
         ss["con_identity"] = current["identity"]
         itype = current.get("identityType")
-        ss["con_identity_type"] = itype if itype in IDENTITY_TYPES else "any"
+        ss["con_identity_type"] = validation.linked_identity_type(itype) or "any"
         warn_unknown_identity_type(itype, "showing every type")
         if current.get("key"):
             ss["con_identity_pick"] = current["key"]

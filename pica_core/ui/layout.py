@@ -144,7 +144,7 @@ def chosen_in_place(container_key: str, subject: str) -> None:
 
 def warn_unknown_identity_type(value: str | None, then: str) -> None:
     """A link whose identityType is none of Pica's: said once, with what the page does instead."""
-    if value and value not in (*IDENTITY_TYPES, "any"):
+    if value and value.strip().lower() not in (*IDENTITY_TYPES, "any"):
         st.warning(f"The link's identity type {plain(value)} is not one of {', '.join(IDENTITY_TYPES)}: {then}.",
                    icon=":material/link_off:")
 

@@ -41,6 +41,11 @@ def test_lookup_round_trips_through_the_query_string():
         identity="a", states=("failed",))
 
 
+def test_a_link_s_identity_type_and_platform_are_read_in_any_letter_case():
+    assert Lookup.from_query({"identity": "A", "identityType": " Team", "platform": "Gmail"}) == Lookup(
+        identity="A", identity_type="team", platform="gmail")  # the identity is matched exactly: kept as written
+
+
 def test_a_lookup_links_under_the_path_the_app_is_served_from():
     lookup = Lookup(identity="a&b", identity_type="team")
     assert lookup.link() == "/connections?identity=a%26b&identityType=team"
