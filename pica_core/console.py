@@ -817,18 +817,22 @@ def history_label(record: PassthroughCallRecord) -> str:
 
 
 _STATUS = re.compile(r"[1-9][0-9]{2}")
+_STATUS_CLASS = re.compile(r"([1-9])xx", re.IGNORECASE)
 
 
-def status_filter(text: str) -> int | None:
-    """The history's Status filter as a number (None when blank); InvalidInputError unless it is a three-digit
-    status. Platforms may answer any three digits (LinkedIn's 999), so 100–999; ASCII digits only: `isdigit()`
-    takes "²" (which int() refuses), and a 20-digit number overflows the database's integer."""
+def status_filter(text: str) -> tuple[int, int] | None:
+    """The history's Status filter as the statuses it takes, lowest and highest: 429 → (429, 429), 4xx → (400,
+    499); None when blank. InvalidInputError unless it is a three-digit status or class. Platforms may answer any
+    three digits (LinkedIn's 999), so 100–999; ASCII digits only: `isdigit()` takes "²" (which int() refuses), and
+    a 20-digit number overflows the database's integer."""
     text = (text or "").strip()
     if not text:
         return None
+    if match := _STATUS_CLASS.fullmatch(text):
+        return int(match[1]) * 100, int(match[1]) * 100 + 99
     if not _STATUS.fullmatch(text):
-        raise InvalidInputError("Status must be a three-digit HTTP status such as 200 or 429.")
-    return int(text)
+        raise InvalidInputError("Status must be a three-digit HTTP status such as 200 or 429, or a class such as 4xx.")
+    return int(text), int(text)
 
 
 def platform_of_key(connection_key: str) -> str:

@@ -567,7 +567,8 @@ class Store:
         with self.session() as session:
             return session.get(PassthroughCallRecord, call_id)
 
-    def search_calls(self, *, platform: str | None = None, action: str | None = None, status: int | None = None,
+    def search_calls(self, *, platform: str | None = None, action: str | None = None,
+                     status: int | tuple[int, int] | None = None,
                      text_query: str | None = None, connection_key: str | None = None,
                      limit: int = 200) -> list[PassthroughCallRecord]:
         with self.session() as session:
@@ -578,8 +579,9 @@ class Store:
                 like = f"%{_escape_like(action)}%"
                 query = query.where(or_(PassthroughCallRecord.action_title.ilike(like, escape="\\"),
                                         PassthroughCallRecord.action_id.ilike(like, escape="\\")))
-            if status is not None:
-                query = query.where(PassthroughCallRecord.status == status)
+            if status is not None:  # one status, or the lowest and highest of a range (4xx)
+                low, high = (status, status) if isinstance(status, int) else status
+                query = query.where(PassthroughCallRecord.status.between(low, high))
             if connection_key:
                 query = query.where(PassthroughCallRecord.connection_key == connection_key)
             if text_query:

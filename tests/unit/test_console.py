@@ -350,11 +350,12 @@ def test_truncation_cuts_at_a_character_boundary():
     assert console.truncate("short", 5) == ("short", False)
 
 
-def test_the_history_status_filter_takes_only_a_three_digit_status():
-    assert console.status_filter(" 429 ") == 429 and console.status_filter("999") == 999
+def test_the_history_status_filter_takes_only_a_three_digit_status_or_class():
+    assert console.status_filter(" 429 ") == (429, 429) and console.status_filter("999") == (999, 999)
+    assert console.status_filter("4xx") == (400, 499) and console.status_filter("5XX") == (500, 599)
     assert console.status_filter("  ") is None
     # "²" and "٤٢٩" pass str.isdigit(); a 20-digit number overflowed the database's integer
-    for bad in ("²", "٤٢٩", "99999999999999999999", "42", "1000", "099", "-1", "4 29", "2xx"):
+    for bad in ("²", "٤٢٩", "99999999999999999999", "42", "1000", "099", "-1", "4 29", "0xx", "4x", "xx"):
         with pytest.raises(InvalidInputError, match="three-digit HTTP status"):
             console.status_filter(bad)
 
@@ -641,6 +642,7 @@ def test_search_history_by_platform_action_status_and_text(sandbox, client, stor
     assert len(store.search_calls(platform="gmail")) == 3 and store.search_calls(platform="slack") == []
     assert [r.action_title for r in store.search_calls(action="send")] == ["Send"]
     assert len(store.search_calls(status=401)) == 1
+    assert len(store.search_calls(status=(400, 499))) == 1 and len(store.search_calls(status=(200, 299))) == 2
     assert len(store.search_calls(text_query="needle-42")) == 1  # request body
     assert len(store.search_calls(text_query="invalid authentication")) == 1  # response body
     assert store.call_platforms() == ["gmail"] and store.count(PassthroughCallRecord) == 3
