@@ -133,10 +133,19 @@ def _column_config(frame: pd.DataFrame) -> dict:
     }
 
 
+def clear_filters() -> None:
+    """The search and every filter back to none (the sort stays): a button's callback, before the widgets draw."""
+    st.session_state.update({K_QUERY: "", K_CATEGORY: [], K_STATUS: [], K_AUTHKIT: None, K_OAUTH: None})
+
+
 def connector_table(shown: pd.DataFrame, selected: str) -> str:
     """The filtered table. Selecting a row opens its detail; returns the platform id now selected ("" = none)."""
+    if shown.empty:  # an empty grid says nothing of why
+        st.info("No connector matches the search and filters.", icon=":material/search_off:")
+        st.button("Clear the search and filters", on_click=clear_filters, icon=":material/filter_alt_off:")
+        return selected  # an open detail stays open, as when the filters only hide its row
     selected = selection_table(shown, shown["platform"], selected, name="catalog.table", hide_index=True,
-                               column_config=_column_config(shown), height=_table_height(max(3, len(shown)), 493),
+                               column_config=_column_config(shown), height=_table_height(len(shown), 493),
                                row_height=ROW_HEIGHT)
     st.session_state[K_SELECTED] = selected
     return selected

@@ -101,7 +101,7 @@ def test_search_narrows_to_rows_matching_name_platform_or_description(app_env, t
     assert at.query_params["q"] == "google sheets"
 
     at.text_input(key=ui.K_QUERY).input("no such connector anywhere").run()
-    assert table(at).empty and showing(at) == (0, SANDBOX_CONNECTORS)
+    assert showing(at) == (0, SANDBOX_CONNECTORS)  # and a message instead of an empty grid (below)
 
 
 @pytest.mark.parametrize("widget, key, value, param, keep", [
@@ -260,6 +260,18 @@ def test_a_shared_link_opens_a_connector_and_filtering_it_away_keeps_it_open(app
     at.multiselect(key=ui.K_CATEGORY).set_value(["CRM"]).run()  # Slack is not a CRM
     assert "Slack" in [s.value for s in at.subheader]
     assert at.query_params == {"category": "CRM", "selected": "slack"}
+
+
+def test_a_view_with_no_match_says_so_and_clears_in_one_click(app_env):
+    at = open_page("catalog", query={"selected": "slack"})
+    at.text_input(key=ui.K_QUERY).input("no such connector anywhere").run()
+    at.segmented_control(key=ui.K_OAUTH).set_value("yes").run()
+    assert_clean(at)
+    assert showing(at)[0] == 0 and "No connector matches the search and filters." in [i.value for i in at.info]
+    assert "Slack" in [s.value for s in at.subheader]  # the open detail stays open
+    next(b for b in at.button if b.label == "Clear the search and filters").click().run()
+    assert_clean(at)
+    assert showing(at) == (SANDBOX_CONNECTORS, SANDBOX_CONNECTORS) and at.query_params == {"selected": "slack"}
 
 
 def test_connecting_waits_for_authkit(app_env, truth):
