@@ -114,6 +114,10 @@ with lookup_tab:
     if lookup.empty and lookup.identity_type:
         st.info(f"Identity type {lookup.identity_type} alone would list most of the account: add an identity or a "
                 "platform, then **Look up**.", icon=":material/info:")
+    elif lookup.empty and lookup.selected:  # Pica finds connections by identity, key or platform, not by id
+        st.warning(plain(f"The link names connection {lookup.selected} and nothing to find it by: Pica lists "
+                         "connections by identity, key or platform. Enter one of them, then **Look up**."),
+                   icon=":material/link_off:")
     elif lookup.empty:
         st.info("Enter an identity (with its type, or any), a connection key or a platform, then **Look up**.",
                 icon=":material/info:")

@@ -523,6 +523,12 @@ def test_bulk_triage_says_when_there_is_nothing_to_do_and_when_pica_refused(app_
     assert len(summary) == 40 and set(summary["note"]) == {"no connections"}
 
 
+def test_a_link_with_a_connection_id_alone_says_what_it_lacks(app_env):
+    at = open_page("connections", query={"connection": "c-123"})
+    assert_clean(at)
+    assert any("names connection c-123 and nothing to find it by" in w.value.replace("\\", "") for w in at.warning)
+
+
 def test_a_link_to_a_connection_that_is_not_there_says_so(app_env):
     conn = seeded(app_env, state="operational")
     at = open_page("connections", query={"identity": conn["identity"], "connection": "doesnotexist"})
