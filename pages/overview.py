@@ -6,7 +6,7 @@ import streamlit as st
 from pica_core.health import NEEDS_ATTENTION, attention_summary, state_columns
 from pica_core.models import STATES
 from pica_core.sync import SyncBusy
-from pica_core.text import plain
+from pica_core.text import count, plain
 from pica_core.ui import context, data, fleet_ui
 from pica_core.ui.layout import ago, show_error
 
@@ -38,7 +38,7 @@ with sync_col, st.container(border=True):
     st.markdown("**Fleet sync**")
     last = store.last_sync(settings.environment)
     st.markdown(f"Last sync: **{ago(last.finished_at or last.started_at) if last else 'never'}**"
-                + (f" · {last.rows_seen} connections" if last else "")
+                + (f" · it saw {count(last.rows_seen, 'connection')}" if last else "")
                 + (f" · :orange[{last.status}]" if last and last.status != "complete" else ""))
 
 # Sandbox mode shows data on first visit; live mode syncs when someone asks (it costs Pica calls).
