@@ -267,8 +267,10 @@ def pick_action(settings: Settings, platform: str) -> ChosenAction | None:
     if hits is None:
         return None
     if not hits:
-        st.caption(f"No actions of {plain(platform)} match." if mode == "Search"
-                   else f"No actions listed for {plain(platform)}.")
+        searched = mode == "Search" and query.strip()
+        st.caption(f"No actions of {plain(platform)} match." if searched
+                   else f"Pica lists no actions for {plain(platform)}: choose another connection, or send any path "
+                        "with an action id in **Raw**.")
         return None
     by_id = {h.system_id: h for h in hits}
     linked = ss.pop("con_linked_action", None)

@@ -216,6 +216,15 @@ def test_nan_or_infinity_in_the_json_body_is_refused_and_kept(app_env, body):
     assert at.text_area(key="con_body_json").value == body  # nothing the user typed is lost
 
 
+def test_a_platform_without_actions_says_what_to_do_instead(app_env):
+    conn = next(c for c in app_env.state.connections.values() if c["environment"] == "test"
+                and not app_env.state.catalog.actions_by_platform.get(c["platform"]))
+    at = open_page("console", query={"key": conn["key"]})
+    assert_clean(at)
+    assert any(f"Pica lists no actions for {conn['platform']}: choose another connection" in shown(c.value)
+               for c in at.caption)
+
+
 def test_a_lone_surrogate_escape_in_the_json_body_is_refused_and_kept(app_env):
     """JSON reads "\\ud800", but UTF-8 cannot carry half a pair: refused, not a crash when it is encoded."""
     at, _ = console_on(app_env, SEND_MESSAGE)
