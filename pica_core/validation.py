@@ -86,16 +86,20 @@ def tags(values: list[str]) -> list[str]:
     """Tags as Pica keeps them: each once, non-empty, at most 64 characters, at most 50; no commas (Pica filters
     connections by tags as a comma-separated list, so a tag holding one could never be found by it)."""
     kept = list(dict.fromkeys(v.strip() for v in values if v and v.strip()))
+    problems = []  # every one at once: fixing them one save at a time is slow
     for tag in kept:
         if len(tag) > MAX_TAG:
-            raise InvalidInputError(f"The tag “{tag[:24]}…” is {len(tag)} characters long; tags are at most {MAX_TAG}.")
+            problems.append(f"The tag “{tag[:24]}…” is {len(tag)} characters long; tags are at most {MAX_TAG}.")
         if "," in tag:
-            raise InvalidInputError(f"The tag “{tag}” holds a comma: Pica reads commas between tags when it filters.",
-                                    hint="Split it into two tags, or use another character.")
+            problems.append(f"The tag “{tag}” holds a comma: Pica reads commas between tags when it filters.")
         if has_control(tag):
-            raise InvalidInputError("A tag contains control characters (a line break or tab?).")
+            problems.append("A tag contains control characters (a line break or tab?).")
     if len(kept) > MAX_TAGS:
-        raise InvalidInputError(f"That is {len(kept)} tags; a connection carries at most {MAX_TAGS}.")
+        problems.append(f"That is {len(kept)} tags; a connection carries at most {MAX_TAGS}.")
+    if problems:
+        raise InvalidInputError(" ".join(dict.fromkeys(problems)),
+                                hint="Split a tag holding a comma into two, or use another character."
+                                if any("comma" in p for p in problems) else None)
     return kept
 
 

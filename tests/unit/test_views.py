@@ -313,6 +313,9 @@ def test_identities_in_written_languages_and_emoji_keep_their_joiners_and_marks(
                      "שלום\u200e-2", "مرحبا", "שלום"):
         assert validation.identity(identity) == identity
     assert validation.tags(["👩\u200d💻 devs"]) == ["👩\u200d💻 devs"]
+    with pytest.raises(InvalidInputError) as every:  # each problem at once, not one a save
+        validation.tags(["a,b", "x" * 70])
+    assert "holds a comma" in every.value.message and "70 characters long" in every.value.message
     for pasted in ("usr\u200b1", "\ufeffusr", "ava\u00adsmith", "x\u2060y", "\u202eusr", "ava@acme.io\u200e",
                    "\u200fusr_1"):  # a direction mark at either end: a chat app's or a sheet's, not the identity's
         with pytest.raises(InvalidInputError, match="invisible character"):
