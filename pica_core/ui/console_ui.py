@@ -81,15 +81,17 @@ def apply_deep_link() -> None:
 def write_deep_link(chosen: ChosenConnection | None, action: ChosenAction | None) -> None:
     """Keep the chosen connection and action in the URL, so that the page can be shared or reloaded."""
     wanted: dict[str, str] = {}
+    mode = ss.get("con_conn_mode")  # what was asked for stays when it finds nothing: the link is still shareable
+    if mode == "Identity" and (ss.get("con_identity") or "").strip():
+        wanted["identity"] = ss["con_identity"].strip()
+        if ss.get("con_identity_type") not in (None, "any"):
+            wanted["identityType"] = ss["con_identity_type"]
+    elif mode == "Platform" and (chosen is not None or (ss.get("con_platform") or "").strip()):
+        wanted["platform"] = chosen.platform if chosen is not None else ss["con_platform"].strip()
     if chosen is not None:
-        mode = ss.get("con_conn_mode")
-        if mode == "Identity" and ss.get("con_identity"):
-            wanted["identity"] = ss["con_identity"]
-            if ss.get("con_identity_type") not in (None, "any"):
-                wanted["identityType"] = ss["con_identity_type"]
-        elif mode == "Platform":
-            wanted["platform"] = chosen.platform
         wanted["key"] = chosen.key
+    elif mode == "Connection key" and (ss.get("con_key") or "").strip():
+        wanted["key"] = ss["con_key"].strip()
     if action is not None and not action.raw:
         wanted["action"] = action.id
     if wanted != ss.get("con_url"):

@@ -216,6 +216,14 @@ def test_nan_or_infinity_in_the_json_body_is_refused_and_kept(app_env, body):
     assert at.text_area(key="con_body_json").value == body  # nothing the user typed is lost
 
 
+def test_a_link_that_finds_no_connection_stays_in_the_address(app_env):
+    """A platform without connections, an unknown identity: the URL kept what was asked (it was emptied)."""
+    for query in ({"platform": "1-password"}, {"identity": "nobody-here", "identityType": "team"}):
+        at = open_page("console", query=query)
+        assert_clean(at)
+        assert {k: at.query_params[k] for k in query} == query
+
+
 def test_a_platform_without_actions_says_what_to_do_instead(app_env):
     conn = next(c for c in app_env.state.connections.values() if c["environment"] == "test"
                 and not app_env.state.catalog.actions_by_platform.get(c["platform"]))
