@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -43,22 +44,31 @@ def open_fleet_synced(dashboard, page) -> None:
         wait_idle(page)
 
 
+def latency(page_number: int, seconds: float) -> dict:
+    """A fault: this page of the connection list answers `seconds` late (the dashboard syncs 300 rows a page)."""
+    return {"kind": "latency", "seconds": seconds, "path": "/v1/vault/connections", "query": f"page={page_number}"}
+
+
+@contextmanager
+def slow_sync(dashboard, page, *faults: dict, stored: int = 1):
+    """Sync now, slowed by `faults`; gives the run's id once `stored` pages are stored. The faults end with it."""
+    for fault in faults:
+        dashboard.control("POST", "faults", json=fault)
+    try:
+        page.get_by_role("button", name="Sync now").click()
+        yield wait_for(lambda: (r := latest_run(dashboard)) and r[1] == "running" and r[2] >= stored and r[0],
+                       f"{stored} page(s) of a new sync to be stored")
+    finally:
+        dashboard.control("DELETE", "faults")
+
+
 def test_leaving_the_page_mid_sync_does_not_stop_it_and_its_outcome_waits_for_the_reader(dashboard, page):
     """The sync ran in the page's own run, so leaving the page stopped it at its next progress report."""
     open_path(page, dashboard, "fleet")
-    # Page 1 at once, pages 2 and 3 seconds later (the dashboard syncs 300 rows a page).
-    for n, seconds in ((2, 3), (3, 5)):
-        dashboard.control("POST", "faults", json={"kind": "latency", "seconds": seconds,
-                                                  "path": "/v1/vault/connections", "query": f"page={n}"})
-    try:
-        page.get_by_role("button", name="Sync now").click()
-        run_id = wait_for(lambda: (r := latest_run(dashboard)) and r[1:3] == ("running", 1) and r[0],
-                          "page 1 of a new sync to be stored")
+    with slow_sync(dashboard, page, latency(2, 3), latency(3, 5)) as run_id:
         via_sidebar(page, "Overview")  # moved on, mid-sync
         wait_for(lambda: latest_run(dashboard)[1] != "running", "the sync to end", seconds=45)
         assert latest_run(dashboard) == (run_id, "complete", 3, [])
-    finally:
-        dashboard.control("DELETE", "faults")
     via_sidebar(page, "Fleet health")
     expect(page.get_by_text(f"Sync #{run_id}: complete", exact=False).first).to_be_visible()
     assert page.locator("[data-testid='stException']").count() == 0
@@ -66,36 +76,22 @@ def test_leaving_the_page_mid_sync_does_not_stop_it_and_its_outcome_waits_for_th
 
 def test_coming_back_mid_sync_follows_it_as_the_reader_s_own(dashboard, page):
     open_path(page, dashboard, "fleet")
-    dashboard.control("POST", "faults", json={"kind": "latency", "seconds": 6, "path": "/v1/vault/connections",
-                                              "query": "page=3"})
-    try:
-        page.get_by_role("button", name="Sync now").click()
-        run_id = wait_for(lambda: (r := latest_run(dashboard)) and r[1] == "running" and r[2] >= 2 and r[0],
-                          "two pages of a new sync to be stored")
+    with slow_sync(dashboard, page, latency(3, 6), stored=2) as run_id:
         via_sidebar(page, "Overview")
         page.locator("[data-testid='stSidebarNav']").get_by_text("Fleet health").click()
         expect(page.get_by_text("You can leave this page: the sync goes on")).to_be_visible()
         expect(page.get_by_text("It runs in another tab or session")).to_have_count(0)  # it is this one's
         expect(page.get_by_text(f"Sync #{run_id}: complete", exact=False).first).to_be_visible(timeout=30_000)
-    finally:
-        dashboard.control("DELETE", "faults")
     assert page.locator("[data-testid='stException']").count() == 0
 
 
 def test_reading_another_tab_mid_sync_does_not_stop_it(dashboard, page):
     """Tabs that reran the page on a change (to keep the reader's tab) stopped the sync like leaving the page."""
     open_path(page, dashboard, "fleet")
-    dashboard.control("POST", "faults", json={"kind": "latency", "seconds": 4, "path": "/v1/vault/connections",
-                                              "query": "page=2"})
-    try:
-        page.get_by_role("button", name="Sync now").click()
-        run_id = wait_for(lambda: (r := latest_run(dashboard)) and r[1] == "running" and r[2] >= 1 and r[0],
-                          "page 1 of a new sync to be stored")
+    with slow_sync(dashboard, page, latency(2, 4)) as run_id:
         page.get_by_role("tab", name="Export").click()
         wait_for(lambda: latest_run(dashboard)[1] != "running", "the sync to end", seconds=45)
         assert latest_run(dashboard) == (run_id, "complete", 3, [])
-    finally:
-        dashboard.control("DELETE", "faults")
 
 
 def test_a_sync_running_elsewhere_is_followed_until_it_ends(dashboard, page):
@@ -105,8 +101,7 @@ def test_a_sync_running_elsewhere_is_followed_until_it_ends(dashboard, page):
                PICA_SECRETS_FILE=str(Path(dashboard.log).with_name("none.toml")))
     open_path(page, dashboard, "fleet")  # the dashboard's database exists
     before = latest_run(dashboard)
-    dashboard.control("POST", "faults", json={"kind": "latency", "seconds": 6, "path": "/v1/vault/connections",
-                                              "query": "page=2"})
+    dashboard.control("POST", "faults", json=latency(2, 6))
     command = subprocess.Popen([sys.executable, "-m", "pica_core", "sync"], cwd=Path(__file__).parents[2], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
