@@ -240,7 +240,10 @@ with bulk_tab:
     text = st.text_area("Identities", key="bulk-text", height=140,
                         placeholder="usr_1a2b3c,user\nteam-growth-acme-4,team")
     upload = st.file_uploader("CSV file", type=["csv", "txt"])
-    if st.button("Triage", type="primary", icon=":material/checklist:"):
+    # One at a time (each costs Pica calls); a click sent before the button showed disabled still counts: refused.
+    running = (job := st.session_state.get(TRIAGE_JOB)) is not None and not job.done.is_set()
+    if st.button("Triage", type="primary", icon=":material/checklist:", disabled=running,
+                 help="A triage is under way: its results show below." if running else None) and not running:
         st.session_state[TAB] = "bulk"
         parsed = parse_bulk(text, upload.getvalue() if upload else b"")
         st.session_state["triage-problems"] = parsed.problems

@@ -265,13 +265,14 @@ def _by_type(connections: Sequence[Connection]) -> str:
 
 
 def in_its_letters(lookup: Lookup, lowered: str, found: Sequence[Connection]) -> Lookup:
-    """The lookup of `lowered` (the identity in lower case, which has `found`), keeping the type and platform only
-    where they find something: a lookup wrong in case and in type finds nothing with either left."""
-    return replace(lookup, identity=lowered, selected="",
-                   identity_type=lookup.identity_type if any(c.identity_type == lookup.identity_type for c in found)
-                   else "",
-                   platform=lookup.platform if any(c.platform == lookup.platform.strip().lower() for c in found)
-                   else "")
+    """The lookup of `lowered` (the identity in lower case, which has `found`), keeping as much of its type and
+    platform as still finds something together: a lookup wrong in case and in type finds nothing with either left."""
+    platform = lookup.platform.strip().lower()
+    for kind, on in ((lookup.identity_type, platform), (lookup.identity_type, ""), ("", platform), ("", "")):
+        if any((not kind or c.identity_type == kind) and (not on or c.platform == on) for c in found):
+            break
+    return replace(lookup, identity=lowered, selected="", identity_type=kind,
+                   platform=lookup.platform if on else "")
 
 
 @dataclass
@@ -406,6 +407,9 @@ async def triage(client, identities: Sequence[tuple[str, str | None]],
             if not others and identity.lower() != identity:  # of every type: the hint says which
                 found = await client.connections(identity=identity.lower())
                 same_letters = (identity.lower(), found) if found else None
+        except RateLimitedError as exc:  # the limit is met all the same: stop asking
+            limited.append(exc)
+            return ""
         except PicaError:  # only a hint: Pica's answer, no connections, stands
             return ""
         return " ".join(_identity_hints(identity_type, others, same_letters))

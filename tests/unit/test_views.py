@@ -167,6 +167,9 @@ def test_no_results_for_an_identity_in_other_letter_case_says_pica_matches_exact
     assert in_its_letters(wrong_type, "sven@x.io", found) == Lookup(identity="sven@x.io", platform="slack")
     assert in_its_letters(replace(wrong_type, identity_type="user", platform="zoom"), "sven@x.io", found) == Lookup(
         identity="sven@x.io", identity_type="user")
+    # The type and the platform kept only as a pair that finds something: user on gmail finds nothing here.
+    assert in_its_letters(replace(wrong_type, identity_type="user", platform="gmail"), "sven@x.io", found) == Lookup(
+        identity="sven@x.io", identity_type="user")
 
 
 def test_triage_rows_list_each_connection_once():

@@ -1,0 +1,36 @@
+"""Bulk triage's asking (connections_view.triage) against the sandbox: what it asks Pica, and when it stops."""
+
+from __future__ import annotations
+
+import asyncio
+
+from pica_core.client import AsyncPicaClient
+from pica_core.config import SANDBOX_TEST_KEY, Secret
+from pica_core.connections_view import triage
+
+
+def run(sandbox, identities, concurrency: int = 1):
+    async def go():
+        async with AsyncPicaClient(base_url=sandbox.url, secret=Secret(SANDBOX_TEST_KEY),
+                                   max_concurrency=concurrency) as client:
+            return await triage(client, identities)
+
+    return asyncio.run(go())
+
+
+def test_a_rate_limit_met_by_a_hint_stops_the_asking_too(sandbox):
+    """'Nobody-X' has no connections; its lower-case spelling, asked for a hint, meets the limit: the limit is every
+    user's, so the 30 after it are not asked (they were)."""
+    sandbox.fault("rate_limit", count=50, path="/v1/vault", query="identity=nobody-x", seconds=120)
+    before = sandbox.count()
+    results = run(sandbox, [("Nobody-X", None)] + [(f"someone-{n}", None) for n in range(30)])
+    assert sandbox.count() - before == 2  # Nobody-X, then nobody-x
+    assert results[0].error is None and results[0].hint == ""  # no connections stands; only its hint is missing
+    assert all(r.error.startswith("not looked up — Pica's rate limit was reached") for r in results[1:])
+
+
+def test_without_a_rate_limit_every_identity_is_asked_once_and_hinted_where_it_may_help(sandbox):
+    before = sandbox.count()
+    results = run(sandbox, [("Nobody-Y", "team"), ("someone-1", None)], concurrency=4)
+    # Nobody-Y as team, then of any type, then in lower case; someone-1 once.
+    assert sandbox.count() - before == 4 and not any(r.error for r in results)
