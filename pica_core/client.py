@@ -150,24 +150,28 @@ def _clean(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 _UNIX_TIME_FROM = 1e9  # "seconds" beyond this are a moment (2001 on): GitHub's and others' x-ratelimit-reset
+_UNIX_MS_FROM = 1e12  # and beyond this, that moment in milliseconds
+_LONGEST_WAIT = 86_400.0  # a wait over a day, or a moment over a day past, is no wait anyone means: unknown
 
 
 def retry_after(headers: Mapping[str, str], names: Sequence[str] = ("retry-after", RATE_RESET_HEADER)) -> float | None:
-    """Seconds to wait, from the first of these headers that says (Pica's by default): seconds, a Unix time, or
-    Retry-After's HTTP date."""
+    """Seconds to wait, from the first of these headers that says (Pica's by default): seconds, a Unix time (in
+    seconds or milliseconds), or Retry-After's HTTP date; None when none says, or says more than a day either way."""
     lowered = {k.lower(): v for k, v in headers.items()}
     for name in names:
         raw = (lowered.get(name) or "").strip()
         try:
             value = float(raw)
+            if value >= _UNIX_TIME_FROM:
+                value = (value / 1000 if value >= _UNIX_MS_FROM else value) - time.time()
         except ValueError:
             try:
-                value = parsedate_to_datetime(raw).timestamp()
-            except (TypeError, ValueError, IndexError):
+                value = parsedate_to_datetime(raw).timestamp() - time.time()
+            except (TypeError, ValueError, IndexError, OverflowError):
                 continue
         if not math.isfinite(value):
             continue
-        return max(0.0, value - time.time() if value >= _UNIX_TIME_FROM else value)
+        return max(0.0, value) if abs(value) <= _LONGEST_WAIT else None  # a moment days past is none meant either
     return None
 
 

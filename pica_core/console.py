@@ -581,6 +581,8 @@ def make_record(prepared: PreparedRequest, *, response: PassthroughResponse | No
                 secret: str | None, body_limit: int) -> PassthroughCallRecord:
     """A history row for one call: credentials redacted, the secret scrubbed, bodies cut at `body_limit` bytes."""
     request_body, request_cut = truncate(scrub(request_body_text(prepared), secret), body_limit)
+    if prepared.body_kind == "raw" and b"\x00" in (prepared.content or b""):
+        request_cut = True  # kept as "[binary, …]": a replay must not send that text as the body
     record = PassthroughCallRecord(
         at=utcnow(), actor=actor, environment=prepared.environment,
         connection_key=scrub(prepared.connection_key, secret) or "",  # every field typed by a user is scrubbed
@@ -645,13 +647,14 @@ def run_call(client: PicaClient, store: Store, prepared: PreparedRequest, *, act
                          action_title=action_title, secret=secret, body_limit=body_limit)
     try:  # the call went out: its answer is shown whatever happens to its record
         outcome.record = store.record_call(record)
-        if prepared.method != "GET":  # the record is scrubbed of the secret: the audit log is shown too
-            store.audit(actor=actor, action="console_call", target=record.connection_key,
-                        outcome="ok" if outcome.ok else "error", method=prepared.method, path=record.path,
-                        status=outcome.status, action_id=record.action_id, history_id=record.id)
     except Exception as exc:  # noqa: BLE001 - the database's first line, not its statement (it holds the body)
         outcome.not_recorded = scrub(f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}", secret)
         log.warning("console call %s %s sent but not recorded: %s", prepared.method, record.path, outcome.not_recorded)
+    if prepared.method != "GET":  # audited even when History could not keep it; scrubbed as the record is
+        store.audit(actor=actor, action="console_call", target=record.connection_key,
+                    outcome="ok" if outcome.ok else "error", method=prepared.method, path=record.path,
+                    status=outcome.status, action_id=record.action_id,
+                    history_id=outcome.record.id if outcome.record else None)
     return outcome
 
 
@@ -717,8 +720,8 @@ def export_curl(prepared: PreparedRequest, base_url: str, *, secret: str | None 
     if prepared.body_kind == "json":
         lines += [] if prepared.typed else ["-H 'content-type: application/json'"]
         lines.append(f"--data-raw {shlex.quote(encode_json(prepared.json_body).decode('utf-8'))}")
-    elif prepared.body_kind == "form":
-        lines.append(f"--data-raw {shlex.quote(urlencode(list((prepared.form or {}).items())))}")
+    elif prepared.body_kind == "form" and prepared.form:  # an empty one sends nothing, as httpx does
+        lines.append(f"--data-raw {shlex.quote(urlencode(list(prepared.form.items())))}")
     elif prepared.body_kind == "multipart":
         lines += [f"--form-string {shlex.quote(f'{k}={v}')}" for k, v in (prepared.form or {}).items()]
         lines += [f"-F {shlex.quote(f'{f.field}=@{_curl_quoted(f.filename)};type={f.content_type}')}"

@@ -143,6 +143,9 @@ _ACTION_ID = re.compile(r"^[A-Za-z0-9_:.\-]{3,200}$")
 RESERVED_HEADERS = ("x-pica-secret", "x-pica-connection-key", "x-pica-action-id", "host", "content-length")
 
 
+MAX_PATH = 1_999  # "/" + the path fits PassthroughCallRecord.path (2,000)
+
+
 def passthrough_path(path: str) -> str:
     """The action path after /v1/passthrough/, with its variables filled: no traversal, no control characters."""
     path = path.strip()
@@ -158,6 +161,9 @@ def passthrough_path(path: str) -> str:
         raise InvalidInputError("Fill every {{variable}} of the path before sending.")
     if not path.strip("/"):
         raise InvalidInputError("Enter the action's path.")
+    if len(path) > MAX_PATH:  # History keeps the path whole (2,000 characters): one longer could not be kept
+        raise InvalidInputError(f"The path is {len(path):,} characters long; at most {MAX_PATH:,}.",
+                                hint="Send long values as query parameters or in the body.")
     return path.lstrip("/")
 
 

@@ -298,6 +298,10 @@ def test_a_rate_limit_reset_sent_as_a_moment_is_read_as_the_wait_until_then():
     assert 80 <= limited.retry_after <= 90 and re.search(r"retry after (8\d|90) s", limited.meaning)
     assert 110 <= retry_after({"Retry-After": formatdate(time.time() + 120, usegmt=True)}) <= 120
     assert retry_after({"retry-after": "30"}) == 30
+    assert 80 <= retry_after({"x-ratelimit-reset": str(int(time.time() * 1000) + 90_000)},
+                             ["x-ratelimit-reset"]) <= 90  # in milliseconds
+    assert retry_after({"retry-after": "Sun, 06 Nov 1994 08:49:37 GMT"}) is None  # long past: meant nothing
+    assert retry_after({"retry-after": str(3 * 86_400)}) is None  # days: no wait anyone means
     assert retry_after({"retry-after": "soon"}) is retry_after({"retry-after": "inf"}) is None
 
 
@@ -386,6 +390,9 @@ def test_replay_refuses_what_history_did_not_keep():
                                   files=[console.FilePart("file", "a.bin", b"123")]))
     with pytest.raises(InvalidInputError, match="file contents"):
         round_trip(files)
+    binary = console.prepare(draft(method="POST", body_kind="raw", body_text="a\x00b"))  # kept as "[binary, …]"
+    with pytest.raises(InvalidInputError, match="cannot be repeated exactly"):
+        round_trip(binary)
     authorized = console.prepare(draft(headers=[("Authorization", "Bearer x")]))
     record = console.make_record(authorized, actor="a", platform="gmail", secret=None, body_limit=1000)
     with pytest.raises(InvalidInputError, match="redacted in history"):
@@ -527,6 +534,27 @@ def test_a_binary_answer_is_shown_and_history_says_what_it_was(sandbox, client, 
     assert stored.response_size == len(outcome.response.body)
     text = run(client, store, export(sandbox, "text/plain"), platform="google-drive")
     assert store.call(text.record.id).response_body == "Exported f1\n"
+
+
+def test_a_write_whose_history_cannot_be_kept_is_audited_all_the_same(sandbox, client, store):
+    from sqlalchemy import text
+
+    with store.engine.begin() as db:
+        db.execute(text("DROP TABLE passthrough_calls"))
+    try:
+        conn = connection(sandbox)
+        outcome = run(client, store, console.prepare(draft(
+            connection_key=conn["key"], action_id=SEND_ACTION, method="POST",
+            path_template="/gmail/v1/users/{{userId}}/messages/send", body_kind="json", body_text="{}")))
+        assert outcome.not_recorded and outcome.record is None
+        [event] = store.audit_events(action="console_call")
+        assert event.detail["status"] == 200 and event.detail["history_id"] is None
+    finally:
+        store.create_schema()
+
+
+def test_a_path_too_long_for_history_is_refused_before_sending():
+    refused("at most 1,999", path_template="/gmail/v1/users/{{userId}}/messages/" + "x" * 2000)
 
 
 def test_a_call_whose_history_cannot_be_written_keeps_its_answer(sandbox, client, store):
@@ -680,10 +708,11 @@ def _as_sent(logged: dict) -> tuple:
     dict(body_kind="raw", body_text="@channel"),  # curl's --data-binary read the file named channel
     dict(body_kind="raw", body_text="hello", headers=[("Content-Type", "text/plain")]),
     dict(body_kind="form", form=[("a b", "x y"), ("c=d", "e&f")]),  # --data-urlencode left names as they were
+    dict(body_kind="form", form=[]),  # nothing sent, and no Content-Type either
     dict(body_kind="json", body_text='{"a": 1}', headers=[("Content-Type", "application/vnd.api+json")]),
     dict(body_kind="json", body_text="null"),
     dict(body_kind="multipart", form=[("to", "a@b.c"), ('sub"ject', "hi é")]),  # fields alone: multipart still
-], ids=["raw-at", "raw-typed", "form-names", "json-typed", "json-null", "multipart-fields"])
+], ids=["raw-at", "raw-typed", "form-names", "form-empty", "json-typed", "json-null", "multipart-fields"])
 def test_both_exports_send_what_the_console_sent(sandbox, client, store, tmp_path, body):
     (tmp_path / "channel").write_text("LOCAL FILE CONTENTS")
     prepared = console.prepare(draft(connection_key=connection(sandbox)["key"], action_id=SEND_ACTION, method="POST",
