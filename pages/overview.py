@@ -44,10 +44,12 @@ with sync_col, st.container(border=True):
 # Sandbox mode shows data on first visit; live mode syncs when someone asks (it costs Pica calls).
 if settings.sandbox and store.last_sync(settings.environment) is None:
     try:
+        if store.sync_in_progress(settings.environment):  # started by a visit here that moved on, or elsewhere
+            raise SyncBusy
         fleet_ui.run_sync(settings, store, label="Loading the sandbox's connections…")
         st.rerun()
-    except SyncBusy:  # another session is loading them: its sync will be there on the next visit
-        st.info("Loading the sandbox's connections in another session: reload in a moment.", icon=":material/sync:")
+    except SyncBusy:  # it goes on on its own thread: its connections are there on the next visit
+        st.info("The sandbox's connections are loading: reload in a moment.", icon=":material/sync:")
 
 catalog = data.catalog(settings)
 counts = store.state_counts(settings.environment)

@@ -56,7 +56,8 @@ def start(label: str, work: Callable[[Job], Any], *, expected: tuple[type[BaseEx
         except BaseException as exc:  # noqa: BLE001 - handed to whoever follows the job
             if not isinstance(exc, expected):
                 log.exception("%s failed", label)
-            job.error = exc
+            # As an Exception: a CancelledError or SystemExit raised again on the page would pass its handlers
+            job.error = exc if isinstance(exc, Exception) else RuntimeError(f"{type(exc).__name__}: {exc}")
         finally:
             job.done.set()
 
