@@ -54,7 +54,7 @@ if spec.selected in by_platform:
                         can_console=principal.sees("console"))
 elif spec.selected:
     ui.selection_note(spec.selected)
-else:
+elif not shown.empty:
     st.caption(":material/touch_app: Select a row to see the connector's actions and links.")
 
 st.subheader("Coverage", anchor=False)

@@ -115,8 +115,8 @@ with lookup_tab:
         st.info(f"Identity type {lookup.identity_type} alone would list most of the account: add an identity or a "
                 "platform, then **Look up**.", icon=":material/info:")
     elif lookup.empty and lookup.selected:  # Pica finds connections by identity, key or platform, not by id
-        st.warning(plain(f"The link names connection {lookup.selected} and nothing to find it by: Pica lists "
-                         "connections by identity, key or platform. Enter one of them, then **Look up**."),
+        st.warning(f"The link names connection {plain(lookup.selected)} and nothing to find it by: Pica lists "
+                   "connections by identity, key or platform. Enter one of them, then **Look up**.",
                    icon=":material/link_off:")
     elif lookup.empty:
         st.info("Enter an identity (with its type, or any), a connection key or a platform, then **Look up**.",
@@ -254,15 +254,17 @@ with bulk_tab:
         elif not parsed.problems:
             st.info("Nothing to triage: paste identities above or upload a CSV file.", icon=":material/info:")
     if (job := st.session_state.get(TRIAGE_JOB)) is not None:  # started here, maybe in a run a click stopped
+        note = st.empty()
         if not job.done.is_set():
-            st.caption("You can look someone up or leave this page meanwhile: the triage goes on, and its results "
-                       "show here.")
+            note.caption("You can look someone up or leave this page meanwhile: the triage goes on, and its results "
+                         "show here.")
         try:
             st.session_state["triage"] = jobs.follow(job)
         except Exception as exc:  # noqa: BLE001 - logged on its thread; the reader gets what happened
             st.warning(plain(f"The triage stopped: {jobs.failure(exc)}. Press Triage to run it again."),
                        icon=":material/error:")
         del st.session_state[TRIAGE_JOB]
+        note.empty()
     triaged_file = st.session_state.get("triage-file")
     if triaged_file and (upload is None or upload.name != triaged_file):  # a file is not kept across pages
         st.caption(plain(f"What follows includes {triaged_file}, which is no longer loaded here: upload it again "
@@ -279,8 +281,9 @@ with bulk_tab:
                     f"{sum(1 for r in identities if not r.connections and not r.error):,} with none · "
                     f"{len(failed):,} failed to load")
         if failed:
-            st.warning(plain(f"{count(len(failed), 'identity', 'identities')} could not be looked up; the first "
-                             f"said: {failed[0].error}"), icon=":material/cloud_off:")
+            said = next((r.error for r in failed if not r.error.startswith("not looked up")), failed[0].error)
+            st.warning(plain(f"{count(len(failed), 'identity', 'identities')} could not be looked up; Pica said: "
+                             f"{said}"), icon=":material/cloud_off:")
             again = [(r.identity, r.identity_type) for r in results if r.error]  # as asked, not as merged
             if st.button(f"Look up the {count(len(again), 'identity', 'identities')} that failed again",
                          icon=":material/replay:", key="triage-again"):

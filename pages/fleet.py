@@ -31,21 +31,22 @@ catalog = data.catalog(settings).value
 names = {c.platform: c.name for c in catalog[0]} if catalog else {}
 base = app_base()  # links in tables stay inside the app, whatever path it is served under
 
-if fleet_ui.own_sync() is not None:  # started here, then the reader left: it went on, and is followed again
-    fleet_ui.follow_own()
 last = fleet_ui.latest_run(store, env)
 outcome = fleet_ui.pop_outcome()
-resumable = last is not None and last.status not in ("running", "complete")
-fleet_ui.status(store, env, last, reported=getattr(outcome, "run_id", None) == getattr(last, "id", None))
-# Each as wide as its label, side by side, whatever the window; Sync now first, where it always is (a Resume that
-# appeared in its place, after a failed sync, would take the next click).
-buttons = st.container(horizontal=True)
-if buttons.button("Sync now", type="secondary" if resumable else "primary", icon=":material/sync:",
-                  help="Fetches every connection of the account again."):
-    fleet_ui.run_sync_and_rerun(settings, store)
-if resumable and buttons.button("Resume", type="primary", icon=":material/replay:",
-                                help="Fetches only what the last sync did not store."):
-    fleet_ui.run_sync_and_rerun(settings, store, resume=last.id)
+if fleet_ui.own_sync() is not None:  # this session's, on its own thread: followed here, wherever the reader went
+    fleet_ui.follow_own()
+else:
+    resumable = last is not None and last.status not in ("running", "complete")
+    fleet_ui.status(store, env, last, reported=getattr(outcome, "run_id", None) == getattr(last, "id", None))
+    # Each as wide as its label, side by side, whatever the window; Sync now first, where it always is (a Resume
+    # that appeared in its place, after a failed sync, would take the next click).
+    buttons = st.container(horizontal=True)
+    if buttons.button("Sync now", type="secondary" if resumable else "primary", icon=":material/sync:",
+                      help="Fetches every connection of the account again."):
+        fleet_ui.start_own_sync(settings, store)
+    if resumable and buttons.button("Resume", type="primary", icon=":material/replay:",
+                                    help="Fetches only what the last sync did not store."):
+        fleet_ui.start_own_sync(settings, store, resume=last.id)
 fleet_ui.show_outcome(outcome)
 if settings.sandbox:  # the command has no embedded sandbox: it must be pointed at this one
     sandbox_api = public_url(settings.api_url, settings)

@@ -28,7 +28,7 @@ from .models import ConnectionRow
 from .store import Store, SyncBusy, SyncRun, utcnow
 from .text import count
 
-__all__ = ["CannotResume", "SyncBusy", "SyncReport", "resume_sync", "sync_fleet"]
+__all__ = ["CannotResume", "SyncBusy", "SyncReport", "pages_stored", "resume_sync", "sync_fleet"]
 
 Progress = Callable[[int, int, int], None]  # (pages done, pages total, rows stored)
 
@@ -52,9 +52,7 @@ class SyncReport:
         resume = resume or f"resume (--resume {self.run_id})"
         if self.status == "failed":  # nothing to count: its first page never arrived
             return f"sync #{self.run_id}: failed before its first page arrived, so nothing was stored; {resume} starts it again"
-        pages = count(self.pages_total, "page")
-        if self.pages_done is not None and self.pages_done < self.pages_total:
-            pages = f"{self.pages_done:,} of {pages}"
+        pages = pages_stored(self.pages_total if self.pages_done is None else self.pages_done, self.pages_total)
         text = (f"sync #{self.run_id}: {self.status}, {count(self.rows, 'connection')} from {pages} "
                 f"({self.new:,} new, {count(self.transitions, 'state change')}"
                 f"{' in the pages it resumed' if self.resumed else ''})")
@@ -65,6 +63,11 @@ class SyncReport:
         elif self.failed_pages:
             text += f"; pages that failed: {page_list(self.failed_pages)} ({resume} fetches them again)"
         return text
+
+
+def pages_stored(done: int, total: int) -> str:
+    """'3 pages', or '2 of 3 pages' when not all were stored."""
+    return count(total, "page") if done >= total else f"{done:,} of {count(total, 'page')}"
 
 
 def page_list(pages: list[int], most: int = 8) -> str:

@@ -12,7 +12,7 @@ from ..client import AsyncPicaClient
 from ..config import Settings
 from ..health import state_columns
 from ..store import Store, SyncRun
-from ..sync import CannotResume, SyncBusy, SyncReport, page_list, resume_sync, sync_fleet
+from ..sync import CannotResume, SyncBusy, SyncReport, page_list, pages_stored, resume_sync, sync_fleet
 from ..text import count, plain
 from . import jobs
 from .layout import ago
@@ -67,11 +67,12 @@ def run_sync(settings: Settings, store: Store, *, label: str = "Syncing the flee
     return jobs.follow(start_sync(settings, store, label=label, resume=resume))
 
 
-def run_sync_and_rerun(settings: Settings, store: Store, *, resume: int | None = None) -> None:
-    """Start it as this session's sync and follow it; `follow_own` follows it on the next visit if the reader
-    leaves meanwhile, and `show_outcome` says how it went."""
-    st.session_state[_JOB] = start_sync(settings, store, resume=resume)
-    follow_own()
+def start_own_sync(settings: Settings, store: Store, *, resume: int | None = None) -> None:
+    """Start it as this session's sync, then draw the page again: `follow_own` shows it while it runs (the rest of
+    the page stays usable) and `show_outcome` says how it went."""
+    st.session_state[_JOB] = start_sync(settings, store, label="Resuming the sync…" if resume else
+                                        "Syncing the fleet…", resume=resume)
+    st.rerun()
 
 
 def own_sync() -> jobs.Job | None:
@@ -79,19 +80,25 @@ def own_sync() -> jobs.Job | None:
     return st.session_state.get(_JOB)
 
 
+@st.fragment(run_every=1)
 def follow_own() -> None:
-    """This session's sync until it ends, then the page read again with its outcome."""
-    job = st.session_state[_JOB]
+    """This session's sync while it runs, read every second; once it ends, the page read again with its outcome.
+    A fragment: the page around it is whole and works meanwhile, and a reader who left finds it here again."""
+    job = st.session_state.get(_JOB)
+    if job is None:
+        return
     if not job.done.is_set():
-        st.caption("You can leave this page: the sync goes on, and how it went shows here when you come back.")
+        st.progress(*job.shown())
+        st.caption("You can use this page or leave it: the sync goes on, and how it went shows here.")
+        return
     try:
-        st.session_state[_OUTCOME] = jobs.follow(job)
+        st.session_state[_OUTCOME] = jobs.follow(job)  # done: no wait
     except (SyncBusy, CannotResume) as exc:
         st.session_state[_OUTCOME] = str(exc)
     except Exception as exc:  # noqa: BLE001 - logged on its thread; the reader gets what happened, not a traceback
         st.session_state[_OUTCOME] = f"The sync stopped: {jobs.failure(exc)}"
     del st.session_state[_JOB]
-    st.rerun()
+    st.rerun(scope="app")  # the counts, tables and buttons change with it
 
 
 RUN_STATUSES = ("running", "complete", "partial", "failed", "interrupted")
@@ -157,10 +164,11 @@ def last_run(run: SyncRun | None, *, brief: bool = False) -> None:
                     f"{count(run.pages_total, 'page') if run.pages_total else '? pages'}, "
                     f"{count(run.rows_seen, 'connection')} so far.")
         st.progress(min(1.0, run.pages_done / run.pages_total) if run.pages_total else 0.0)
-        st.caption("It runs in another tab or session, or from the command line; this follows it.")
+        st.caption("Started in another session, from the command line, or here before a reload: this page follows "
+                   "it until it ends.")
         return
     st.markdown(f"Last sync **#{run.id}** {ago(run.finished_at or run.started_at)}: **{run.status}**, "
-                f"{count(run.rows_seen, 'connection')} from {count(run.pages_total, 'page')}.")
+                f"{count(run.rows_seen, 'connection')} from {pages_stored(run.pages_done, run.pages_total)}.")
     if brief:
         return
     pages = run.failed_pages

@@ -22,6 +22,16 @@ def open_page(page: str, *, query: dict | None = None, user: dict | None = None,
     return at.run()
 
 
+def press_sync(at: AppTest, label: str = "Sync now") -> AppTest:
+    """Press Sync now (or Resume) on Fleet and let the sync end. It runs on its own thread and the page's fragment
+    shows its outcome when it ends; AppTest runs no timed fragment, so the page is run again then."""
+    next(b for b in at.button if b.label == label).click().run()
+    if "sync-job" in at.session_state:
+        assert at.session_state["sync-job"].done.wait(60), "the sync did not end"
+        at.run()
+    return at
+
+
 def assert_clean(at: AppTest) -> None:
     """No exception element and no error-level message from the safety net."""
     assert not at.exception, [e.value for e in at.exception]

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from pica_core.store import Store
-from tests.app.conftest import assert_clean, open_page
+from tests.app.conftest import assert_clean, open_page, press_sync
 
 
 def seeded(sandbox, **match) -> dict:
@@ -81,8 +81,7 @@ def test_detail_shows_history_after_two_syncs_with_a_state_change(app_env):
     conn = seeded(app_env, state="operational", platform="gmail")
     at = run("fleet")  # the first sync ran on the overview; state recorded as operational
     app_env.set_state(conn["id"], "failed")
-    sync = next(b for b in at.button if b.label == "Sync now")
-    sync.click().run()
+    press_sync(at)
     assert_clean(at)
     at = open_page("connections", query={"identity": conn["identity"], "identityType": conn["identityType"],
                                          "connection": conn["id"]})
@@ -412,7 +411,7 @@ def test_a_lookup_after_a_sync_shows_what_the_sync_saw_and_never_undoes_it(app_e
     assert dict(zip(table(at)["key"], table(at)["state"]))[conn["key"]] == "● operational"
     app_env.set_state(conn["id"], "failed")
     fleet = open_page("fleet")
-    next(b for b in fleet.button if b.label == "Sync now").click().run()
+    press_sync(fleet)
     assert_clean(fleet)
     at = open_page("connections", query=query)  # another session, within the minute
     assert_clean(at)
@@ -510,7 +509,7 @@ def test_bulk_triage_says_when_there_is_nothing_to_do_and_when_pica_refused(app_
     assert app_env.count() - before <= 4  # the first ones, asked side by side
     assert any(m.value.startswith("**40 identities** · ") and "40 failed to load" in m.value for m in at.markdown)
     banner = [w.value.replace("\\", "") for w in at.warning if "could not be looked up" in w.value]
-    assert banner and banner[0].startswith("40 identities could not be looked up; the first said: 429")
+    assert banner and banner[0].startswith("40 identities could not be looked up; Pica said: 429")
     assert re.search(r"retry after \d\d:\d\d:\d\d UTC", banner[0])  # a clock time: the results stay on screen
     notes = next(df.value for df in at.dataframe if "need attention" in df.value.columns)["note"]
     assert sum(n.startswith("not looked up — Pica's rate limit was reached") for n in notes) >= 36

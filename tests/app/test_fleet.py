@@ -9,11 +9,14 @@ from datetime import UTC, datetime, time
 from urllib.parse import parse_qs, urlsplit
 
 from pica_core.store import Store
-from tests.app.conftest import assert_clean, open_page
+from tests.app.conftest import assert_clean, open_page, press_sync
 
 
 def click(at, label: str):
-    next(b for b in at.button if b.label == label).click().run()
+    if label in ("Sync now", "Resume"):
+        press_sync(at, label)
+    else:
+        next(b for b in at.button if b.label == label).click().run()
     assert_clean(at)
     return at
 
@@ -196,10 +199,12 @@ def test_resume_button_fetches_only_the_pages_left(app_env):
     assert resume.proto.type == "primary" and next(b for b in at.button if b.label == "Sync now").proto.type == "secondary"
     at = open_page("fleet")  # later, or in another session: the run's row says the same
     assert any("partial: 1 page to fetch again (2)" in w.value for w in at.warning)
+    assert any("**partial**, " in m.value and "from 2 of 3 pages." in m.value for m in at.markdown)
     app_env.control("DELETE", "faults")
     app_env.control("DELETE", "stats")
     at = click(at, "Resume")
-    assert any("complete, 720 connections" in s.value for s in at.success)
+    assert any("complete, 720 connections from 3 pages (0 new, 0 state changes in the pages it resumed)" in s.value
+               for s in at.success)
     assert app_env.count("vault/connections") == 1
 
 

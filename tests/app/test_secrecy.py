@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from pica_core.ui.shell import PAGES
-from tests.app.conftest import assert_clean, open_page
+from tests.app.conftest import assert_clean, open_page, press_sync
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def test_the_secret_is_nowhere_after_using_every_page(secret_env, app_env, caplo
         assert_clean(at)
         rendered.append(texts(at))
     at = open_page("fleet")
-    next(b for b in at.button if b.label == "Sync now").click().run()
+    press_sync(at)
     rendered.append(texts(at))
     at = open_page("connections", query={"key": conn["key"], "connection": conn["id"]})
     rendered.append(texts(at))

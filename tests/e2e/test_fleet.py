@@ -79,10 +79,23 @@ def test_coming_back_mid_sync_follows_it_as_the_reader_s_own(dashboard, page):
     with slow_sync(dashboard, page, latency(3, 6), stored=2) as run_id:
         via_sidebar(page, "Overview")
         page.locator("[data-testid='stSidebarNav']").get_by_text("Fleet health").click()
-        expect(page.get_by_text("You can leave this page: the sync goes on")).to_be_visible()
-        expect(page.get_by_text("It runs in another tab or session")).to_have_count(0)  # it is this one's
+        expect(page.get_by_text("You can use this page or leave it: the sync goes on")).to_be_visible()
+        expect(page.get_by_text("this page follows it until it ends", exact=False)).to_have_count(0)  # its own
+        expect(page.get_by_role("tab", name="Failing and degraded")).to_be_visible()  # the page whole meanwhile
+        expect(page.get_by_role("button", name="Sync now")).to_have_count(0)  # one sync at a time
         expect(page.get_by_text(f"Sync #{run_id}: complete", exact=False).first).to_be_visible(timeout=30_000)
     assert page.locator("[data-testid='stException']").count() == 0
+
+
+def test_a_row_chosen_mid_sync_opens_at_once_and_the_outcome_waits(dashboard, page):
+    """The page waited for its own sync: a row chosen meanwhile opened only when it ended, and its outcome was lost."""
+    open_fleet_synced(dashboard, page)
+    with slow_sync(dashboard, page, latency(3, 8), stored=2) as run_id:
+        choose_the_first_broken_connection(page)
+        assert latest_run(dashboard)[:2] == (run_id, "running")  # opened before the sync ended
+        wait_for(lambda: latest_run(dashboard)[1] != "running", "the sync to end", seconds=45)
+    via_sidebar(page, "Fleet health")
+    expect(page.get_by_text(f"Sync #{run_id}: complete", exact=False).first).to_be_visible()
 
 
 def test_reading_another_tab_mid_sync_does_not_stop_it(dashboard, page):
