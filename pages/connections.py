@@ -285,8 +285,12 @@ with bulk_tab:
             st.warning(plain(f"{count(len(failed), 'identity', 'identities')} could not be looked up; Pica said: "
                              f"{said}"), icon=":material/cloud_off:")
             again = [(r.identity, r.identity_type) for r in results if r.error]  # as asked, not as merged
-            if st.button(f"Look up the {count(len(again), 'identity', 'identities')} that failed again",
-                         icon=":material/replay:", key="triage-again"):
+            lifts = max((r.retry_at for r in results if r.error and r.retry_at), default=None)
+            soon = lifts is not None and lifts > datetime.now(UTC)  # asking before then meets the limit again
+            if st.button(f"Look up the {count(len(again), 'identity', 'identities')} that failed again"
+                         + (f" (after {lifts:%H:%M:%S} UTC)" if soon else ""), icon=":material/replay:",
+                         key="triage-again", type="tertiary" if soon else "secondary",
+                         help="Pica's rate limit lifts then: asking sooner meets it again." if soon else None):
                 st.session_state[TRIAGE_JOB] = start_triage(settings, again, into=results)
                 st.rerun()
         by_identity, every = st.tabs(["By identity", "Every connection"])

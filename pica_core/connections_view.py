@@ -7,6 +7,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from urllib.parse import urlencode
 
 import pandas as pd
@@ -375,6 +376,7 @@ class TriageResult:
     connections: list[Connection] = field(default_factory=list)
     error: str | None = None
     hint: str = ""  # none found: where its connections may be instead (another identity type, lower case)
+    retry_at: datetime | None = None  # not looked up for Pica's rate limit: when it lifts, if Pica said
 
     @property
     def note(self) -> str:
@@ -418,7 +420,8 @@ async def triage(client, identities: Sequence[tuple[str, str | None]],
         nonlocal done
         async with slots:
             if limited:
-                result = TriageResult(identity, identity_type, error=f"not looked up — {limited[0].lasting_hint()}")
+                result = TriageResult(identity, identity_type, error=f"not looked up — {limited[0].lasting_hint()}",
+                                      retry_at=limited[0].retry_at)
             else:
                 try:
                     found = await client.connections(identity=identity, identity_type=identity_type)
@@ -427,7 +430,8 @@ async def triage(client, identities: Sequence[tuple[str, str | None]],
                         result.hint = await where_else(identity, identity_type)
                 except RateLimitedError as exc:
                     limited.append(exc)
-                    result = TriageResult(identity, identity_type, error=f"{exc} — {exc.lasting_hint()}")
+                    result = TriageResult(identity, identity_type, error=f"{exc} — {exc.lasting_hint()}",
+                                          retry_at=exc.retry_at)
                 except PicaError as exc:
                     result = TriageResult(identity, identity_type, error=f"{exc} — {exc.hint}")
         done += 1

@@ -85,12 +85,19 @@ class RateLimitedError(PicaError):
 
     default_hint = "Pica's rate limit was reached: wait a minute and retry."
 
+    @property
+    def retry_at(self) -> datetime | None:
+        """When the wait ends, if Pica said and it is within a day."""
+        if self.retry_after is None or not 0 <= self.retry_after < 86400:
+            return None
+        return self.received_at + timedelta(seconds=self.retry_after)
+
     def lasting_hint(self) -> str:
         """The hint for a record read later: the wait as a clock time (UTC), since "retry in 54 s" read an hour on
         misleads; the hint as it is when the wait is unknown or too far off for a clock."""
-        if self.retry_after is None or not 0 <= self.retry_after < 86400:
+        if self.retry_at is None:
             return self.hint
-        return f"Pica's rate limit was reached: retry after {self.received_at + timedelta(seconds=self.retry_after):%H:%M:%S} UTC."
+        return f"Pica's rate limit was reached: retry after {self.retry_at:%H:%M:%S} UTC."
 
 
 class UpstreamUnavailableError(PicaError):

@@ -513,9 +513,11 @@ def test_bulk_triage_says_when_there_is_nothing_to_do_and_when_pica_refused(app_
     assert re.search(r"retry after \d\d:\d\d:\d\d UTC", banner[0])  # a clock time: the results stay on screen
     notes = next(df.value for df in at.dataframe if "need attention" in df.value.columns)["note"]
     assert sum(n.startswith("not looked up — Pica's rate limit was reached") for n in notes) >= 36
+    again = next(b for b in at.button if b.label.startswith("Look up the 40 identities that failed again"))
+    assert re.search(r"\(after \d\d:\d\d:\d\d UTC\)$", again.label)  # when the limit lifts: sooner meets it again
     app_env.control("DELETE", "faults")  # the limit has passed: only those are asked again, and the table fills in
     before = app_env.count()
-    next(b for b in at.button if b.label.startswith("Look up the 40 identities that failed again")).click().run()
+    again.click().run()
     assert_clean(at)
     assert app_env.count() - before == 40  # once each (no type, lower case: no hint to ask for)
     summary = next(df.value for df in at.dataframe if "need attention" in df.value.columns)
