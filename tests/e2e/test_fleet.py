@@ -56,6 +56,8 @@ def slow_sync(dashboard, page, *faults: dict, stored: int = 1):
         dashboard.control("POST", "faults", json=fault)
     try:
         page.get_by_role("button", name="Sync now").click()
+        # The page drawn again around the sync (a table located before that is replaced under the test's hand).
+        expect(page.get_by_text("the sync goes on", exact=False)).to_be_visible()
         yield wait_for(lambda: (r := latest_run(dashboard)) and r[1] == "running" and r[2] >= stored and r[0],
                        f"{stored} page(s) of a new sync to be stored")
     finally:
