@@ -92,7 +92,7 @@ def follow_own() -> None:
         st.caption("You can use this page or leave it: the sync goes on, and how it went shows here.")
         return
     try:
-        st.session_state[_OUTCOME] = jobs.follow(job)  # done: no wait
+        st.session_state[_OUTCOME] = jobs.follow(job)  # done: no bar, no wait
     except (SyncBusy, CannotResume) as exc:
         st.session_state[_OUTCOME] = str(exc)
     except Exception as exc:  # noqa: BLE001 - logged on its thread; the reader gets what happened, not a traceback

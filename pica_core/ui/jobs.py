@@ -68,10 +68,11 @@ def start(label: str, work: Callable[[Job], Any], *, expected: tuple[type[BaseEx
 def follow(job: Job) -> Any:
     """A progress bar until the job is done; its result, or its error raised. A run stopped here stops only the
     following."""
-    bar = st.progress(*job.shown())
-    while not job.done.wait(0.25):
-        bar.progress(*job.shown())
-    bar.empty()
+    if not job.done.is_set():
+        bar = st.progress(*job.shown())
+        while not job.done.wait(0.25):
+            bar.progress(*job.shown())
+        bar.empty()
     if job.error is not None:
         raise job.error
     return job.result
