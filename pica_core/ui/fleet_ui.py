@@ -70,7 +70,7 @@ def run_sync(settings: Settings, store: Store, *, label: str = "Syncing the flee
 def start_own_sync(settings: Settings, store: Store, *, resume: int | None = None) -> None:
     """Start it as this session's sync, then draw the page again: `follow_own` shows it while it runs (the rest of
     the page stays usable) and `show_outcome` says how it went."""
-    st.session_state[_JOB] = start_sync(settings, store, label="Resuming the sync…" if resume else
+    st.session_state[_JOB] = start_sync(settings, store, label="Resuming the sync…" if resume is not None else
                                         "Syncing the fleet…", resume=resume)
     st.rerun()
 
