@@ -42,7 +42,7 @@ counts, export = st.columns([4, 1], vertical_alignment="center")
 counts.markdown(f"Showing **{len(shown)}** of **{len(frame)}** connectors"
                 + ("" if fetched.stale else f" · fetched {ago(fetched.fetched_at)}"))
 export.download_button("CSV", cv.to_csv(shown), file_name="pica-connectors.csv", mime="text/csv",
-                       icon=":material/download:", on_click="ignore", width="stretch",
+                       icon=":material/download:", on_click="ignore", width="stretch", disabled=shown.empty,
                        help="The table as filtered and sorted")
 spec = replace(spec, selected=ui.connector_table(shown, spec.selected))
 ui.write_url(spec)
@@ -58,6 +58,9 @@ elif not shown.empty:
     st.caption(":material/touch_app: Select a row to see the connector's actions and links.")
 
 st.subheader("Coverage", anchor=False)
-ui.coverage_panel(cv.coverage(shown), whole_catalog=not spec.filtered,
-                  synced=bool(usage) or store.last_sync(settings.environment, statuses=("complete",)) is not None,
-                  unknown=cv.unknown_platforms(usage, frame))
+if shown.empty:  # of nothing: clear the filters above to see it
+    st.caption("No connector matches the filters, so there is nothing to count.")
+else:
+    ui.coverage_panel(cv.coverage(shown), whole_catalog=not spec.filtered,
+                      synced=bool(usage) or store.last_sync(settings.environment, statuses=("complete",)) is not None,
+                      unknown=cv.unknown_platforms(usage, frame))

@@ -268,6 +268,8 @@ def test_a_view_with_no_match_says_so_and_clears_in_one_click(app_env):
     at.segmented_control(key=ui.K_OAUTH).set_value("yes").run()
     assert_clean(at)
     assert showing(at)[0] == 0 and "No connector matches the search and filters." in [i.value for i in at.info]
+    assert "No connector matches the filters, so there is nothing to count." in [c.value for c in at.caption]
+    assert next(b for b in at.get("download_button") if b.proto.label == "CSV").proto.disabled
     assert "Slack" in [s.value for s in at.subheader]  # the open detail stays open
     next(b for b in at.button if b.label == "Clear the search and filters").click().run()
     assert_clean(at)
