@@ -380,20 +380,21 @@ def build_routes(state: SandboxState) -> list[Route]:
     for method, path, name, handler in pica:
         routes.setdefault(path, {})[method] = endpoint(name, handler)
     passthrough_handler = endpoint("passthrough", passthrough)
-    result = [_method_router(path, handlers) for path, handlers in routes.items()]
-    result.append(_method_router("/v1/passthrough/{path:path}", {
+    result = [_method_router(state, path, handlers) for path, handlers in routes.items()]
+    result.append(_method_router(state, "/v1/passthrough/{path:path}", {
         m: passthrough_handler for m in ("GET", "POST", "PUT", "PATCH", "DELETE")}))
     return result
 
 
-def _method_router(path: str, handlers: dict[str, Callable]) -> Route:
+def _method_router(state: SandboxState, path: str, handlers: dict[str, Callable]) -> Route:
     """One route per path: known methods dispatch, others get Pica's 405 (not Starlette's plain text)."""
     allow = ", ".join(sorted(handlers))
 
     async def dispatch(request: Request) -> Response:
         handler = handlers.get(request.method)
         if handler is None:
-            return pica_error(405, f"Method {request.method} is not allowed here", {"allow": allow})
+            return pica_error(405, f"Method {request.method} is not allowed here",
+                              {"allow": allow, **state.rate_headers(request.headers.get("x-pica-secret"))})
         return await handler(request)
 
     return Route(path, dispatch, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])

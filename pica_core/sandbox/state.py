@@ -226,6 +226,14 @@ class SandboxState:
     # --- rate limit ------------------------------------------------------------------------------
     def take_rate(self, secret: str) -> tuple[bool, dict[str, str]]:
         """Count one request against the key's 60 s window; (allowed, rate-limit headers)."""
+        return self._rate(secret, take=True)
+
+    def rate_headers(self, secret: str | None) -> dict[str, str]:
+        """The key's rate-limit headers as they stand, counting nothing (an answer to no route: Pica's carry them
+        too)."""
+        return self._rate(secret or "", take=False)[1]
+
+    def _rate(self, secret: str, *, take: bool) -> tuple[bool, dict[str, str]]:
         limit = self.config.throughput
         now = time.monotonic()
         with self._lock:
@@ -233,9 +241,9 @@ class SandboxState:
             if now - start >= RATE_WINDOW_SECONDS:
                 start, count = now, 0
             allowed = limit <= 0 or count < limit
-            if allowed:
-                count += 1
-            self.rate_windows[secret] = (start, count)
+            if take:
+                count += allowed
+                self.rate_windows[secret] = (start, count)
         reset = max(1, math.ceil(start + RATE_WINDOW_SECONDS - now))
         shown = limit if limit > 0 else 1_000_000
         headers = {

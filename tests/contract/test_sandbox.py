@@ -56,6 +56,11 @@ def test_unknown_route_and_wrong_method(sandbox):
     response = httpx.put(f"{sandbox.url}/v1/vault/connections", headers=TEST)
     assert response.status_code == 405 and response.json()["code"] == 2004
     assert response.headers["allow"] == "GET"
+    # Every answer carries the rate-limit headers (the contract), and these count against no limit.
+    left = get(sandbox, "/v1/users/flags").headers["x-pica-rate-limit-remainings"]
+    for answer in (get(sandbox, "/v1/does-not-exist"), httpx.put(f"{sandbox.url}/v1/vault/connections", headers=TEST),
+                   httpx.post(f"{sandbox.url}/v1/users/flags", headers=TEST)):
+        assert answer.headers["x-pica-rate-limit-remainings"] == left and answer.headers["x-pica-rate-limit-reset"]
 
 
 @pytest.mark.parametrize("params, message", [
