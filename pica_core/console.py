@@ -648,14 +648,24 @@ def run_call(client: PicaClient, store: Store, prepared: PreparedRequest, *, act
     try:  # the call went out: its answer is shown whatever happens to its record
         outcome.record = store.record_call(record)
     except Exception as exc:  # noqa: BLE001 - the database's first line, not its statement (it holds the body)
-        outcome.not_recorded = scrub(f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}", secret)
+        outcome.not_recorded = _first_line(exc, secret)
         log.warning("console call %s %s sent but not recorded: %s", prepared.method, record.path, outcome.not_recorded)
     if prepared.method != "GET":  # audited even when History could not keep it; scrubbed as the record is
-        store.audit(actor=actor, action="console_call", target=record.connection_key,
-                    outcome="ok" if outcome.ok else "error", method=prepared.method, path=record.path,
-                    status=outcome.status, action_id=record.action_id,
-                    history_id=outcome.record.id if outcome.record else None)
+        try:
+            store.audit(actor=actor, action="console_call", target=record.connection_key,
+                        outcome="ok" if outcome.ok else "error", method=prepared.method, path=record.path,
+                        status=outcome.status, action_id=record.action_id,
+                        history_id=outcome.record.id if outcome.record else None)
+        except Exception as exc:  # noqa: BLE001 - the answer is still shown, with why it was not kept
+            outcome.not_recorded = outcome.not_recorded or _first_line(exc, secret)
+            log.warning("console call %s %s sent but not audited: %s", prepared.method, record.path,
+                        _first_line(exc, secret))
     return outcome
+
+
+def _first_line(exc: Exception, secret: str | None) -> str:
+    """A database error as the reader is told it: its name and first line, not its statement (it holds the body)."""
+    return scrub(f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}", secret) or ""
 
 
 # --- replay and loading -----------------------------------------------------------------------------------------

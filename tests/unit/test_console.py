@@ -553,6 +553,22 @@ def test_a_write_whose_history_cannot_be_kept_is_audited_all_the_same(sandbox, c
         store.create_schema()
 
 
+def test_a_write_neither_history_nor_the_audit_log_can_keep_still_shows_its_answer(sandbox, client, store):
+    from sqlalchemy import text
+
+    with store.engine.begin() as db:  # the database lost both tables: the call was sent all the same
+        db.execute(text("DROP TABLE passthrough_calls"))
+        db.execute(text("DROP TABLE audit_events"))
+    try:
+        conn = connection(sandbox)
+        outcome = run(client, store, console.prepare(draft(
+            connection_key=conn["key"], action_id=SEND_ACTION, method="POST",
+            path_template="/gmail/v1/users/{{userId}}/messages/send", body_kind="json", body_text="{}")))
+        assert outcome.ok and outcome.response.json()["labelIds"] == ["SENT"] and outcome.not_recorded
+    finally:
+        store.create_schema()
+
+
 def test_a_path_too_long_for_history_is_refused_before_sending():
     refused("at most 1,999", path_template="/gmail/v1/users/{{userId}}/messages/" + "x" * 2000)
 
