@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -536,37 +537,39 @@ def test_a_binary_answer_is_shown_and_history_says_what_it_was(sandbox, client, 
     assert store.call(text.record.id).response_body == "Exported f1\n"
 
 
-def test_a_write_whose_history_cannot_be_kept_is_audited_all_the_same(sandbox, client, store):
+@contextmanager
+def tables_lost(store, *tables: str):
+    """These tables dropped (a migration gone wrong, say), and made again afterwards."""
     from sqlalchemy import text
 
     with store.engine.begin() as db:
-        db.execute(text("DROP TABLE passthrough_calls"))
+        for table in tables:
+            db.execute(text(f"DROP TABLE {table}"))
     try:
-        conn = connection(sandbox)
-        outcome = run(client, store, console.prepare(draft(
-            connection_key=conn["key"], action_id=SEND_ACTION, method="POST",
-            path_template="/gmail/v1/users/{{userId}}/messages/send", body_kind="json", body_text="{}")))
+        yield
+    finally:
+        store.create_schema()
+
+
+def send_a_message(sandbox, client, store) -> console.CallOutcome:
+    """A POST through the console: Gmail's send, on an operational connection."""
+    return run(client, store, console.prepare(draft(
+        connection_key=connection(sandbox)["key"], action_id=SEND_ACTION, method="POST",
+        path_template="/gmail/v1/users/{{userId}}/messages/send", body_kind="json", body_text="{}")))
+
+
+def test_a_write_whose_history_cannot_be_kept_is_audited_all_the_same(sandbox, client, store):
+    with tables_lost(store, "passthrough_calls"):
+        outcome = send_a_message(sandbox, client, store)
         assert outcome.not_recorded and outcome.record is None
         [event] = store.audit_events(action="console_call")
         assert event.detail["status"] == 200 and event.detail["history_id"] is None
-    finally:
-        store.create_schema()
 
 
 def test_a_write_neither_history_nor_the_audit_log_can_keep_still_shows_its_answer(sandbox, client, store):
-    from sqlalchemy import text
-
-    with store.engine.begin() as db:  # the database lost both tables: the call was sent all the same
-        db.execute(text("DROP TABLE passthrough_calls"))
-        db.execute(text("DROP TABLE audit_events"))
-    try:
-        conn = connection(sandbox)
-        outcome = run(client, store, console.prepare(draft(
-            connection_key=conn["key"], action_id=SEND_ACTION, method="POST",
-            path_template="/gmail/v1/users/{{userId}}/messages/send", body_kind="json", body_text="{}")))
+    with tables_lost(store, "passthrough_calls", "audit_events"):  # the call was sent all the same
+        outcome = send_a_message(sandbox, client, store)
         assert outcome.ok and outcome.response.json()["labelIds"] == ["SENT"] and outcome.not_recorded
-    finally:
-        store.create_schema()
 
 
 def test_a_path_too_long_for_history_is_refused_before_sending():
@@ -574,17 +577,11 @@ def test_a_path_too_long_for_history_is_refused_before_sending():
 
 
 def test_a_call_whose_history_cannot_be_written_keeps_its_answer(sandbox, client, store):
-    from sqlalchemy import text
-
-    with store.engine.begin() as db:  # the history table gone (a migration gone wrong, say)
-        db.execute(text("DROP TABLE passthrough_calls"))
-    try:
+    with tables_lost(store, "passthrough_calls"):
         outcome = run(client, store, export(sandbox), platform="google-drive")
         assert outcome.ok and outcome.record is None and sandbox.count("passthrough") == 1
         assert outcome.not_recorded.split(":")[0] in ("OperationalError", "ProgrammingError")
         assert SANDBOX_TEST_KEY not in outcome.not_recorded
-    finally:
-        store.create_schema()
 
 
 def test_a_json_null_body_is_sent(sandbox, client, store):
