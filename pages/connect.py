@@ -56,7 +56,7 @@ with st.form("connect"):
     identity = c1.text_input("Identity", value=query.get("identity", ""), placeholder="the end user's id in your app")
     kinds = list(IDENTITY_TYPES)
     chosen_type = validation.linked_identity_type(linked_type) or "user"
-    identity_type = c2.selectbox("Identity type", kinds, index=kinds.index(chosen_type) if chosen_type in kinds else 0)
+    identity_type = c2.selectbox("Identity type", kinds, index=kinds.index(chosen_type))
     names = ["", *[c.name for c in choices]]
     connector_name = c3.selectbox("Connector (optional)", names,
                                   index=names.index(preselected.name) if preselected else 0,

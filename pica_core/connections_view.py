@@ -96,7 +96,7 @@ class Lookup:
             identity=one("identity"),
             identity_type=validation.linked_identity_type(one("identityType") or one("identity_type")),
             key=one("key"),
-            platform=one("platform").strip().lower(),  # ids are lower case: ?platform=Gmail means gmail
+            platform=one("platform").lower(),  # ids are lower case: ?platform=Gmail means gmail
             states=many("state"),
             platforms=tuple(p.lower() for p in many("platforms")),
             environments=many("environment"),
@@ -430,10 +430,9 @@ async def triage(client, identities: Sequence[tuple[str, str | None]],
                         result.hint = await where_else(identity, identity_type)
                 except RateLimitedError as exc:
                     limited.append(exc)
-                    result = TriageResult(identity, identity_type, error=f"{exc} — {exc.lasting_hint()}",
-                                          retry_at=exc.retry_at)
+                    result = TriageResult(identity, identity_type, error=exc.as_recorded(), retry_at=exc.retry_at)
                 except PicaError as exc:
-                    result = TriageResult(identity, identity_type, error=f"{exc} — {exc.hint}")
+                    result = TriageResult(identity, identity_type, error=exc.as_recorded())
         done += 1
         if progress:
             progress(done, len(identities))

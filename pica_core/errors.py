@@ -40,6 +40,15 @@ class PicaError(Exception):
         self.hint = f"Tried {tries} times{over}. {self.hint}"
         return self
 
+    def lasting_hint(self) -> str:
+        """The hint as a record read later keeps it (a rate limit's says its wait as a clock time)."""
+        return self.hint
+
+    def as_recorded(self) -> str:
+        """What Pica answered and what to do, as a record read later keeps it (a sync run's, a triage's row)."""
+        hint = self.lasting_hint()
+        return f"{self} — {hint}" if hint else str(self)
+
     def __str__(self) -> str:
         where = f" ({self.method} {self.path})" if self.method and self.path else ""
         status = f"{self.status} " if self.status else ""

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from .client import AsyncPicaClient, Operation, PageResult
-from .errors import PicaError, RateLimitedError
+from .errors import PicaError
 from .models import ConnectionRow
 from .store import Store, SyncBusy, SyncRun, utcnow
 from .text import count
@@ -205,12 +205,6 @@ class _Writer:
         self.pool.shutdown(wait=True)
 
 
-def _said(error: PicaError) -> str:
-    """What Pica answered and what to do (a key to check, a rate limit's wait), as the run's record keeps it."""
-    hint = error.lasting_hint() if isinstance(error, RateLimitedError) else error.hint
-    return f"{error} — {hint}" if hint else str(error)
-
-
 def _fleet_operation(client: AsyncPicaClient, page_size: int) -> Operation:
     """Every connection of the account, pages parsed into the rows the store keeps."""
     return client.connections_operation(page_size=page_size, row_model=ConnectionRow)
@@ -226,7 +220,7 @@ async def _fetch_pages(client: AsyncPicaClient, pages: list[int], page_size: int
             try:
                 page = await client.fetch_page(op, number, page_size)
             except PicaError as exc:  # it stays unstored: the run ends partial and a resume fetches it
-                writer.report.errors[number] = _said(exc)
+                writer.report.errors[number] = exc.as_recorded()
                 return
             await writer.write(page, number)
 
@@ -266,8 +260,8 @@ async def _new_run(client: AsyncPicaClient, store: Store, environment: str, page
         try:
             first = await client.fetch_page(_fleet_operation(client, page_size), 1, page_size)
         except PicaError as exc:  # nothing to page through: a resume starts over
-            store.update_sync(run.id, status="failed", error=_said(exc), finished_at=utcnow(), failed_pages=[1])
-            report.status, report.failed_pages, report.errors = "failed", [1], {1: _said(exc)}
+            store.update_sync(run.id, status="failed", error=exc.as_recorded(), finished_at=utcnow(), failed_pages=[1])
+            report.status, report.failed_pages, report.errors = "failed", [1], {1: exc.as_recorded()}
             return report
         writer.plan(first)
         await writer.write(first, 1)
@@ -314,7 +308,7 @@ async def resume_sync(client: AsyncPicaClient, store: Store, run_id: int, *, env
             try:
                 first = await client.fetch_page(_fleet_operation(client, run.page_size), number, run.page_size)
             except PicaError as exc:
-                report.errors[number] = _said(exc)
+                report.errors[number] = exc.as_recorded()
                 return writer.finish()
             # Pages are offsets into a list: if it changed, since the run began or under it, every page may differ.
             if first.total != run.rows_total or len(run.failed_pages) >= run.pages_total:

@@ -30,8 +30,7 @@ def start_triage(settings: Settings, identities: list[tuple[str, str | None]], *
     earlier results, whose entries for these identities the new ones replace."""
     def work(job: jobs.Job) -> list[TriageResult]:
         async def run() -> list[TriageResult]:
-            async with AsyncPicaClient.from_settings(
-                    settings, on_retry=lambda seconds, error: job.paused(seconds, error.message)) as client:
+            async with AsyncPicaClient.from_settings(settings, on_retry=job.paused) as client:
                 return await triage(client, identities, progress=lambda done, total: job.progress(
                     done / total, f"Looked up {done:,} of {count(total, 'identity', 'identities')}…"))
 

@@ -19,6 +19,7 @@ from .layout import ago
 
 _OUTCOME = "sync-outcome"
 _JOB = "sync-job"
+SYNCING = "Syncing the fleet…"
 
 
 def state_bars(counts: pd.DataFrame, by: str, *, order: list[str] | None = None, row_px: int = 22,
@@ -39,7 +40,7 @@ def state_bars(counts: pd.DataFrame, by: str, *, order: list[str] | None = None,
     ).properties(height=alt.Step(row_px))
 
 
-def start_sync(settings: Settings, store: Store, *, label: str = "Syncing the fleet…",
+def start_sync(settings: Settings, store: Store, *, label: str = SYNCING,
                resume: int | None = None) -> jobs.Job:
     """The sync on a thread of its own: a reader who leaves the page stops the page's run, not the sync (it stopped
     at its next progress report, leaving pages for a Resume)."""
@@ -49,8 +50,7 @@ def start_sync(settings: Settings, store: Store, *, label: str = "Syncing the fl
             job.progress(done / max(1, total), f"{label} {done:,}/{count(total, 'page')} · {count(rows, 'connection')}")
 
         async def go() -> SyncReport:
-            async with AsyncPicaClient.from_settings(
-                    settings, on_retry=lambda seconds, error: job.paused(seconds, error.message)) as client:
+            async with AsyncPicaClient.from_settings(settings, on_retry=job.paused) as client:
                 if resume is not None:
                     return await resume_sync(client, store, resume, environment=settings.environment,
                                              progress=progress)
@@ -61,7 +61,7 @@ def start_sync(settings: Settings, store: Store, *, label: str = "Syncing the fl
     return jobs.start(label, work, expected=(SyncBusy, CannotResume))
 
 
-def run_sync(settings: Settings, store: Store, *, label: str = "Syncing the fleet…",
+def run_sync(settings: Settings, store: Store, *, label: str = SYNCING,
              resume: int | None = None) -> SyncReport:
     """Raises `SyncBusy` if another sync is running, `CannotResume` if `resume` cannot be resumed."""
     return jobs.follow(start_sync(settings, store, label=label, resume=resume))
@@ -70,8 +70,8 @@ def run_sync(settings: Settings, store: Store, *, label: str = "Syncing the flee
 def start_own_sync(settings: Settings, store: Store, *, resume: int | None = None) -> None:
     """Start it as this session's sync, then draw the page again: `follow_own` shows it while it runs (the rest of
     the page stays usable) and `show_outcome` says how it went."""
-    st.session_state[_JOB] = start_sync(settings, store, label="Resuming the sync…" if resume is not None else
-                                        "Syncing the fleet…", resume=resume)
+    st.session_state[_JOB] = start_sync(settings, store, label="Resuming the sync…" if resume is not None else SYNCING,
+                                        resume=resume)
     st.rerun()
 
 

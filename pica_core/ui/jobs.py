@@ -35,8 +35,9 @@ class Job:
     def progress(self, fraction: float, text: str) -> None:
         self.fraction, self.text = min(1.0, max(0.0, fraction)), text
 
-    def paused(self, seconds: float, why: str) -> None:
-        self.pause = (seconds, why, time.monotonic())
+    def paused(self, seconds: float, error: Exception) -> None:
+        """The client's `on_retry`: it waits `seconds` before asking again, for `error` (a rate limit, say)."""
+        self.pause = (seconds, getattr(error, "message", str(error)), time.monotonic())
 
     def shown(self) -> tuple[float, str]:
         """The progress bar's (fraction, text) now."""

@@ -127,10 +127,9 @@ def bring_into_view(container_key: str, subject: str) -> None:
     `subject` (what it shows: a connection's id) is new to it: a link from another page opens on its detail, not on
     a table with the detail below the fold. Not on reruns about the same subject (an edit, a refresh), nor for one
     `chosen_in_place`."""
-    seen = f"{container_key}.in-view"
-    if st.session_state.get(seen) == subject and not arrived():
+    if st.session_state.get(_in_view(container_key)) == subject and not arrived():
         return
-    st.session_state[seen] = subject
+    chosen_in_place(container_key, subject)
     target = json.dumps(f".st-key-{container_key}")
     st.html(f"<script>document.querySelector({target})?.scrollIntoView({{block: 'start'}})</script>",
             unsafe_allow_javascript=True, width="content")
@@ -139,7 +138,12 @@ def bring_into_view(container_key: str, subject: str) -> None:
 def chosen_in_place(container_key: str, subject: str) -> None:
     """The reader chose `subject` where they are looking (a table's row): `bring_into_view` leaves the page where
     it is, so the next row is one click away."""
-    st.session_state[f"{container_key}.in-view"] = subject
+    st.session_state[_in_view(container_key)] = subject
+
+
+def _in_view(container_key: str) -> str:
+    """The session key for what the container last showed in view."""
+    return f"{container_key}.in-view"
 
 
 def warn_unknown_identity_type(value: str | None, then: str) -> None:
