@@ -365,11 +365,17 @@ def test_an_unknown_key_is_refused_before_any_lookup(app_env):
     assert "does not look like a Pica connection key" in messages(at)
 
 
-def test_a_key_pica_could_not_be_asked_about_is_not_said_to_be_unknown(app_env):
-    conn = gmail(app_env)
-    app_env.fault("status", status=503, count=100, path="/v1/vault")
+def console_while_pica_fails(sandbox, path: str):
+    """The console opened on a Gmail connection's key while Pica answers 503 to everything under `path`."""
+    conn = gmail(sandbox)
+    sandbox.fault("status", status=503, count=100, path=path)
     at = open_page("console", query={"key": conn["key"]})
     assert_clean(at)
+    return at
+
+
+def test_a_key_pica_could_not_be_asked_about_is_not_said_to_be_unknown(app_env):
+    at = console_while_pica_fails(app_env, "/v1/vault")
     assert "Could not read the connection with this key" in messages(at)
     assert "does not list an active connection" not in messages(at)  # not known either way
 
@@ -516,10 +522,7 @@ def test_a_deep_link_to_an_action_picks_it_or_says_it_is_not_one_of_the_platform
 
 
 def test_actions_pica_could_not_list_are_not_reported_as_no_match(app_env):
-    conn = gmail(app_env)
-    app_env.fault("status", status=503, count=100, path="/v1/available-actions")
-    at = open_page("console", query={"key": conn["key"]})
-    assert_clean(at)
+    at = console_while_pica_fails(app_env, "/v1/available-actions")
     assert "Actions of gmail: 503" in messages(at)
     assert not [c.value for c in at.caption if "No actions" in c.value]
 
