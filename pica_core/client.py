@@ -34,6 +34,7 @@ from . import validation
 from .config import Secret, Settings
 from .transport import lean_transport_for
 from .errors import (
+    LONGEST_WAIT,
     AuthError,
     InvalidInputError,
     InvalidResponseError,
@@ -151,7 +152,6 @@ def _clean(params: Mapping[str, Any]) -> dict[str, Any]:
 
 _UNIX_TIME_FROM = 1e9  # "seconds" beyond this are a moment (2001 on): GitHub's and others' x-ratelimit-reset
 _UNIX_MS_FROM = 1e12  # and beyond this, that moment in milliseconds
-_LONGEST_WAIT = 86_400.0  # a wait over a day, or a moment over a day past, is no wait anyone means: unknown
 
 
 def retry_after(headers: Mapping[str, str], names: Sequence[str] = ("retry-after", RATE_RESET_HEADER)) -> float | None:
@@ -171,7 +171,7 @@ def retry_after(headers: Mapping[str, str], names: Sequence[str] = ("retry-after
                 continue
         if not math.isfinite(value):
             continue
-        return max(0.0, value) if abs(value) <= _LONGEST_WAIT else None  # a moment days past is none meant either
+        return max(0.0, value) if abs(value) <= LONGEST_WAIT else None  # nor is a moment days past
     return None
 
 

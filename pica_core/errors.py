@@ -10,6 +10,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 
+LONGEST_WAIT = 86_400.0  # seconds: a rate limit's wait longer than a day is no wait anyone means (unknown)
+
+
 class PicaError(Exception):
     """Base class: a call to Pica did not give a usable answer."""
 
@@ -97,7 +100,7 @@ class RateLimitedError(PicaError):
     @property
     def retry_at(self) -> datetime | None:
         """When the wait ends, if Pica said and it is within a day."""
-        if self.retry_after is None or not 0 <= self.retry_after < 86400:
+        if self.retry_after is None or not 0 <= self.retry_after < LONGEST_WAIT:
             return None
         return self.received_at + timedelta(seconds=self.retry_after)
 
