@@ -26,8 +26,16 @@ from pica_core.errors import InvalidInputError
 from pica_core.health import NEEDS_ATTENTION, attention_summary, state_counts
 from pica_core.models import IDENTITY_TYPES, STATES
 from pica_core.text import count, plain
-from pica_core.ui import context, data, jobs
-from pica_core.ui.connections_ui import TRIAGE_JOB, detail, start_triage
+from pica_core.ui import context, data
+from pica_core.ui.connections_ui import (
+    TRIAGE_FAILURE,
+    TRIAGE_JOB,
+    TRIAGE_RESULTS,
+    detail,
+    follow_triage,
+    own_triage,
+    start_triage,
+)
 from pica_core.ui.layout import (
     app_base,
     arrived,
@@ -241,37 +249,30 @@ with bulk_tab:
                         placeholder="usr_1a2b3c,user\nteam-growth-acme-4,team")
     upload = st.file_uploader("CSV file", type=["csv", "txt"])
     # One at a time (each costs Pica calls); a click sent before the button showed disabled still counts: refused.
-    running = (job := st.session_state.get(TRIAGE_JOB)) is not None and not job.done.is_set()
+    running = own_triage() is not None
     if st.button("Triage", type="primary", icon=":material/checklist:", disabled=running,
                  help="A triage is under way: its results show below." if running else None) and not running:
         st.session_state[TAB] = "bulk"
         parsed = parse_bulk(text, upload.getvalue() if upload else b"")
         st.session_state["triage-problems"] = parsed.problems
         st.session_state["triage-file"] = upload.name if upload else None
-        st.session_state.pop("triage", None)
+        st.session_state.pop(TRIAGE_RESULTS, None)
         if parsed.identities:
             st.session_state[TRIAGE_JOB] = start_triage(settings, parsed.identities)
+            st.rerun()  # the button disabled while it runs
         elif not parsed.problems:
             st.info("Nothing to triage: paste identities above or upload a CSV file.", icon=":material/info:")
-    if (job := st.session_state.get(TRIAGE_JOB)) is not None:  # started here, maybe in a run a click stopped
-        note = st.empty()
-        if not job.done.is_set():
-            note.caption("You can look someone up or leave this page meanwhile: the triage goes on, and its results "
-                         "show here.")
-        try:
-            st.session_state["triage"] = jobs.follow(job)
-        except Exception as exc:  # noqa: BLE001 - logged on its thread; the reader gets what happened
-            st.warning(plain(f"The triage stopped: {jobs.failure(exc)}. Press Triage to run it again."),
-                       icon=":material/error:")
-        del st.session_state[TRIAGE_JOB]
-        note.empty()
+    if running:  # started here, maybe before the reader looked someone up or left the page
+        follow_triage()
+    if failure := st.session_state.pop(TRIAGE_FAILURE, None):
+        st.warning(plain(failure), icon=":material/error:")
     triaged_file = st.session_state.get("triage-file")
     if triaged_file and (upload is None or upload.name != triaged_file):  # a file is not kept across pages
         st.caption(plain(f"What follows includes {triaged_file}, which is no longer loaded here: upload it again "
                          "before pressing Triage to look its identities up again."))
     for problem in st.session_state.get("triage-problems", []):
         st.warning(plain(problem), icon=":material/edit_off:")  # it quotes the line as typed
-    results = st.session_state.get("triage")
+    results = st.session_state.get(TRIAGE_RESULTS)
     if results:
         table = triage_rows(results, names)
         states = state_counts(s for s in table["state"] if s in STATES)

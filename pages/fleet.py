@@ -31,9 +31,10 @@ catalog = data.catalog(settings).value
 names = {c.platform: c.name for c in catalog[0]} if catalog else {}
 base = app_base()  # links in tables stay inside the app, whatever path it is served under
 
+own = fleet_ui.own_sync()  # this session's, on its own thread: followed here, wherever the reader went
 last = fleet_ui.latest_run(store, env)
 outcome = fleet_ui.pop_outcome()
-if fleet_ui.own_sync() is not None:  # this session's, on its own thread: followed here, wherever the reader went
+if own is not None:
     fleet_ui.follow_own()
 else:
     resumable = last is not None and last.status not in ("running", "complete")

@@ -22,6 +22,8 @@ from .layout import ago, flash, show_error, state_badge, when_column
 
 
 TRIAGE_JOB = "triage-job"
+TRIAGE_RESULTS = "triage"
+TRIAGE_FAILURE = "triage-failure"  # what stopped the last triage, shown once
 
 
 def start_triage(settings: Settings, identities: list[tuple[str, str | None]], *,
@@ -39,6 +41,23 @@ def start_triage(settings: Settings, identities: list[tuple[str, str | None]], *
         return [r for r in into or [] if (r.identity, r.identity_type) not in asked] + found
 
     return jobs.start("Triage", work)
+
+
+def _settle_triage(job: jobs.Job) -> None:
+    try:
+        st.session_state[TRIAGE_RESULTS] = job.outcome()
+    except Exception as exc:  # noqa: BLE001 - logged on its thread; the reader gets what happened, not a traceback
+        st.session_state[TRIAGE_FAILURE] = f"The triage stopped: {jobs.failure(exc)}. Press Triage to run it again."
+
+
+def own_triage() -> jobs.Job | None:
+    """The triage this session started, while it runs; one that has ended leaves its results (or what stopped it)."""
+    return jobs.own(TRIAGE_JOB, _settle_triage)
+
+
+def follow_triage() -> None:
+    jobs.follow_here(TRIAGE_JOB, "You can look someone up or leave this page meanwhile: the triage goes on, and its "
+                                 "results show here.")
 
 
 def reconnect_link(principal: Principal, conn: Connection, connector: str, *, where: str = "") -> None:

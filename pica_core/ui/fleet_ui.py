@@ -75,30 +75,23 @@ def start_own_sync(settings: Settings, store: Store, *, resume: int | None = Non
     st.rerun()
 
 
-def own_sync() -> jobs.Job | None:
-    """The sync this session started and has not shown the outcome of."""
-    return st.session_state.get(_JOB)
-
-
-@st.fragment(run_every=1)
-def follow_own() -> None:
-    """This session's sync while it runs, read every second; once it ends, the page read again with its outcome.
-    A fragment: the page around it is whole and works meanwhile, and a reader who left finds it here again."""
-    job = st.session_state.get(_JOB)
-    if job is None:
-        return
-    if not job.done.is_set():
-        st.progress(*job.shown())
-        st.caption("You can use this page or leave it: the sync goes on, and how it went shows here.")
-        return
+def _settle(job: jobs.Job) -> None:
     try:
-        st.session_state[_OUTCOME] = jobs.follow(job)  # done: no bar, no wait
+        st.session_state[_OUTCOME] = job.outcome()
     except (SyncBusy, CannotResume) as exc:
         st.session_state[_OUTCOME] = str(exc)
     except Exception as exc:  # noqa: BLE001 - logged on its thread; the reader gets what happened, not a traceback
         st.session_state[_OUTCOME] = f"The sync stopped: {jobs.failure(exc)}"
-    del st.session_state[_JOB]
-    st.rerun(scope="app")  # the counts, tables and buttons change with it
+
+
+def own_sync() -> jobs.Job | None:
+    """The sync this session started, while it runs; one that has ended leaves its outcome for `pop_outcome`."""
+    return jobs.own(_JOB, _settle)
+
+
+def follow_own() -> None:
+    """This session's sync while it runs, wherever the reader went meanwhile (a fragment)."""
+    jobs.follow_here(_JOB, "You can use this page or leave it: the sync goes on, and how it went shows here.")
 
 
 RUN_STATUSES = ("running", "complete", "partial", "failed", "interrupted")

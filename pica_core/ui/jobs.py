@@ -2,8 +2,9 @@
 
 Streamlit stops a script run at its next element when the reader clicks anything or leaves the page; work done in
 the run stopped with it (a sync at its next progress report, a triage thrown away by a Look up). A job keeps going
-whatever the page does; the session keeps the job, and the page follows it again, with its progress bar, on the
-next run that finds it unfinished. Nothing on the job's thread calls Streamlit.
+whatever the page does; the session keeps the job (`own`), and the page follows it from a fragment (`follow_here`)
+on every run that finds it unfinished, so the page around it stays whole and usable. Nothing on the job's thread
+calls Streamlit.
 """
 
 from __future__ import annotations
@@ -38,6 +39,12 @@ class Job:
     def paused(self, seconds: float, error: Exception) -> None:
         """The client's `on_retry`: it waits `seconds` before asking again, for `error` (a rate limit, say)."""
         self.pause = (seconds, getattr(error, "message", str(error)), time.monotonic())
+
+    def outcome(self) -> Any:
+        """Its result, or its error raised (once done)."""
+        if self.error is not None:
+            raise self.error
+        return self.result
 
     def shown(self) -> tuple[float, str]:
         """The progress bar's (fraction, text) now."""
@@ -74,9 +81,29 @@ def follow(job: Job) -> Any:
         while not job.done.wait(0.25):
             bar.progress(*job.shown())
         bar.empty()
-    if job.error is not None:
-        raise job.error
-    return job.result
+    return job.outcome()
+
+
+def own(key: str, settle: Callable[[Job], None]) -> Job | None:
+    """The session's job under `key` while it runs. One that has ended is settled first (`settle(job)` keeps its
+    outcome for the page to show) and forgotten."""
+    job = st.session_state.get(key)
+    if job is not None and job.done.is_set():
+        settle(job)
+        del st.session_state[key]
+        return None
+    return job
+
+
+@st.fragment(run_every=1)
+def follow_here(key: str, caption: str) -> None:
+    """The session's job under `key` (`own`), its progress read every second in a fragment: the page around it is
+    whole and works meanwhile. Once it ends the whole page runs again, settles it and shows what changed."""
+    job = st.session_state.get(key)
+    if job is None or job.done.is_set():
+        st.rerun(scope="app")
+    st.progress(*job.shown())
+    st.caption(caption)
 
 
 def failure(exc: BaseException) -> str:

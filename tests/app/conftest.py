@@ -22,14 +22,25 @@ def open_page(page: str, *, query: dict | None = None, user: dict | None = None,
     return at.run()
 
 
-def press_sync(at: AppTest, label: str = "Sync now") -> AppTest:
-    """Press Sync now (or Resume) on Fleet and let the sync end. It runs on its own thread and the page's fragment
-    shows its outcome when it ends; AppTest runs no timed fragment, so the page is run again then."""
+def press_and_wait(at: AppTest, label: str, job: str) -> AppTest:
+    """Press the button labelled `label` and let the job it starts (session key `job`) end. It runs on its own
+    thread and the page's fragment shows its outcome when it ends; AppTest runs no timed fragment, so the page is
+    run again then."""
     next(b for b in at.button if b.label == label).click().run()
-    if "sync-job" in at.session_state:
-        assert at.session_state["sync-job"].done.wait(60), "the sync did not end"
+    if job in at.session_state:
+        assert at.session_state[job].done.wait(60), f"{job} did not end"
         at.run()
     return at
+
+
+def press_sync(at: AppTest, label: str = "Sync now") -> AppTest:
+    """Press Sync now (or Resume) on Fleet and let the sync end."""
+    return press_and_wait(at, label, "sync-job")
+
+
+def press_triage(at: AppTest) -> AppTest:
+    """Press Triage on Connections and let the triage end."""
+    return press_and_wait(at, "Triage", "triage-job")
 
 
 def assert_clean(at: AppTest) -> None:

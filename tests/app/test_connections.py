@@ -7,7 +7,7 @@ import re
 import pytest
 
 from pica_core.store import Store
-from tests.app.conftest import assert_clean, open_page, press_sync
+from tests.app.conftest import assert_clean, open_page, press_and_wait, press_sync, press_triage
 
 
 def seeded(sandbox, **match) -> dict:
@@ -287,7 +287,7 @@ def test_bulk_triage(app_env):
     at = open_page("connections")
     at.text_area[0].set_value(f"identity\n{first['identity']}\n{second['identity']}\n"
                               f"nobody-at-all\n{'y' * 200}")
-    next(b for b in at.button if b.label == "Triage").click().run()
+    press_triage(at)
     assert_clean(at)
     frame = next(df.value for df in at.dataframe if "key" in df.value.columns and "note" in df.value.columns)
     assert {first["key"], second["key"]} <= set(frame["key"])
@@ -422,11 +422,32 @@ def test_a_lookup_after_a_sync_shows_what_the_sync_saw_and_never_undoes_it(app_e
         (None, "operational"), ("operational", "failed")]
 
 
+def test_the_page_is_whole_while_a_triage_runs_and_the_button_waits_for_it(app_env):
+    """The triage was followed in the page's run: what lay below it (the lines it refused) and the results' place
+    were drawn only when it ended, and Triage looked ready to be pressed again meanwhile."""
+    app_env.fault("latency", seconds=0.4, path="/v1/vault", count=10)
+    at = open_page("connections")
+    at.text_area[0].set_value("\n".join([*(f"someone-{n}" for n in range(8)), "bad\x01line"]))
+    next(b for b in at.button if b.label == "Triage").click().run()
+    assert_clean(at)
+    job = at.session_state["triage-job"]
+    assert not job.done.is_set()
+    assert next(b for b in at.button if b.label == "Triage").disabled
+    assert any("Line 9" in w.value for w in at.warning)  # drawn beside the running triage, not after it
+    assert any("the triage goes on" in c.value for c in at.caption)
+    assert job.done.wait(60)
+    at.run()
+    assert_clean(at)
+    assert not next(b for b in at.button if b.label == "Triage").disabled
+    assert not [c for c in at.caption if "the triage goes on" in c.value]
+    assert any(m.value.startswith("**8 identities** · ") for m in at.markdown)
+
+
 def test_bulk_triage_adds_up_when_an_identity_is_asked_for_with_and_without_its_type(app_env):
     first = identity_with_broken_connection(app_env)
     at = open_page("connections")
     at.text_area[0].set_value(f"{first['identity']},{first['identityType']}\nnobody-at-all\n{first['identity']}")
-    next(b for b in at.button if b.label == "Triage").click().run()
+    press_triage(at)
     assert_clean(at)
     frame = next(df.value for df in at.dataframe if "key" in df.value.columns and "note" in df.value.columns)
     summary = next(df.value for df in at.dataframe if "need attention" in df.value.columns)
@@ -443,7 +464,7 @@ def test_bulk_triage_of_a_file_says_so_once_the_file_is_gone(app_env):
     at = open_page("connections")
     at.file_uploader[0].set_value(("support.csv", f"identity,identityType\n{team['identity']},team\n".encode(),
                                    "text/csv")).run()
-    next(b for b in at.button if b.label == "Triage").click().run()
+    press_triage(at)
     assert_clean(at)
     assert team["key"] in set(next(df.value for df in at.dataframe if "key" in df.value.columns)["key"])
     assert not [c for c in at.caption if "no longer loaded" in c.value]
@@ -462,7 +483,7 @@ def test_bulk_triage_says_where_an_identity_s_connections_are_when_it_has_none(a
     at = open_page("connections")
     at.text_area[0].set_value(f"{team['identity']},user\n{user['identity'].upper()}\nnobody-at-all")
     before = app_env.count()
-    next(b for b in at.button if b.label == "Triage").click().run()
+    press_triage(at)
     assert_clean(at)
     # Asked again only for those with none: without the type (the first), in lower case (the second), neither
     # of them helping the third (all lower case, no type).
@@ -482,7 +503,7 @@ def test_bulk_triage_keeps_pica_s_answer_when_only_the_hint_s_lookup_fails(app_e
     app_env.fault("status", status=400, count=50, path="/v1/vault/connections", query="identity=nobody-mixed-case")
     at = open_page("connections")
     at.text_area[0].set_value("Nobody-Mixed-Case")
-    next(b for b in at.button if b.label == "Triage").click().run()
+    press_triage(at)
     assert_clean(at)
     summary = next(df.value for df in at.dataframe if "need attention" in df.value.columns)
     assert list(summary["note"]) == ["no connections"]
@@ -493,17 +514,17 @@ def test_bulk_triage_keeps_pica_s_answer_when_only_the_hint_s_lookup_fails(app_e
 
 def test_bulk_triage_says_when_there_is_nothing_to_do_and_when_pica_refused(app_env):
     at = open_page("connections")
-    next(b for b in at.button if b.label == "Triage").click().run()
+    press_triage(at)
     assert_clean(at)
     assert "Nothing to triage: paste identities above or upload a CSV file." in [i.value for i in at.info]
     team = seeded(app_env, identityType="team")
     at.text_area[0].set_value(f"{team['identity']},team")
-    next(b for b in at.button if b.label == "Triage").click().run()
+    press_triage(at)
     assert any(m.value.startswith("**1 identity** · ") for m in at.markdown)
     app_env.fault("rate_limit", count=100, path="/v1/vault", seconds=40)
     at.text_area[0].set_value("\n".join(f"someone-{n}" for n in range(40)))
     before = app_env.count()
-    next(b for b in at.button if b.label == "Triage").click().run()
+    press_triage(at)
     assert_clean(at)
     # The limit is every user's: once Pica says so, the identities not asked yet are not asked.
     assert app_env.count() - before <= 4  # the first ones, asked side by side
@@ -517,7 +538,7 @@ def test_bulk_triage_says_when_there_is_nothing_to_do_and_when_pica_refused(app_
     assert re.search(r"\(after \d\d:\d\d:\d\d UTC\)$", again.label)  # when the limit lifts: sooner meets it again
     app_env.control("DELETE", "faults")  # the limit has passed: only those are asked again, and the table fills in
     before = app_env.count()
-    again.click().run()
+    press_and_wait(at, again.label, "triage-job")
     assert_clean(at)
     assert app_env.count() - before == 40  # once each (no type, lower case: no hint to ask for)
     summary = next(df.value for df in at.dataframe if "need attention" in df.value.columns)
