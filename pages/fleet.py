@@ -16,6 +16,7 @@ from pica_core.ui.layout import (
     app_base,
     keep_widgets,
     public_url,
+    safe_fragment,
     state_label,
     state_metric_label,
     style_states,
@@ -62,7 +63,7 @@ auto = st.toggle("Auto-refresh this page every 30 s", key="auto-refresh",
 st.session_state["fleet-read"] = time.monotonic()
 
 
-@st.fragment(run_every=30 if auto else None)
+@safe_fragment(run_every=30 if auto else None)
 def refresh() -> None:
     """Its timed runs read the whole page again: the status, counts, charts, tabs and lists move together."""
     if time.monotonic() - st.session_state["fleet-read"] >= 29:  # not the page's own run of it

@@ -15,7 +15,7 @@ from ..store import Store, SyncRun
 from ..sync import CannotResume, SyncBusy, SyncReport, page_list, pages_stored, resume_sync, sync_fleet
 from ..text import count, plain
 from . import jobs
-from .layout import ago
+from .layout import ago, safe_fragment
 
 _OUTCOME = "sync-outcome"
 _JOB = "sync-job"
@@ -139,7 +139,7 @@ def status(store: Store, environment: str, run: SyncRun | None, *, reported: boo
         last_run(run, brief=reported)
 
 
-@st.fragment(run_every=2)
+@safe_fragment(run_every=2)
 def _follow(store: Store, environment: str, run_id: int) -> None:
     run = latest_run(store, environment)
     if run is None or run.id != run_id or run.status != "running":

@@ -19,6 +19,7 @@ from typing import Any
 import streamlit as st
 
 from ..text import plain
+from .layout import safe_fragment
 
 log = logging.getLogger("pica_core.ui")
 
@@ -95,7 +96,7 @@ def own(key: str, settle: Callable[[Job], None]) -> Job | None:
     return job
 
 
-@st.fragment(run_every=1)
+@safe_fragment(run_every=1)
 def follow_here(key: str, caption: str) -> None:
     """The session's job under `key` (`own`), its progress read every second in a fragment: the page around it is
     whole and works meanwhile. Once it ends the whole page runs again, settles it and shows what changed."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, UTC
 
 import pandas as pd
@@ -21,6 +23,30 @@ from ..text import plain
 
 
 KEPT_SUFFIX = ".kept"
+log = logging.getLogger("pica_core.ui")
+
+
+def unexpected_error(exc: Exception, where: str) -> None:
+    """The safety net's message: no traceback ever reaches a user (it goes to the log)."""
+    log.exception("%s failed", where)
+    st.error(f"This page hit an unexpected error ({type(exc).__name__}). It was logged; reload to try again.",
+             icon=":material/error:")
+
+
+def safe_fragment(run_every: float | None = None) -> Callable[[Callable], Callable]:
+    """`st.fragment` under the safety net: a fragment's own reruns (its timer, its widgets) run it alone, outside
+    the page's run and the shell's handler, where an error showed Streamlit's own error box."""
+    def decorate(draw: Callable) -> Callable:
+        @functools.wraps(draw)
+        def guarded(*args, **kwargs):
+            try:
+                return draw(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - st.rerun and st.stop are BaseExceptions and pass
+                unexpected_error(exc, f"fragment {draw.__qualname__}")
+
+        return st.fragment(guarded, run_every=run_every)
+
+    return decorate
 
 
 def banner(settings: Settings, principal: Principal) -> None:

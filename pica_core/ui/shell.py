@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import streamlit as st
 
 from . import context
-from .layout import banner, note_page, show_flashes
+from .layout import banner, note_page, show_flashes, unexpected_error
 
-log = logging.getLogger("pica_core.ui")
 PAGES_DIR = Path(__file__).resolve().parents[2] / "pages"
 
 # (key, file, title, icon, section); the key is the access.PAGES entry and the URL path.
@@ -57,6 +55,4 @@ def run() -> None:
     try:
         page.run()
     except Exception as exc:  # the safety net: no traceback ever reaches a user
-        log.exception("page %s failed", page.title)
-        st.error(f"This page hit an unexpected error ({type(exc).__name__}). It was logged; reload to try again.",
-                 icon=":material/error:")
+        unexpected_error(exc, f"page {page.title}")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -55,17 +56,12 @@ class Dashboard:
         return response
 
 
-@pytest.fixture(scope="session")
-def dashboard(tmp_path_factory):
-    """`streamlit run streamlit_app.py` in sandbox mode on a free port, with its own SQLite file."""
-    work = tmp_path_factory.mktemp("dashboard")
+@contextmanager
+def streamlit_server(script: str, env: dict[str, str], log: Path):
+    """`streamlit run <script>` (relative to the repository) on a free port; gives its URL once it answers."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PICA_", "AUTHKIT_", "DATABASE_URL"))}
-    env.update(DATABASE_URL=f"sqlite:///{work / 'dashboard.db'}", PICA_SECRETS_FILE=str(work / "none.toml"),
-               AUTHKIT_GRANT_SECRET=GRANT_KEY)
-    log = work / "streamlit.log"
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
+        [sys.executable, "-m", "streamlit", "run", script, "--server.headless", "true",
          "--server.port", str(port), "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
         cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -78,14 +74,28 @@ def dashboard(tmp_path_factory):
             pass
         if time.time() > deadline or process.poll() is not None:
             process.kill()
-            raise RuntimeError(f"dashboard did not start:\n{log.read_text()}")
+            raise RuntimeError(f"{script} did not start:\n{log.read_text()}")
         time.sleep(0.3)
-    yield Dashboard(url, env["DATABASE_URL"], log)
-    process.terminate()
     try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="session")
+def dashboard(tmp_path_factory):
+    """`streamlit run streamlit_app.py` in sandbox mode on a free port, with its own SQLite file."""
+    work = tmp_path_factory.mktemp("dashboard")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PICA_", "AUTHKIT_", "DATABASE_URL"))}
+    env.update(DATABASE_URL=f"sqlite:///{work / 'dashboard.db'}", PICA_SECRETS_FILE=str(work / "none.toml"),
+               AUTHKIT_GRANT_SECRET=GRANT_KEY)
+    log = work / "streamlit.log"
+    with streamlit_server("streamlit_app.py", env, log) as url:
+        yield Dashboard(url, env["DATABASE_URL"], log)
 
 
 @pytest.fixture(scope="session")

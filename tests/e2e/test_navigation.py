@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from playwright.sync_api import expect
 
 from pica_core.ui.shell import PAGES
-from tests.e2e.conftest import open_path, screenshot
+from tests.e2e.conftest import open_path, screenshot, streamlit_server
 
 pytestmark = pytest.mark.e2e
 
@@ -29,3 +31,14 @@ def test_every_page_renders_in_the_browser(dashboard, page, key, title):
     expect(page.get_by_text("Sandbox mode").first).to_be_visible()
     if key not in OWN_SCREENSHOTS:
         screenshot(page, key)
+
+
+def test_a_fragment_failing_on_its_own_rerun_gets_the_safety_net_s_message(page, tmp_path):
+    """A fragment's timed rerun runs outside the page's run and the shell's handler: Fleet's followers, failing
+    there (the database gone a moment), showed Streamlit's own error box."""
+    with streamlit_server("tests/e2e/apps/failing_fragment.py", dict(os.environ), tmp_path / "app.log") as url:
+        page.goto(url)
+        expect(page.get_by_text("This page hit an unexpected error (RuntimeError). It was logged; reload to try "
+                                "again.")).to_be_visible()
+        assert page.locator("[data-testid='stException']").count() == 0
+        assert "the database went away" in (tmp_path / "app.log").read_text()  # logged, with its traceback
