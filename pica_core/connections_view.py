@@ -314,8 +314,7 @@ def _read_bulk(text: str, where: str, result: BulkInput, seen: set[tuple[str, st
     delimiter = _delimiter(text)
     identity_column, type_column = 0, 1
     header_possible = True
-    for number, line in enumerate(text.split("\n"), start=1):
-        line = line.removesuffix("\r")
+    for number, line in enumerate(_lines(text), start=1):
         if not line.strip():
             continue
         # A row pasted from a spreadsheet under comma lines: a tab is no identity's (they are refused in one).
@@ -360,10 +359,16 @@ def _excerpt(row: Sequence[str], limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
+def _lines(text: str) -> list[str]:
+    """Lines ended as Windows, Unix or old Macs (Excel's "CSV (Macintosh)") end them; not at the other breaks
+    str.splitlines knows (a form feed, a vertical tab): those are refused as control characters in an identity."""
+    return re.split(r"\r\n|\r|\n", text)
+
+
 def _delimiter(text: str) -> str:
     """A comma, unless the first line has none and has semicolons or tabs (Excel's CSV in many locales, a paste
     from a spreadsheet)."""
-    first = next((line for line in text.splitlines() if line.strip()), "")
+    first = next((line for line in _lines(text) if line.strip()), "")
     if "," in first:
         return ","
     return ";" if ";" in first else "\t" if "\t" in first else ","

@@ -106,7 +106,7 @@ def show_outcome(outcome: SyncReport | str | None) -> None:
     if isinstance(outcome, SyncReport):
         report_message(outcome)
     elif outcome:
-        st.warning(outcome, icon=":material/sync_lock:")
+        st.warning(plain(outcome), icon=":material/sync_lock:")  # an error's text, which may hold anything
 
 
 def report_message(report: SyncReport) -> None:

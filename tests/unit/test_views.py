@@ -87,6 +87,16 @@ def test_parse_bulk_says_when_a_header_has_no_identity_column():
                                "identities identity; the lines under it were read as identity, type."]
 
 
+def test_parse_bulk_reads_lines_ended_as_old_macs_end_them():
+    """Excel's "CSV (Macintosh)" ends lines with a bare CR: the whole file was one unreadable line."""
+    parsed = parse_bulk("", b"identity,identityType\rusr_1,user\rt-2,team\r")
+    assert parsed.identities == [("usr_1", "user"), ("t-2", "team")] and not parsed.problems
+    assert parsed.origins == ["file line 2", "file line 3"]
+    # Other breaks str.splitlines knows stay inside their line: a control character, refused with that line alone.
+    parsed = parse_bulk("u-1\x0cu-2\nu-3\n")
+    assert parsed.identities == [("u-3", None)] and "Line 1" in parsed.problems[0]
+
+
 def test_parse_bulk_reads_semicolons_and_tabs_as_spreadsheets_write_them():
     assert parse_bulk("", b"Identity;Type\r\nusr_1;user\r\nt-2;team\r\n").identities == [("usr_1", "user"), ("t-2", "team")]
     assert parse_bulk("usr_1\tuser\nusr_2\n").identities == [("usr_1", "user"), ("usr_2", None)]
