@@ -31,6 +31,7 @@ from .connections_ui import reconnect_link
 from .layout import (
     KEPT_SUFFIX,
     ago,
+    guarded,
     keep_widgets,
     public_url,
     show_error,
@@ -509,6 +510,7 @@ def _exports(prepared: console.PreparedRequest, settings: Settings, *, key: str)
 
 
 # --- history ----------------------------------------------------------------------------------------------------
+@guarded  # a callback: it runs before the page, outside the shell's handler
 def load_into_builder(store: Store, call_id: int) -> None:
     """on_click: put a stored call into the builder (raw mode: its path is already filled)."""
     record = store.call(call_id)

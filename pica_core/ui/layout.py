@@ -33,20 +33,22 @@ def unexpected_error(exc: Exception, where: str) -> None:
              icon=":material/error:")
 
 
+def guarded(draw: Callable) -> Callable:
+    """`draw` under the safety net, for what Streamlit runs outside the page's run and the shell's handler (a
+    widget's callback, a fragment's own rerun), where an error showed Streamlit's own error box."""
+    @functools.wraps(draw)
+    def run(*args, **kwargs):
+        try:
+            return draw(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - st.rerun and st.stop are BaseExceptions and pass
+            unexpected_error(exc, draw.__qualname__)
+
+    return run
+
+
 def safe_fragment(run_every: float | None = None) -> Callable[[Callable], Callable]:
-    """`st.fragment` under the safety net: a fragment's own reruns (its timer, its widgets) run it alone, outside
-    the page's run and the shell's handler, where an error showed Streamlit's own error box."""
-    def decorate(draw: Callable) -> Callable:
-        @functools.wraps(draw)
-        def guarded(*args, **kwargs):
-            try:
-                return draw(*args, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - st.rerun and st.stop are BaseExceptions and pass
-                unexpected_error(exc, f"fragment {draw.__qualname__}")
-
-        return st.fragment(guarded, run_every=run_every)
-
-    return decorate
+    """`st.fragment` under the safety net: its timer's reruns run it alone."""
+    return lambda draw: st.fragment(guarded(draw), run_every=run_every)
 
 
 def banner(settings: Settings, principal: Principal) -> None:

@@ -176,6 +176,21 @@ def test_replay_reproduces_the_request_exactly(app_env):
     assert any(m.value.startswith(f"##### :material/replay: Replay of #{first.id}") for m in at.markdown)
 
 
+def test_load_into_builder_when_the_database_fails_gets_the_safety_net_s_message(app_env):
+    """Its callback runs before the page, outside the shell's handler: a failing store showed Streamlit's own
+    error box instead of the page."""
+    at, _ = console_on(app_env)
+    send(at)
+    [record] = records()
+    at = open_history(at)
+    load = next(b for b in at.button if b.key.startswith(f"con_load_{record.id}"))
+    with store().engine.begin() as db:  # the calls' table gone a moment (a migration, a restored backup)
+        db.exec_driver_sql("ALTER TABLE passthrough_calls RENAME TO passthrough_calls_away")
+    load.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("This page hit an unexpected error (OperationalError)" in e.value for e in at.error)
+
+
 def test_load_into_builder_then_send_repeats_the_call(app_env):
     at, conn = console_on(app_env, SEND_MESSAGE)
     set_rows(at, "con_params", [{"name": "q", "value": "1"}])
