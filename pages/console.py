@@ -9,7 +9,7 @@ import streamlit as st
 from pica_core import console
 from pica_core.errors import InvalidInputError
 from pica_core.ui import console_ui as ui
-from pica_core.ui import context
+from pica_core.ui import context, data
 from pica_core.text import count, plain, scrub
 from pica_core.ui.layout import show_error
 
@@ -41,7 +41,8 @@ with builder_tab:
             ui.show_connection(settings, principal, chosen)
     if chosen is not None:
         with st.container(border=True):
-            st.markdown(f"##### :material/bolt: Action on {plain(chosen.platform)}")
+            name = data.platform_names(settings).get(chosen.platform, chosen.platform)
+            st.markdown(f"##### :material/bolt: Action on {plain(name)}")
             action = ui.pick_action(settings, chosen.platform)
             if action is not None:
                 ui.show_action(action)

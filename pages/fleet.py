@@ -28,8 +28,7 @@ store = context.store(settings)
 env = settings.environment
 
 st.title("Fleet health")
-catalog = data.catalog(settings).value
-names = {c.platform: c.name for c in catalog[0]} if catalog else {}
+names = data.platform_names(settings)
 base = app_base()  # links in tables stay inside the app, whatever path it is served under
 
 own = fleet_ui.own_sync()  # this session's, on its own thread: followed here, wherever the reader went

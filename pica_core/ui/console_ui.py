@@ -73,7 +73,7 @@ def apply_deep_link() -> None:
         ss["con_key"] = current["key"]
     elif current.get("platform"):
         ss["con_conn_mode"] = "Platform"
-        ss["con_platform"] = current["platform"]
+        ss["con_platform"] = current["platform"].strip().lower()  # ids are lower case; a link may not be
     if current.get("action"):
         ss["con_action_mode"] = "Browse all"
         ss["con_action_pick"] = ss["con_linked_action"] = current["action"]
@@ -118,23 +118,25 @@ class ChosenConnection:
         return self.connection.state if self.connection else "unknown"
 
 
-def _connection_label(connection: Connection) -> str:
+def _connection_label(connection: Connection, names: dict[str, str]) -> str:
     who = connection.identity or "no identity"
-    return f"{connection.platform} · {who} · {connection.state} · …{connection.key.split('::')[-1][:10]}"
+    return (f"{names.get(connection.platform, connection.platform)} · {who} · {connection.state} · "
+            f"…{connection.key.split('::')[-1][:10]}")
 
 
-def _pick_from(connections: list[Connection], key: str, label: str) -> Connection | None:
+def _pick_from(connections: list[Connection], key: str, label: str, names: dict[str, str]) -> Connection | None:
     if not connections:
         return None
     by_key = {c.key: c for c in connections}
     if ss.get(key) not in by_key:
         ss[key] = next((c.key for c in connections if c.state == "operational"), connections[0].key)
-    chosen = st.selectbox(label, list(by_key), key=key, format_func=lambda k: _connection_label(by_key[k]))
+    chosen = st.selectbox(label, list(by_key), key=key, format_func=lambda k: _connection_label(by_key[k], names))
     return by_key.get(chosen)
 
 
 def pick_connection(settings: Settings) -> ChosenConnection | None:
     """By identity (then one of its connections), by pasting a key, or by platform."""
+    names = data.platform_names(settings)
     ss.setdefault("con_conn_mode", "Identity")
     mode = st.segmented_control("Choose the connection by", CONNECTION_MODES, key="con_conn_mode", required=True,
                                 label_visibility="collapsed")
@@ -152,7 +154,7 @@ def pick_connection(settings: Settings) -> ChosenConnection | None:
         if not connections and fetched.error is None:
             st.info(f"No active connections for {plain(identity.strip())} in this {settings.environment} environment.",
                     icon=":material/link_off:")
-        chosen = _pick_from(connections, "con_identity_pick", "Connection")
+        chosen = _pick_from(connections, "con_identity_pick", "Connection", names)
         return ChosenConnection(chosen.key, chosen.platform, chosen.environment, chosen) if chosen else None
 
     if mode == "Connection key":
@@ -171,9 +173,14 @@ def pick_connection(settings: Settings) -> ChosenConnection | None:
         return ChosenConnection(key, found.platform if found else console.platform_of_key(key),
                                 validation.key_environment(key), found, unread=fetched.value is None)
 
-    platform = st.text_input("Platform", key="con_platform", placeholder="e.g. gmail, slack, hubspot").strip()
+    # The catalog's platforms by name, and one a link named that it lacks; with no catalog, an id can be typed.
+    ss.setdefault("con_platform", None)
+    platforms = sorted(set(names) | {ss["con_platform"]} - {None, ""}, key=lambda p: names.get(p, p).lower())
+    platform = (st.selectbox("Platform", platforms, key="con_platform", format_func=lambda p: names.get(p, p),
+                             placeholder="Choose a platform" if names else "Type a platform id (gmail, slack…)",
+                             filter_mode="contains", accept_new_options=not names) or "").strip()
     if not platform:
-        st.caption("Enter a platform id (as in the catalog) to pick one of its connections.")
+        st.caption("Choose a platform to pick one of its connections.")
         return None
     try:
         platform = validation.platform_id(platform)
@@ -181,19 +188,21 @@ def pick_connection(settings: Settings) -> ChosenConnection | None:
         show_error(exc)
         return None
     fetched = data.connections(settings, platform=platform)
-    show_fetch_problem(fetched, f"the connections on {platform}")
+    show_fetch_problem(fetched, f"the connections on {names.get(platform, platform)}")
     connections = sorted(fetched.value or [], key=lambda c: (c.state != "operational", c.identity or ""))
     if not connections and fetched.error is None:
-        st.info(f"No active {plain(platform)} connections in this {settings.environment} environment.",
+        st.info(f"No active {plain(names.get(platform, platform))} connections in this {settings.environment} "
+                "environment.",
                 icon=":material/link_off:")
-    chosen = _pick_from(connections, "con_platform_pick", "Connection")
+    chosen = _pick_from(connections, "con_platform_pick", "Connection", names)
     return ChosenConnection(chosen.key, chosen.platform, chosen.environment, chosen) if chosen else None
 
 
 def show_connection(settings: Settings, principal: Principal, chosen: ChosenConnection) -> None:
     """Platform, environment and state, with a warning when the connection is degraded or failed."""
     platform, env, state, who = st.columns([1, 1, 1, 2])
-    platform.markdown(f"**Platform**  \n{plain(chosen.platform)}")
+    name = data.platform_names(settings).get(chosen.platform)
+    platform.markdown(f"**Platform**  \n{plain(name or chosen.platform)}")
     env_badge = ":red-badge[live]" if chosen.environment == "live" else ":blue-badge[test]"
     env.markdown(f"**Environment**  \n{env_badge}")
     state.markdown(f"**State**  \n{state_badge(chosen.state)}")

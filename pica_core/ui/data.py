@@ -44,6 +44,13 @@ def catalog(settings: Settings) -> Fetched[tuple[list[Connector], set[str]]]:
     return last_good.fetch(("catalog", *_key(settings)), lambda: _catalog(*_key(settings), client))
 
 
+def platform_names(settings: Settings) -> dict[str, str]:
+    """Each catalog platform's name by its id ("gmail" → "Gmail"); none when the catalog cannot be read (the page
+    that needs the catalog itself says why)."""
+    fetched = catalog(settings).value
+    return {c.platform: c.name for c in fetched[0]} if fetched else {}
+
+
 def refresh_catalog() -> None:
     """Forget the catalog and the connectors' actions: the next view reads them from Pica again."""
     _catalog.clear()

@@ -360,7 +360,23 @@ def test_deep_link_by_platform_lists_its_connections(app_env):
     assert_clean(at)
     assert at.segmented_control(key="con_conn_mode").value == "Platform"
     assert at.selectbox(key="con_platform_pick").value.startswith("test::slack::")
-    assert "Action on slack" in markdown(at)
+    assert "Action on Slack" in markdown(at)
+    # Platforms are chosen from the catalog by name (an id had to be typed), and the headings name them.
+    picker = at.selectbox(key="con_platform")
+    assert picker.value == "slack" and len(picker.options) > 200 and "Gmail" in picker.options
+    picker.select("gmail").run()
+    assert_clean(at)
+    assert at.selectbox(key="con_platform_pick").value.startswith("test::gmail::")
+    assert "**Platform**  \nGmail" in markdown(at) and "Action on Gmail" in markdown(at)
+    assert st_query(at)["platform"] == "gmail"
+
+
+def test_a_link_to_a_platform_the_catalog_lacks_keeps_it(app_env):
+    at = open_page("console", query={"platform": "Acme-Widgets"})
+    assert_clean(at)
+    assert at.selectbox(key="con_platform").value == "acme-widgets"
+    assert "No active acme-widgets connections in this test environment." in messages(at)
+    assert st_query(at)["platform"] == "acme-widgets"
 
 
 def test_search_fills_method_path_and_knowledge(app_env):
@@ -571,7 +587,7 @@ def test_a_list_shown_from_before_a_pica_failure_says_when_it_was_fetched(app_en
     assert_clean(at)
     assert "Pica could not give the connections of this identity just now, so this is what it answered" in messages(at)
     assert any(c.value.startswith("503 ") for c in at.caption)
-    assert any(o.startswith(f"gmail · {conn['identity']}") for o in at.selectbox(key="con_identity_pick").options)
+    assert any(o.startswith(f"Gmail · {conn['identity']}") for o in at.selectbox(key="con_identity_pick").options)
 
 
 def test_a_link_with_an_unknown_identity_type_says_so(app_env):
