@@ -602,7 +602,7 @@ def make_record(prepared: PreparedRequest, *, response: PassthroughResponse | No
         record.elapsed_ms = round(response.elapsed_ms, 2)
     if error is not None:
         record.status = error.status
-        record.error = scrub(f"{error} — {error.hint}", secret)
+        record.error = scrub(error.as_recorded(), secret)  # read later: a rate limit's wait as a clock time
     return record
 
 

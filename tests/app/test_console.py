@@ -336,6 +336,17 @@ def test_a_degraded_connection_shows_retry_after(app_env):
     assert "retry after 30 s" in messages(at)
 
 
+def test_history_keeps_pica_s_rate_limit_as_a_clock_time(app_env):
+    """History kept "retry in 40 s", which misleads whoever reads it later."""
+    at, _ = console_on(app_env)
+    app_env.fault("rate_limit", seconds=40, path="/v1/passthrough", count=10)
+    send(at)
+    [record] = records()
+    assert record.status == 429
+    assert re.search(r"— Pica's rate limit was reached: retry after \d\d:\d\d:\d\d UTC\.$", record.error)
+    assert "retry in" not in record.error
+
+
 def test_a_connection_that_failed_since_the_sync_warns(app_env):
     conn = gmail(app_env)
     app_env.set_state(conn["id"], "failed")
