@@ -119,9 +119,10 @@ class ChosenConnection:
 
 
 def _connection_label(connection: Connection, names: dict[str, str]) -> str:
+    """No state in it: the browser sends the chosen label back, and a label that changed with the state chose
+    nothing, so the picker fell back to another connection (the state is shown beside it)."""
     who = connection.identity or "no identity"
-    return (f"{names.get(connection.platform, connection.platform)} · {who} · {connection.state} · "
-            f"…{connection.key.split('::')[-1][:10]}")
+    return f"{names.get(connection.platform, connection.platform)} · {who} · …{connection.key.split('::')[-1][:10]}"
 
 
 def _pick_from(connections: list[Connection], key: str, label: str, names: dict[str, str]) -> Connection | None:
@@ -209,7 +210,12 @@ def show_connection(settings: Settings, principal: Principal, chosen: ChosenConn
     identity = chosen.connection.identity if chosen.connection else None
     kind = chosen.connection.identity_type if chosen.connection else None
     who.markdown(f"**Identity**  \n{plain(identity) if identity else '—'}" + (f" ({plain(kind)})" if kind else ""))
-    st.caption(f"Key {plain(chosen.key)}")
+    key_row = st.container(horizontal=True, vertical_alignment="center", gap="small")
+    key_row.caption(f"Key {plain(chosen.key)}")
+    # Read again before the page runs (a callback): the connection list is cached for a minute, and a call that
+    # answers 401 is often the first sign that the state changed.
+    key_row.button("Refresh state", key="con_refresh_state", icon=":material/refresh:", type="tertiary",
+                   on_click=data.refresh_connections, help="Read this connection's state from Pica again.")
     if chosen.connection is None and not chosen.unread:
         st.warning("Pica does not list an active connection with this key in this environment: the call will most "
                    "likely answer 404.", icon=":material/link_off:")
@@ -217,7 +223,7 @@ def show_connection(settings: Settings, principal: Principal, chosen: ChosenConn
         what, todo = meaning(chosen.state)
         st.warning(f"**This connection is {chosen.state}.** {what} {todo}", icon=":material/warning:")
         if chosen.state == "failed":
-            reconnect_link(principal, chosen.connection, chosen.platform)
+            reconnect_link(principal, chosen.connection, name or chosen.platform)
     if chosen.environment != settings.environment:
         st.warning(f"This is a {chosen.environment} connection but the dashboard's key is a {settings.environment} "
                    "key: Pica will answer 404 Invalid connection header.", icon=":material/swap_horiz:")

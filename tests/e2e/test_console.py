@@ -91,3 +91,38 @@ def test_a_second_click_while_a_call_is_on_its_way_sends_nothing_more(dashboard,
     page.locator("[class*='st-key-con_send'] button").click()  # the next click sends again
     wait_idle(page, settle_ms=600)
     assert passthrough_calls(dashboard) == before + 2
+
+
+def test_the_chosen_connection_stays_chosen_when_its_state_changes(dashboard, page):
+    """The picker's labels carried the state, and the browser sends back the label it chose: once the state changed
+    that label chose nothing, and the console fell back to another connection, the request and the click lost."""
+    rows = httpx.get(f"{dashboard.sandbox_url}/v1/vault/connections", params={"limit": 100},
+                     headers={"x-pica-secret": "sk_test_sandbox"}, timeout=10).json()["rows"]
+    by_identity: dict[str, list[dict]] = {}
+    for row in rows:
+        if row["state"] == "operational" and row.get("identity"):
+            by_identity.setdefault(row["identity"], []).append(row)
+    identity, connections = next((i, c) for i, c in by_identity.items() if len(c) >= 2)
+    page.goto(f"{dashboard.url}/console?identity={identity}")
+    wait_idle(page)
+    picker = page.locator(".st-key-con_identity_pick input")
+    default = picker.input_value()
+    other = next(c for c in connections if c["key"].split("::")[-1][:10] not in default)
+    picker.click()
+    page.get_by_role("option").filter(has_text="…" + other["key"].split("::")[-1][:10]).click()
+    wait_idle(page)
+    chosen = picker.input_value()
+    assert other["key"].split("::")[-1][:10] in chosen
+    dashboard.control("POST", f"connections/{other['id']}/state", json={"state": "failed"})
+    try:
+        page.get_by_role("button", name="Refresh state").click()
+        wait_idle(page)
+        expect(page.get_by_text("This connection is failed.")).to_be_visible()
+        assert picker.input_value() == chosen
+        page.get_by_role("tab", name="History").click()  # a second run, with the label the browser holds
+        wait_idle(page)
+        page.get_by_role("tab", name="Builder").click()
+        wait_idle(page)
+        assert picker.input_value() == chosen
+    finally:
+        dashboard.control("POST", f"connections/{other['id']}/state", json={"state": "operational"})
