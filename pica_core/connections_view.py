@@ -150,6 +150,15 @@ def apply_filters(connections: Sequence[Connection], lookup: Lookup) -> list[Con
             and (not lookup.environments or c.environment in lookup.environments)]
 
 
+def merge_tags(shown: Sequence[str], edited: Sequence[str], current: Sequence[str]) -> list[str]:
+    """The reader's edit (from the tags `shown` to the tags `edited`) applied to Pica's `current` tags: what someone
+    else added or removed meanwhile stays so, and so does what the reader did (a save of the list as edited undid
+    the others' change, or the reader's own when the page was drawn again with theirs)."""
+    others_removed, others_added = set(shown) - set(current), set(current) - set(shown)
+    mine = [t for t in edited if t not in others_removed or t not in shown]  # in the reader's order
+    return mine + [t for t in current if t in others_added and t not in mine]
+
+
 def connection_rows(connections: Sequence[Connection], stored: Mapping[str, UserConnection],
                     names: Mapping[str, str], logos: Mapping[str, str | None]) -> pd.DataFrame:
     """One row per connection, in the order given, for st.dataframe."""

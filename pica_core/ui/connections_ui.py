@@ -10,7 +10,7 @@ import streamlit as st
 from ..access import Principal
 from ..client import AsyncPicaClient
 from ..config import Settings
-from ..connections_view import TriageResult, triage
+from ..connections_view import TriageResult, merge_tags, triage
 from .. import validation
 from ..errors import InvalidInputError, PicaError
 from ..health import describe_transition, meaning, timeline
@@ -129,37 +129,58 @@ def actions(conn: Connection, *, settings: Settings, store: Store, principal: Pr
                 st.rerun()
         reconnect_link(principal, conn, display_name)
         page_link(principal, "console", "Open in the console", ":material/terminal:", {"key": conn.key}, "console")
+    # Keyed, and started from the tags as they were shown until a save: a widget made from the connection's tags
+    # alone was made anew, the reader's edit dropped, when a save elsewhere changed them before this one's click.
+    # (A form's edit reaches the server only with its submit: the page cannot tell an edit under way from none.)
+    key = f"tags-{conn.id}"
+    if key not in st.session_state:
+        st.session_state[f"{key}.shown"] = list(conn.tags)
+    shown = st.session_state[f"{key}.shown"]
     with tags_col, st.form("tags", border=False):
-        tags = st.multiselect("Tags", options=sorted({*conn.tags, "vip", "beta", "trial", "eu", "escalated"}),
-                              default=conn.tags, accept_new_options=True, disabled=not principal.can("edit_tags"),
+        tags = st.multiselect("Tags", options=sorted({*shown, *conn.tags, "vip", "beta", "trial", "eu", "escalated"}),
+                              default=shown, key=key, accept_new_options=True, disabled=not principal.can("edit_tags"),
                               help=principal.why_not("edit_tags"), max_selections=50)
         if st.form_submit_button("Save tags", disabled=not principal.can("edit_tags"),
                                  help=principal.why_not("edit_tags")):
-            save_tags(conn, tags, settings=settings, store=store, principal=principal)
+            save_tags(conn, shown, tags, settings=settings, store=store, principal=principal)
     delete(conn, settings=settings, store=store, principal=principal)
 
 
-def save_tags(conn: Connection, tags: list[str], *, settings: Settings, store: Store, principal: Principal) -> None:
+def save_tags(conn: Connection, shown: list[str], tags: list[str], *, settings: Settings, store: Store,
+              principal: Principal) -> None:
+    """The reader's change from the tags `shown` to `tags`, made on the tags Pica has now (read just before): what
+    someone else changed since the page was drawn is kept, and said."""
     if not principal.can("edit_tags"):  # a disabled control is not a permission check
         st.error(principal.why_not("edit_tags"), icon=":material/lock:")
         return
+    client = context.client(settings)
     try:
         tags = validation.tags(tags)
+        current = client.connection(conn.id).tags
+        merged = validation.tags(merge_tags(shown, tags, current))
     except InvalidInputError as exc:
         show_error(exc, what="Tags not saved")
         return
-    try:
-        updated = context.client(settings).update_connection_tags(conn.id, tags)
     except PicaError as exc:
-        store.audit(actor=principal.name, action="edit_tags", target=conn.key, outcome="error", tags=tags,
+        show_error(exc, what="Saving tags")
+        return
+    try:
+        updated = client.update_connection_tags(conn.id, merged)
+    except PicaError as exc:
+        store.audit(actor=principal.name, action="edit_tags", target=conn.key, outcome="error", tags=merged,
                     error=str(exc))
         show_error(exc, what="Saving tags")
         return
     store.upsert_connections([updated], source="refresh")
-    store.audit(actor=principal.name, action="edit_tags", target=conn.key, outcome="ok", before=conn.tags,
+    store.audit(actor=principal.name, action="edit_tags", target=conn.key, outcome="ok", before=current,
                 after=updated.tags)
     data.refresh_connections()
-    flash("Tags saved")
+    st.session_state.pop(f"tags-{conn.id}", None)  # drawn again from what Pica now has
+    if current != shown:
+        flash(plain(f"Tags saved. They had changed since this page showed them (now {', '.join(current) or 'none'}): "
+                    f"your change was made on top, giving {', '.join(updated.tags) or 'none'}."))
+    else:
+        flash("Tags saved")
     st.rerun()
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import re
 
+import httpx
+
 import pytest
 
+from pica_core.config import SANDBOX_TEST_KEY
 from pica_core.store import Store
 from tests.app.conftest import assert_clean, open_page, press_and_wait, press_sync, press_triage
 
@@ -117,6 +120,25 @@ def test_tag_edit_round_trips_through_the_sandbox(app_env):
     assert not at.toast  # once
     event = store_of(app_env).audit_events(action="edit_tags")[0]
     assert (event.actor, event.target, event.outcome) == ("local-admin", conn["key"], "ok")
+
+
+def test_a_tag_edit_keeps_what_someone_else_changed_meanwhile_and_says_so(app_env):
+    """The list as the page showed it was saved: a tag added elsewhere since (another agent, an automation) was
+    removed, and the audit's "before" was the page's, not Pica's."""
+    conn = seeded(app_env, platform="notion")
+    at = open_page("connections", query={"key": conn["key"], "connection": conn["id"]})
+    shown = list(conn["tags"])
+    next(m for m in at.multiselect if m.label == "Tags").set_value([*shown, "beta"])
+    httpx.patch(f"{app_env.url}/v1/vault/connections/{conn['id']}", json={"tags": [*shown, "from-api"]},
+                headers={"x-pica-secret": SANDBOX_TEST_KEY}, timeout=10).raise_for_status()
+    next(b for b in at.button if b.label == "Save tags").click().run()
+    assert_clean(at)
+    assert app_env.state.connections[conn["id"]]["tags"] == [*shown, "beta", "from-api"]
+    [toast] = [t.value.replace("\\", "") for t in at.toast]
+    assert toast.startswith("Tags saved. They had changed since this page showed them (now ")
+    event = store_of(app_env).audit_events(action="edit_tags")[0]
+    assert event.detail["before"] == [*shown, "from-api"]
+    assert next(m for m in at.multiselect if m.label == "Tags").value == [*shown, "beta", "from-api"]
 
 
 def test_delete_needs_the_typed_confirmation_then_round_trips(app_env):

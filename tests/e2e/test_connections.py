@@ -117,3 +117,30 @@ def test_a_look_up_during_a_bulk_triage_does_not_throw_the_triage_away(dashboard
     finally:
         dashboard.control("DELETE", "faults")
     assert page.locator("[data-testid='stException']").count() == 0
+
+
+def test_two_agents_editing_tags_keep_both_edits(dashboard, page, browser):
+    """Agent B's save emptied the connections' cache; agent A's click then drew the tag box from B's tags, dropped
+    A's edit and said "Tags saved"."""
+    rows = [r for r in dashboard.pica("/v1/vault/connections", limit=300)["rows"]
+            if r["state"] == "operational" and not r["identity"].startswith(("e2e-", "npm-"))]
+    conn = rows[7]
+    path = "connections?" + urlencode({"key": conn["key"], "connection": conn["id"]})
+    other = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    try:
+        for agent in (page, other):
+            open_path(agent, dashboard, path)
+        for agent, tag in ((page, "agent-a"), (other, "agent-b")):
+            box = agent.locator("[data-testid='stMultiSelect']").filter(has_text="Tags").locator("input")
+            box.fill(tag)
+            box.press("Enter")
+            box.press("Escape")  # the list of tags closes (it covers Save tags)
+        other.get_by_role("button", name="Save tags").click()
+        wait_idle(other)
+        page.get_by_role("button", name="Save tags").click()
+        wait_idle(page)
+        saved = dashboard.pica(f"/v1/vault/connections/{conn['id']}")["tags"]
+        assert saved == [*conn["tags"], "agent-a", "agent-b"]
+        expect(page.get_by_text("They had changed since this page showed them")).to_be_visible()
+    finally:
+        other.context.close()

@@ -20,6 +20,7 @@ from pica_core.connections_view import (
     connections_csv,
     in_its_letters,
     no_results_message,
+    merge_tags,
     parse_bulk,
     sort_for_attention,
     triage_csv,
@@ -333,3 +334,15 @@ def test_identities_in_written_languages_and_emoji_keep_their_joiners_and_marks(
                    "\u200fusr_1"):  # a direction mark at either end: a chat app's or a sheet's, not the identity's
         with pytest.raises(InvalidInputError, match="invisible character"):
             validation.identity(pasted)
+
+
+@pytest.mark.parametrize("shown, edited, current, saved", [
+    (["vip", "eu"], ["eu", "vip"], ["vip", "eu"], ["eu", "vip"]),  # nobody else: the reader's list, in their order
+    (["vip", "eu"], ["vip", "eu", "beta"], ["vip", "eu", "escalated"], ["vip", "eu", "beta", "escalated"]),
+    (["beta"], ["beta", "escalated"], ["beta", "from-api"], ["beta", "escalated", "from-api"]),
+    (["vip", "eu"], ["eu"], ["vip", "eu", "x"], ["eu", "x"]),  # the reader removed vip while another added x
+    (["vip", "eu"], ["vip", "eu", "beta"], ["vip"], ["vip", "beta"]),  # another removed eu: it stays removed
+    (["vip"], ["vip", "eu"], ["vip", "eu"], ["vip", "eu"]),  # both added the same tag: once
+])
+def test_merge_tags_applies_the_reader_s_edit_to_pica_s_current_tags(shown, edited, current, saved):
+    assert merge_tags(shown, edited, current) == saved
