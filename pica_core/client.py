@@ -269,9 +269,14 @@ class _Core:
         if isinstance(exc, httpx.DecodingError):  # an answer whose Content-Encoding does not decode
             return InvalidResponseError(f"Pica's answer could not be decoded: {exc}", method=method, path=path)
         if isinstance(exc, httpx.TimeoutException):
-            return PicaTimeoutError(f"Pica did not answer within {self.timeout.read:g} s", method=method, path=path)
-        reason = type(exc).__name__
-        return UpstreamUnavailableError(f"Could not reach Pica at {self.base_url} ({reason})", method=method, path=path)
+            error = PicaTimeoutError(f"Pica did not answer within {self.timeout.read:g} s", method=method, path=path)
+        else:
+            reason = type(exc).__name__
+            error = UpstreamUnavailableError(f"Could not reach Pica at {self.base_url} ({reason})", method=method,
+                                             path=path)
+        # Only a connection never made (or never taken from the pool) surely sent nothing.
+        error.maybe_delivered = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+        return error
 
     def _decode(self, response: httpx.Response, op: Operation) -> Any:
         if not op.expect_json:

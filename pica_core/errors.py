@@ -35,6 +35,8 @@ class PicaError(Exception):
         self.hint = hint or self.default_hint
         self.method = method
         self.path = path
+        # The request went out and no answer came back (a timeout, a cut connection): a write may have been done.
+        self.maybe_delivered = False
 
     def after_tries(self, tries: int, seconds: float) -> PicaError:
         """The same error, saying the dashboard already retried: "retry in 5 s" after 15 s of retrying read as

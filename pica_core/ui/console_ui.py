@@ -476,7 +476,15 @@ def render_call(shown: ShownCall, settings: Settings, *, key: str) -> None:
         st.warning(plain(f"Sent, but History could not keep this call ({outcome.not_recorded}): copy what you need "
                          "from here before you send another."), icon=":material/history_toggle_off:")
     if outcome.error is not None:
-        show_error(outcome.error, what="Pica did not forward the call")
+        if not outcome.error.maybe_delivered:
+            show_error(outcome.error, what="Pica did not forward the call")
+        elif outcome.prepared.method in ("GET", "HEAD"):
+            show_error(outcome.error, what="No answer to the call")
+        else:  # "retry" would be the wrong advice: the write may be done, and a second send do it twice
+            st.warning(f"**Whether this {outcome.prepared.method} was carried out is unknown**: it went out and no "
+                       "answer came back. Check on the platform before you send it again: a second send may do it "
+                       "twice.", icon=":material/help:")
+            show_error(outcome.error, what="No answer to the call")
         _exports(outcome.prepared, settings, key=key)
         return
     assert view is not None
@@ -582,7 +590,7 @@ def history_filters(store: Store) -> dict:
 def history_table(records: list[PassthroughCallRecord]) -> None:
     frame = pd.DataFrame([{
         "#": r.id, "when": r.at,
-        "status": str(r.status) if r.status else "—",  # none: Pica never forwarded it (History says why)
+        "status": str(r.status) if r.status else "—",  # none: no answer came (History says why)
         "method": r.method, "path": r.path, "action": r.action_title or r.action_id,
         "platform": r.platform, "identity": console.identity_of_key(r.connection_key), "ms": r.elapsed_ms,
         "size": r.response_size, "by": r.actor,

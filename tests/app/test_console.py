@@ -347,6 +347,22 @@ def test_history_keeps_pica_s_rate_limit_as_a_clock_time(app_env):
     assert "retry in" not in record.error
 
 
+def test_a_write_with_no_answer_is_not_said_to_be_unsent(app_env):
+    """"Pica did not forward the call … retry" for a POST whose connection was cut after it went out: the e-mail
+    may be sent, and a retry sends it twice."""
+    at, _ = console_on(app_env, SEND_MESSAGE)
+    at.text_area(key="con_body_json").set_value('{"raw": "QQ=="}').run()
+    app_env.fault("drop", path="/v1/passthrough", count=1)
+    send(at)
+    said = messages(at)
+    assert "Whether this POST was carried out is unknown" in said and "No answer to the call" in said
+    assert "did not forward" not in said
+    at, _ = console_on(app_env)  # a read: nothing to fear from sending it again
+    app_env.fault("drop", path="/v1/passthrough", count=5)
+    send(at)
+    assert "No answer to the call" in messages(at) and "carried out is unknown" not in messages(at)
+
+
 def test_a_connection_that_failed_since_the_sync_warns(app_env):
     conn = gmail(app_env)
     app_env.set_state(conn["id"], "failed")

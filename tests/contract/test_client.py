@@ -21,6 +21,7 @@ from pica_core.errors import (
     UpstreamUnavailableError,
 )
 from pica_core.models import Connection
+from tests.conftest import free_port
 
 GMAIL_LIST = "conn_mod_def::GJ3odOE-fdw::ijLww5s-SCSplLQtLpxkrw"
 GMAIL_SEND = "conn_mod_def::GJ3odhCpd3I::gujvYoneSk6NFWltse9bGg"
@@ -291,6 +292,25 @@ def test_timeout_error_after_budget(sandbox):
         with pytest.raises(PicaTimeoutError) as raised:
             c.user_flags()
     assert raised.value.hint.startswith("Tried 2 times. Pica did not answer in time")
+
+
+@pytest.mark.parametrize("fault", [dict(kind="drop"), dict(kind="hang", seconds=2)])
+def test_a_write_cut_off_after_it_went_out_may_have_been_done(sandbox, fault):
+    """A timeout or a cut connection after the request went out: the console must not say "not forwarded"."""
+    key = next(c["key"] for c in sandbox.state.connections.values() if c["platform"] == "gmail")
+    sandbox.fault(path="/v1/passthrough", count=1, **fault)
+    with make(sandbox, timeout=0.5) as c, pytest.raises(UpstreamUnavailableError) as raised:
+        c.passthrough("POST", "gmail/v1/users/me/messages/send", connection_key=key, action_id=GMAIL_SEND,
+                      json={"raw": "SGk="})
+    assert raised.value.maybe_delivered and c.request_count == 1  # a write is not sent twice
+
+
+def test_a_connection_never_made_sent_nothing(sandbox):
+    closed = free_port()  # nothing listens there
+    with PicaClient(base_url=f"http://127.0.0.1:{closed}", secret=Secret(SANDBOX_TEST_KEY),
+                    retry=RetryPolicy(max_retries=0)) as c, pytest.raises(UpstreamUnavailableError) as raised:
+        c.user_flags()
+    assert not raised.value.maybe_delivered
 
 
 # --- non-retryable: clear error, no retry --------------------------------------------------------------------------
