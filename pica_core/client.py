@@ -536,6 +536,12 @@ def _is_pica_error(response: httpx.Response) -> bool:
 PASSTHROUGH_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
+def header_value(value: str) -> str | bytes:
+    """A key's identity may be any text (an accented name, say): HTTP headers carry bytes, and httpx encodes a str
+    as ASCII only, so a value beyond ASCII goes as its UTF-8 bytes."""
+    return value if value.isascii() else value.encode()
+
+
 @dataclass
 class PassthroughCall:
     """A passthrough request, checked and ready for either client."""
@@ -556,7 +562,7 @@ class PassthroughCall:
                                     f"(use {', '.join(PASSTHROUGH_METHODS)}).")
         path = validation.passthrough_path(path)
         extra = {name: value for name, value in validation.headers(headers or {}).items()}
-        extra[CONNECTION_HEADER] = validation.connection_key(connection_key)
+        extra[CONNECTION_HEADER] = header_value(validation.connection_key(connection_key))
         extra[ACTION_HEADER] = validation.action_id(action_id)
         kwargs: dict[str, Any] = {}
         bodies = [b for b in (json is not None, form is not None, files is not None, content is not None) if b]

@@ -756,7 +756,8 @@ def _curl_quoted(value: str) -> str:
 def export_httpx(prepared: PreparedRequest, base_url: str, *, secret: str | None = None) -> str:
     """Python (httpx) code that sends this request; the secret is read from the PICA_SECRET_KEY variable."""
     headers = [f'        "{SECRET_HEADER}": os.environ["{SECRET_ENV}"],  # ${SECRET_ENV}',
-               f"        {CONNECTION_HEADER!r}: {prepared.connection_key!r},",
+               f"        {CONNECTION_HEADER!r}: {prepared.connection_key!r}"  # beyond ASCII: as the console, UTF-8
+               + ("" if prepared.connection_key.isascii() else ".encode()") + ",",
                f"        {ACTION_HEADER!r}: {prepared.action_id!r},"]
     for name, value in prepared.headers.items():
         shown = f'os.environ["{_env_name(name)}"]' if is_sensitive_header(name) else repr(value)

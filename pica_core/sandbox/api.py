@@ -291,6 +291,11 @@ def build_routes(state: SandboxState) -> list[Route]:
         key = request.headers.get("x-pica-connection-key")
         if not key:
             raise PicaHTTPError(400, "Connection header not found")
+        if not key.isascii():  # Starlette reads header bytes as Latin-1; clients send text beyond ASCII as UTF-8
+            try:
+                key = key.encode("latin-1").decode("utf-8")
+            except UnicodeDecodeError:
+                pass
         if key.split("::", 1)[0] != env:
             raise PicaHTTPError(404, "Invalid connection header")
         conn = state.find(key)

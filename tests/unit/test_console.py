@@ -741,6 +741,24 @@ def test_both_exports_send_what_the_console_sent(sandbox, client, store, tmp_pat
     assert _as_sent(sandbox.requests(1)[0]) == sent, "python"
 
 
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_a_key_beyond_ascii_is_sent_and_exported(sandbox, client, store, tmp_path):
+    """An identity with an accent (AuthKit takes any text) makes a key httpx could not put in a header: the call
+    was lost to a UnicodeEncodeError, and so was the Python export."""
+    conn = sandbox.state.add_connection(platform="gmail", environment="test", identity="josé ü/1",
+                                        identity_type="user")
+    assert not conn["key"].isascii()
+    prepared = console.prepare(draft(connection_key=conn["key"], query=[("maxResults", "1")]))
+    assert run(client, store, prepared).response.status == 200
+    sent = _as_sent(sandbox.requests(1)[0])
+    env = {**os.environ, "PICA_SECRET_KEY": SANDBOX_TEST_KEY}
+    for command in (["bash", "-c", console.export_curl(prepared, sandbox.url)],
+                    [sys.executable, "-c", console.export_httpx(prepared, sandbox.url)]):
+        result = subprocess.run(command, capture_output=True, env=env, cwd=tmp_path, timeout=60, check=True)
+        assert b"Connection not found" not in result.stdout
+        assert _as_sent(sandbox.requests(1)[0]) == sent, command[0]
+
+
 def test_the_python_export_returns_the_same_response(sandbox, client, store):
     conn = connection(sandbox)
     prepared = console.prepare(draft(connection_key=conn["key"], query=[("maxResults", "2")]))
