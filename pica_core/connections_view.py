@@ -494,21 +494,25 @@ def by_identity(results: Sequence[TriageResult]) -> list[TriageResult]:
 
 def triage_summary(identities: Sequence[TriageResult], names: Mapping[str, str] | None = None, *,
                    base: str = "/") -> pd.DataFrame:
-    """One row per identity (the results of `by_identity`), those with broken connections first: how many it has,
-    how many need attention and on which platforms, and the lookup that opens it (a link under `base`)."""
+    """One row per identity (the results of `by_identity`): those that could not be looked up first (nothing is
+    known of them: their counts are empty, not 0), then those with broken connections: how many it has, how many
+    need attention and on which platforms, and the lookup that opens it (a link under `base`)."""
     names = names or {}
     rows = []
     for r in identities:
         broken = sorted({names.get(c.platform, c.platform) for c in r.connections if c.state in NEEDS_ATTENTION},
                         key=str.lower)
+        unknown = bool(r.error) and not r.connections
         rows.append({"open": Lookup(identity=r.identity, identity_type=r.identity_type or "").link(base),
-                     "identity": r.identity,
-                     "identity type": r.identity_type or "any", "connections": len(r.connections),
-                     "need attention": sum(1 for c in r.connections if c.state in NEEDS_ATTENTION),
-                     "broken on": ", ".join(broken), "note": r.note})
+                     "identity": r.identity, "identity type": r.identity_type or "any",
+                     "connections": None if unknown else len(r.connections),
+                     "need attention": None if unknown else sum(1 for c in r.connections
+                                                                if c.state in NEEDS_ATTENTION),
+                     "broken on": "not looked up: see note" if unknown else ", ".join(broken), "note": r.note})
     frame = pd.DataFrame(rows, columns=["open", "identity", "identity type", "connections", "need attention",
-                                        "broken on", "note"])
-    return frame.sort_values("need attention", ascending=False, kind="stable").reset_index(drop=True)
+                                        "broken on", "note"]).astype({"connections": "Int64", "need attention": "Int64"})
+    return frame.sort_values("need attention", ascending=False, kind="stable", na_position="first").reset_index(
+        drop=True)
 
 
 TRIAGE_SHOWN = ("identity", "identity type", "platform", "state", "key", "note")

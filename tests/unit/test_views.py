@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 
 from pica_core.config import Secret, load_settings
@@ -16,6 +17,7 @@ from pica_core.connections_view import (
     MAX_BULK_IDENTITIES,
     Lookup,
     TriageResult,
+    by_identity,
     connection_rows,
     connections_csv,
     in_its_letters,
@@ -25,6 +27,7 @@ from pica_core.connections_view import (
     sort_for_attention,
     triage_csv,
     triage_rows,
+    triage_summary,
 )
 from pica_core.errors import InvalidInputError
 from pica_core.health import attention_summary, describe_transition, state_counts, timeline
@@ -199,6 +202,19 @@ def test_triage_rows_list_each_connection_once():
     assert [(r["platform"], r["platform name"]) for r in exported[:3]] == [("gmail", "Gmail"), ("gmail", "Gmail"),
                                                                            ("slack", "slack")]
     assert list(exported[0])[:2] == ["platform", "identity"] and exported[3]["platform"] == ""
+
+
+def test_the_triage_summary_lists_those_not_looked_up_first_with_no_counts():
+    """They read "0 connections, 0 need attention", last: as if healthy, where nothing is known of them."""
+    now = datetime.now(UTC)
+    broken = Connection(id="1", key="k1", platform="gmail", state="failed", identity="u1", created_at=now)
+    summary = triage_summary(by_identity([TriageResult("u1", None, [broken]), TriageResult("nobody", None),
+                                          TriageResult("lost", None, error="500 Internal error")]), {"gmail": "Gmail"})
+    assert list(summary["identity"]) == ["lost", "u1", "nobody"]
+    lost = summary.iloc[0]
+    assert pd.isna(lost["connections"]) and pd.isna(lost["need attention"])
+    assert (lost["broken on"], lost["note"]) == ("not looked up: see note", "500 Internal error")
+    assert list(summary["connections"][1:]) == [1, 0] and summary.iloc[1]["broken on"] == "Gmail"
 
 
 def test_sort_for_attention():
