@@ -135,7 +135,10 @@ with lookup_tab:
         except InvalidInputError as exc:
             show_error(exc)
             filters = None
-        fetched = data.connections(settings, **filters) if filters is not None else None
+        # Said while Pica answers (the reads are cached without Streamlit's own spinner): a slow or hanging Pica
+        # showed nothing, or the last lookup's results, faded, under the new identity.
+        with st.spinner(plain(f"Looking up {lookup.describe()}…"), show_time=True):
+            fetched = data.connections(settings, **filters) if filters is not None else None
         if fetched is not None:
             show_fetch_problem(fetched, "this lookup's connections")
         if fetched is not None and fetched.value is not None:

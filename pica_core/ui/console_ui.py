@@ -148,8 +148,9 @@ def pick_connection(settings: Settings) -> ChosenConnection | None:
         if not identity.strip():
             st.caption("Enter the identity your app gave the end user, team, organization or project.")
             return None
-        fetched = data.connections(settings, identity=identity.strip(),
-                                   identity_type=None if identity_type == "any" else identity_type)
+        with st.spinner(plain(f"Asking Pica for {identity.strip()}'s connections…"), show_time=True):
+            fetched = data.connections(settings, identity=identity.strip(),
+                                       identity_type=None if identity_type == "any" else identity_type)
         show_fetch_problem(fetched, "the connections of this identity")
         connections = fetched.value or []
         if not connections and fetched.error is None:

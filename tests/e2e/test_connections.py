@@ -144,3 +144,16 @@ def test_two_agents_editing_tags_keep_both_edits(dashboard, page, browser):
         expect(page.get_by_text("They had changed since this page showed them")).to_be_visible()
     finally:
         other.context.close()
+
+
+def test_a_slow_lookup_says_what_it_waits_for(dashboard, page):
+    """A slow or hanging Pica showed an empty page, or the last lookup's results, faded, under the new identity."""
+    dashboard.control("POST", "faults", json={"kind": "latency", "seconds": 3, "path": "/v1/vault/connections",
+                                              "query": "identity=someone-slow", "count": 1})
+    try:
+        page.goto(f"{dashboard.url}/connections?identity=someone-slow")
+        expect(page.get_by_text("Looking up someone-slow (type any)…")).to_be_visible(timeout=10_000)
+        wait_idle(page)
+        expect(page.get_by_text("No connections for someone-slow", exact=False).first).to_be_visible()
+    finally:
+        dashboard.control("DELETE", "faults")
