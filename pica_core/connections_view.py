@@ -243,9 +243,12 @@ def no_results_message(lookup: Lookup, *, environment: str, others: Sequence[Con
 
 
 def pasted_identity(text: str) -> tuple[str, str]:
-    """(identity, identity type) of a row pasted from a spreadsheet: the identity, a tab, then its type. Anything
-    else comes back as it is, with no type (a tab left in it is then refused, with a message)."""
+    """(identity, identity type) of a row pasted from a spreadsheet (the identity, a tab, then its type) or written
+    as Bulk triage asks (`identity,type`). Anything else comes back as it is, with no type (a tab left in it is then
+    refused, with a message; a comma before anything but a type is part of the identity)."""
     identity, tab, kind = text.strip().partition("\t")
+    if not tab:
+        identity, tab, kind = text.strip().rpartition(",")
     kind = kind.strip().lower()
     if tab and identity.strip() and kind in IDENTITY_TYPES:
         return identity.strip(), kind

@@ -143,7 +143,7 @@ def actions(conn: Connection, *, settings: Settings, store: Store, principal: Pr
         if st.form_submit_button("Save tags", disabled=not principal.can("edit_tags"),
                                  help=principal.why_not("edit_tags")):
             save_tags(conn, shown, tags, settings=settings, store=store, principal=principal)
-    delete(conn, settings=settings, store=store, principal=principal)
+    delete(conn, settings=settings, store=store, principal=principal, display_name=display_name)
 
 
 def save_tags(conn: Connection, shown: list[str], tags: list[str], *, settings: Settings, store: Store,
@@ -184,7 +184,7 @@ def save_tags(conn: Connection, shown: list[str], tags: list[str], *, settings: 
     st.rerun()
 
 
-def delete(conn: Connection, *, settings: Settings, store: Store, principal: Principal) -> None:
+def delete(conn: Connection, *, settings: Settings, store: Store, principal: Principal, display_name: str) -> None:
     reason = principal.why_not("delete")
     with st.expander("Delete this connection", icon=":material/delete:"):
         st.caption("Deleting removes the connection from Pica's vault: the end user must connect again. "
@@ -209,6 +209,6 @@ def delete(conn: Connection, *, settings: Settings, store: Store, principal: Pri
             store.audit(actor=principal.name, action="delete", target=conn.key, outcome="ok", platform=conn.platform,
                         identity=conn.identity)
             data.refresh_connections()
-            st.session_state["deleted"] = f"Deleted the {conn.platform} connection {conn.key}."
+            st.session_state["deleted"] = f"Deleted the connection to {display_name}: {conn.key}."
             st.query_params.pop("connection", None)
             st.rerun()

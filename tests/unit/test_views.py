@@ -334,6 +334,11 @@ def test_a_pasted_spreadsheet_row_splits_only_into_an_identity_and_a_known_type(
     assert pasted_identity("ava@acme.io") == ("ava@acme.io", "")
     for text in ("ava\tcustomer", "ava\tteam\tx", "\tteam"):  # left as typed: validation names the tab
         assert pasted_identity(text) == (text, "")
+    # As Bulk triage asks for them: identity,type (a comma before anything else is the identity's own).
+    assert pasted_identity("usr_e6,User") == ("usr_e6", "user")
+    assert pasted_identity("acme, inc,team") == ("acme, inc", "team")
+    for text in ("acme, inc", ",team", "ava,customer"):
+        assert pasted_identity(text) == (text, "")
 
 
 def test_identities_in_written_languages_and_emoji_keep_their_joiners_and_marks():
