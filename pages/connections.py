@@ -178,6 +178,10 @@ with lookup_tab:
 
                 f1, f2, f3 = st.columns(3)
 
+                def clear_filters() -> None:
+                    for param in ("state", "platforms", "environment"):
+                        st.query_params.pop(param, None)
+
                 def keep(name: str, param: str) -> None:
                     value = ",".join(st.session_state[name])
                     if value:
@@ -205,30 +209,35 @@ with lookup_tab:
                 alike = [col for col in ("identity", "identity type", "environment")
                          if len(table) > 1 and table[col].nunique(dropna=False) == 1]
                 shared = " · ".join(plain(f"{col} {table[col].iloc[0] or 'none'}") for col in alike)
-                st.caption(f"Showing {len(shown)} of {len(connections)}" + (f" · all {shared}" if shared else "")
-                           + " · broken first · select a row: its details open below the table")
-                chosen = selection_table(
-                    style_states(table), table["id"], lookup.selected, name="vault", hide_index=True, width="stretch",
-                    column_order=[c for c in table.columns if c != "id" and c not in alike],
-                    column_config={
-                        "logo": st.column_config.ImageColumn("", width="small"),
-                        "key": st.column_config.TextColumn("connection key", width="medium"),
-                        "tags": st.column_config.ListColumn("tags"),
-                        "active": st.column_config.CheckboxColumn("active"),
-                        "created": when_column("created", seconds=False),
-                        "first seen": when_column("first seen", seconds=False),
-                        "last seen": st.column_config.DatetimeColumn("last seen", format="distance"),
-                    },
-                )
-                if chosen != lookup.selected:  # a row chosen, or the chosen one unselected
-                    if chosen:
-                        st.query_params["connection"] = chosen
-                        chosen_in_place("connection-detail", chosen)
-                    else:
-                        st.query_params.pop("connection", None)
-                    st.rerun()
-                st.download_button("Download CSV", connections_csv(table, shown, stored), file_name=lookup.file_name,
-                                   mime="text/csv", icon=":material/download:", on_click="ignore")
+                if not shown:  # an empty grid says nothing of why, and its CSV holds nothing
+                    st.info(f"The filters hide all {count(len(connections), 'connection')} of this lookup.",
+                            icon=":material/filter_alt_off:")
+                    st.button("Clear the filters", on_click=clear_filters, icon=":material/filter_alt_off:")
+                else:
+                    st.caption(f"Showing {len(shown)} of {len(connections)}" + (f" · all {shared}" if shared else "")
+                               + " · broken first · select a row: its details open below the table")
+                    chosen = selection_table(
+                        style_states(table), table["id"], lookup.selected, name="vault", hide_index=True, width="stretch",
+                        column_order=[c for c in table.columns if c != "id" and c not in alike],
+                        column_config={
+                            "logo": st.column_config.ImageColumn("", width="small"),
+                            "key": st.column_config.TextColumn("connection key", width="medium"),
+                            "tags": st.column_config.ListColumn("tags"),
+                            "active": st.column_config.CheckboxColumn("active"),
+                            "created": when_column("created", seconds=False),
+                            "first seen": when_column("first seen", seconds=False),
+                            "last seen": st.column_config.DatetimeColumn("last seen", format="distance"),
+                        },
+                    )
+                    if chosen != lookup.selected:  # a row chosen, or the chosen one unselected
+                        if chosen:
+                            st.query_params["connection"] = chosen
+                            chosen_in_place("connection-detail", chosen)
+                        else:
+                            st.query_params.pop("connection", None)
+                        st.rerun()
+                    st.download_button("Download CSV", connections_csv(table, shown, stored), file_name=lookup.file_name,
+                                       mime="text/csv", icon=":material/download:", on_click="ignore")
 
                 selected = next((c for c in connections if c.id == lookup.selected), None)
                 if lookup.selected and selected is None:

@@ -141,6 +141,25 @@ def test_a_tag_edit_keeps_what_someone_else_changed_meanwhile_and_says_so(app_en
     assert next(m for m in at.multiselect if m.label == "Tags").value == [*shown, "beta", "from-api"]
 
 
+def test_filters_that_hide_every_row_say_so_and_clear_in_one_click(app_env):
+    """An empty grid under "Showing 0 of 16 · select a row", with a CSV of nothing, and no way back but by hand."""
+    conn = seeded(app_env, state="operational")
+    at = open_page("connections", query={"identity": conn["identity"], "state": "failed",
+                                         "platforms": conn["platform"]})
+    assert_clean(at)
+    broken = [c for c in app_env.state.connections.values() if c["identity"] == conn["identity"]
+              and c["environment"] == "test" and c["platform"] == conn["platform"] and c["state"] == "failed"]
+    assert not broken, "the test needs a platform with no failed connection of this identity"
+    assert any(i.value.startswith("The filters hide all ") for i in at.info)
+    assert not [d for d in at.dataframe if (d.key or "").startswith("vault.")]
+    assert not [b for b in at.get("download_button")]
+    next(b for b in at.button if b.label == "Clear the filters").click().run()
+    assert_clean(at)
+    assert "state" not in at.query_params and "platforms" not in at.query_params
+    assert at.query_params["identity"] == conn["identity"]
+    assert len(next(d for d in at.dataframe if (d.key or "").startswith("vault.")).value) >= 1
+
+
 def test_delete_needs_the_typed_confirmation_then_round_trips(app_env):
     conn = seeded(app_env, platform="hubspot")
     at = open_page("connections", query={"key": conn["key"], "connection": conn["id"]})
