@@ -79,8 +79,11 @@ def overview() -> None:
         st.info("Nothing synced yet.", icon=":material/cloud_download:")
         return
     complete = store.last_sync(env, statuses=("complete",))
+    # A later sync that did not complete stored what it read all the same: its changes are in the counts too.
+    later = last if complete and last and last.id > complete.id and last.rows_seen else None
+    since = f"what sync #{later.id} ({later.status}) and lookups stored since" if later else "lookups since"
     source = (f"as the last complete sync (#{complete.id}, {ago(complete.finished_at or complete.started_at)}) "
-              "found them, and lookups since" if complete else "what lookups and unfinished syncs stored: no "
+              f"found them, and {since}" if complete else "what lookups and unfinished syncs stored: no "
               "complete sync yet")
     st.markdown(f"**{attention_summary(counts)}** · {source}")
     for column, state in zip(st.columns(4), STATES):

@@ -200,6 +200,9 @@ def test_resume_button_fetches_only_the_pages_left(app_env):
     at = open_page("fleet")  # later, or in another session: the run's row says the same
     assert any("partial: 1 page to fetch again (2)" in w.value for w in at.warning)
     assert any("**partial**, " in m.value and "from 2 of 3 pages." in m.value for m in at.markdown)
+    # The counts hold what the partial sync stored, and say so (they were said to be the complete sync's).
+    partial = next(b for b in at.markdown if "**partial**, " in b.value).value.split("**")[1].removeprefix("#")
+    assert any(f"and what sync #{partial} (partial) and lookups stored since" in m.value for m in at.markdown)
     app_env.control("DELETE", "faults")
     app_env.control("DELETE", "stats")
     at = click(at, "Resume")
