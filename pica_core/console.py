@@ -713,9 +713,24 @@ def _env_name(header: str) -> str:
     return "HEADER_" + re.sub(r"[^A-Za-z0-9]+", "_", header).strip("_").upper()
 
 
+def export_variables(prepared: PreparedRequest) -> list[tuple[str, str]]:
+    """(variable, header) for each credential an export reads from the environment instead of holding it."""
+    return [(_env_name(name), name) for name in prepared.headers if is_sensitive_header(name)]
+
+
+# A body longer than this goes to curl on its standard input: Linux refuses an argument over 128 KiB ("Argument
+# list too long"), and printf, a bash builtin, is not bound by it.
+CURL_ARGUMENT_LIMIT = 100_000
+
+
 def export_curl(prepared: PreparedRequest, base_url: str, *, secret: str | None = None) -> str:
     """A curl command that sends this request; the secret is read from $PICA_SECRET_KEY (and masked should it
-    appear in the request itself)."""
+    appear in the request itself), a credential header's value from its variable, which must be set (curl sent an
+    empty header's request without it, silently)."""
+    # The message is expanded inside double quotes: a header name is named only when nothing in it is shell syntax.
+    guard = " ".join(f'"${{{variable}:?set {variable} to the value of the '
+                     f'{name + " " if re.fullmatch(r"[A-Za-z0-9_-]+", name) else ""}header}}"'
+                     for variable, name in export_variables(prepared))
     lines = [f"curl -sS -X {prepared.method} {shlex.quote(prepared.url(base_url))}",
              f'-H "{SECRET_HEADER}: ${SECRET_ENV}"',
              f"-H {shlex.quote(f'{CONNECTION_HEADER}: {prepared.connection_key}')}",
@@ -727,19 +742,26 @@ def export_curl(prepared: PreparedRequest, base_url: str, *, secret: str | None 
             lines.append(f"-H {shlex.quote(f'{name}: {value}')}")
     # As httpx sends it: its own Content-Type unless one was given (curl would send both); --data-raw, which
     # reads no @file; a form encoded whole (--data-urlencode leaves a field's name as it is).
+    data = None
     if prepared.body_kind == "json":
         lines += [] if prepared.typed else ["-H 'content-type: application/json'"]
-        lines.append(f"--data-raw {shlex.quote(encode_json(prepared.json_body).decode('utf-8'))}")
+        data = encode_json(prepared.json_body).decode("utf-8")
     elif prepared.body_kind == "form" and prepared.form:  # an empty one sends nothing, as httpx does
-        lines.append(f"--data-raw {shlex.quote(urlencode(list(prepared.form.items())))}")
+        data = urlencode(list(prepared.form.items()))
     elif prepared.body_kind == "multipart":
         lines += [f"--form-string {shlex.quote(f'{k}={v}')}" for k, v in (prepared.form or {}).items()]
         lines += [f"-F {shlex.quote(f'{f.field}=@{_curl_quoted(f.filename)};type={f.content_type}')}"
                   for f in prepared.files]
     elif prepared.body_kind == "raw":
         lines += [] if prepared.typed else ["-H 'content-type:'"]  # httpx sends raw content with none; curl a form's
-        lines.append(f"--data-raw {shlex.quote((prepared.content or b'').decode('utf-8', errors='replace'))}")
-    return scrub(" \\\n  ".join(lines), secret) or ""
+        data = (prepared.content or b"").decode("utf-8", errors="replace")
+    before = [f": {guard} &&"] if guard else []
+    if data is not None and len(data.encode()) > CURL_ARGUMENT_LIMIT:
+        before.append(f"printf '%s' {shlex.quote(data)} |")
+        lines.append("--data-binary @-")
+    elif data is not None:
+        lines.append(f"--data-raw {shlex.quote(data)}")
+    return scrub(" \\\n  ".join([*before, *lines]), secret) or ""
 
 
 def _shell_header_name(name: str) -> str:

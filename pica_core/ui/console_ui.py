@@ -530,7 +530,10 @@ def _exports(prepared: console.PreparedRequest, settings: Settings, *, key: str)
     curl_tab, python_tab = st.tabs(["curl", "Python (httpx)"])
     curl_tab.code(console.export_curl(prepared, base, secret=secret), language="bash")
     python_tab.code(console.export_httpx(prepared, base, secret=secret), language="python")
-    st.caption("Set `PICA_SECRET_KEY` in your shell first; the secret is never part of an export.")
+    needed = ["`PICA_SECRET_KEY`", *(f"`{variable}` ({plain(name)}'s value)"
+                                       for variable, name in console.export_variables(prepared))]
+    st.caption(f"Set {', '.join(needed[:-1]) + ' and ' + needed[-1] if len(needed) > 1 else needed[0]} in your "
+               "shell first: credentials are never part of an export.")
 
 
 # --- history ----------------------------------------------------------------------------------------------------

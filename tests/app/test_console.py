@@ -524,8 +524,11 @@ def test_exports_and_stored_history_never_contain_the_secret(app_env):
     send(at)
     assert passthrough_calls(app_env) == 1
     assert app_env.requests(1)[0]["headers"]["authorization"] == "Bearer upstream-token"
-    curl = next(c for c in codes(at) if c.startswith("curl"))
+    curl = next(c for c in codes(at) if "curl -sS" in c)
     assert "$PICA_SECRET_KEY" in curl and "$HEADER_AUTHORIZATION" in curl
+    # Every variable an export reads is named (the credential's went unsaid, and curl sent the call without it).
+    assert any("Set `PICA_SECRET_KEY` and `HEADER_AUTHORIZATION` (Authorization's value) in your shell first" in
+               shown(c.value) for c in at.caption)
     page = "\n".join([*codes(at), messages(at), markdown(at), *(shown(c.value) for c in at.caption)])
     assert SANDBOX_TEST_KEY not in page and "upstream-token" not in page
     [record] = records()

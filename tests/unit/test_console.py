@@ -441,6 +441,24 @@ def test_curl_export_runs_nothing_a_header_name_or_file_name_carries(tmp_path):
     assert 'file=@"a;type=text/html;b\\"c.txt";type=text/plain' in args  # curl's quoting of a file name
 
 
+def test_curl_export_stops_when_a_credential_s_variable_is_not_set(tmp_path):
+    """curl sent the request without the header (an empty -H value removes it), silently."""
+    name = "x-api-token`touch$IFS'pwned'`"
+    prepared = console.PreparedRequest(
+        method="GET", path="gmail/v1/x", connection_key="test::gmail::default::" + "a" * 32 + "|u",
+        action_id=ACTION, headers={"X-Api-Key": "abc", name: "def"})
+    curl = console.export_curl(prepared, "http://p")
+    script = "curl() { printf '%s\\n' \"$@\"; }\n" + curl + "\n"
+    env = {"PATH": os.environ["PATH"], "PICA_SECRET_KEY": "sk"}
+    done = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode != 0 and done.stdout == ""  # curl never ran
+    assert "set HEADER_X_API_KEY to the value of the X-Api-Key header" in done.stderr
+    assert list(tmp_path.iterdir()) == []  # the odd name's message ran nothing either
+    env.update({console._env_name(n): "v" for n in prepared.headers})
+    assert "X-Api-Key: v" in subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True,
+                                            text=True, check=True).stdout.splitlines()
+
+
 def test_python_export_is_valid_code_without_the_secret():
     prepared = console.prepare(draft(method="POST", body_kind="json", body_text='{"ok": true, "n": null}',
                                      query=[("q", "1")], headers=[("X-Api-Key", "hidden")]))
@@ -739,6 +757,20 @@ def test_both_exports_send_what_the_console_sent(sandbox, client, store, tmp_pat
     subprocess.run([sys.executable, "-c", console.export_httpx(prepared, sandbox.url)], capture_output=True, env=env,
                    cwd=tmp_path, timeout=60, check=True)
     assert _as_sent(sandbox.requests(1)[0]) == sent, "python"
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_a_curl_export_of_a_large_body_runs(sandbox, client, store, tmp_path):
+    """Bodies up to 1 MiB are sent, but Linux refuses an argument over 128 KiB: "Argument list too long"."""
+    prepared = console.prepare(draft(connection_key=connection(sandbox)["key"], action_id=SEND_ACTION, method="POST",
+                                     path_template="/gmail/v1/users/me/messages/send", body_kind="json",
+                                     body_text=json.dumps({"raw": "é'$x" * 100_000})))
+    run(client, store, prepared)
+    sent = _as_sent(sandbox.requests(1)[0])
+    env = {**os.environ, "PICA_SECRET_KEY": SANDBOX_TEST_KEY}
+    (tmp_path / "export.sh").write_text(console.export_curl(prepared, sandbox.url))  # as pasted: not one argument
+    subprocess.run(["bash", "export.sh"], capture_output=True, env=env, cwd=tmp_path, timeout=30, check=True)
+    assert _as_sent(sandbox.requests(1)[0]) == sent
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
