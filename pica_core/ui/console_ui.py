@@ -25,7 +25,7 @@ from ..errors import InvalidInputError, PicaError
 from ..health import NEEDS_ATTENTION, meaning
 from ..models import IDENTITY_TYPES, ActionHit, Connection
 from ..store import PassthroughCallRecord, Store
-from ..text import plain
+from ..text import plain, scrub
 from . import data
 from .connections_ui import reconnect_link
 from .layout import (
@@ -471,7 +471,8 @@ def render_call(shown: ShownCall, settings: Settings, *, key: str) -> None:
     """Status, time, size, the passthrough headers and the body; upstream errors as sent, with their meaning."""
     outcome, view = shown.outcome, shown.view
     record_id = outcome.record.id if outcome.record else None
-    st.caption(f"{outcome.prepared.method} {plain(outcome.prepared.display_path)}"
+    path = scrub(outcome.prepared.display_path, settings.effective_secret().reveal())  # as History keeps it
+    st.caption(f"{outcome.prepared.method} {plain(path)}"
                + (f" · history #{record_id}" if record_id else ""))
     if outcome.not_recorded:
         st.warning(plain(f"Sent, but History could not keep this call ({outcome.not_recorded}): copy what you need "
@@ -705,8 +706,8 @@ def execute(prepared: console.PreparedRequest, *, settings: Settings, client: Pi
         st.warning(f"Not sent: {refusal}", icon=":material/lock:")
         return
     last = st.session_state.get(_LAST_CALL)
-    call = CallInFlight(number=(last.number if last else 0) + 1, label=f"{prepared.method} {prepared.display_path}",
-                        keep=keep)
+    shown_path = scrub(prepared.display_path, settings.effective_secret().reveal())  # the secret typed in a field
+    call = CallInFlight(number=(last.number if last else 0) + 1, label=f"{prepared.method} {shown_path}", keep=keep)
     st.session_state[_LAST_CALL] = call  # one write: Streamlit may stop this run at any session-state access
     with st.spinner(f"{plain(call.label)}…"):
         try:  # no Streamlit call until done: a stopped run still finishes the call and hands it over

@@ -536,6 +536,14 @@ def test_exports_and_stored_history_never_contain_the_secret(app_env):
     assert record.request_headers["Authorization"] == console.REDACTED
 
 
+def test_the_secret_typed_into_a_path_is_masked_above_the_answer_too(app_env):
+    """History and the body masked it, but the line above the answer (and the sending spinner) showed it."""
+    at, _ = console_on(app_env, user_id=f"x{SANDBOX_TEST_KEY}x")
+    send(at)
+    said = "\n".join([*(shown(c.value) for c in at.caption), markdown(at), messages(at)])
+    assert SANDBOX_TEST_KEY not in said and "/gmail/v1/users/x****x/messages" in said
+
+
 def test_picas_own_error_is_a_message_and_still_recorded(app_env):
     at, _ = console_on(app_env)
     at.segmented_control(key="con_action_mode").set_value("Raw").run()
