@@ -102,6 +102,9 @@ def show_fetch_problem(fetched: Fetched, what: str, *, again: str = "") -> None:
     is shown instead, a warning says how old it is (`again`: how to try again, where the page has a way)."""
     if fetched.error is None:
         return
+    if isinstance(fetched.error, InvalidInputError) and fetched.error.status is None:
+        show_error(fetched.error)  # refused here, before any request: Pica was not asked
+        return
     if not fetched.stale:
         show_error(fetched.error, what=f"Could not read {what} from Pica")
         return

@@ -544,6 +544,13 @@ def test_the_secret_typed_into_a_path_is_masked_above_the_answer_too(app_env):
     assert SANDBOX_TEST_KEY not in said and "/gmail/v1/users/x****x/messages" in said
 
 
+def test_an_identity_refused_here_is_not_said_to_be_pica_s_failure(app_env):
+    at = open_page("console", query={"identity": "ana\x00"})
+    assert_clean(at)
+    said = messages(at)
+    assert "control characters" in said and "from Pica" not in said
+
+
 def test_picas_own_error_is_a_message_and_still_recorded(app_env):
     at, _ = console_on(app_env)
     at.segmented_control(key="con_action_mode").set_value("Raw").run()
