@@ -107,8 +107,9 @@ def filter_bar(frame: pd.DataFrame) -> cv.FilterSpec:
                             help="Whether connecting goes through an OAuth consent screen")
     dropped = st.session_state.pop(K_DROPPED, None)
     if dropped:
-        st.caption(f":material/link_off: The link asked for {', '.join(cv.plain(d) for d in dropped)}, which this "
-                   "catalog does not know: ignored.")
+        # A warning, as on Connections: a reader of a mistyped link believes the view is filtered as it asked.
+        st.warning(f"The link asked for {', '.join(cv.plain(d) for d in dropped)}, which this catalog does not "
+                   "know: ignored.", icon=":material/link_off:")
     return spec_from_widgets()
 
 

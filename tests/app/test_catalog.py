@@ -181,7 +181,7 @@ def test_a_link_with_values_the_catalog_lacks_keeps_the_rest_and_says_so(app_env
     at = open_page("catalog", query={"category": ["CRM", "Nope"], "authkit": "maybe", "sort": "bogus"})
     assert_clean(at)
     assert set(table(at)["platform"]) == expect(truth, lambda r: r["category"] == "CRM")
-    assert any("Nope" in c.value and "ignored" in c.value for c in at.caption)
+    assert any("Nope" in c.value and "ignored" in c.value for c in at.warning)
     assert at.query_params == {"category": "CRM"}
 
 
@@ -440,7 +440,7 @@ def test_coming_back_by_the_sidebar_finds_the_last_view_and_a_cleared_one_stays_
 def test_a_link_with_values_the_catalog_cannot_read_says_what_it_ignored(app_env):
     at = open_page("catalog", query={"category": "Nope", "authkit": "maybe", "oauth": "2", "sort": "-hax"})
     assert_clean(at)
-    [note] = [c.value for c in at.caption if "The link asked for" in c.value]
+    [note] = [c.value for c in at.warning if "The link asked for" in c.value]
     for ignored in ("Nope", "authkit=maybe", "oauth=2", "sort=-hax"):
         assert ignored in note.replace("\\", "")
     assert len(table(at)) == SANDBOX_CONNECTORS

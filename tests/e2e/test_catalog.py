@@ -113,3 +113,14 @@ def test_every_filter_and_button_shows_its_whole_label_in_a_1024_px_window(dashb
                                 [box["x"] + box["width"] - 2, box["y"] + box["height"] / 2])
         whole = label.evaluate("p => p.scrollWidth <= p.clientWidth + 1")
         assert on_top and whole and box["x"] + box["width"] <= main["x"] + main["width"], name
+
+
+def test_a_link_s_unknown_filters_are_named_once_the_page_settles(dashboard, page):
+    """A mistyped link's filters are dropped: the reader is told, with a warning (a grey caption went unseen)."""
+    open_path(page, dashboard, "catalog?category=Nope&status=weird&authkit=maybe&sort=zzz&selected=nope")
+    page.wait_for_timeout(1500)  # the runs that follow arrival keep it
+    note = page.locator("[data-testid='stAlertContentWarning']").filter(has_text="which this catalog does not know")
+    expect(note).to_be_visible()
+    page.get_by_text("Not enabled", exact=True).first.click()  # the reader's own filter: the link's note is done
+    wait_idle(page)
+    expect(page.get_by_text("which this catalog does not know", exact=False)).to_have_count(0)
