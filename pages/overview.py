@@ -56,7 +56,9 @@ counts = store.state_counts(settings.environment)
 total = sum(counts.values())
 
 st.subheader("Headline numbers")
-c1, c2, c3, c4 = st.columns(4)
+# Side by side while they fit, then on a second row: four columns at 1024 px cut every label ("Connectors in the c…").
+row = st.container(horizontal=True, gap="medium")
+c1, c2, c3, c4 = (row.container(width=210) for _ in range(4))
 if catalog.value:
     connectors, enabled = catalog.value
     c1.metric("Connectors in the catalog", len(connectors))

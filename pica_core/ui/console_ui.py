@@ -490,10 +490,11 @@ def render_call(shown: ShownCall, settings: Settings, *, key: str) -> None:
         _exports(outcome.prepared, settings, key=key)
         return
     assert view is not None
-    status, elapsed, size = st.columns([2, 1, 1])  # "429 Too Many Requests" whole
-    status.metric("Status", f"{view.status} {view.reason}")
-    elapsed.metric("Time", f"{view.elapsed_ms:.0f} ms")
-    size.metric("Size", console.format_size(view.size))
+    # As wide as each value, side by side while they fit: a fixed column cut "401 Unauthori…" at 1024 px.
+    row = st.container(horizontal=True, gap="large")
+    row.metric("Status", f"{view.status} {view.reason}", width="content")
+    row.metric("Time", f"{view.elapsed_ms:.0f} ms", width="content")
+    row.metric("Size", console.format_size(view.size), width="content")
     if view.meaning:
         (st.error if view.status in (401, 403) or view.status >= 500 else st.warning)(
             view.meaning, icon=":material/report:")

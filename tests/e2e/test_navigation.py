@@ -42,3 +42,17 @@ def test_a_fragment_failing_on_its_own_rerun_gets_the_safety_net_s_message(page,
                                 "again.")).to_be_visible()
         assert page.locator("[data-testid='stException']").count() == 0
         assert "the database went away" in (tmp_path / "app.log").read_text()  # logged, with its traceback
+
+
+def test_the_overview_s_headline_numbers_are_whole_in_a_1024_px_window(dashboard, page):
+    """Four columns cut them: "Connectors in the c…", "Connections st…", "16% failed or deg…"."""
+    page.set_viewport_size({"width": 1024, "height": 900})
+    open_path(page, dashboard, "")
+    metrics = page.locator("[data-testid='stMetric']")
+    expect(metrics.first).to_be_visible()
+    parts = page.locator("[data-testid='stMetricLabel'] p, [data-testid='stMetricDelta'] div, "
+                         "[data-testid='stMetricValue'] div")
+    assert parts.count() >= 8
+    for i in range(parts.count()):
+        part = parts.nth(i)
+        assert part.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), part.inner_text()
