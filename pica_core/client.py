@@ -587,6 +587,7 @@ class PassthroughCall:
             status=response.status_code, headers=dict(response.headers), body=response.content,
             elapsed_ms=elapsed_ms, url=str(response.request.url),
             request_bytes=int(response.request.headers.get("content-length") or 0),
+            waits=list(response.extensions.get("pica_waits", [])),
         )
 
 
@@ -611,6 +612,7 @@ class PicaClient(_Core, _Endpoints):
               final: Callable[[httpx.Response], bool] = _ok, **kwargs: Any) -> httpx.Response:
         started = time.monotonic()
         attempt = 0
+        waits: list[tuple[float, str]] = []  # (seconds, why) before each try again: the console says so
         while True:
             response = exc = None
             try:
@@ -618,12 +620,14 @@ class PicaClient(_Core, _Endpoints):
                 response = self._http.request(op.method, op.path, params=params, headers=self._headers(headers),
                                               **_body(op, kwargs))
                 if final(response):
+                    response.extensions["pica_waits"] = waits
                     return response
             except (httpx.TransportError, httpx.DecodingError) as error:
                 exc = error
             delay, error = self._verdict(op, response, exc, attempt, started)
             if delay is None:
                 raise error from None
+            waits.append((delay, str(error)))
             time.sleep(delay)
             attempt += 1
 
@@ -693,6 +697,7 @@ class AsyncPicaClient(_Core, _Endpoints):
                     final: Callable[[httpx.Response], bool] = _ok, **kwargs: Any) -> httpx.Response:
         started = time.monotonic()
         attempt = 0
+        waits: list[tuple[float, str]] = []  # (seconds, why) before each try again: the console says so
         while True:
             response = exc = None
             try:
@@ -701,12 +706,14 @@ class AsyncPicaClient(_Core, _Endpoints):
                     response = await self._http.request(op.method, op.path, params=params,
                                                         headers=self._headers(headers), **_body(op, kwargs))
                 if final(response):
+                    response.extensions["pica_waits"] = waits
                     return response
             except (httpx.TransportError, httpx.DecodingError) as error:
                 exc = error
             delay, error = self._verdict(op, response, exc, attempt, started)
             if delay is None:
                 raise error from None
+            waits.append((delay, str(error)))
             await asyncio.sleep(delay)
             attempt += 1
 

@@ -167,6 +167,7 @@ class PassthroughResponse:
     url: str = ""
     request_bytes: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    waits: list[tuple[float, str]] = field(default_factory=list)  # (seconds, why) before each try again
 
     @property
     def text(self) -> str:

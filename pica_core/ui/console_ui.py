@@ -495,6 +495,10 @@ def render_call(shown: ShownCall, settings: Settings, *, key: str) -> None:
     row.metric("Status", f"{view.status} {view.reason}", width="content")
     row.metric("Time", f"{view.elapsed_ms:.0f} ms", width="content")
     row.metric("Size", console.format_size(view.size), width="content")
+    if waits := (outcome.response.waits if outcome.response else []):  # the time above is not the platform's alone
+        first = waits[0][1]
+        st.caption(plain(f"Asked {len(waits) + 1} times: Pica answered {first} first, and the console waited "
+                         f"{sum(w for w, _ in waits):.1f} s in all before asking again (the time above includes it)."))
     if view.meaning:
         (st.error if view.status in (401, 403) or view.status >= 500 else st.warning)(
             view.meaning, icon=":material/report:")

@@ -363,6 +363,16 @@ def test_a_write_with_no_answer_is_not_said_to_be_unsent(app_env):
     assert "No answer to the call" in messages(at) and "carried out is unknown" not in messages(at)
 
 
+def test_a_read_retried_after_pica_s_rate_limit_says_so(app_env):
+    """"200 OK · 3005 ms" read as a slow platform: the console had waited out Pica's 429 and asked again."""
+    at, _ = console_on(app_env)
+    app_env.fault("rate_limit", seconds=1, path="/v1/passthrough", count=1)
+    send(at)
+    assert {m.label: m.value for m in at.metric}["Status"] == "200 OK"
+    said = [shown(c.value) for c in at.caption if c.value.startswith("Asked ")]
+    assert said and said[0].startswith("Asked 2 times: Pica answered 429 ") and "waited 1.0 s in all" in said[0]
+
+
 def test_a_connection_that_failed_since_the_sync_warns(app_env):
     conn = gmail(app_env)
     app_env.set_state(conn["id"], "failed")
