@@ -131,14 +131,13 @@ missing = store.not_seen(env)
 totals = store.fleet_totals(day_ago, env)
 
 # The counts beside the tabs, not in their labels: a label that changes sends the browser back to the first tab
-# (after a sync, an auto-refresh). The tabs track the reader's choice (a rerun a click, which a sync on its own
-# thread does not mind), so a reader back from another page finds the tab they left open.
-keep_widgets(["fleet-tabs"])
+# (after a sync, an auto-refresh). The key lets the browser put the reader's tab back when the tabs move (a sync's
+# outcome shown above them, then gone). Tabs that remember the choice across pages (on_change) rerun the page on
+# each click, and a download clicked during that rerun (Export's, at once) was lost.
 st.markdown(f"**{totals['attention']:,}** failing or degraded · **{totals['changes']:,}** changed in the last "
             f"24 h · **{totals['not_seen']:,}** not seen in the last sync")
 broken_tab, changed_tab, missing_tab, export_tab = st.tabs([
-    "Failing and degraded", "Changed in the last 24 h", "Not seen in the last sync", "Export"], key="fleet-tabs",
-    on_change="rerun")
+    "Failing and degraded", "Changed in the last 24 h", "Not seen in the last sync", "Export"], key="fleet-tabs")
 with broken_tab:
     if attention:
         shown(attention, totals["attention"], "oldest")
