@@ -302,8 +302,10 @@ with bulk_tab:
             soon = lifts is not None and lifts > datetime.now(UTC)  # asking before then meets the limit again
             if st.button(f"Look up the {count(len(again), 'identity', 'identities')} that failed again"
                          + (f" (after {lifts:%H:%M:%S} UTC)" if soon else ""), icon=":material/replay:",
-                         key="triage-again", type="tertiary" if soon else "secondary",
-                         help="Pica's rate limit lifts then: asking sooner meets it again." if soon else None):
+                         key="triage-again", type="tertiary" if soon else "secondary", disabled=running,
+                         help="A triage is under way." if running else
+                         "Pica's rate limit lifts then: asking sooner meets it again." if soon else None) \
+                    and not running:  # one triage at a time: a second orphaned the first and asked twice
                 st.session_state[TRIAGE_JOB] = start_triage(settings, again, into=results)
                 st.rerun()
         by_identity, every = st.tabs(["By identity", "Every connection"])

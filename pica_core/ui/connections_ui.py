@@ -125,6 +125,7 @@ def actions(conn: Connection, *, settings: Settings, store: Store, principal: Pr
             else:
                 result = store.upsert_connections([fresh], source="refresh")
                 data.refresh_connections()
+                redraw_tags(conn)
                 flash(f"Refreshed: {fresh.state}" + (" (state changed)" if result.transitions else ""))
                 st.rerun()
         reconnect_link(principal, conn, display_name)
@@ -132,10 +133,13 @@ def actions(conn: Connection, *, settings: Settings, store: Store, principal: Pr
     # Keyed, and started from the tags as they were shown until a save: a widget made from the connection's tags
     # alone was made anew, the reader's edit dropped, when a save elsewhere changed them before this one's click.
     # (A form's edit reaches the server only with its submit: the page cannot tell an edit under way from none.)
-    key = f"tags-{conn.id}"
+    # A new key after each save and refresh (`redraw_tags`): the browser keeps a widget's value while its key stays,
+    # so the box went on showing the reader's list without what another agent had added, and the next save
+    # removed it.
+    key = f"tags-{conn.id}-{st.session_state.get(f'tags-{conn.id}.round', 0)}"
     if key not in st.session_state:
-        st.session_state[f"{key}.shown"] = list(conn.tags)
-    shown = st.session_state[f"{key}.shown"]
+        st.session_state[f"tags-{conn.id}.shown"] = list(conn.tags)
+    shown = st.session_state[f"tags-{conn.id}.shown"]
     with tags_col, st.form("tags", border=False):
         tags = st.multiselect("Tags", options=sorted({*shown, *conn.tags, "vip", "beta", "trial", "eu", "escalated"}),
                               default=shown, key=key, accept_new_options=True, disabled=not principal.can("edit_tags"),
@@ -144,6 +148,12 @@ def actions(conn: Connection, *, settings: Settings, store: Store, principal: Pr
                                  help=principal.why_not("edit_tags")):
             save_tags(conn, shown, tags, settings=settings, store=store, principal=principal)
     delete(conn, settings=settings, store=store, principal=principal, display_name=display_name)
+
+
+def redraw_tags(conn: Connection) -> None:
+    """The tag box drawn anew on the next run, from the tags Pica has then."""
+    round_key = f"tags-{conn.id}.round"
+    st.session_state[round_key] = st.session_state.get(round_key, 0) + 1
 
 
 def save_tags(conn: Connection, shown: list[str], tags: list[str], *, settings: Settings, store: Store,
@@ -175,7 +185,7 @@ def save_tags(conn: Connection, shown: list[str], tags: list[str], *, settings: 
     store.audit(actor=principal.name, action="edit_tags", target=conn.key, outcome="ok", before=current,
                 after=updated.tags)
     data.refresh_connections()
-    st.session_state.pop(f"tags-{conn.id}", None)  # drawn again from what Pica now has
+    redraw_tags(conn)
     if current != shown:
         flash(plain(f"Tags saved. They had changed since this page showed them (now {', '.join(current) or 'none'}): "
                     f"your change was made on top, giving {', '.join(updated.tags) or 'none'}."))

@@ -10,7 +10,7 @@ import pytest
 
 from pica_core.config import SANDBOX_TEST_KEY
 from pica_core.store import Store
-from tests.app.conftest import assert_clean, open_page, press_and_wait, press_sync, press_triage
+from tests.app.conftest import assert_clean, open_page, press_sync, press_triage
 
 
 def seeded(sandbox, **match) -> dict:
@@ -158,6 +158,17 @@ def test_filters_that_hide_every_row_say_so_and_clear_in_one_click(app_env):
     assert "state" not in at.query_params and "platforms" not in at.query_params
     assert at.query_params["identity"] == conn["identity"]
     assert len(next(d for d in at.dataframe if (d.key or "").startswith("vault.")).value) >= 1
+
+
+def test_refresh_from_pica_draws_the_tag_box_from_pica_s_tags(app_env):
+    conn = seeded(app_env, platform="notion")
+    at = open_page("connections", query={"key": conn["key"], "connection": conn["id"]})
+    before = list(conn["tags"])
+    httpx.patch(f"{app_env.url}/v1/vault/connections/{conn['id']}", json={"tags": [*before, "from-api"]},
+                headers={"x-pica-secret": SANDBOX_TEST_KEY}, timeout=10).raise_for_status()
+    next(b for b in at.button if b.label == "Refresh from Pica").click().run()
+    assert_clean(at)
+    assert next(m for m in at.multiselect if m.label == "Tags").value == [*before, "from-api"]
 
 
 def test_delete_needs_the_typed_confirmation_then_round_trips(app_env):
@@ -578,8 +589,14 @@ def test_bulk_triage_says_when_there_is_nothing_to_do_and_when_pica_refused(app_
     again = next(b for b in at.button if b.label.startswith("Look up the 40 identities that failed again"))
     assert re.search(r"\(after \d\d:\d\d:\d\d UTC\)$", again.label)  # when the limit lifts: sooner meets it again
     app_env.control("DELETE", "faults")  # the limit has passed: only those are asked again, and the table fills in
+    app_env.fault("latency", seconds=0.3, path="/v1/vault", count=40)
     before = app_env.count()
-    press_and_wait(at, again.label, "triage-job")
+    again.click().run()
+    # One triage at a time: a second click on it started a second run and orphaned the first.
+    assert not at.session_state["triage-job"].done.is_set()
+    assert next(b for b in at.button if b.key == "triage-again").disabled
+    assert at.session_state["triage-job"].done.wait(60)
+    at.run()
     assert_clean(at)
     assert app_env.count() - before == 40  # once each (no type, lower case: no hint to ask for)
     summary = next(df.value for df in at.dataframe if "need attention" in df.value.columns)

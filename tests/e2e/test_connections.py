@@ -142,6 +142,15 @@ def test_two_agents_editing_tags_keep_both_edits(dashboard, page, browser):
         saved = dashboard.pica(f"/v1/vault/connections/{conn['id']}")["tags"]
         assert saved == [*conn["tags"], "agent-a", "agent-b"]
         expect(page.get_by_text("They had changed since this page showed them")).to_be_visible()
+        # The box shows what Pica now has (it kept A's list, and A's next save removed B's tag).
+        box = page.locator("[data-testid='stMultiSelect']").filter(has_text="Tags")
+        expect(box).to_contain_text("agent-b")
+        box.locator("input").fill("agent-c")
+        box.locator("input").press("Enter")
+        box.locator("input").press("Escape")
+        page.get_by_role("button", name="Save tags").click()
+        wait_idle(page)
+        assert dashboard.pica(f"/v1/vault/connections/{conn['id']}")["tags"] == [*saved, "agent-c"]
     finally:
         other.context.close()
 
