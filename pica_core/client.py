@@ -267,7 +267,9 @@ class _Core:
         if isinstance(exc, httpx.LocalProtocolError):  # h11 refused what would have been sent: nothing went out
             return InvalidInputError(f"The request cannot be sent as HTTP: {exc}", method=method, path=path)
         if isinstance(exc, httpx.DecodingError):  # an answer whose Content-Encoding does not decode
-            return InvalidResponseError(f"Pica's answer could not be decoded: {exc}", method=method, path=path)
+            error = InvalidResponseError(f"Pica's answer could not be decoded: {exc}", method=method, path=path)
+            error.maybe_delivered = True  # an answer came: the call went through, whatever it did
+            return error
         if isinstance(exc, httpx.TimeoutException):
             error = PicaTimeoutError(f"Pica did not answer within {self.timeout.read:g} s", method=method, path=path)
         else:

@@ -247,8 +247,9 @@ def pasted_identity(text: str) -> tuple[str, str]:
     as Bulk triage asks (`identity,type`). Anything else comes back as it is, with no type (a tab left in it is then
     refused, with a message; a comma before anything but a type is part of the identity)."""
     identity, tab, kind = text.strip().partition("\t")
-    if not tab:
+    if not tab:  # `usr_1,user` as written for Bulk triage; "Acme, Team" is a name with a comma in it
         identity, tab, kind = text.strip().rpartition(",")
+        tab = tab if kind == kind.lstrip() else ""
     kind = kind.strip().lower()
     if tab and identity.strip() and kind in IDENTITY_TYPES:
         return identity.strip(), kind

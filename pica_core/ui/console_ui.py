@@ -8,6 +8,7 @@ the editor starts afresh.
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -477,16 +478,19 @@ def render_call(shown: ShownCall, settings: Settings, *, key: str) -> None:
     if outcome.not_recorded:
         st.warning(plain(f"Sent, but History could not keep this call ({outcome.not_recorded}): copy what you need "
                          "from here before you send another."), icon=":material/history_toggle_off:")
+    secret = settings.effective_secret().reveal()
     if outcome.error is not None:
-        if not outcome.error.maybe_delivered:
-            show_error(outcome.error, what="Pica did not forward the call")
+        error = copy.copy(outcome.error)  # its path may hold the secret typed into a field: masked as above
+        error.message, error.path = scrub(error.message, secret), scrub(error.path, secret)
+        if not error.maybe_delivered:
+            show_error(error, what="Pica did not forward the call")
         elif outcome.prepared.method in ("GET", "HEAD"):
-            show_error(outcome.error, what="No answer to the call")
+            show_error(error, what="No answer to the call")
         else:  # "retry" would be the wrong advice: the write may be done, and a second send do it twice
             st.warning(f"**Whether this {outcome.prepared.method} was carried out is unknown**: it went out and no "
                        "answer came back. Check on the platform before you send it again: a second send may do it "
                        "twice.", icon=":material/help:")
-            show_error(outcome.error, what="No answer to the call")
+            show_error(error, what="No answer to the call")
         _exports(outcome.prepared, settings, key=key)
         return
     assert view is not None
@@ -496,9 +500,9 @@ def render_call(shown: ShownCall, settings: Settings, *, key: str) -> None:
     row.metric("Time", f"{view.elapsed_ms:.0f} ms", width="content")
     row.metric("Size", console.format_size(view.size), width="content")
     if waits := (outcome.response.waits if outcome.response else []):  # the time above is not the platform's alone
-        first = waits[0][1]
-        st.caption(plain(f"Asked {len(waits) + 1} times: Pica answered {first} first, and the console waited "
-                         f"{sum(w for w, _ in waits):.1f} s in all before asking again (the time above includes it)."))
+        first = scrub(waits[0][1], secret)
+        st.caption(plain(f"Asked {len(waits) + 1} times (the first: {first}); the console waited "
+                         f"{sum(w for w, _ in waits):.1f} s in all between them, which the time above includes."))
     if view.meaning:
         (st.error if view.status in (401, 403) or view.status >= 500 else st.warning)(
             view.meaning, icon=":material/report:")

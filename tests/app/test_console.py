@@ -370,7 +370,15 @@ def test_a_read_retried_after_pica_s_rate_limit_says_so(app_env):
     send(at)
     assert {m.label: m.value for m in at.metric}["Status"] == "200 OK"
     said = [shown(c.value) for c in at.caption if c.value.startswith("Asked ")]
-    assert said and said[0].startswith("Asked 2 times: Pica answered 429 ") and "waited 1.0 s in all" in said[0]
+    assert said and said[0].startswith("Asked 2 times (the first: 429 ") and "waited 1.0 s in all" in said[0]
+    # The secret typed into a path stays masked there too, and in the error of a call that got no answer.
+    at, _ = console_on(app_env, user_id=f"x{SANDBOX_TEST_KEY}x")
+    app_env.fault("rate_limit", seconds=1, path="/v1/passthrough", count=1)
+    send(at)
+    app_env.fault("drop", path="/v1/passthrough", count=5)
+    send(at)
+    said = "\n".join([*(shown(c.value) for c in at.caption), messages(at)])
+    assert SANDBOX_TEST_KEY not in said and "x****x" in said
 
 
 def test_a_connection_that_failed_since_the_sync_warns(app_env):

@@ -337,7 +337,7 @@ def test_a_pasted_spreadsheet_row_splits_only_into_an_identity_and_a_known_type(
     # As Bulk triage asks for them: identity,type (a comma before anything else is the identity's own).
     assert pasted_identity("usr_e6,User") == ("usr_e6", "user")
     assert pasted_identity("acme, inc,team") == ("acme, inc", "team")
-    for text in ("acme, inc", ",team", "ava,customer"):
+    for text in ("acme, inc", ",team", "ava,customer", "Acme, Team"):
         assert pasted_identity(text) == (text, "")
 
 
