@@ -41,7 +41,7 @@ with builder_tab:
             ui.show_connection(settings, principal, chosen)
     if chosen is not None:
         with st.container(border=True):
-            name = data.platform_names(settings).get(chosen.platform, chosen.platform)
+            name = data.platform_names(settings, ask=False).get(chosen.platform, chosen.platform)
             st.markdown(f"##### :material/bolt: Action on {plain(name)}")
             action = ui.pick_action(settings, chosen.platform)
             if action is not None:

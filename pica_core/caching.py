@@ -48,6 +48,12 @@ class LastGood:
             self._values[key] = (value, fetched_at)
         return Fetched(value, fetched_at)
 
+    def peek(self, key: Any) -> Any | None:
+        """The last good value for `key`, without asking again (None if there was none)."""
+        with self._lock:
+            remembered = self._values.get(key)
+        return remembered[0] if remembered else None
+
     def clear(self) -> None:
         with self._lock:
             self._values.clear()

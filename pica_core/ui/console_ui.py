@@ -138,7 +138,7 @@ def _pick_from(connections: list[Connection], key: str, label: str, names: dict[
 
 def pick_connection(settings: Settings) -> ChosenConnection | None:
     """By identity (then one of its connections), by pasting a key, or by platform."""
-    names = data.platform_names(settings)
+    names = data.platform_names(settings, ask=False)  # labels: ids will do when the catalog was never read
     ss.setdefault("con_conn_mode", "Identity")
     mode = st.segmented_control("Choose the connection by", CONNECTION_MODES, key="con_conn_mode", required=True,
                                 label_visibility="collapsed")
@@ -177,6 +177,7 @@ def pick_connection(settings: Settings) -> ChosenConnection | None:
                                 validation.key_environment(key), found, unread=fetched.value is None)
 
     # The catalog's platforms by name, and one a link named that it lacks; with no catalog, an id can be typed.
+    names = data.platform_names(settings)
     ss.setdefault("con_platform", None)
     platforms = sorted(set(names) | {ss["con_platform"]} - {None, ""}, key=lambda p: names.get(p, p).lower())
     platform = (st.selectbox("Platform", platforms, key="con_platform", format_func=lambda p: names.get(p, p),
@@ -204,7 +205,7 @@ def pick_connection(settings: Settings) -> ChosenConnection | None:
 def show_connection(settings: Settings, principal: Principal, chosen: ChosenConnection) -> None:
     """Platform, environment and state, with a warning when the connection is degraded or failed."""
     platform, env, state, who = st.columns([1, 1, 1, 2])
-    name = data.platform_names(settings).get(chosen.platform)
+    name = data.platform_names(settings, ask=False).get(chosen.platform)
     platform.markdown(f"**Platform**  \n{plain(name or chosen.platform)}")
     env_badge = ":red-badge[live]" if chosen.environment == "live" else ":blue-badge[test]"
     env.markdown(f"**Environment**  \n{env_badge}")

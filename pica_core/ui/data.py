@@ -44,11 +44,12 @@ def catalog(settings: Settings) -> Fetched[tuple[list[Connector], set[str]]]:
     return last_good.fetch(("catalog", *_key(settings)), lambda: _catalog(*_key(settings), client))
 
 
-def platform_names(settings: Settings) -> dict[str, str]:
+def platform_names(settings: Settings, *, ask: bool = True) -> dict[str, str]:
     """Each catalog platform's name by its id ("gmail" → "Gmail"); none when the catalog cannot be read (the page
-    that needs the catalog itself says why)."""
-    fetched = catalog(settings).value
-    return {c.platform: c.name for c in fetched[0]} if fetched else {}
+    that needs the catalog itself says why). `ask=False`: only from a catalog read before, never asking Pica, for
+    a page that can show ids instead (a failing catalog endpoint cost each Console run a timeout)."""
+    known = catalog(settings).value if ask else last_good.peek(("catalog", *_key(settings)))
+    return {c.platform: c.name for c in known[0]} if known else {}
 
 
 def refresh_catalog() -> None:

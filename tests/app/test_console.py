@@ -562,6 +562,26 @@ def test_the_secret_typed_into_a_path_is_masked_above_the_answer_too(app_env):
     assert SANDBOX_TEST_KEY not in said and "/gmail/v1/users/x****x/messages" in said
 
 
+def test_the_console_does_not_wait_on_a_failing_catalog_for_names(app_env):
+    """It read the catalog three times a run for platform names, and a failed read is not cached: with Pica's
+    catalog endpoint hanging, every click waited out three timeouts. Names come from a catalog read before."""
+    import streamlit as st
+
+    from pica_core.caching import last_good
+
+    conn = gmail(app_env)
+    st.cache_data.clear()
+    last_good.clear()
+    app_env.fault("status", status=503, count=1000, path="/v1/available-connectors")
+    at = open_page("console", query={"key": conn["key"]})  # its first run is the Overview's, which asks
+    before = app_env.count("available-connectors")
+    at.run()
+    at.run()
+    assert_clean(at)
+    assert app_env.count("available-connectors") == before  # not asked: ids shown instead
+    assert "**Platform**  \ngmail" in markdown(at)
+
+
 def test_an_identity_refused_here_is_not_said_to_be_pica_s_failure(app_env):
     at = open_page("console", query={"identity": "ana\x00"})
     assert_clean(at)
