@@ -131,8 +131,8 @@ class FilterSpec:
         """The spec without categories/statuses the catalog does not have, and what was dropped (from a stale
         or hand-edited link)."""
         known_categories, known_statuses = set(categories), set(statuses)
-        dropped = [c for c in self.categories if c not in known_categories]
-        dropped += [s for s in self.statuses if s not in known_statuses]
+        dropped = [f"{PARAM_CATEGORY}={c}" for c in self.categories if c not in known_categories]
+        dropped += [f"{PARAM_STATUS}={s}" for s in self.statuses if s not in known_statuses]
         spec = replace(self, categories=tuple(c for c in self.categories if c in known_categories),
                        statuses=tuple(s for s in self.statuses if s in known_statuses))
         return spec, dropped

@@ -515,8 +515,9 @@ def triage_summary(identities: Sequence[TriageResult], names: Mapping[str, str] 
                      "broken on": "not looked up: see note" if unknown else ", ".join(broken), "note": r.note})
     frame = pd.DataFrame(rows, columns=["open", "identity", "identity type", "connections", "need attention",
                                         "broken on", "note"]).astype({"connections": "Int64", "need attention": "Int64"})
-    return frame.sort_values("need attention", ascending=False, kind="stable", na_position="first").reset_index(
-        drop=True)
+    frame = frame.sort_values("need attention", ascending=False, kind="stable", na_position="first")
+    # Shown as a dash: an empty count showed as a grey "None", which reads as none.
+    return frame.astype({"connections": object, "need attention": object}).fillna("—").reset_index(drop=True)
 
 
 TRIAGE_SHOWN = ("identity", "identity type", "platform", "state", "key", "note")

@@ -491,6 +491,7 @@ def render_call(shown: ShownCall, settings: Settings, *, key: str) -> None:
             st.warning(f"**Whether this {outcome.prepared.method} was carried out is unknown**: it went out and no "
                        "answer came back. Check on the platform before you send it again: a second send may do it "
                        "twice.", icon=":material/help:")
+            error.hint = "Not a reason to send it again at once: see above."  # its own said "retry"
             show_error(error, what="No answer to the call")
         _exports(outcome.prepared, settings, key=key)
         return

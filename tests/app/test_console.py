@@ -357,6 +357,7 @@ def test_a_write_with_no_answer_is_not_said_to_be_unsent(app_env):
     said = messages(at)
     assert "Whether this POST was carried out is unknown" in said and "No answer to the call" in said
     assert "did not forward" not in said
+    assert not [c for c in at.caption if "retry" in c.value]  # the error's own hint said to, beside the warning
     at, _ = console_on(app_env)  # a read: nothing to fear from sending it again
     app_env.fault("drop", path="/v1/passthrough", count=5)
     send(at)

@@ -75,7 +75,7 @@ def test_unknown_categories_and_statuses_from_a_link_are_dropped_and_reported():
     spec = cv.FilterSpec(categories=("Email", "Nope"), statuses=("beta", "retired"))
     clean, dropped = spec.restricted_to(["Email", "CRM"], cv.CONNECTOR_STATUSES)
     assert clean.categories == ("Email",) and clean.statuses == ("beta",)
-    assert dropped == ["Nope", "retired"]
+    assert dropped == ["category=Nope", "status=retired"]
 
 
 # --- rows --------------------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
-import pandas as pd
 import pytest
 
 from pica_core.config import Secret, load_settings
@@ -212,7 +211,7 @@ def test_the_triage_summary_lists_those_not_looked_up_first_with_no_counts():
                                           TriageResult("lost", None, error="500 Internal error")]), {"gmail": "Gmail"})
     assert list(summary["identity"]) == ["lost", "u1", "nobody"]
     lost = summary.iloc[0]
-    assert pd.isna(lost["connections"]) and pd.isna(lost["need attention"])
+    assert (lost["connections"], lost["need attention"]) == ("—", "—")
     assert (lost["broken on"], lost["note"]) == ("not looked up: see note", "500 Internal error")
     assert list(summary["connections"][1:]) == [1, 0] and summary.iloc[1]["broken on"] == "Gmail"
 
