@@ -80,7 +80,8 @@ def overview() -> None:
         return
     complete = store.last_sync(env, statuses=("complete",))
     # A later sync that did not complete stored what it read all the same: its changes are in the counts too.
-    later = last if complete and last and last.id > complete.id and last.rows_seen else None
+    later = store.last_sync(env, statuses=("partial", "failed", "interrupted", "running"), stored_rows=True)
+    later = later if complete and later and later.id > complete.id else None
     since = f"what sync #{later.id} ({later.status}) and lookups stored since" if later else "lookups since"
     source = (f"as the last complete sync (#{complete.id}, {ago(complete.finished_at or complete.started_at)}) "
               f"found them, and {since}" if complete else "what lookups and unfinished syncs stored: no "

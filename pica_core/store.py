@@ -549,11 +549,15 @@ class Store:
             return session.get(SyncRun, sync_id)
 
     def last_sync(self, environment: str | None = None, *,
-                  statuses: Sequence[str] = ("complete", "partial", "failed", "interrupted")) -> SyncRun | None:
+                  statuses: Sequence[str] = ("complete", "partial", "failed", "interrupted"),
+                  stored_rows: bool = False) -> SyncRun | None:
+        """The latest run in one of `statuses`; with `stored_rows`, the latest that stored any."""
         with self.session() as session:
             query = select(SyncRun).where(SyncRun.status.in_(list(statuses)))
             if environment:
                 query = query.where(SyncRun.environment == environment)
+            if stored_rows:
+                query = query.where(SyncRun.rows_seen > 0)
             return session.exec(query.order_by(SyncRun.id.desc()).limit(1)).first()
 
     # --- console history ------------------------------------------------------------------------------------

@@ -211,6 +211,19 @@ def test_resume_button_fetches_only_the_pages_left(app_env):
     assert app_env.count("vault/connections") == 1
 
 
+def test_the_counts_name_a_partial_sync_that_stored_rows_though_a_later_one_stored_none(app_env):
+    open_page("fleet")
+    app_env.fault("status", status=503, count=100, path="/v1/vault/connections", query="page=2")
+    click(open_page("fleet"), "Sync now")  # partial: pages 1 and 3 stored
+    app_env.control("DELETE", "faults")
+    app_env.fault("status", status=503, count=100, path="/v1/vault/connections")
+    at = click(open_page("fleet"), "Sync now")  # failed: nothing stored
+    runs = [m.value for m in at.markdown if m.value.startswith("Last sync **#")]
+    assert runs and "**failed**" in runs[0]
+    failed = int(runs[0].split("**#")[1].split("**")[0])
+    assert any(f"and what sync #{failed - 1} (partial) and lookups stored since" in m.value for m in at.markdown)
+
+
 def test_overview_does_not_retry_a_failing_first_sync_forever(app_env):
     app_env.fault("status", status=503, count=100_000, path="/v1/vault")
     at = open_page("overview")
