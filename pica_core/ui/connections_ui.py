@@ -130,12 +130,9 @@ def actions(conn: Connection, *, settings: Settings, store: Store, principal: Pr
                 st.rerun()
         reconnect_link(principal, conn, display_name)
         page_link(principal, "console", "Open in the console", ":material/terminal:", {"key": conn.key}, "console")
-    # Keyed, and started from the tags as they were shown until a save: a widget made from the connection's tags
-    # alone was made anew, the reader's edit dropped, when a save elsewhere changed them before this one's click.
-    # (A form's edit reaches the server only with its submit: the page cannot tell an edit under way from none.)
-    # A new key after each save and refresh (`redraw_tags`): the browser keeps a widget's value while its key stays,
-    # so the box went on showing the reader's list without what another agent had added, and the next save
-    # removed it.
+    # Keyed, started from the tags as shown, and drawn anew only after a save or a refresh (`redraw_tags`): a box
+    # made anew whenever the tags changed dropped the reader's edit (a form's edit reaches the server only on
+    # submit), and one kept past a save hid another agent's tag, which the next save then removed.
     key = f"tags-{conn.id}-{st.session_state.get(f'tags-{conn.id}.round', 0)}"
     if key not in st.session_state:
         st.session_state[f"tags-{conn.id}.shown"] = list(conn.tags)
