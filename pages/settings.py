@@ -9,6 +9,7 @@ import streamlit as st
 from pica_core.caching import last_good
 from pica_core.config import DEFAULT_SECRETS_PATH, read_secrets_file
 from pica_core.errors import ConfigError
+from pica_core.sandbox.state import FAULT_KINDS
 from pica_core.settings_view import configuration_rows
 from pica_core.ui import context
 
@@ -81,11 +82,14 @@ if settings.sandbox and settings.api_url:
         sandbox_control("DELETE", "faults", "clear sandbox faults")
     with st.form("fault"):
         st.caption("Inject a fault to see how the dashboard copes with a misbehaving Pica.")
-        f1, f2, f3, f4 = st.columns(4)
-        kind = f1.selectbox("Fault", ["status", "rate_limit", "latency", "hang", "drop", "malformed"])
-        status = f2.selectbox("Status (for status)", [503, 500, 502])
-        count = f3.number_input("For the next N requests", min_value=1, max_value=1000, value=3)
-        path = f4.text_input("Path prefix", value="/v1/", help="e.g. /v1/vault or /v1/authkit")
+        row = st.container(horizontal=True, gap="medium")  # wraps at 1024 px instead of cutting labels
+        kind = row.selectbox("Fault", FAULT_KINDS, width=170)
+        status = row.selectbox("Status (for status)", [503, 500, 502, 401, 403, 404], width=170,
+                               help="401 and 403: Pica refusing the key; 429 is the rate_limit fault.")
+        seconds = row.number_input("Seconds (latency, hang, rate_limit)", min_value=0.0, max_value=120.0, value=0.0,
+                                   step=0.5, width=230, help="0: the sandbox's default for the fault.")
+        count = row.number_input("For the next N requests", min_value=1, max_value=1000, value=3, width=190)
+        path = row.text_input("Path prefix", value="/v1/", help="e.g. /v1/vault or /v1/authkit", width=200)
         if st.form_submit_button("Inject", disabled=bool(reason), help=reason):
-            sandbox_control("POST", "faults", "inject sandbox fault",
-                            json={"kind": kind, "status": status, "count": int(count), "path": path})
+            fault = {"kind": kind, "status": status, "count": int(count), "path": path}
+            sandbox_control("POST", "faults", "inject sandbox fault", json=fault | ({"seconds": seconds} if seconds else {}))

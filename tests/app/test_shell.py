@@ -41,3 +41,19 @@ def test_bad_configuration_is_one_line_not_a_traceback(app_env, monkeypatch):
     at = open_page("overview")
     assert not at.exception
     assert at.error[0].value.startswith("Configuration error: PICA_SECRET_KEY must start with")
+
+
+def test_settings_injects_every_sandbox_fault_with_its_seconds(app_env):
+    """The form offered six of the sandbox's seven faults, no 401, and no seconds for a latency or a rate limit."""
+    at = open_page("settings")
+    assert_clean(at)
+    form = next(s for s in at.selectbox if s.label == "Fault")
+    assert "undecodable" in form.options
+    form.set_value("latency")
+    next(n for n in at.number_input if n.label.startswith("Seconds")).set_value(2.5)
+    next(n for n in at.number_input if n.label.startswith("For the next")).set_value(1)
+    next(b for b in at.button if b.label == "Inject").click().run()
+    assert_clean(at)
+    [fault] = app_env.control("GET", "faults").json()["faults"]
+    assert (fault["kind"], fault["seconds"], fault["count"]) == ("latency", 2.5, 1)
+    assert "401" in next(s for s in at.selectbox if s.label == "Status (for status)").options
