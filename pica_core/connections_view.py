@@ -227,6 +227,10 @@ def no_results_message(lookup: Lookup, *, environment: str, others: Sequence[Con
         message = f"No connections on platform {platform}"
         message += f" for identities of type {lookup.identity_type}." if lookup.identity_type else "."
     hints = ["The other fields narrow a key's lookup: look the key up alone."] if narrowed else []
+    head, comma, tail = lookup.identity.rpartition(",")
+    if comma and head.strip() and tail and tail == tail.strip() and len(tail) <= 20:  # `identity,type` mistyped
+        hints.append(f"“{tail}” after the comma is not an identity type ({', '.join(IDENTITY_TYPES)}), so the "
+                     "whole text was looked up as the identity.")
     hints += _identity_hints(lookup.identity_type, others, same_letters)
     if lookup.platform and (elsewhere := [c for c in others if c.platform != lookup.platform.strip().lower()]):
         shown = sorted({names.get(c.platform, c.platform) for c in elsewhere}, key=str.lower)

@@ -146,6 +146,14 @@ def test_a_key_looked_up_with_an_identity_says_the_identity_narrowed_it():
     assert message == f"No connection with key {key}." and "narrow" not in hint
 
 
+def test_no_results_message_says_a_word_after_a_comma_is_not_a_type():
+    """`usr_1,robot` was looked up whole, with no word why (usr_1,team is split into identity and type)."""
+    _, hint = no_results_message(Lookup(identity="usr_1,robot"), environment="test")
+    assert hint.startswith("“robot” after the comma is not an identity type (user, team, organization, project)")
+    for identity in ("Acme, Inc", "plain"):
+        assert "after the comma" not in no_results_message(Lookup(identity=identity), environment="test")[1]
+
+
 def test_no_results_message_hints_other_types_and_environment():
     team = [Connection(id=f"t{n}", key=f"test::slack::default::{n:032x}|u1", platform="slack", identity="u1",
                        identity_type="team") for n in range(2)]
