@@ -749,14 +749,21 @@ def export_curl(prepared: PreparedRequest, base_url: str, *, secret: str | None 
     elif prepared.body_kind == "form" and prepared.form:  # an empty one sends nothing, as httpx does
         data = urlencode(list(prepared.form.items()))
     elif prepared.body_kind == "multipart":
-        lines += [f"--form-string {shlex.quote(f'{k}={v}')}" for k, v in (prepared.form or {}).items()]
+        for k, v in (prepared.form or {}).items():
+            if len(v.encode()) > CURL_ARGUMENT_LIMIT and data is None:  # one field can come on standard input
+                data = v
+                lines.append(f"-F {shlex.quote(f'{k}=<-')}")
+            else:
+                lines.append(f"--form-string {shlex.quote(f'{k}={v}')}")
         lines += [f"-F {shlex.quote(f'{f.field}=@{_curl_quoted(f.filename)};type={f.content_type}')}"
                   for f in prepared.files]
     elif prepared.body_kind == "raw":
         lines += [] if prepared.typed else ["-H 'content-type:'"]  # httpx sends raw content with none; curl a form's
         data = (prepared.content or b"").decode("utf-8", errors="replace")
     before = [f": {guard} &&"] if guard else []
-    if data is not None and len(data.encode()) > CURL_ARGUMENT_LIMIT:
+    if data is not None and prepared.body_kind == "multipart":  # a field's `<-`: read from standard input
+        before.append(f"printf '%s' {shlex.quote(data)} |")
+    elif data is not None and len(data.encode()) > CURL_ARGUMENT_LIMIT:
         before.append(f"printf '%s' {shlex.quote(data)} |")
         lines.append("--data-binary @-")
     elif data is not None:

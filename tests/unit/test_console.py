@@ -771,6 +771,16 @@ def test_a_curl_export_of_a_large_body_runs(sandbox, client, store, tmp_path):
     (tmp_path / "export.sh").write_text(console.export_curl(prepared, sandbox.url))  # as pasted: not one argument
     subprocess.run(["bash", "export.sh"], capture_output=True, env=env, cwd=tmp_path, timeout=30, check=True)
     assert _as_sent(sandbox.requests(1)[0]) == sent
+    # A multipart text field as large (--form-string passed it as an argument).
+    prepared = console.prepare(draft(connection_key=connection(sandbox)["key"], action_id=SEND_ACTION, method="POST",
+                                     path_template="/gmail/v1/users/me/messages/send", body_kind="multipart",
+                                     form=[("to", "a@b.c"), ("raw", "é'$x" * 40_000)]))
+    run(client, store, prepared)
+    sent = _as_sent(sandbox.requests(1)[0])
+    (tmp_path / "export.sh").write_text(console.export_curl(prepared, sandbox.url))
+    subprocess.run(["bash", "export.sh"], capture_output=True, env=env, cwd=tmp_path, timeout=30, check=True)
+    # The sandbox logs a body's first 64 KiB, cut where the boundaries' lengths put it: compare before the cut.
+    assert [part[:50_000] for part in _as_sent(sandbox.requests(1)[0])] == [part[:50_000] for part in sent]
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
