@@ -630,8 +630,8 @@ def history_entry(record: PassthroughCallRecord, settings: Settings, store: Stor
             st.markdown("**Request**")
             if record.query:
                 st.caption("Query: " + plain(" & ".join(f"{k}={v}" for k, v in record.query)))
-            if record.request_headers:
-                st.caption("Headers: " + plain(", ".join(f"{k}: {v}" for k, v in record.request_headers.items())))
+            if record.request_headers:  # as sent, one a line: a caption's markdown collapsed a value's spaces
+                st.code("\n".join(f"{k}: {v}" for k, v in record.request_headers.items()), language="text")
             if record.request_body:
                 st.code(console._pretty(record.request_body) if record.body_kind == "json" else record.request_body,
                         language="json" if record.body_kind == "json" else "text", height=200)

@@ -590,6 +590,15 @@ def test_an_identity_refused_here_is_not_said_to_be_pica_s_failure(app_env):
     assert "control characters" in said and "from Pica" not in said
 
 
+def test_history_shows_header_values_as_sent(app_env):
+    """A caption's markdown showed "hello  world" as "hello world": not what was sent."""
+    at, _ = console_on(app_env)
+    set_rows(at, "con_headers", [{"name": "X-Trace", "value": "hello  world"}])
+    send(at)
+    at = open_history(at)
+    assert any("X-Trace: hello  world" in c for c in codes(at))
+
+
 def test_picas_own_error_is_a_message_and_still_recorded(app_env):
     at, _ = console_on(app_env)
     at.segmented_control(key="con_action_mode").set_value("Raw").run()
