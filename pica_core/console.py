@@ -742,7 +742,7 @@ def export_curl(prepared: PreparedRequest, base_url: str, *, secret: str | None 
             lines.append(f"-H {shlex.quote(f'{name}: {value}')}")
     # As httpx sends it: its own Content-Type unless one was given (curl would send both); --data-raw, which
     # reads no @file; a form encoded whole (--data-urlencode leaves a field's name as it is).
-    data = None
+    data = stdin = None  # the body curl is given as an argument; what it reads on its standard input
     if prepared.body_kind == "json":
         lines += [] if prepared.typed else ["-H 'content-type: application/json'"]
         data = encode_json(prepared.json_body).decode("utf-8")
@@ -750,8 +750,8 @@ def export_curl(prepared: PreparedRequest, base_url: str, *, secret: str | None 
         data = urlencode(list(prepared.form.items()))
     elif prepared.body_kind == "multipart":
         for k, v in (prepared.form or {}).items():
-            if len(v.encode()) > CURL_ARGUMENT_LIMIT and data is None:  # one field can come on standard input
-                data = v
+            if len(v.encode()) > CURL_ARGUMENT_LIMIT and stdin is None:  # one field can come on standard input
+                stdin = v
                 lines.append(f"-F {shlex.quote(f'{k}=<-')}")
             else:
                 lines.append(f"--form-string {shlex.quote(f'{k}={v}')}")
@@ -760,14 +760,14 @@ def export_curl(prepared: PreparedRequest, base_url: str, *, secret: str | None 
     elif prepared.body_kind == "raw":
         lines += [] if prepared.typed else ["-H 'content-type:'"]  # httpx sends raw content with none; curl a form's
         data = (prepared.content or b"").decode("utf-8", errors="replace")
-    before = [f": {guard} &&"] if guard else []
-    if data is not None and prepared.body_kind == "multipart":  # a field's `<-`: read from standard input
-        before.append(f"printf '%s' {shlex.quote(data)} |")
-    elif data is not None and len(data.encode()) > CURL_ARGUMENT_LIMIT:
-        before.append(f"printf '%s' {shlex.quote(data)} |")
+    if data is not None and len(data.encode()) > CURL_ARGUMENT_LIMIT:
+        stdin, data = data, None
         lines.append("--data-binary @-")
-    elif data is not None:
+    if data is not None:
         lines.append(f"--data-raw {shlex.quote(data)}")
+    before = [f": {guard} &&"] if guard else []
+    if stdin is not None:
+        before.append(f"printf '%s' {shlex.quote(stdin)} |")
     return scrub(" \\\n  ".join([*before, *lines]), secret) or ""
 
 
