@@ -227,9 +227,9 @@ def no_results_message(lookup: Lookup, *, environment: str, others: Sequence[Con
         message = f"No connections on platform {platform}"
         message += f" for identities of type {lookup.identity_type}." if lookup.identity_type else "."
     hints = ["The other fields narrow a key's lookup: look the key up alone."] if narrowed else []
-    head, comma, tail = lookup.identity.rpartition(",")
-    if comma and head.strip() and tail and tail == tail.strip() and len(tail) <= 20:  # `identity,type` mistyped
-        hints.append(f"“{tail}” after the comma is not an identity type ({', '.join(IDENTITY_TYPES)}), so the "
+    split = _comma_split(lookup.identity)
+    if split and split[1].lower() not in IDENTITY_TYPES and len(split[1]) <= 20:  # `identity,type` mistyped
+        hints.append(f"“{split[1]}” after the comma is not an identity type ({', '.join(IDENTITY_TYPES)}), so the "
                      "whole text was looked up as the identity.")
     hints += _identity_hints(lookup.identity_type, others, same_letters)
     if lookup.platform and (elsewhere := [c for c in others if c.platform != lookup.platform.strip().lower()]):
@@ -251,13 +251,17 @@ def pasted_identity(text: str) -> tuple[str, str]:
     as Bulk triage asks (`identity,type`). Anything else comes back as it is, with no type (a tab left in it is then
     refused, with a message; a comma before anything but a type is part of the identity)."""
     identity, tab, kind = text.strip().partition("\t")
-    if not tab:  # `usr_1,user` as written for Bulk triage; "Acme, Team" is a name with a comma in it
-        identity, tab, kind = text.strip().rpartition(",")
-        tab = tab if kind == kind.lstrip() else ""
-    kind = kind.strip().lower()
-    if tab and identity.strip() and kind in IDENTITY_TYPES:
-        return identity.strip(), kind
+    split = (identity.strip(), kind.strip()) if tab else _comma_split(text)
+    if split and split[0] and split[1].lower() in IDENTITY_TYPES:
+        return split[0], split[1].lower()
     return text, ""
+
+
+def _comma_split(text: str) -> tuple[str, str] | None:
+    """(identity, word) of `identity,word` as Bulk triage's lines are written, or None: no comma, nothing before it,
+    or a space after it ("Acme, Team" is a name with a comma in it)."""
+    head, comma, tail = text.strip().rpartition(",")
+    return (head.strip(), tail.strip()) if comma and head.strip() and tail and tail == tail.lstrip() else None
 
 
 def _identity_hints(identity_type: str | None, others: Sequence[Connection],

@@ -150,7 +150,7 @@ def test_no_results_message_says_a_word_after_a_comma_is_not_a_type():
     """`usr_1,robot` was looked up whole, with no word why (usr_1,team is split into identity and type)."""
     _, hint = no_results_message(Lookup(identity="usr_1,robot"), environment="test")
     assert hint.startswith("“robot” after the comma is not an identity type (user, team, organization, project)")
-    for identity in ("Acme, Inc", "plain"):
+    for identity in ("Acme, Inc", "plain", "usr_1,user"):  # a link's usr_1,user: its word is a type
         assert "after the comma" not in no_results_message(Lookup(identity=identity), environment="test")[1]
 
 
