@@ -61,7 +61,7 @@ st.title("Connections")
 st.caption("Who is connected to what, and what is broken. Deep link: `?identity=…&identityType=…`.")
 
 catalog = data.catalog(settings).value
-names = data.platform_names(settings, ask=False)  # the catalog just read
+names = data.names_of(catalog)
 logos = {c.platform: public_url(c.image, settings) for c in catalog[0]} if catalog else {}
 
 # The sidebar's link carries no query: coming back to the page finds this session's last lookup (one cleared with

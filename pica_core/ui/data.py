@@ -48,8 +48,12 @@ def platform_names(settings: Settings, *, ask: bool = True) -> dict[str, str]:
     """Each catalog platform's name by its id ("gmail" → "Gmail"); none when the catalog cannot be read (the page
     that needs the catalog itself says why). `ask=False`: only from a catalog read before, never asking Pica, for
     a page that can show ids instead (a failing catalog endpoint cost each Console run a timeout)."""
-    known = catalog(settings).value if ask else last_good.peek(("catalog", *_key(settings)))
-    return {c.platform: c.name for c in known[0]} if known else {}
+    return names_of(catalog(settings).value if ask else last_good.peek(("catalog", *_key(settings))))
+
+
+def names_of(catalog_value: tuple[list[Connector], set[str]] | None) -> dict[str, str]:
+    """The names by id of a catalog already read (`catalog(settings).value`)."""
+    return {c.platform: c.name for c in catalog_value[0]} if catalog_value else {}
 
 
 def refresh_catalog() -> None:
