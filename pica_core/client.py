@@ -31,7 +31,7 @@ from pydantic_core import from_json, to_json
 from typing_extensions import TypedDict  # pydantic needs this one's TypedDict before Python 3.12
 
 from . import validation
-from .config import Secret, Settings
+from .config import SANDBOX_LIVE_KEY, SANDBOX_TEST_KEY, Secret, Settings
 from .transport import lean_transport_for
 from .errors import (
     LONGEST_WAIT,
@@ -66,6 +66,9 @@ RATE_RESET_HEADER = f"{HEADER_PREFIX}-rate-limit-reset"
 AUTHKIT_PAGE_SIZE = 100  # what the official token generator asks for
 FLAGS_TTL_SECONDS = 60.0
 USER_AGENT = "pica-integration-ops-dashboard/1.0"
+# No key to check in sandbox mode: the sandbox refuses its own key only when a fault is injected.
+SANDBOX_REFUSED_HINT = ("The sandbox refused its own key, so a fault is injected: clear it (Settings → "
+                        "Clear injected faults) or wait until it has run out.")
 
 T = TypeVar("T")
 Parse = Callable[[Any], Any]
@@ -252,6 +255,8 @@ class _Core:
         key = self._redact(str(key)) if key is not None else None  # an error key may echo what Pica was sent
         common = dict(status=status, key=key, method=method, path=path)
         if status in (401, 403):
+            if self._secret.reveal() in (SANDBOX_TEST_KEY, SANDBOX_LIVE_KEY):  # the sandbox takes its own keys
+                common["hint"] = SANDBOX_REFUSED_HINT
             return AuthError(message, **common)
         if status == 404:
             return NotFoundError(message, **common)

@@ -9,7 +9,7 @@ import math
 import httpx
 import pytest
 
-from pica_core.client import AsyncPicaClient, PicaClient, RetryPolicy
+from pica_core.client import SANDBOX_REFUSED_HINT, AsyncPicaClient, PicaClient, RetryPolicy
 from pica_core.config import SANDBOX_TEST_KEY, Secret
 from pica_core.errors import (
     AuthError,
@@ -319,6 +319,13 @@ def test_bad_secret_is_an_auth_error_without_retry(sandbox):
         c.connections()
     assert c.request_count == 1 and raised.value.status == 401 and "PICA_SECRET_KEY" in raised.value.hint
 
+
+
+def test_the_sandbox_refusing_its_own_key_points_at_the_injected_fault(sandbox, client):
+    sandbox.fault("status", status=401, count=1, path="/v1/vault/connections")
+    with pytest.raises(AuthError) as raised:
+        client.connections()
+    assert raised.value.hint == SANDBOX_REFUSED_HINT and "PICA_SECRET_KEY" not in raised.value.hint
 
 def test_not_found_without_retry(client):
     with pytest.raises(NotFoundError) as raised:
