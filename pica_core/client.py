@@ -238,7 +238,9 @@ class _Core:
             self.request_count += 1
 
     def _redact(self, text: str) -> str:
-        return scrub(text, self._secret.reveal()) or ""
+        secret = self._secret.reveal()
+        escaped = repr(secret.encode("utf-8"))[2:-1]  # as h11 quotes a header value it refuses: b'…\r\n…'
+        return scrub(scrub(text, secret), escaped) or ""
 
     # --- interpreting ------------------------------------------------------------------------------
     def _error(self, response: httpx.Response, method: str, path: str) -> PicaError:
@@ -270,9 +272,12 @@ class _Core:
 
     def _transport_error(self, exc: Exception, method: str, path: str) -> PicaError:
         if isinstance(exc, httpx.LocalProtocolError):  # h11 refused what would have been sent: nothing went out
-            return InvalidInputError(f"The request cannot be sent as HTTP: {exc}", method=method, path=path)
+            # h11 quotes the header it refused, and that may be the secret's
+            return InvalidInputError(self._redact(f"The request cannot be sent as HTTP: {exc}"), method=method,
+                                     path=path)
         if isinstance(exc, httpx.DecodingError):  # an answer whose Content-Encoding does not decode
-            error = InvalidResponseError(f"Pica's answer could not be decoded: {exc}", method=method, path=path)
+            error = InvalidResponseError(self._redact(f"Pica's answer could not be decoded: {exc}"), method=method,
+                                         path=path)
             error.maybe_delivered = True  # an answer came: the call went through, whatever it did
             return error
         if isinstance(exc, httpx.TimeoutException):

@@ -7,7 +7,9 @@ mode: the built-in emulator answers instead of Pica.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,6 +31,13 @@ SANDBOX_TEST_KEY = "sk_test_sandbox"
 SANDBOX_LIVE_KEY = "sk_live_sandbox"
 
 KEY_PREFIXES = ("sk_test_", "sk_live_")
+# A key goes into a header: a line break or a character beyond ASCII pasted with it would break the request, and
+# h11's refusal quotes the header (the key) in its message.
+_KEY_CHARACTERS = re.compile(r"[\x21-\x7e]+")
+# What Access-Control-Allow-Origin can hold: "*" or one origin, with no path (a browser refuses a slash or a list).
+_ORIGIN = re.compile(r"\*|https?://[^/\s,]+")
+MIN_GRANT_SECRET_LENGTH = 32  # grants sit in the widget's URL: a short secret could be guessed offline from one
+MAX_GRANT_TTL_SECONDS = 3600
 
 
 class Secret:
@@ -115,17 +124,22 @@ def read_secrets_file(path: Path = DEFAULT_SECRETS_PATH) -> dict[str, Any]:
         raise ConfigError(f"{path} is not valid TOML ({exc}): fix or remove it.") from None
 
 
-def _number(raw: Mapping[str, Any], name: str, default: float, *, integer: bool = False, minimum: float = 0):
+def _number(raw: Mapping[str, Any], name: str, default: float, *, integer: bool = False, minimum: float = 0,
+            maximum: float | None = None):
     value = raw.get(name)
     if value in (None, ""):
         return default
+    kind = "a whole number" if integer else "a number"
     try:
         number = int(value) if integer else float(value)
     except (TypeError, ValueError):
-        kind = "a whole number" if integer else "a number"
         raise ConfigError(f"{name}={value!r} is not {kind}: set it to {kind} such as {default}.") from None
+    if not math.isfinite(number):  # float("nan") and float("inf") parse, and nan passes every comparison
+        raise ConfigError(f"{name}={value!r} is not a finite number: set it to {kind} such as {default}.")
     if number < minimum:
         raise ConfigError(f"{name}={value!r} is too small: it must be at least {minimum}.")
+    if maximum is not None and number > maximum:
+        raise ConfigError(f"{name}={value!r} is too large: it must be at most {maximum}.")
     return number
 
 
@@ -208,11 +222,17 @@ def load_settings(
             "PICA_SECRET_KEY must start with sk_test_ or sk_live_: copy the key from Pica's dashboard "
             "(Settings → API keys), or unset it to use the sandbox."
         )
+    if key and not _KEY_CHARACTERS.fullmatch(key):  # the message never quotes the key
+        raise ConfigError(
+            "PICA_SECRET_KEY holds a space, a line break or a character beyond ASCII, which no Pica key has: copy "
+            "the key again from Pica's dashboard (Settings → API keys)."
+        )
     api_url = str(raw.get("PICA_API_URL") or "").strip().rstrip("/") or None
     authkit_url = str(raw.get("PICA_AUTHKIT_URL") or "").strip() or None
-    for name, url in (("PICA_API_URL", api_url), ("PICA_AUTHKIT_URL", authkit_url)):
-        if url and not url.startswith(("http://", "https://", "/")):
-            raise ConfigError(f"{name}={url!r} must be an http(s) URL.")
+    if api_url and not api_url.startswith(("http://", "https://")):  # the server calls it: no page to be relative to
+        raise ConfigError(f"PICA_API_URL={api_url!r} must be an http(s) URL, such as {LIVE_API_URL}.")
+    if authkit_url and not authkit_url.startswith(("http://", "https://", "/")):
+        raise ConfigError(f"PICA_AUTHKIT_URL={authkit_url!r} must be an http(s) URL (or a path on this dashboard).")
     if key:
         api_url = api_url or LIVE_API_URL
         authkit_url = authkit_url or LIVE_AUTHKIT_URL
@@ -220,6 +240,14 @@ def load_settings(
         authkit_url = f"{api_url}/authkit"  # a standalone sandbox serves its page beside its API
 
     grant = str(raw.get("AUTHKIT_GRANT_SECRET") or "").strip()
+    if grant and len(grant) < MIN_GRANT_SECRET_LENGTH:  # the message never quotes it
+        raise ConfigError(f"AUTHKIT_GRANT_SECRET is {len(grant)} characters long: use at least "
+                          f"{MIN_GRANT_SECRET_LENGTH} random ones (python -c 'import secrets; "
+                          "print(secrets.token_urlsafe(32))'), or unset it for a random one per process.")
+    origin = str(raw.get("AUTHKIT_ALLOWED_ORIGIN") or "*").strip()
+    if not _ORIGIN.fullmatch(origin):
+        raise ConfigError(f"AUTHKIT_ALLOWED_ORIGIN={origin!r} must be * or one origin, scheme and host with no "
+                          "path or trailing slash, such as https://authkit.picaos.com.")
     return Settings(
         secret_key=Secret(key) if key else None,
         api_url=api_url,
@@ -233,9 +261,10 @@ def load_settings(
         max_concurrency=_number(raw, "PICA_MAX_CONCURRENCY", 4, integer=True, minimum=1),
         catalog_ttl_seconds=_number(raw, "CATALOG_CACHE_TTL", 600, integer=True),
         connections_ttl_seconds=_number(raw, "CONNECTIONS_CACHE_TTL", 60, integer=True),
-        authkit_allowed_origin=str(raw.get("AUTHKIT_ALLOWED_ORIGIN") or "*").strip(),
+        authkit_allowed_origin=origin,
         grant_secret=Secret(grant) if grant else None,
-        grant_ttl_seconds=_number(raw, "AUTHKIT_GRANT_TTL_SECONDS", 300, integer=True, minimum=10),
+        grant_ttl_seconds=_number(raw, "AUTHKIT_GRANT_TTL_SECONDS", 300, integer=True, minimum=10,
+                                  maximum=MAX_GRANT_TTL_SECONDS),
         allow_live_writes=_flag(raw, "ALLOW_LIVE_WRITES"),
         history_body_limit=_number(raw, "HISTORY_BODY_LIMIT", 16_384, integer=True, minimum=256),
         display_body_limit=_number(raw, "DISPLAY_BODY_LIMIT", 200_000, integer=True, minimum=1024),

@@ -17,6 +17,7 @@ delimit and the client never sends one).
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import urllib.request
 from collections import deque
@@ -113,11 +114,17 @@ class _Connection(asyncio.Protocol):
         return status, self.headers, b"".join(self.body)
 
 
+_BREAKS_THE_HEAD = re.compile(rb"[\r\n\0]")  # would end a header early: what follows it would be a header of its own
+
+
 def encode_request(request: httpx.Request, body: bytes) -> bytes:
     """The request as HTTP/1.1 bytes. The body is whole, so it goes with a Content-Length, never chunked."""
     url = request.url
     head = [request.method.encode("ascii"), b" ", url.raw_path, b" HTTP/1.1\r\n"]
     for name, value in request.headers.raw:
+        if _BREAKS_THE_HEAD.search(name + value):  # as h11 refuses it; naming the header, never quoting its value
+            raise httpx.LocalProtocolError(f"Illegal header value: {name.decode('ascii', 'replace')} holds a line "
+                                           "break or a NUL")
         if name.lower() not in (b"content-length", b"transfer-encoding"):
             head += [name, b": ", value, b"\r\n"]
     if body or request.method in ("POST", "PUT", "PATCH"):

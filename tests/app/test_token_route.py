@@ -12,7 +12,7 @@ from pica_core import web
 from pica_core.config import Secret
 from pica_core.tokens import GrantSigner
 
-GRANT_KEY = "route-test-grant-key"
+GRANT_KEY = "route-test-grant-key-of-32-characters-at-least"
 URL = "/api/authkit/token"
 
 

@@ -10,9 +10,9 @@ import ssl
 import httpx
 import pytest
 
-from pica_core.client import AsyncPicaClient, Operation
+from pica_core.client import AsyncPicaClient, Operation, PicaClient
 from pica_core.config import SANDBOX_TEST_KEY, Secret
-from pica_core.errors import PicaTimeoutError, UpstreamUnavailableError
+from pica_core.errors import InvalidInputError, PicaTimeoutError, UpstreamUnavailableError
 from pica_core.transport import LeanAsyncTransport, encode_request
 
 
@@ -35,6 +35,32 @@ def test_the_async_client_keeps_its_connections_alive(sandbox):
     sequential, total, rows = run(go())
     assert sequential == 1 and len(rows) == 720
     assert total <= 3  # 15 pages over at most 3 connections (the client's concurrency)
+
+
+
+BROKEN_KEY = "sk_test_sandbox\r\nx-injected: yes"  # config refuses such a key; the client must not rely on it
+
+
+def test_a_header_value_with_a_line_break_is_never_written(sandbox):
+    """The lean transport wrote header values as they came: a line break in one injected a header of its own."""
+    before = sandbox.count("users/flags")
+
+    async def go():
+        async with AsyncPicaClient(base_url=sandbox.url, secret=Secret(BROKEN_KEY)) as client:
+            await client.user_flags()
+
+    with pytest.raises(InvalidInputError) as raised:
+        run(go())
+    assert "x-pica-secret" in str(raised.value) and "x-injected" not in str(raised.value)
+    assert sandbox.count("users/flags") == before
+
+
+def test_httpx_own_refusal_of_a_header_never_quotes_the_secret(sandbox):
+    """h11 quotes the header value it refuses: the secret's, which reached the browser through the token route."""
+    with PicaClient(base_url=sandbox.url, secret=Secret(BROKEN_KEY)) as client, \
+            pytest.raises(InvalidInputError) as raised:
+        client.user_flags()
+    assert "sk_test_sandbox" not in str(raised.value) and "****" in str(raised.value)
 
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy", "no_proxy")

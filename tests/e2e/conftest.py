@@ -20,7 +20,7 @@ from tests.conftest import ROOT, free_port
 # so that a test run does not rewrite tracked files with pixels that differ by noise alone.
 SCREENSHOTS = (ROOT / "docs" / "screenshots" if os.environ.get("UPDATE_SCREENSHOTS")
                else Path(tempfile.gettempdir()) / "pica-dashboard-screenshots")
-GRANT_KEY = "e2e-grant-signing-key"  # the dashboard under test signs AuthKit grants with it
+GRANT_KEY = "e2e-grant-signing-key-of-32-characters-at-least"  # the dashboard under test signs AuthKit grants with it
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 

@@ -58,6 +58,13 @@ def test_postgres_url_gets_the_installed_driver():
     ({"PICA_TIMEOUT_SECONDS": "soon"}, "PICA_TIMEOUT_SECONDS='soon' is not a number"),
     ({"PICA_MAX_RETRIES": "-1"}, "at least"),
     ({"PICA_API_URL": "ftp://x"}, "http(s) URL"),
+    ({"PICA_API_URL": "/v1"}, "PICA_API_URL='/v1' must be an http(s) URL"),  # the server has no page to resolve it on
+    ({"PICA_TIMEOUT_SECONDS": "nan"}, "is not a finite number"),  # nan passed "at least 0.1" and timed out everything
+    ({"PICA_RETRY_DEADLINE_SECONDS": "inf"}, "is not a finite number"),
+    ({"AUTHKIT_GRANT_TTL_SECONDS": "999999999"}, "at most 3600"),
+    ({"AUTHKIT_GRANT_SECRET": "short"}, "AUTHKIT_GRANT_SECRET is 5 characters long: use at least 32"),
+    ({"AUTHKIT_ALLOWED_ORIGIN": "https://ops.example.com/"}, "no path or trailing slash"),
+    ({"AUTHKIT_ALLOWED_ORIGIN": "https://a.example, https://b.example"}, "must be * or one origin"),
     ({"ROLE_MAP": "ops=superuser"}, "roles are"),
 ])
 def test_invalid_settings_give_one_clear_line(env, fragment):
@@ -65,6 +72,23 @@ def test_invalid_settings_give_one_clear_line(env, fragment):
         settings(**env)
     message = str(raised.value)
     assert fragment in message and "\n" not in message
+
+
+@pytest.mark.parametrize("key", ["sk_live_0123456789abcdef\r\nx-injected: 1", "sk_live_0123456789abcdef\u200b",
+                                 "sk_live_0123 456789", "sk_live_clé"])
+def test_a_key_no_header_can_carry_is_refused_without_quoting_it(key):
+    """A line break let the key inject a header (and httpx's refusal quoted the key to the browser); a character
+    beyond ASCII could not be sent at all."""
+    with pytest.raises(ConfigError) as raised:
+        settings(PICA_SECRET_KEY=key)
+    assert "0123" not in str(raised.value) and "clé" not in str(raised.value)
+    assert "copy the key again" in str(raised.value)
+
+
+def test_a_single_origin_and_a_long_grant_secret_are_taken():
+    s = settings(AUTHKIT_ALLOWED_ORIGIN="https://ops.example.com:8443", AUTHKIT_GRANT_SECRET="g" * 32,
+                 AUTHKIT_GRANT_TTL_SECONDS="3600", PICA_AUTHKIT_URL="/sandbox/authkit")
+    assert s.authkit_allowed_origin == "https://ops.example.com:8443" and s.grant_ttl_seconds == 3600
 
 
 def test_invalid_secrets_file_is_one_line(tmp_path):
