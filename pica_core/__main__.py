@@ -1,15 +1,20 @@
 """Command line: `python -m pica_core sync [--resume RUN_ID] [--page-size N]`.
 
 Runs the fleet sync against Pica (or, with no key set, a sandbox at PICA_API_URL) into the
-configured database. Exit status: 0 complete, 1 partial, failed or interrupted, 2 bad configuration or
-a run that cannot be resumed, 3 another sync of the environment is running (nothing done).
+configured database. Exit status: 0 complete, 1 partial, failed or interrupted (Ctrl-C, SIGTERM, the
+database failing part-way), 2 bad configuration (a key Pica refuses, a database that cannot be opened)
+or a run that cannot be resumed, 3 another sync of the environment is running (nothing done).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from .client import AsyncPicaClient
 from .config import load_settings
@@ -27,7 +32,11 @@ async def _sync(args: argparse.Namespace) -> int:
     if not settings.api_url:
         raise ConfigError("No Pica to sync from: set PICA_SECRET_KEY (live), or PICA_API_URL to a running sandbox "
                           "(python -m pica_core.sandbox --port 8600 → PICA_API_URL=http://127.0.0.1:8600).")
-    store = Store.from_url(settings.database_url)
+    try:
+        store = Store.from_url(settings.database_url)
+    except SQLAlchemyError as exc:
+        raise ConfigError(f"Could not open the database at {make_url(settings.database_url)} "
+                          f"({_reason(exc)}): check DATABASE_URL and that the database is up.") from None
     async with AsyncPicaClient.from_settings(settings) as client:
         if args.resume is not None:
             report = await resume_sync(client, store, args.resume, environment=settings.environment,
@@ -39,7 +48,15 @@ async def _sync(args: argparse.Namespace) -> int:
     print(report.summary())
     for page, error in sorted(report.errors.items()):
         print(f"  page {page}: {error}", file=sys.stderr)
+    if report.key_refused:
+        return 2
     return 0 if report.status == "complete" else 1
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    """The driver's first line: SQLAlchemy's own text adds the statement and its parameters (rows of the fleet)."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _interrupted() -> None:
@@ -74,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
                       help="fetch the pages the latest run did not store (every page if Pica's list changed since)")
     sync.add_argument("--page-size", type=_positive, default=None, help="rows per page (default PICA_PAGE_SIZE)")
     args = parser.parse_args(argv)
+    # How cron, systemd and Kubernetes stop a job: stop as Ctrl-C does (asyncio cancels the sync, which records
+    # what it stored), instead of dying with the run still marked running.
+    previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
     try:
         return asyncio.run(_sync(args))
     except ConfigError as exc:
@@ -89,6 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     except SyncBusy as exc:  # a schedule overlapping itself: not a failure of this run, which did nothing
         print(str(exc), file=sys.stderr)
         return 3
+    except SQLAlchemyError as exc:  # part-way: each batch recorded with what it stored, so the run's row is exact
+        print(f"The database failed during the sync: {_reason(exc)}", file=sys.stderr)
+        _interrupted()
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from .client import AsyncPicaClient, Operation, PageResult
-from .errors import PicaError
+from .errors import AuthError, PicaError, RateLimitedError
 from .models import ConnectionRow
 from .store import Store, SyncBusy, SyncRun, utcnow
 from .text import count
@@ -46,12 +46,18 @@ class SyncReport:
     listing_changed: tuple[int, int] | None = None  # (connections when the run began, then)
     pages_done: int | None = None  # pages stored, when fewer than all
     resumed: bool = False  # new and transitions count what this resume stored, not the whole run
+    not_asked: int = 0  # pages left unasked once Pica rate-limited the account (the limit is every caller's)
+    key_refused: bool = False  # its first page met a 401/403: no resume helps until the key is fixed
 
     def summary(self, resume: str | None = None) -> str:
         """What it did, and what is left; `resume` names how to resume it (the command's option by default)."""
         resume = resume or f"resume (--resume {self.run_id})"
         if self.status == "failed":  # nothing to count: its first page never arrived
-            return f"sync #{self.run_id}: failed before its first page arrived, so nothing was stored; {resume} starts it again"
+            if self.key_refused:
+                return (f"sync #{self.run_id}: failed, Pica refused the key, so nothing was stored; run a new "
+                        "sync once the key is fixed")
+            return (f"sync #{self.run_id}: failed before its first page arrived, so nothing was stored; {resume} "
+                    "starts a new sync")
         pages = pages_stored(self.pages_total if self.pages_done is None else self.pages_done, self.pages_total)
         text = (f"sync #{self.run_id}: {self.status}, {count(self.rows, 'connection')} from {pages} "
                 f"({self.new:,} new, {count(self.transitions, 'state change')}"
@@ -62,6 +68,9 @@ class SyncReport:
                      f"connection may have been missed: {resume} fetches every page again")
         elif self.failed_pages:
             text += f"; pages that failed: {page_list(self.failed_pages)} ({resume} fetches them again)"
+            if self.not_asked:
+                text += (f"; {count(self.not_asked, 'page was', 'pages were')} not asked for once Pica's rate limit "
+                         "was reached (it is the whole account's)")
         return text
 
 
@@ -109,6 +118,7 @@ class _Writer:
         self.rows = run.rows_seen
         self.new = 0
         self.transitions = 0
+        self.rate_limited = False  # a page met a rate limit longer than the client's retry budget
 
     def plan(self, first: PageResult, *, since: datetime | None = None) -> None:
         """A pass over every page, as many as page 1 says. A resume's new pass gives `since`, when it began: the
@@ -214,14 +224,22 @@ async def _fetch_pages(client: AsyncPicaClient, pages: list[int], page_size: int
     op = _fleet_operation(client, page_size)
 
     room = asyncio.Semaphore(max(1, writer.MAX_PENDING_ROWS // page_size))  # pages fetched and not yet stored
+    # The client's own bound, taken here too: a page waiting for a slot must see a rate limit met meanwhile.
+    asking = asyncio.Semaphore(client.max_concurrency)
 
     async def one(number: int) -> None:
         async with room:
-            try:
-                page = await client.fetch_page(op, number, page_size)
-            except PicaError as exc:  # it stays unstored: the run ends partial and a resume fetches it
-                writer.report.errors[number] = exc.as_recorded()
-                return
+            async with asking:
+                if writer.rate_limited:  # asking on would only meet the limit again, and spend it for everyone
+                    writer.report.not_asked += 1
+                    return
+                try:
+                    page = await client.fetch_page(op, number, page_size)
+                except PicaError as exc:  # it stays unstored: the run ends partial and a resume fetches it
+                    writer.report.errors[number] = exc.as_recorded()
+                    # The client waited out every limit its retry budget allowed: this one lasts longer.
+                    writer.rate_limited = writer.rate_limited or isinstance(exc, RateLimitedError)
+                    return
             await writer.write(page, number)
 
     tasks = [asyncio.ensure_future(one(n)) for n in pages]
@@ -251,8 +269,8 @@ async def sync_fleet(client: AsyncPicaClient, store: Store, *, environment: str,
 
 
 async def _new_run(client: AsyncPicaClient, store: Store, environment: str, page_size: int,
-                   progress: Progress | None) -> SyncReport:
-    run = store.start_sync(environment, page_size)
+                   progress: Progress | None, resumed_from: int | None = None) -> SyncReport:
+    run = store.start_sync(environment, page_size, resumed_from=resumed_from)
     report = SyncReport(run.id, "running", 0, 0)
     writer = _Writer(store, run, report, progress)
 
@@ -262,6 +280,7 @@ async def _new_run(client: AsyncPicaClient, store: Store, environment: str, page
         except PicaError as exc:  # nothing to page through: a resume starts over
             store.update_sync(run.id, status="failed", error=exc.as_recorded(), finished_at=utcnow(), failed_pages=[1])
             report.status, report.failed_pages, report.errors = "failed", [1], {1: exc.as_recorded()}
+            report.key_refused = isinstance(exc, AuthError)
             return report
         writer.plan(first)
         await writer.write(first, 1)
@@ -293,7 +312,8 @@ async def resume_sync(client: AsyncPicaClient, store: Store, run_id: int, *, env
             raise CannotResume(f"Sync #{run.id} is not the latest of the {run.environment} environment (#{latest.id} "
                              "is): run a new sync, or resume the latest.")
         if run.pages_total == 0:  # the first page never arrived: start over
-            return await _new_run(client, store, run.environment, run.page_size or client.page_size, progress)
+            return await _new_run(client, store, run.environment, run.page_size or client.page_size, progress,
+                                   resumed_from=run.id)
         if not run.failed_pages:  # every page stored (by a process that ended before it could say so)
             if run.status != "complete":
                 store.update_sync(run.id, status="complete", error=None, finished_at=run.finished_at or utcnow())

@@ -14,7 +14,7 @@ from pica_core.client import AsyncPicaClient, RetryPolicy
 from pica_core.config import SANDBOX_LIVE_KEY, SANDBOX_TEST_KEY, Secret
 from pica_core.store import ConnectionTransition, Store, UserConnection
 from pica_core.sync import CannotResume, SyncBusy, SyncReport, page_list, resume_sync, sync_fleet
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 
 FAST_RETRY = RetryPolicy(max_retries=1, deadline_seconds=2, base_delay=0.01, max_delay=0.02)
 
@@ -326,7 +326,25 @@ def test_first_page_failing_fails_the_run_and_resume_starts_over(sandbox, store)
     report = run(sandbox, store)
     assert (report.status, report.failed_pages) == ("failed", [1])
     assert report.summary() == (f"sync #{report.run_id}: failed before its first page arrived, so nothing was "
-                                f"stored; resume (--resume {report.run_id}) starts it again")
+                                f"stored; resume (--resume {report.run_id}) starts a new sync")
+    sandbox.control("DELETE", "faults")
+    resumed = run(sandbox, store, resume=report.run_id)
+    assert resumed.status == "complete" and store.sync_run(resumed.run_id).resumed_from == report.run_id
+
+
+def test_a_rate_limit_stops_the_sync_asking_for_more_pages(sandbox, store):
+    """The limit is the whole account's (end users' AuthKit tokens too): the sync asked for every page left anyway."""
+    sandbox.fault("rate_limit", count=50, path="/v1/vault/connections", query="page=2", seconds=60)
+
+    async def go():
+        async with AsyncPicaClient(base_url=sandbox.url, secret=Secret(SANDBOX_TEST_KEY), page_size=100,
+                                   retry=FAST_RETRY, max_concurrency=1) as client:
+            return await sync_fleet(client, store, environment="test", page_size=100)
+
+    report = asyncio.run(go())
+    assert (report.status, report.failed_pages, report.not_asked) == ("partial", [2, 3, 4, 5, 6, 7, 8], 6)
+    assert sandbox.count("vault/connections") == 2  # page 1, and page 2's 429
+    assert "6 pages were not asked for once Pica's rate limit was reached" in report.summary()
     sandbox.control("DELETE", "faults")
     assert run(sandbox, store, resume=report.run_id).status == "complete"
 
@@ -408,6 +426,39 @@ def test_ctrl_c_on_the_cli_says_what_was_stored_and_how_to_resume(sandbox, tmp_p
     assert re.match(r"sync #1: interrupted, \d+ connections stored; pages left: .+ \(--resume 1 fetches them\)", out)
 
 
+def test_sigterm_on_the_cli_stops_it_as_ctrl_c_does(sandbox, tmp_path):
+    """How cron, systemd and Kubernetes stop a job: it died silently, its run still marked running."""
+    import signal
+
+    process, env = slow_cli_sync(sandbox, tmp_path)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 1 and "Traceback" not in err, err
+    assert re.match(r"sync #1: interrupted, \d+ connections stored; pages left: .+ \(--resume 1 fetches them\)", out)
+    store = Store.from_url(env["DATABASE_URL"])
+    assert store.sync_run(1).status == "interrupted"
+    store.engine.dispose()
+
+
+def test_cli_with_a_key_pica_refuses_says_so_and_exits_2(sandbox, tmp_path):
+    sandbox.fault("status", status=401, count=5, path="/v1/vault/connections")
+    result = cli(sandbox, tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "sync #1: failed, Pica refused the key, so nothing was stored" in result.stdout
+    assert "resume" not in result.stdout  # no resume helps until the key is fixed
+
+
+def test_cli_with_a_database_it_cannot_open_is_one_line(tmp_path, sandbox):
+    env = {**os.environ, "PICA_API_URL": sandbox.url,
+           "DATABASE_URL": f"postgresql+psycopg://dashboard:hunter2@127.0.0.1:{free_port()}/nowhere"}
+    env.pop("PICA_SECRET_KEY", None)
+    result = subprocess.run([sys.executable, "-m", "pica_core", "sync"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("Configuration error: Could not open the database at postgresql+psycopg://")
+    assert len(result.stderr.strip().splitlines()) == 1 and "hunter2" not in result.stderr
+
+
 def test_cli_refuses_a_page_size_below_one(tmp_path, sandbox):
     result = cli(sandbox, tmp_path, "--page-size", "0")
     assert result.returncode == 2 and "--page-size: must be at least 1, not 0" in result.stderr
@@ -436,6 +487,6 @@ def test_a_rate_limit_past_any_clock_keeps_its_words_and_the_run_its_pages(sandb
     """A wait too long to be a clock time (a reset sent as a timestamp, 'inf') once made the run crash."""
     sandbox.fault("rate_limit", count=50, path="/v1/vault/connections", query="page=2", seconds=1e12)
     report = run(sandbox, store)
-    assert report.status == "partial" and report.failed_pages == [2]
+    assert report.status == "partial" and report.failed_pages[0] == 2  # and those not asked for after it
     assert "429" in report.errors[2] and "retry after" not in report.errors[2]
 
