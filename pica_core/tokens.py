@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from . import validation
-from .client import AsyncPicaClient
+from .client import AsyncPicaClient, RetryPolicy
 from .config import Secret, Settings
 from .errors import (
     AuthError,
@@ -49,6 +49,9 @@ ALLOWED_METHODS = "POST, OPTIONS"
 # would pace every user opening the widget: 76 tokens/s with Pica 50 ms away where the Node reference made 399
 # (bench/token_route.py --latency-ms 50). Each user is still held to the per-identity limit.
 TOKEN_CALLS_IN_FLIGHT = 64
+# Someone waits in the widget for each token: one retry at most, within 10 s. The reads' budget (30 s, 3 retries)
+# kept them 30 s before a 504 when Pica hung.
+TOKEN_RETRY = RetryPolicy(max_retries=1, deadline_seconds=10.0)
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,9 @@ class TokenRoute:
         key = (id(asyncio.get_running_loop()), settings.api_url or "")
         client = self._clients.get(key)
         if client is None:
-            client = self._clients[key] = AsyncPicaClient.from_settings(settings, page_size=100,
+            retry = RetryPolicy(min(settings.max_retries, TOKEN_RETRY.max_retries),
+                                min(settings.retry_deadline_seconds, TOKEN_RETRY.deadline_seconds))
+            client = self._clients[key] = AsyncPicaClient.from_settings(settings, page_size=100, retry=retry,
                                                                         max_concurrency=TOKEN_CALLS_IN_FLIGHT)
         return client
 

@@ -156,6 +156,17 @@ def test_pica_rate_limit_is_429_with_retry_after(client, app_env):
     assert response.status_code == 429 and response.headers["retry-after"] == "120"
 
 
+def test_a_hanging_pica_is_a_504_after_one_retry_at_most(app_env, monkeypatch):
+    """Someone waits in the widget: the reads' budget (3 retries in 30 s) kept them 30 s before the 504."""
+    app = _fresh_app(monkeypatch, AUTHKIT_GRANT_SECRET=GRANT_KEY, PICA_TIMEOUT_SECONDS="0.5", PICA_MAX_RETRIES="3")
+    app_env.fault("latency", seconds=3, count=50, path="/v1/authkit")
+    with TestClient(app) as c:
+        response = c.post(URL, headers=grant("patient-user"), content=b"{}")
+    _forget_app()
+    assert response.status_code == 504 and response.json()["error"] == "Pica did not answer in time: retry."
+    assert app_env.count("authkit") == 2
+
+
 def test_refused_secret_is_502_and_never_echoed(app_env, monkeypatch):
     app = _fresh_app(monkeypatch, AUTHKIT_GRANT_SECRET=GRANT_KEY, PICA_SECRET_KEY="sk_test_not_the_sandbox_key")
     with TestClient(app) as c:
