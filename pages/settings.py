@@ -42,7 +42,8 @@ left, right = st.columns(2)
 left.markdown(f"You: **{principal.name}** · role **{principal.role}**"
               + ("" if principal.signed_in else " · sign-in not configured"))
 # Without sign-in nobody is signed in to map: "everyone is a viewer" beside "role admin" read as a contradiction.
-no_map = "none (everyone signed in is a viewer)" if principal.signed_in else "none (it applies once sign-in is configured)"
+no_map = ("none (nobody signed in has a role: `*=viewer` gives everyone one)" if principal.signed_in
+          else "none (it applies once sign-in is configured)")
 right.markdown("Role map (`ROLE_MAP`, claim `" + settings.roles_claim + "`): "
                + (", ".join(f"`{g}` → {r}" for g, r in settings.role_map.items()) or no_map))
 

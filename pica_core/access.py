@@ -1,6 +1,8 @@
 """Who may see and do what: roles, permissions and the principal of a session.
 
-Roles are cumulative: viewer < operator < engineer < admin.
+Roles are cumulative: viewer < operator < engineer < admin. A signed-in user none of whose groups (nor email)
+ROLE_MAP maps has no role and sees nothing: an identity provider may vouch for anyone (any Google account), and
+the dashboard shows every customer's identities. `*=viewer` in ROLE_MAP gives every signed-in user a role.
 - viewer: catalog, connections, fleet health (read only)
 - operator: + connect, edit tags, reconnect
 - engineer: + the passthrough console
@@ -14,6 +16,8 @@ from typing import Any
 from collections.abc import Iterable, Mapping
 
 ROLES = ("viewer", "operator", "engineer", "admin")
+NO_ROLE = "no role"  # signed in, mapped to nothing: below every role
+EVERYONE = "*"  # the ROLE_MAP entry for every signed-in user
 
 # The least role that may take each action.
 ACTIONS = {
@@ -45,7 +49,7 @@ WRITE_ACTIONS = {"connect", "edit_tags", "reconnect", "console_write", "delete",
 
 
 def rank(role: str) -> int:
-    return ROLES.index(role)
+    return -1 if role == NO_ROLE else ROLES.index(role)
 
 
 @dataclass(frozen=True)
@@ -71,9 +75,9 @@ class Principal:
         return rank(self.role) >= rank(PAGES[page])
 
 
-def role_from_claims(claims: Mapping[str, Any], claim: str, role_map: Mapping[str, str],
-                     default: str = "viewer") -> str:
-    """The highest role any of the user's groups (the configured claim) maps to."""
+def role_from_claims(claims: Mapping[str, Any], claim: str, role_map: Mapping[str, str]) -> str:
+    """The highest role any of the user's groups (the configured claim), their email or `*` maps to; NO_ROLE if
+    none does."""
     value = claims.get(claim)
     groups: Iterable[str]
     if isinstance(value, str):
@@ -83,11 +87,16 @@ def role_from_claims(claims: Mapping[str, Any], claim: str, role_map: Mapping[st
     else:
         groups = []
     roles = [role_map[g] for g in groups if g in role_map]
-    # An email can be mapped directly too (handy for a first admin).
+    if EVERYONE in role_map:
+        roles.append(role_map[EVERYONE])
+    # An email can be mapped directly too (handy for a first admin): in any case, as mail systems read it, and
+    # not when the identity provider says it has not verified it (anyone could have typed it).
     email = claims.get("email")
-    if isinstance(email, str) and email in role_map:
-        roles.append(role_map[email])
-    return max(roles, key=rank) if roles else default
+    if isinstance(email, str) and str(claims.get("email_verified")).lower() != "false":
+        emails = {name.lower(): role for name, role in role_map.items() if "@" in name}
+        if email.lower() in emails:
+            roles.append(emails[email.lower()])
+    return max(roles, key=rank) if roles else NO_ROLE
 
 
 LIVE_READ_ONLY = ("Live mode without sign-in is read-only: configure [auth] in secrets.toml, "

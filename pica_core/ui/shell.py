@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import streamlit as st
 
+from ..access import NO_ROLE, Principal
+from ..config import Settings
+from ..text import plain
 from . import context
 from .layout import banner, note_page, show_flashes, unexpected_error
 
@@ -30,12 +34,27 @@ def _sign_in() -> None:
     st.button("Sign in", type="primary", on_click=st.login, icon=":material/login:")
 
 
+def _no_role(principal: Principal, settings: Settings) -> Callable[[], None]:
+    def page() -> None:
+        st.title("Pica integration ops")
+        st.warning(f"You are signed in as **{plain(principal.name)}**, and no role of this dashboard is given to "
+                   "your account: ask an admin to map one of your groups (or your email) in `ROLE_MAP`.",
+                   icon=":material/lock:")
+        st.caption(f"Groups are read from the `{plain(settings.roles_claim)}` claim of your sign-in.")
+        st.button("Sign out", on_click=st.logout, icon=":material/logout:")
+    return page
+
+
 def run() -> None:
     st.set_page_config(page_title="Pica integration ops", page_icon=":material/hub:", layout="wide")
     settings = context.settings()
     principal = context.principal(settings)
     if principal is None:
         st.navigation([st.Page(_sign_in, title="Sign in", icon=":material/login:")], position="hidden").run()
+        return
+    if principal.role == NO_ROLE:  # the identity provider vouched for them; nobody here gave them a role
+        st.navigation([st.Page(_no_role(principal, settings), title="No access", icon=":material/lock:",
+                               url_path="no-access")], position="hidden").run()
         return
 
     sections: dict[str, list] = {}

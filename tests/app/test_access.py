@@ -61,7 +61,19 @@ def test_not_signed_in_sees_only_the_sign_in_page(roles_env):
         at.switch_page("pages/connections.py")
 
 
-def test_unmapped_user_is_a_viewer(roles_env):
+def test_unmapped_user_sees_nothing_and_is_told_whom_to_ask(roles_env):
+    at = signed_in(None)
+    assert_clean(at)
+    assert any("no role of this dashboard is given to your account" in w.value and "nobody@acme.io" in
+               w.value.replace("\\", "") for w in at.warning)
+    assert [b.label for b in at.button] == ["Sign out"]
+    for page in PAGES:
+        with pytest.raises(ValueError):
+            at.switch_page(f"pages/{page}.py")
+
+
+def test_a_star_in_the_role_map_makes_everyone_signed_in_a_viewer(roles_env, monkeypatch):
+    monkeypatch.setenv("ROLE_MAP", ROLE_MAP + ",*=viewer")
     at = signed_in(None)
     assert any("(viewer)" in c.value for c in at.sidebar.caption)
 
