@@ -229,6 +229,23 @@ def _sync_lock(engine: Engine, environment: str) -> Iterator[None]:
         lock.release()
 
 
+@contextmanager
+def _schema_lock(engine: Engine) -> Iterator[Any]:
+    """A transaction that only one process at a time holds: under PostgreSQL's transaction advisory lock (per
+    schema; its DDL is transactional), or flock on a file beside a SQLite database."""
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as connection:
+            connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(current_schema() || 'pica-schema'))"))
+            yield connection
+        return
+    database = engine.url.database
+    with ExitStack() as stack:
+        if database and database != ":memory:" and fcntl is not None:
+            handle = stack.enter_context(open(f"{database}-schema.lock", "a"))
+            fcntl.flock(handle, fcntl.LOCK_EX)  # waits for the other process; closing the file releases it
+        yield stack.enter_context(engine.begin())
+
+
 # --- engine ---------------------------------------------------------------------------------------------
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     parsed = make_url(url)
@@ -269,23 +286,20 @@ class Store:
         return store
 
     def create_schema(self) -> None:
-        """Create what is missing, then run the migrations this database has not had."""
-        SQLModel.metadata.create_all(self.engine)
-        with self.session() as session:
-            info = session.get(SchemaInfo, 1)
-            if info is None:  # a new database: create_all made the current schema
-                session.add(SchemaInfo(id=1, version=SCHEMA_VERSION))
+        """Create what is missing, then run the migrations this database has not had. One process at a time
+        (`_schema_lock`): two starting on a new database (the dashboard and a scheduled sync on a first deploy)
+        both created the same tables, and one crashed."""
+        with _schema_lock(self.engine) as connection:
+            SQLModel.metadata.create_all(connection)
+            version = connection.scalar(select(SchemaInfo.version).where(SchemaInfo.id == 1))
+            if version is None:  # a new database: create_all made the current schema
+                connection.execute(SchemaInfo.__table__.insert().values(id=1, version=SCHEMA_VERSION))
                 return
-            if info.version < SCHEMA_VERSION:
-                # Hold the schema row, then read it again: a second process that opened the old database at the
-                # same moment waits here and finds the migrations done, instead of running them again and failing.
-                session.connection().exec_driver_sql("UPDATE schema_info SET version = version WHERE id = 1")
-                session.refresh(info)
-            for version in range(info.version + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[version]:
-                    session.connection().exec_driver_sql(statement)
-                info.version = version
-            session.add(info)
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[step]:
+                    connection.exec_driver_sql(statement)
+            if version < SCHEMA_VERSION:
+                connection.execute(SchemaInfo.__table__.update().values(version=SCHEMA_VERSION))
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import event
 
 from pica_core.models import Connection, ConnectionRow
-from pica_core.store import (MIGRATIONS, SCHEMA_VERSION, ConnectionTransition, PassthroughCallRecord, SchemaInfo, Store,
+from pica_core.store import (MIGRATIONS, _schema_lock, SCHEMA_VERSION, ConnectionTransition, PassthroughCallRecord, SchemaInfo, Store,
                               UpsertResult, UserConnection, make_engine, utcnow)
 
 
@@ -313,8 +313,8 @@ def test_two_processes_migrating_at_once_run_the_migrations_once(store, database
     if store.dialect != "postgresql":
         pytest.skip("the same statement on SQLite, but only PostgreSQL shows from outside that a session is waiting")
     _as_version_1(store)
-    first = store.engine.connect()  # the first process, midway through its migration
-    first.exec_driver_sql("UPDATE schema_info SET version = version WHERE id = 1")
+    holding = _schema_lock(store.engine)  # the first process, midway through its migration
+    first = holding.__enter__()
     for statement in MIGRATIONS[2]:
         first.exec_driver_sql(statement)
     first.exec_driver_sql("UPDATE schema_info SET version = 2 WHERE id = 1")
@@ -334,13 +334,31 @@ def test_two_processes_migrating_at_once_run_the_migrations_once(store, database
     while not _waiting_for_a_lock(store) and thread.is_alive():  # the second process is blocked on the first
         assert time.monotonic() < deadline, "the second migration never waited for the first"
         time.sleep(0.02)
-    first.commit()
-    first.close()
+    holding.__exit__(None, None, None)  # commits
     thread.join(30)
     second.engine.dispose()
     assert outcome == [None]
     with store.session() as session:
         assert session.get(SchemaInfo, 1).version == SCHEMA_VERSION
+
+
+def test_processes_opening_a_new_database_at_once_all_start(database_url):
+    """The dashboard and a scheduled sync starting together on a first deploy both created the same tables, and one
+    crashed (PostgreSQL: a duplicate pg_type; SQLite: table already exists, or schema_info's row twice)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    opening = f"from pica_core.store import Store; Store.from_url({database_url!r}).engine.dispose()"
+    processes = [subprocess.Popen([sys.executable, "-c", opening], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+                 for _ in range(4)]
+    failures = [p.communicate(timeout=60)[1] for p in processes if p.wait(timeout=60) != 0]
+    assert failures == []
+    store = Store.from_url(database_url)
+    with store.session() as session:
+        assert session.get(SchemaInfo, 1).version == SCHEMA_VERSION
+    store.engine.dispose()
 
 
 def _waiting_for_a_lock(store: Store) -> bool:
@@ -437,7 +455,9 @@ def test_a_lost_postgresql_session_leaves_the_sync_its_own_outcome(store):
     with store.sync_lock("test"), store.engine.connect() as other:
         holders = other.scalars(text(
             "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid() "
-            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")).all()
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            # this schema's lock only: another run's sync may hold its own in the same database
+            "AND objid::text::bigint = (hashtext(current_schema() || 'pica-sync:test')::bigint & 4294967295)")).all()
         assert len(holders) == 1
         other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": holders[0]})
     with store.sync_lock("test"):  # leaving did not raise, and the lock can be taken again
