@@ -65,6 +65,12 @@ def confirm_and_store(client, store: Store, record: Any, *, identity: str, ident
                     expected=identity, actual=connection.identity)
         return ConnectOutcome(False, f"The reported connection belongs to {connection.identity!r}, not {identity!r}; "
                                      "nothing was stored.")
+    if identity_type and connection.identity_type and connection.identity_type != identity_type:
+        # Identity type is part of the identity: a team's connection is not the user's of the same name.
+        store.audit(actor=actor, action=action, target=key, outcome="refused", reason="identity type mismatch",
+                    expected=identity_type, actual=connection.identity_type)
+        return ConnectOutcome(False, f"The reported connection belongs to {identity!r} as a {connection.identity_type}, "
+                                     f"not as a {identity_type}; nothing was stored.")
     note = None
     if reconnect_key and reconnect_key != key:
         note = _still_there(client, reconnect_key, identity)

@@ -96,6 +96,17 @@ def test_success_for_another_identity_is_refused(sandbox, client, store):
     assert store.stored_connection(record["key"]) is None and store.count(AuditEvent) == 1
 
 
+def test_success_for_the_same_identity_of_another_type_is_refused(sandbox, client, store):
+    """Identity type is part of the identity: a team's connection was stored and audited as the user's."""
+    record = authkit_connect(sandbox, "design", "team", "gmail")
+    outcome = confirm_and_store(client, store, record, identity="design", identity_type="user", actor="a")
+    assert not outcome.ok and outcome.message == ("The reported connection belongs to 'design' as a team, not as a "
+                                                  "user; nothing was stored.")
+    assert store.stored_connection(record["key"]) is None
+    [event] = store.audit_events()
+    assert (event.outcome, event.detail["reason"]) == ("refused", "identity type mismatch")
+
+
 def test_success_without_key(client, store):
     outcome = confirm_and_store(client, store, {"platform": "gmail"}, identity="me", identity_type="user", actor="a")
     assert not outcome.ok and store.audit_events()[0].outcome == "error"
