@@ -5,14 +5,14 @@ import uuid
 import streamlit as st
 
 from pica_core import validation
-from pica_core.connect import confirm_and_store, resolve_connector
+from pica_core.connect import confirm_and_store, reconnect_applies, resolve_connector
 from pica_core.errors import InvalidInputError
 from pica_core.models import IDENTITY_TYPES
 from pica_core.text import plain
 from pica_core.tokens import token_headers
 from pica_core.ui import context, data
 from pica_core.ui.authkit import authkit_widget
-from pica_core.ui.layout import show_error, warn_unknown_identity_type
+from pica_core.ui.layout import arrived, show_error, warn_unknown_identity_type
 from pica_core.web import grant_signer
 
 TOKEN_PATH = "/api/authkit/token"
@@ -21,7 +21,16 @@ settings = context.settings()
 store = context.store(settings)
 principal = context.principal(settings)
 query = st.query_params
+if arrived():  # what the last visit connected is not news on the next one
+    for shown in ("connect-outcome", "connect-pending", "connect-closed"):
+        st.session_state.pop(shown, None)
 reconnect_key = query.get("reconnect", "")
+if reconnect_key:
+    try:
+        validation.connection_key(reconnect_key)
+    except InvalidInputError as exc:
+        show_error(exc, what="The link's connection to reconnect")
+        reconnect_key = ""
 action = "reconnect" if reconnect_key else "connect"
 blocked = principal.why_not(action)
 
@@ -31,6 +40,7 @@ st.caption("Opens Pica's AuthKit for an end user; the connection it creates is c
 if reconnect_key:
     st.info(f"Reconnecting {plain(reconnect_key)}: authorise the same connector again for this identity.",
             icon=":material/link:")
+    st.session_state.pop("connect-closed", None)
 
 catalog = data.catalog(settings)
 connectors, enabled = catalog.value if catalog.value else ([], set())
@@ -39,7 +49,8 @@ if catalog.error:
 choices = sorted((c for c in connectors if c.platform in enabled), key=lambda c: c.name.lower())
 
 try:
-    preselected = resolve_connector(query.get("connector"), connectors)
+    # Without a catalog there is nothing to find the link's connector in: the error above says why.
+    preselected = resolve_connector(query.get("connector"), connectors) if connectors else None
 except InvalidInputError as exc:
     show_error(exc)
     preselected = None
@@ -71,13 +82,22 @@ if opened and not blocked:
     except InvalidInputError as exc:
         show_error(exc)
     else:
+        repairs = reconnect_applies(reconnect_key, identity)
+        if reconnect_key and not repairs:  # the old connection is someone else's: never touch or advise on it
+            st.warning(f"The link reconnects a connection of another identity: AuthKit opens a new connection for "
+                       f"**{plain(identity.strip())}** instead, and {plain(reconnect_key)} is left as it is.",
+                       icon=":material/person_alert:")
         st.session_state["authkit-session"] = {
             "nonce": uuid.uuid4().hex, "grant": grant, "identity": identity.strip(), "identity_type": identity_type,
-            "connector": connector_name or None, "reconnect": reconnect_key or None,
+            "connector": connector_name or None, "reconnect": reconnect_key if repairs else None,
         }
-        st.session_state.pop("connect-outcome", None)
-        st.query_params.update({"identity": identity.strip(), "identityType": identity_type,
-                                **({"connector": connector_name} if connector_name else {})})
+        for shown in ("connect-outcome", "connect-pending"):
+            st.session_state.pop(shown, None)
+        st.query_params.update({"identity": identity.strip(), "identityType": identity_type})
+        if connector_name:
+            st.query_params["connector"] = connector_name
+        else:  # "let the user choose" drops the link's connector: a reload must not bring it back
+            st.query_params.pop("connector", None)
 
 session = st.session_state.get("authkit-session")
 if session:
@@ -90,10 +110,13 @@ if session:
     )
     success = result.get("connection") if result else None
     if success and success.get("nonce") == session["nonce"] and not session.get("stored"):
-        outcome = confirm_and_store(context.client(settings), store, success.get("record"),
-                                    identity=session["identity"], identity_type=session["identity_type"],
-                                    actor=principal.name, reconnect_key=session["reconnect"])
+        with st.spinner(f"Confirming the new connection of {session['identity']} with Pica…"):
+            outcome = confirm_and_store(context.client(settings), store, success.get("record"),
+                                        identity=session["identity"], identity_type=session["identity_type"],
+                                        actor=principal.name, reconnect_key=session["reconnect"],
+                                        session=session["nonce"])
         st.session_state["connect-outcome"] = outcome  # before "stored": a rerun must never see one without the other
+        st.session_state["connect-pending"] = {k: session[k] for k in ("identity", "identity_type", "reconnect", "nonce")}
         session["stored"] = True
         data.refresh_connections()
     event = result.get("event") if result else None
@@ -120,7 +143,7 @@ if outcome is not None:
         st.success(f"{plain(connector_names.get(conn.platform, conn.platform))} is connected for "
                    f"**{plain(conn.identity)}** "
                    f"({plain(conn.identity_type or 'no type')}).", icon=":material/check_circle:")
-        st.code(conn.key, language=None)
+        st.code(conn.key, language=None, wrap_lines=True)
         if outcome.note:
             st.warning(plain(outcome.note), icon=":material/content_copy:")
         st.page_link("pages/connections.py", label=f"See {plain(conn.identity)}'s connections", icon=":material/link:",
@@ -128,6 +151,17 @@ if outcome is not None:
                                    "connection": conn.id})
     else:
         st.error(plain(outcome.message), icon=":material/gpp_bad:")
+        pending = st.session_state.get("connect-pending")
+        if outcome.unconfirmed and pending:
+            st.code(outcome.key, language=None, wrap_lines=True)
+            if st.button("Confirm it with Pica again", icon=":material/refresh:", key="connect-confirm-again"):
+                with st.spinner("Confirming with Pica…"):
+                    st.session_state["connect-outcome"] = confirm_and_store(
+                        context.client(settings), store, {"key": outcome.key}, identity=pending["identity"],
+                        identity_type=pending["identity_type"], actor=principal.name,
+                        reconnect_key=pending["reconnect"], session=pending["nonce"])
+                data.refresh_connections()
+                st.rerun()
 closed = st.session_state.pop("connect-closed", None)
 if closed and outcome is None:
     if closed == "closed":

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import InvalidInputError, PicaError
+from .console import identity_of_key
 from .models import Connection, Connector
 from .store import Store
 
@@ -42,21 +43,44 @@ class ConnectOutcome:
     message: str
     connection: Connection | None = None
     note: str | None = None  # what else the person should know (a reconnect that made a new connection)
+    key: str | None = None  # the key the widget reported
+    unconfirmed: bool = False  # Pica could not be asked: the connection may exist; confirming again is the retry
+
+
+def identity_as_in_key(identity: str) -> str:
+    """An identity as Pica writes it into a connection key (spaces and colons become dashes)."""
+    return identity.replace(" ", "-").replace(":", "-")
+
+
+def reconnect_applies(reconnect_key: str | None, identity: str) -> bool:
+    """Whether a reconnect of `reconnect_key` is one for `identity`: a link's key with another identity typed in
+    is a new connection for that identity, and the old one is someone else's."""
+    return bool(reconnect_key) and identity_of_key(reconnect_key) == identity_as_in_key(identity.strip())
 
 
 def confirm_and_store(client, store: Store, record: Any, *, identity: str, identity_type: str | None, actor: str,
-                      reconnect_key: str | None = None) -> ConnectOutcome:
-    """Treat the widget's success as a hint: confirm it with Pica, then store and audit it."""
+                      reconnect_key: str | None = None, session: str | None = None) -> ConnectOutcome:
+    """Treat the widget's success as a hint: confirm it with Pica, then store and audit it. `session` (the
+    widget's nonce) makes the write once per widget session: a second confirmation of the same success (a rerun
+    that came while the first was under way) audits nothing twice."""
+    if not reconnect_applies(reconnect_key, identity):
+        reconnect_key = None
     action = "reconnect" if reconnect_key else "connect"
     key = record_key(record)
+    who = {"identity": identity, "identity_type": identity_type}
     if key is None:
-        store.audit(actor=actor, action=action, target=identity, outcome="error", reason="no key in LINK_SUCCESS")
+        store.audit(actor=actor, action=action, target=identity, outcome="error", reason="no key in LINK_SUCCESS", **who)
         return ConnectOutcome(False, "The widget reported a success without a connection key; nothing was stored.")
     try:
         connection = client.connection_by_key(key, identity=identity)
-    except (PicaError, InvalidInputError) as exc:
-        store.audit(actor=actor, action=action, target=key, outcome="error", error=str(exc))
-        return ConnectOutcome(False, f"Could not confirm the new connection with Pica: {exc}. {exc.hint}")
+    except InvalidInputError as exc:
+        store.audit(actor=actor, action=action, target=key, outcome="error", error=str(exc), **who)
+        return ConnectOutcome(False, f"Could not confirm the new connection with Pica: {exc}. {exc.hint}", key=key)
+    except PicaError as exc:
+        store.audit(actor=actor, action=action, target=key, outcome="error", error=str(exc), **who)
+        return ConnectOutcome(False, f"Could not confirm the new connection with Pica: {exc}. AuthKit may well have "
+                                     "made it: confirm it again once Pica answers, rather than opening AuthKit again, "
+                                     "which would make a second one.", key=key, unconfirmed=True)
     if connection is None:
         store.audit(actor=actor, action=action, target=key, outcome="refused", reason="unknown to Pica")
         return ConnectOutcome(False, "Pica does not know the connection the widget reported; nothing was stored.")
@@ -74,12 +98,22 @@ def confirm_and_store(client, store: Store, record: Any, *, identity: str, ident
     note = None
     if reconnect_key and reconnect_key != key:
         note = _still_there(client, reconnect_key, identity)
+    done = ConnectOutcome(True, f"{connection.platform} is connected for {identity}.", connection, note, key)
+    if session and _audited(store, action, key, session):
+        return done
     store.upsert_connections([connection], source="connect")
     store.audit(actor=actor, action=action, target=key, outcome="ok", platform=connection.platform,
-                identity=identity, identity_type=identity_type,
+                identity=identity, identity_type=connection.identity_type or identity_type,
+                **({"session": session} if session else {}),
                 **({"replaced": reconnect_key} if reconnect_key == key else
                    {"new_connection_instead_of": reconnect_key} if reconnect_key else {}))
-    return ConnectOutcome(True, f"{connection.platform} is connected for {identity}.", connection, note)
+    return done
+
+
+def _audited(store: Store, action: str, key: str, session: str) -> bool:
+    """Whether this widget session already stored and audited `key`."""
+    return any(event.detail.get("session") == session
+               for event in store.audit_events(action=action, target=key, outcome="ok", limit=20))
 
 
 def _still_there(client, old_key: str, identity: str) -> str:

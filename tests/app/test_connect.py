@@ -13,11 +13,18 @@ def _shown(at) -> str:
 
 
 def test_a_reconnect_link_shows_its_key_as_text(app_env):
-    at = open_page("connect", query={"reconnect": f"test::gmail::{PHISH}"})
+    at = open_page("connect", query={"reconnect": f"test::gmail::default::{'a' * 32}|{PHISH}"})
     assert_clean(at)
     shown = _shown(at)
     assert "Reconnecting" in shown and "\\[Click here\\]\\(https" in shown
     assert "](https" not in shown and "**Session" not in shown and "`" not in shown.replace("\\`", "")
+
+
+def test_a_reconnect_link_whose_key_is_not_a_key_is_refused_before_authkit_opens(app_env):
+    at = open_page("connect", query={"identity": "rev-recon", "reconnect": "<b>notakey</b>"})
+    assert_clean(at)
+    assert any("does not look like a Pica connection key" in e.value for e in at.error)
+    assert not any("Reconnecting" in i.value for i in at.info) and at.title[0].value == "Connect an account"
 
 
 def test_an_identity_from_the_link_is_text_once_authkit_is_open(app_env):

@@ -7,7 +7,7 @@ import pytest
 
 from pica_core.client import PicaClient
 from pica_core.config import SANDBOX_TEST_KEY, Secret
-from pica_core.connect import confirm_and_store, record_key, resolve_connector
+from pica_core.connect import confirm_and_store, reconnect_applies, record_key, resolve_connector
 from pica_core.errors import InvalidInputError
 from pica_core.store import AuditEvent, Store
 
@@ -79,6 +79,48 @@ def test_a_reconnect_that_made_a_new_connection_says_the_old_one_is_still_there(
     assert outcome.ok and "made a new connection" in outcome.note and "still there (operational)" in outcome.note
     detail = store.audit_events(action="reconnect")[0].detail
     assert "replaced" not in detail and detail["new_connection_instead_of"] == old["key"]
+
+
+
+def test_a_reconnect_link_used_for_another_identity_is_a_plain_connect_that_leaves_the_old_one_alone(sandbox, client,
+                                                                                                     store):
+    """Reconnect, then another identity typed in: it advised deleting the other identity's connection."""
+    old = authkit_connect(sandbox, "team security", "team", "gmail")
+    new = authkit_connect(sandbox, "rev-other", "user", "gmail")
+    outcome = confirm_and_store(client, store, new, identity="rev-other", identity_type="user", actor="a",
+                                reconnect_key=old["key"])
+    assert outcome.ok and outcome.note is None
+    assert store.audit_events(action="reconnect") == [] and "new_connection_instead_of" not in \
+        store.audit_events(action="connect")[0].detail
+    assert reconnect_applies(old["key"], "team security") and reconnect_applies(old["key"], " team security ")
+    assert not reconnect_applies(old["key"], "rev-other") and not reconnect_applies(None, "team security")
+
+
+def test_a_success_pica_could_not_confirm_can_be_confirmed_again_without_authkit(sandbox, client, store):
+    """The only retry on offer was opening AuthKit again, which made a second connection."""
+    record = authkit_connect(sandbox, "rev-fault", "user", "gmail")
+    sandbox.fault("status", status=503, count=50, path="/v1/vault")
+    failed = confirm_and_store(client, store, record, identity="rev-fault", identity_type="user", actor="a",
+                               session="n1")
+    assert not failed.ok and failed.unconfirmed and failed.key == record["key"]
+    assert "rather than opening AuthKit again" in failed.message
+    sandbox.control("DELETE", "faults")
+    again = confirm_and_store(client, store, {"key": failed.key}, identity="rev-fault", identity_type="user", actor="a",
+                              session="n1")
+    assert again.ok and store.stored_connection(record["key"]) is not None
+    [event] = store.audit_events(outcome="ok")
+    assert event.detail["identity_type"] == "user"
+
+
+def test_one_widget_session_is_stored_and_audited_once(sandbox, client, store):
+    """A rerun that came while the first confirmation was under way (Done clicked with Pica slow) audited it twice."""
+    record = authkit_connect(sandbox, "rev-slow", "user", "gmail")
+    for _ in range(2):
+        assert confirm_and_store(client, store, record, identity="rev-slow", identity_type="user", actor="a",
+                                 session="nonce-1").ok
+    assert len(store.audit_events(action="connect")) == 1
+    confirm_and_store(client, store, record, identity="rev-slow", identity_type="user", actor="a", session="nonce-2")
+    assert len(store.audit_events(action="connect")) == 2  # another widget session is another connect
 
 
 def test_forged_success_is_not_stored(sandbox, client, store):
