@@ -130,7 +130,7 @@ if session:
             st.rerun()
     if session.get("error") and not session.get("stored"):
         st.error(f"AuthKit: {plain(session['error'])}", icon=":material/error:")
-        st.caption("Fix the cause (the message says what failed) and open AuthKit again; nothing was stored.")
+        st.caption("Nothing was stored: open AuthKit again once what the message names is resolved.")
     elif not session.get("stored"):
         st.info(f"AuthKit is open for **{plain(session['identity'])}** ({session['identity_type']}).",
                 icon=":material/open_in_new:")

@@ -33,6 +33,7 @@ from .config import Secret, Settings
 from .errors import (
     AuthError,
     InvalidInputError,
+    InvalidResponseError,
     PicaError,
     PicaTimeoutError,
     RateLimitedError,
@@ -218,7 +219,8 @@ class TokenRoute:
             token = await self._client(settings).authkit_token_json(grant.identity, grant.identity_type)
         except RateLimitedError as exc:
             retry = f"{exc.retry_after:.0f}" if exc.retry_after is not None else "60"
-            return error(429, "Pica's rate limit was reached: retry later.", headers={"Retry-After": retry})
+            return error(429, f"Pica's rate limit was reached: open AuthKit again in {retry} s.",
+                         headers={"Retry-After": retry})
         except AuthError:
             return error(502, "Pica refused the dashboard's secret key: an admin must check PICA_SECRET_KEY.")
         except PicaTimeoutError:
@@ -227,6 +229,9 @@ class TokenRoute:
             return error(502, f"Pica is unavailable ({exc.status or 'no answer'}): retry in a moment.")
         except InvalidInputError as exc:
             return error(400, exc.message)
+        except InvalidResponseError:  # the contract's words mean nothing to whoever waits in the widget
+            return error(502, "Pica's answer to the token request was not understood: retry; if it keeps failing, "
+                              "an admin must check that PICA_API_URL points at Pica.")
         except PicaError as exc:  # anything else Pica answered is the gateway's failure, not the widget's request
             return error(502, f"Pica answered an error ({exc.status or 'no status'}): {exc.message}")
         log.info("minted an AuthKit token for identity type %s", grant.identity_type)

@@ -154,6 +154,14 @@ def test_pica_rate_limit_is_429_with_retry_after(client, app_env):
     app_env.fault("rate_limit", count=50, path="/v1/authkit", seconds=120)
     response = client.post(URL, headers=grant(), content=b"{}")
     assert response.status_code == 429 and response.headers["retry-after"] == "120"
+    assert response.json()["error"] == "Pica's rate limit was reached: open AuthKit again in 120 s."
+
+
+def test_an_answer_pica_sent_that_is_not_a_token_says_what_to_check(client, app_env):
+    app_env.fault("malformed", count=50, path="/v1/authkit")
+    response = client.post(URL, headers=grant(), content=b"{}")
+    assert response.status_code == 502 and "ValidationError" not in response.text
+    assert response.json()["error"].startswith("Pica's answer to the token request was not understood: retry")
 
 
 def test_a_hanging_pica_is_a_504_after_one_retry_at_most(app_env, monkeypatch):
