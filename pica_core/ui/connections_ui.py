@@ -12,7 +12,7 @@ from ..client import AsyncPicaClient
 from ..config import Settings
 from ..connections_view import TriageResult, merge_tags, triage
 from .. import validation
-from ..errors import InvalidInputError, PicaError
+from ..errors import InvalidInputError, NotFoundError, PicaError
 from ..health import describe_transition, meaning, timeline
 from ..models import Connection
 from ..store import Store
@@ -120,6 +120,10 @@ def actions(conn: Connection, *, settings: Settings, store: Store, principal: Pr
         if st.button("Refresh from Pica", icon=":material/refresh:", key="refresh-connection"):
             try:
                 fresh = context.client(settings).connection(conn.id)
+            except NotFoundError as exc:
+                if _gone_from_pica(conn, settings, store):
+                    st.rerun()
+                show_error(exc, what="Refresh")
             except PicaError as exc:
                 show_error(exc, what="Refresh")
             else:
@@ -191,6 +195,23 @@ def save_tags(conn: Connection, shown: list[str], tags: list[str], *, settings: 
     st.rerun()
 
 
+def _gone_from_pica(conn: Connection, settings: Settings, store: Store) -> bool:
+    """After a 404 on the connection's id: whether Pica no longer lists its key either (deleted elsewhere, by the
+    end user or another agent). Then the dashboard forgets it too, so that no count goes on including it, and says
+    so on the next run; the history of its states stays."""
+    try:
+        if context.client(settings).connection_by_key(conn.key, identity=conn.identity) is not None:
+            return False
+    except PicaError:
+        return False  # not known to be gone: the 404 stands as it came
+    store.remove_connection(conn.key)
+    data.refresh_connections()
+    st.session_state["deleted"] = (f"This {conn.platform} connection no longer exists in Pica (deleted elsewhere): "
+                                   f"the dashboard no longer counts it. {conn.key}")
+    st.query_params.pop("connection", None)
+    return True
+
+
 def delete(conn: Connection, *, settings: Settings, store: Store, principal: Principal, display_name: str) -> None:
     reason = principal.why_not("delete")
     with st.expander("Delete this connection", icon=":material/delete:"):
@@ -208,6 +229,14 @@ def delete(conn: Connection, *, settings: Settings, store: Store, principal: Pri
         elif clicked and principal.can("delete"):
             try:
                 context.client(settings).delete_connection(conn.id)
+            except NotFoundError as exc:  # deleted elsewhere meanwhile: what was asked for is done
+                if not _gone_from_pica(conn, settings, store):
+                    store.audit(actor=principal.name, action="delete", target=conn.key, outcome="error", error=str(exc))
+                    show_error(exc, what="Delete")
+                    return
+                store.audit(actor=principal.name, action="delete", target=conn.key, outcome="ok",
+                            platform=conn.platform, identity=conn.identity, already_gone=True)
+                st.rerun()
             except PicaError as exc:
                 store.audit(actor=principal.name, action="delete", target=conn.key, outcome="error", error=str(exc))
                 show_error(exc, what="Delete")

@@ -189,6 +189,34 @@ def test_delete_needs_the_typed_confirmation_then_round_trips(app_env):
     assert store.audit_events(action="delete")[0].outcome == "ok"
 
 
+
+def delete_in_pica(sandbox, conn) -> None:
+    """As the end user or another agent would, outside this session."""
+    httpx.delete(f"{sandbox.url}/v1/vault/connections/{conn['id']}", headers={"x-pica-secret": SANDBOX_TEST_KEY},
+                 timeout=10).raise_for_status()
+
+
+@pytest.mark.parametrize("how", ["refresh", "delete"])
+def test_a_connection_deleted_elsewhere_is_said_to_be_gone_and_no_longer_counted(app_env, how):
+    """A 404 read as "check the id or the environment", the detail stayed, and Fleet and the Catalog counted it on."""
+    conn = seeded(app_env, platform="hubspot")
+    at = open_page("connections", query={"key": conn["key"], "connection": conn["id"]})
+    store = store_of(app_env)
+    assert store.stored_connection(conn["key"]) is not None
+    delete_in_pica(app_env, conn)
+    if how == "refresh":
+        next(b for b in at.button if b.label == "Refresh from Pica").click().run()
+    else:
+        at.text_input(key=f"delete-confirm-{conn['id']}").set_value("hubspot")
+        next(b for b in at.button if b.label == "Delete connection").click().run()
+    assert_clean(at)
+    assert not at.error
+    assert any("no longer exists in Pica (deleted elsewhere)" in s.value.replace("\\", "") for s in at.success)
+    assert store.stored_connection(conn["key"]) is None and "connection" not in at.query_params
+    if how == "delete":
+        [event] = store.audit_events(action="delete")
+        assert event.outcome == "ok" and event.detail["already_gone"] is True
+
 def test_an_identity_in_other_letter_case_points_to_the_one_pica_knows(app_env):
     conn = seeded(app_env)
     at = open_page("connections", query={"identity": conn["identity"].upper()})
