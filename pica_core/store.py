@@ -315,7 +315,8 @@ class Store:
                                 seen_at=seen_at)
 
     def upsert_rows(self, rows: Sequence[ConnectionRow], *, source: str, sync_id: int | None = None,
-                    seen_at: datetime | None = None, sync_progress: dict[str, Any] | None = None) -> UpsertResult:
+                    seen_at: datetime | None = None, sync_progress: dict[str, Any] | None = None,
+                    first_seen_since: datetime | None = None) -> UpsertResult:
         """Idempotent upsert keyed by connection key; a transition row only when a stored state changes.
 
         A stored row seen later than `seen_at` (a sync that ran after the lookup whose cached answer this is)
@@ -325,7 +326,9 @@ class Store:
         the transitions. A re-sync of an unchanged fleet is the touch alone. The database reads the rows out of
         the JSON itself: the only Python per row is the fingerprint (see `_UPSERT_SQL`).
         `sync_progress` (values of run `sync_id`'s row) is written in the same transaction: a run stopped at any
-        point records exactly what it stored.
+        point records exactly what it stored. `first_seen_since`: the state_since of connections seen for the
+        first time (a sync's start, the same for all its batches, so that "broken longest" does not order a first
+        sync's finds by which of its pages came first); `seen_at` or now by default.
         """
         if not rows:
             if sync_progress:  # empty pages (an empty fleet, a list that shrank) are stored pages too
@@ -335,7 +338,9 @@ class Store:
         fingerprints = dict(zip(unique, map(_fingerprint, unique.values())))
         sql = _UPSERT_SQL[self.dialect]
         now = seen_at or utcnow()
-        marks = {"now": _sqlite_datetime(now) if self.dialect == "sqlite" else now, "sync_id": sync_id, "source": source}
+        since = min(first_seen_since or now, now)
+        marks = {"now": _sqlite_datetime(now) if self.dialect == "sqlite" else now, "sync_id": sync_id, "source": source,
+                 "since": _sqlite_datetime(since) if self.dialect == "sqlite" else since}
         pairs = {**marks, "pairs": to_json(list(fingerprints.items())).decode()}
 
         def write(connection) -> UpsertResult:
@@ -700,7 +705,7 @@ _WRITE = """INSERT INTO user_connections (connection_key, pica_id, platform, use
   state, tags, active, created_at, fingerprint, updated_at, first_seen_at, first_seen_by, last_seen_at, state_since,
   last_sync_id)
 SELECT key, pica_id, platform, identity, identity_type, environment, state, tags, active, coalesce(created_at, {now}),
-  fingerprint, {now}, {now}, {source}, {now}, {now}, {sync_id}
+  fingerprint, {now}, {now}, {source}, {now}, {since}, {sync_id}
 FROM ({rows}) AS b ORDER BY key
 ON CONFLICT (connection_key) DO UPDATE SET
   user_id = excluded.user_id, platform = excluded.platform, environment = excluded.environment,
@@ -710,7 +715,7 @@ ON CONFLICT (connection_key) DO UPDATE SET
   created_at = CASE WHEN excluded.created_at = excluded.first_seen_at THEN user_connections.created_at
                     ELSE excluded.created_at END,
   last_seen_at = excluded.last_seen_at, updated_at = excluded.updated_at, fingerprint = excluded.fingerprint,
-  state_since = CASE WHEN user_connections.state <> excluded.state THEN excluded.state_since
+  state_since = CASE WHEN user_connections.state <> excluded.state THEN {now}
                      ELSE user_connections.state_since END,
   last_sync_id = coalesce(excluded.last_sync_id, user_connections.last_sync_id)
 WHERE user_connections.last_seen_at <= excluded.last_seen_at"""
@@ -724,7 +729,7 @@ def _sqlite_row(field: str) -> str:
     return f"json_extract(value, '$[1].{field}')"
 
 
-_SQLITE_MARKS = {"now": ":now", "source": ":source", "sync_id": ":sync_id"}
+_SQLITE_MARKS = {"now": ":now", "source": ":source", "sync_id": ":sync_id", "since": ":since"}
 _SQLITE_CREATED = _sqlite_row("createdAt")
 _SQLITE_UPSERT = _UpsertSQL(
     touch="""SELECT json_group_array(json_array(c.connection_key, c.state))
@@ -749,7 +754,7 @@ FROM json_each(:rows)"""),
                                     rows="json_each(:rows)"),
 )
 
-_POSTGRES_MARKS = {"now": "%(now)s", "source": "%(source)s", "sync_id": "%(sync_id)s::integer"}
+_POSTGRES_MARKS = {"now": "%(now)s", "source": "%(source)s", "sync_id": "%(sync_id)s::integer", "since": "%(since)s"}
 _POSTGRES_UPSERT = _UpsertSQL(
     # The new keys are those the touch did not find and that are not stored (a row seen later than this batch is
     # left as it is: see upsert_rows).

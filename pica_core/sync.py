@@ -119,6 +119,7 @@ class _Writer:
         self.new = 0
         self.transitions = 0
         self.rate_limited = False  # a page met a rate limit longer than the client's retry budget
+        self.began = utcnow()  # this pass's start: the state_since of what it sees for the first time
 
     def plan(self, first: PageResult, *, since: datetime | None = None) -> None:
         """A pass over every page, as many as page 1 says. A resume's new pass gives `since`, when it began: the
@@ -156,7 +157,8 @@ class _Writer:
                     done, seen = self.pages_done + len(first_time), self.rows + sum(first_time.values())
                     try:
                         result = await loop.run_in_executor(self.pool, functools.partial(
-                            self.store.upsert_rows, rows, source="sync", sync_id=self.run_id, sync_progress={
+                            self.store.upsert_rows, rows, source="sync", sync_id=self.run_id,
+                            first_seen_since=self.began, sync_progress={
                                 "pages_done": done, "rows_seen": seen, "failed_pages": self._to_resume(unstored)}))
                     except BaseException as exc:
                         for _, _, waiting in [*batch, *self.queue]:

@@ -332,6 +332,18 @@ def test_first_page_failing_fails_the_run_and_resume_starts_over(sandbox, store)
     assert resumed.status == "complete" and store.sync_run(resumed.run_id).resumed_from == report.run_id
 
 
+
+def test_a_first_sync_s_finds_share_its_start_so_failed_come_first_then_the_oldest(sandbox, store):
+    """Each batch stamped its own moment: "broken longest" ordered a first sync's finds by which page came first."""
+    report = run(sandbox, store, page_size=100)
+    assert report.pages_total > 3
+    broken = store.attention("test")
+    assert len({c.state_since for c in broken}) == 1 and all(c.since_is_lower_bound for c in broken)
+    states = [c.state for c in broken]
+    assert states == sorted(states, key=lambda s: s != "failed")  # failed, then degraded
+    failed = [c.created_at for c in broken if c.state == "failed"]
+    assert failed == sorted(failed)
+
 def test_a_rate_limit_stops_the_sync_asking_for_more_pages(sandbox, store):
     """The limit is the whole account's (end users' AuthKit tokens too): the sync asked for every page left anyway."""
     sandbox.fault("rate_limit", count=50, path="/v1/vault/connections", query="page=2", seconds=60)
