@@ -68,8 +68,10 @@ logos = {c.platform: public_url(c.image, settings) for c in catalog[0]} if catal
 # an empty Look up stays cleared).
 KEPT = "connections-query"
 TAB = "connections-tab"  # the tab of the reader's last Look up or Triage, open again when they come back
+OPEN_ONE = "connections-open-one"  # a new lookup (a link, a Look up): a key's one connection opens at once
 if arrived() and st.query_params.to_dict():  # a link (the sidebar's carries no query): its lookup
     st.session_state[TAB] = "lookup"
+    st.session_state[OPEN_ONE] = True
 if st.query_params.to_dict():
     st.session_state[KEPT] = st.query_params.to_dict()
 elif st.session_state.get(KEPT):
@@ -109,6 +111,7 @@ with lookup_tab:
                             key=f"lookup-key-{form_id}")
         if st.form_submit_button("Look up", type="primary", icon=":material/search:"):
             st.session_state["lookup-form-round"], st.session_state[TAB] = round_ + 1, "lookup"
+            st.session_state[OPEN_ONE] = True
             identity, pasted_type = pasted_identity(identity)  # a spreadsheet's row: its type wins
             chosen = Lookup(identity=identity.strip(), identity_type=pasted_type or (
                 "" if identity_type == "any" else identity_type), platform=(platform or "").strip(), key=key.strip())
@@ -143,6 +146,11 @@ with lookup_tab:
             show_fetch_problem(fetched, "this lookup's connections")
         if fetched is not None and fetched.value is not None:
             connections = fetched.value
+            # A key names one connection: its detail is what was asked for (Fleet's "open" links come this way).
+            # Only for a new lookup, so that unselecting its row keeps it closed.
+            if st.session_state.pop(OPEN_ONE, False) and lookup.key and not lookup.selected and len(connections) == 1:
+                lookup = replace(lookup, selected=connections[0].id)
+                st.query_params["connection"] = connections[0].id
             marker = (tuple(sorted(filters.items(), key=str)), fetched.fetched_at)
             if connections and st.session_state.get("stored-lookup") != marker:
                 # Seen when Pica answered, which a cached answer predates: a sync since then is not undone.

@@ -69,6 +69,11 @@ def test_lookup_by_key(app_env):
     at = open_page("connections", query={"key": conn["key"]})
     assert_clean(at)
     assert list(table(at)["key"]) == [conn["key"]]
+    # The one connection a key names opens at once (it took a click on its row, or &connection=…).
+    assert at.query_params["connection"] == conn["id"]
+    assert any(b.label == "Refresh from Pica" for b in at.button)
+    at.run()  # a rerun about the same lookup leaves it as it is
+    assert at.query_params["connection"] == conn["id"]
 
 
 def test_state_filter_from_the_url(app_env):
