@@ -152,6 +152,12 @@ def test_no_results_message_says_a_word_after_a_comma_is_not_a_type():
     assert hint.startswith("“robot” after the comma is not an identity type (user, team, organization, project)")
     for identity in ("Acme, Inc", "plain", "usr_1,user"):  # a link's usr_1,user: its word is a type
         assert "after the comma" not in no_results_message(Lookup(identity=identity), environment="test")[1]
+    # A link's usr_1,user is looked up whole (Look up splits what is typed, links not): the hint says how to split it.
+    _, hint = no_results_message(Lookup(identity="usr_1,User"), environment="test")
+    assert hint.startswith("The whole text was looked up as the identity: for usr_1 of type user, choose the type")
+    for identity, kind in (("Acme, Inc", ""), ("plain", ""), ("usr_1,user", "team")):
+        assert "whole text" not in no_results_message(Lookup(identity=identity, identity_type=kind),
+                                                      environment="test")[1]
 
 
 def test_no_results_message_hints_other_types_and_environment():
