@@ -1,12 +1,11 @@
 """Audit log (admins): every write made through the dashboard, who made it, on what, and how it went."""
 
-import json
 from datetime import datetime, time, UTC
 
 import pandas as pd
 import streamlit as st
 
-from pica_core.exports import frame_csv
+from pica_core.exports import audit_csv
 from pica_core.text import count
 from pica_core.ui import context
 from pica_core.ui.layout import when_column
@@ -47,7 +46,5 @@ else:
         "when": when_column("when"),
         "detail": st.column_config.JsonColumn("detail", width="large"),
     })
-    export = frame.assign(detail=frame["detail"].map(lambda d: json.dumps(d, sort_keys=True)))[
-        ["when", "who", "action", "target", "outcome", "detail"]]  # the CSV's columns as they always were
-    st.download_button("Download CSV", frame_csv(export), file_name="audit-log.csv", mime="text/csv",
+    st.download_button("Download CSV", audit_csv(events), file_name="audit-log.csv", mime="text/csv",
                        icon=":material/download:")

@@ -11,6 +11,7 @@ from pica_core.config import DEFAULT_SECRETS_PATH, read_secrets_file
 from pica_core.errors import ConfigError
 from pica_core.sandbox.state import FAULT_KINDS
 from pica_core.settings_view import configuration_rows
+from pica_core.text import plain
 from pica_core.ui import context
 
 settings = context.settings()
@@ -22,6 +23,16 @@ st.title("Settings")
 if not principal.can("audit"):  # not in other roles' navigation; this guards direct use
     st.error(principal.why_not("audit"), icon=":material/lock:")
     st.stop()
+
+
+def _said(response: httpx.Response) -> str:
+    """The sandbox's reason for refusing, from its error body."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    said = body.get("message") or body.get("error") if isinstance(body, dict) else None
+    return str(said) if isinstance(said, str) else f"{response.status_code} {response.reason_phrase}"
 
 
 def audited(operation: str, outcome: str, **detail) -> None:
@@ -67,9 +78,15 @@ if settings.sandbox and settings.api_url:
             response = httpx.request(method, f"{settings.api_url}/control/{path}", headers=sandbox_headers,
                                      timeout=15, **kwargs)
             response.raise_for_status()
+        except httpx.HTTPStatusError as exc:  # the sandbox says why
+            said = _said(exc.response)
+            audited(operation, "error", error=said)
+            st.error(f"The sandbox refused ({operation}): {plain(said)}. Nothing was changed.", icon=":material/error:")
+            return
         except httpx.HTTPError as exc:
             audited(operation, "error", error=type(exc).__name__)
-            st.error(f"The sandbox refused {operation}: {exc.__class__.__name__}.", icon=":material/error:")
+            st.error(f"The sandbox did not answer ({exc.__class__.__name__}): reload the page and try again.",
+                     icon=":material/error:")
             return
         audited(operation, "ok", **kwargs.get("json", {}))
         st.cache_data.clear()
@@ -92,5 +109,15 @@ if settings.sandbox and settings.api_url:
         count = row.number_input("For the next N requests", min_value=1, max_value=1000, value=3, width=190)
         path = row.text_input("Path prefix", value="/v1/", help="e.g. /v1/vault or /v1/authkit", width=200)
         if st.form_submit_button("Inject", disabled=bool(reason), help=reason):
-            fault = {"kind": kind, "status": status, "count": int(count), "path": path}
+            fault = {"kind": kind, "status": status, "count": int(count), "path": path.strip()}
             sandbox_control("POST", "faults", "inject sandbox fault", json=fault | ({"seconds": seconds} if seconds else {}))
+    try:  # what "Clear injected faults" would clear
+        pending = httpx.get(f"{settings.api_url}/control/faults", headers=sandbox_headers, timeout=5).json()["faults"]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        pending = None
+    if pending:
+        st.caption("Injected, still to fire: " + "; ".join(
+            plain(f"{f['kind']}{' ' + str(f['status']) if f['kind'] == 'status' else ''} on {f['path'] or 'every path'}"
+                  f"{' (' + f['query'] + ')' if f['query'] else ''} × {f['count']}") for f in pending))
+    elif pending == []:
+        st.caption("No faults injected: the sandbox answers as Pica would.")

@@ -129,4 +129,5 @@ class PicaTimeoutError(UpstreamUnavailableError):
 class InvalidResponseError(PicaError):
     """Pica answered something that is not what the contract says."""
 
-    default_hint = "Pica's answer was not understood: retry; if it persists, report it with the request id."
+    default_hint = ("Pica's answer was not understood: retry; if it keeps happening, Pica may have changed its API: "
+                    "tell whoever maintains the dashboard, with the time it happened.")

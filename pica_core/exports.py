@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+from datetime import UTC
 from collections.abc import Iterable, Sequence
 
 import pandas as pd
@@ -46,3 +48,14 @@ def rows_csv(header: Sequence[str], rows: Iterable[Sequence]) -> str:
     writer.writerow(header)
     writer.writerows([safe_cell(value) for value in row] for row in rows)
     return out.getvalue()
+
+
+AUDIT_COLUMNS = ("when", "who", "action", "target", "outcome", "detail")
+
+
+def audit_csv(events: Iterable) -> str:
+    """Audit events (newest first, as shown) as CSV: `when` to the second in UTC, as the page shows it, and the
+    detail as JSON with letters beyond ASCII as themselves (a spreadsheet showed "Zo\\u00eb" for Zoë)."""
+    return rows_csv(AUDIT_COLUMNS, ((e.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"), e.actor, e.action,
+                                     e.target, e.outcome, json.dumps(e.detail, sort_keys=True, ensure_ascii=False))
+                                    for e in events))

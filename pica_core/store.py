@@ -35,7 +35,7 @@ except ImportError:  # Windows: syncs exclude each other within one process only
     fcntl = None
 from collections.abc import Callable, Iterator, Sequence
 
-from sqlalchemy import JSON, Column, Index, case, event, func, or_, text
+from sqlalchemy import JSON, Column, Index, String, case, cast, event, func, or_, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from pydantic_core import from_json, to_json
@@ -634,16 +634,18 @@ class Store:
                      limit: int = 1000) -> list[AuditEvent]:
         with self.session() as session:
             query = select(AuditEvent)
-            if actor:
-                query = query.where(AuditEvent.actor == actor)
+            if actor:  # part of a name or an email, in any case: nobody remembers local-admin's exact spelling
+                query = query.where(AuditEvent.actor.ilike(f"%{_escape_like(actor)}%", escape="\\"))
             if action:
                 query = query.where(AuditEvent.action == action)
             if outcome:
                 query = query.where(AuditEvent.outcome == outcome)
             if since:
                 query = query.where(AuditEvent.at >= since)
-            if target:
-                query = query.where(AuditEvent.target.ilike(f"%{_escape_like(target)}%", escape="\\"))
+            if target:  # the detail too: a key writes the identity slugged (rev-bob,-jr), the detail as it was typed
+                pattern = f"%{_escape_like(target)}%"
+                query = query.where(or_(AuditEvent.target.ilike(pattern, escape="\\"),
+                                        cast(AuditEvent.detail, String).ilike(pattern, escape="\\")))
             return list(session.exec(query.order_by(AuditEvent.id.desc()).limit(limit)))
 
     def count(self, model: type[SQLModel]) -> int:

@@ -123,8 +123,11 @@ def connection_key(value: str) -> str:
         raise InvalidInputError("Enter a connection key, e.g. test::gmail::default::<32 hex>|<identity>.")
     if error := _invisible_error("That connection key", value):
         raise error
-    if has_control(value) or len(value) > 400:
-        raise InvalidInputError("That connection key contains control characters or is far too long.")
+    if has_control(value):
+        raise InvalidInputError("That connection key contains control characters (a line break or a tab, say): "
+                                "paste the key alone.")
+    if len(value) > 400:
+        raise InvalidInputError(f"That connection key is {len(value):,} characters long: keys are at most 400.")
     if not _KEY.match(value):
         raise InvalidInputError(
             "That does not look like a Pica connection key.",

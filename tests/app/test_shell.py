@@ -57,3 +57,17 @@ def test_settings_injects_every_sandbox_fault_with_its_seconds(app_env):
     [fault] = app_env.control("GET", "faults").json()["faults"]
     assert (fault["kind"], fault["seconds"], fault["count"]) == ("latency", 2.5, 1)
     assert "401" in next(s for s in at.selectbox if s.label == "Status (for status)").options
+    assert any(c.value.startswith("Injected, still to fire: latency on /v1/ × 1") for c in at.caption)
+
+
+def test_settings_refuses_a_fault_path_that_would_never_fire_and_says_why(app_env):
+    """`v1/vault` (no leading slash) was injected, "done", and never fired."""
+    at = open_page("settings")
+    next(t for t in at.text_input if t.label == "Path prefix").set_value("v1/vault")
+    next(b for b in at.button if b.label == "Inject").click().run()
+    assert_clean(at)
+    assert app_env.control("GET", "faults").json()["faults"] == []
+    [error] = at.error
+    assert "path must start with / (such as /v1/vault)" in error.value.replace("\\", "")
+    assert error.value.endswith("Nothing was changed.")
+    assert any(c.value.startswith("No faults injected") for c in at.caption)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from pica_core.connections_view import connection_rows, connections_csv, fleet_csv, parse_bulk
-from pica_core.exports import frame_csv, rows_csv, safe_cell, unguard
+from pica_core.exports import audit_csv, frame_csv, rows_csv, safe_cell, unguard
 from pica_core.models import Connection
 from pica_core.store import Store
 
@@ -52,3 +52,14 @@ def test_the_vault_and_fleet_exports_are_guarded_and_triage_reads_them_back():
     fleet_row[tags] = ["@a"]
     exported = next(csv.DictReader(io.StringIO(fleet_csv([fleet_row]))))
     assert set(exported.values()) == {"'-x", "'@a"}
+
+
+def test_the_audit_csv_writes_letters_as_they_are_and_times_as_the_page_shows_them(tmp_path):
+    """The detail said "Zo\\u00eb" and `when` had microseconds and an offset the page does not show."""
+    store = Store.from_url(f"sqlite:///{tmp_path / 'audit.db'}")
+    store.audit(actor="ops@acme.io", action="connect", target="=key", outcome="ok", identity="Zoë 東京")
+    [row] = list(csv.DictReader(io.StringIO(audit_csv(store.audit_events()))))
+    assert list(row) == ["when", "who", "action", "target", "outcome", "detail"]
+    assert row["detail"] == '{"identity": "Zoë 東京"}' and row["target"] == "'=key"
+    assert datetime.strptime(row["when"], "%Y-%m-%d %H:%M:%S UTC").replace(tzinfo=UTC) <= datetime.now(UTC)
+    store.engine.dispose()

@@ -269,6 +269,18 @@ def test_history_search_and_audit(store):
     assert events[0].actor == "a@x.io" and events[0].detail == {"platform": "gmail"}
 
 
+
+def test_audit_filters_find_a_name_in_any_case_and_an_identity_in_the_detail(store):
+    """"local" found nothing of local-admin, nor "rev bob, jr" its connect (the key slugs it rev-bob,-jr)."""
+    key = "test::gmail::default::" + "a" * 32 + "|rev-bob,-jr"
+    store.audit(actor="local-admin", action="connect", target=key, outcome="ok", identity="rev bob, jr")
+    store.audit(actor="ops@acme.io", action="delete", target="test::slack::x", outcome="ok", identity="someone")
+    assert [e.target for e in store.audit_events(actor="LOCAL")] == [key]
+    assert [e.target for e in store.audit_events(target="rev bob, jr")] == [key]
+    assert [e.target for e in store.audit_events(target="REV-BOB")] == [key]
+    assert store.audit_events(actor="%") == []  # LIKE wildcards are escaped
+
+
 def test_stored_connections_reads_only_the_keys_asked(store):
     store.upsert_connections([conn(1), conn(2)], source="sync")
     assert [r.connection_key for r in store.stored_connections([conn(2).key])] == [conn(2).key]
