@@ -189,7 +189,7 @@ with missing_tab:
 with export_tab:
     # Built when clicked, not on every run of the page: 50,000 connections take about a second.
     st.download_button(f"Download every stored connection ({store.fleet_size(env):,}, CSV)",
-                       lambda: fleet_csv(store.fleet_export(env)), file_name="fleet.csv", mime="text/csv",
+                       lambda: fleet_csv(store.fleet_export(env), names), file_name="fleet.csv", mime="text/csv",
                        icon=":material/download:", on_click="ignore")
     if totals["not_seen"]:
         st.caption(f"With the {totals['not_seen']:,} not seen in the last sync, which the counts above leave out.")

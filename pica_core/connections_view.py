@@ -200,8 +200,10 @@ def connections_csv(table: pd.DataFrame, connections: Sequence[Connection],
     export = table.drop(columns=["logo"]).rename(columns={"platform": "platform name"})
     export.insert(0, "platform", [c.platform for c in connections])
     export["state"] = [c.state for c in connections]
-    export["state since"] = [seen.state_since if (seen := stored.get(c.key)) and seen.state == c.state else None
-                             for c in connections]
+    same = [seen if (seen := stored.get(c.key)) and seen.state == c.state else None for c in connections]
+    export["state since"] = [seen.state_since if seen else None for seen in same]
+    export.insert(export.columns.get_loc("state since") + 1, "since or earlier",
+                  [seen.since_is_lower_bound if seen else None for seen in same])
     export["tags"] = export["tags"].map(",".join)
     return exports.frame_csv(export)
 
@@ -542,8 +544,11 @@ def triage_csv(table: pd.DataFrame) -> str:
     return exports.frame_csv(export)
 
 
-def fleet_csv(rows: Iterable[Sequence]) -> str:
-    """The fleet export (rows of `Store.fleet_export`) as CSV, tags joined by commas."""
+def fleet_csv(rows: Iterable[Sequence], names: Mapping[str, str] | None = None) -> str:
+    """The fleet export (rows of `Store.fleet_export`) as CSV, with the columns of the Connections CSV (the
+    platform's name after its id, tags joined by commas) and Fleet's own last one."""
+    names = names or {}
     tags = Store.EXPORT_COLUMNS.index("tags")
-    return exports.rows_csv(Store.EXPORT_COLUMNS,
-                            ((*row[:tags], ",".join(row[tags]), *row[tags + 1:]) for row in rows))
+    header = (Store.EXPORT_COLUMNS[0], "platform name", *Store.EXPORT_COLUMNS[1:])
+    return exports.rows_csv(header, ((row[0], names.get(row[0], row[0]), *row[1:tags], ",".join(row[tags]),
+                                      *row[tags + 1:]) for row in rows))

@@ -35,7 +35,7 @@ except ImportError:  # Windows: syncs exclude each other within one process only
     fcntl = None
 from collections.abc import Callable, Iterator, Sequence
 
-from sqlalchemy import JSON, Column, Index, String, case, cast, event, func, or_, text
+from sqlalchemy import JSON, Column, Index, String, and_, case, cast, event, func, or_, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from pydantic_core import from_json, to_json
@@ -490,14 +490,21 @@ class Store:
                     for name, query in queries.items()}
 
     # Named and ordered as the vault table's CSV (connections_view.connections_csv), so the two line up.
-    EXPORT_COLUMNS = ("platform", "state", "state since", "environment", "identity", "identity type", "key", "tags",
-                      "active", "created", "first seen", "last seen")
+    EXPORT_COLUMNS = ("platform", "state", "state since", "since or earlier", "environment", "identity",
+                      "identity type", "key", "tags", "active", "created", "first seen", "last seen", "id",
+                      "not seen in last sync")
 
     def fleet_export(self, environment: str | None = None) -> list[tuple]:
-        """Every stored connection as a row of `EXPORT_COLUMNS` (plain rows: no objects built for 50,000 of them)."""
+        """Every stored connection as a row of `EXPORT_COLUMNS` (plain rows: no objects built for 50,000 of them).
+        "since or earlier": the state was already so when first seen (`UserConnection.since_is_lower_bound`); "not
+        seen in last sync": the latest complete sync did not see it (Fleet's tab of that name), NULL before any."""
         c = UserConnection
-        query = select(c.platform, c.state, c.state_since, c.environment, c.user_id, c.identity_type,
-                       c.connection_key, c.tags, c.active, c.created_at, c.first_seen_at, c.last_seen_at)
+        lower_bound = and_(c.state_since <= c.first_seen_at,
+                           or_(c.first_seen_by.is_(None), c.first_seen_by != "connect"))  # health.first_sighting…
+        cutoff = self._fleet_cutoff(environment)
+        query = select(c.platform, c.state, c.state_since, lower_bound, c.environment, c.user_id, c.identity_type,
+                       c.connection_key, c.tags, c.active, c.created_at, c.first_seen_at, c.last_seen_at, c.pica_id,
+                       case((cutoff.is_(None), None), else_=c.last_seen_at < cutoff))
         if environment:
             query = query.where(c.environment == environment)
         with self.engine.connect() as connection:

@@ -223,7 +223,7 @@ def test_fleet_totals_count_what_the_limited_lists_leave_out(store):
 
 
 def test_the_fleet_export_holds_every_stored_connection_of_the_environment(store):
-    from pica_core.connections_view import fleet_csv
+    from pica_core.connections_view import connection_rows, connections_csv, fleet_csv
     import csv
     import io
 
@@ -236,10 +236,27 @@ def test_the_fleet_export_holds_every_stored_connection_of_the_environment(store
     assert [(r["key"], r["identity"], r["state"], r["tags"], r["active"]) for r in rows] == [
         (conn(2, identity="a,\"b\"\nc").key, "a,\"b\"\nc", "operational", "", "True"),
         (conn(1).key, "u-1", "failed", "vip,eu", "True")]  # by identity, then platform
-    assert list(rows[0]) == list(Store.EXPORT_COLUMNS)
+    header = ["platform", "platform name", "state", "state since", "since or earlier", "environment", "identity",
+              "identity type", "key", "tags", "active", "created", "first seen", "last seen", "id",
+              "not seen in last sync"]
+    assert list(rows[0]) == header
     stored = store.stored_connection(conn(1).key)
     assert datetime.fromisoformat(rows[1]["first seen"]) == stored.first_seen_at
-    assert fleet_csv([]) == ",".join(Store.EXPORT_COLUMNS) + "\n"
+    # Found failed at first sight: it may have been so before (the page says "or earlier"); no sync yet, so nobody
+    # knows what is gone.
+    assert (rows[1]["since or earlier"], rows[1]["not seen in last sync"], rows[1]["id"]) == ("True", "", conn(1).id)
+    assert fleet_csv([]) == ",".join(header) + "\n"
+    # The Connections CSV has the same columns, bar Fleet's last.
+    table = connection_rows([conn(1)], {conn(1).key: stored}, {"gmail": "Gmail"}, {})
+    assert list(next(csv.DictReader(io.StringIO(connections_csv(table, [conn(1)], {conn(1).key: stored}))))) == \
+        header[:-1]
+    # After a complete sync that did not see it, a connection is "not seen in last sync".
+    run = store.start_sync("test", 300)
+    store.upsert_connections([conn(1, "failed", tags=["vip", "eu"])], source="sync", sync_id=run.id)
+    store.update_sync(run.id, status="complete")
+    rows = {r["key"]: r for r in csv.DictReader(io.StringIO(fleet_csv(store.fleet_export("test"))))}
+    assert rows[conn(1).key]["not seen in last sync"] == "False"
+    assert rows[conn(2, identity="a,\"b\"\nc").key]["not seen in last sync"] == "True"
 
 
 def test_a_batch_of_empty_pages_still_records_the_run_s_progress(store):
