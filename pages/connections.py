@@ -280,6 +280,9 @@ with bulk_tab:
         if parsed.identities:
             st.session_state[TRIAGE_JOB] = start_triage(settings, parsed.identities)
             st.rerun()  # the button disabled while it runs
+        elif not parsed.problems and upload is not None and not text.strip():
+            st.info(plain(f"Nothing to triage: {upload.name} has no identities under its header row."),
+                    icon=":material/info:")
         elif not parsed.problems:
             st.info("Nothing to triage: paste identities above or upload a CSV file.", icon=":material/info:")
     if running:  # started here, maybe before the reader looked someone up or left the page
@@ -318,11 +321,18 @@ with bulk_tab:
                 st.rerun()
         by_identity, every = st.tabs(["By identity", "Every connection"])
         with by_identity:
-            st.dataframe(triage_summary(identities, names, base=app_base()), hide_index=True, width="stretch", column_config={
-                "open": st.column_config.LinkColumn("lookup", display_text="open", width="small")})
+            # The notes are what the support agent reads (where the connections may be): the widest column.
+            st.dataframe(triage_summary(identities, names, base=app_base()), hide_index=True,
+                         width="stretch", column_config={
+                "open": st.column_config.LinkColumn("lookup", display_text="open", width="small"),
+                "identity type": st.column_config.TextColumn("type", width="small"),
+                "note": st.column_config.TextColumn("note", width="large")})
         with every:
             broken_only = st.toggle("Only those that need attention", key="triage-broken-only")
             shown_rows = table[table["state"].isin(NEEDS_ATTENTION)] if broken_only else table
-            st.dataframe(style_states(shown_rows), hide_index=True, width="stretch", column_order=TRIAGE_SHOWN)
-        st.download_button("Download CSV", triage_csv(table), file_name="triage.csv", mime="text/csv",
+            st.dataframe(style_states(shown_rows), hide_index=True, width="stretch", column_order=TRIAGE_SHOWN,
+                         column_config={"note": st.column_config.TextColumn("note", width="large")})
+        # What "Every connection" shows: with its toggle on, those that need attention only.
+        st.download_button("Download CSV" + (" (those that need attention)" if broken_only else ""),
+                           triage_csv(shown_rows), file_name="triage.csv", mime="text/csv",
                            icon=":material/download:", key="triage-csv")

@@ -529,7 +529,8 @@ def triage_summary(identities: Sequence[TriageResult], names: Mapping[str, str] 
     frame = pd.DataFrame(rows, columns=["open", "identity", "identity type", "connections", "need attention",
                                         "broken on", "note"]).astype({"connections": "Int64", "need attention": "Int64"})
     frame = frame.sort_values("need attention", ascending=False, kind="stable", na_position="first")
-    # Shown as a dash: an empty count showed as a grey "None", which reads as none.
+    # Shown as a dash: an empty count showed as a grey "None", which reads as none (Streamlit draws a null so even
+    # under a Styler's na_rep).
     return frame.astype({"connections": object, "need attention": object}).fillna("—").reset_index(drop=True)
 
 

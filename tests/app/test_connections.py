@@ -562,6 +562,15 @@ def test_bulk_triage_of_a_file_says_so_once_the_file_is_gone(app_env):
     assert team["key"] in set(next(df.value for df in at.dataframe if "key" in df.value.columns)["key"])
 
 
+
+def test_an_uploaded_file_with_only_its_header_is_named_as_empty(app_env):
+    """It said "paste identities above or upload a CSV file" to someone who had just uploaded one."""
+    at = open_page("connections")
+    at.file_uploader[0].set_value(("support.csv", b"identity,identityType\n", "text/csv")).run()
+    next(b for b in at.button if b.label == "Triage").click().run()
+    assert_clean(at)
+    assert "Nothing to triage: support\\.csv has no identities under its header row\\." in [i.value for i in at.info]
+
 def test_bulk_triage_says_where_an_identity_s_connections_are_when_it_has_none(app_env):
     team = seeded(app_env, identityType="team")
     user = seeded(app_env, identityType="user")

@@ -303,7 +303,8 @@ def test_the_vault_csv_is_written_like_the_fleet_csv():
     assert [(r["platform"], r["platform name"], r["state"], r["tags"]) for r in rows] == [
         ("gmail", "Gmail", "failed", "vip,eu"), ("slack", "slack", "unknown", "")]  # Connection's default
     assert "logo" not in rows[0]
-    assert [c for c in rows[0] if c not in ("platform name", "id")] == list(Store.EXPORT_COLUMNS)  # as the fleet's
+    assert [c for c in rows[0] if c != "platform name"] == list(Store.EXPORT_COLUMNS[:-1])  # as the fleet's, bar
+    # its "not seen in last sync"
     # "state since" as the Fleet CSV writes it: a time, not the table's "… or earlier" text.
     store = Store.from_url("sqlite://")
     store.create_schema()
@@ -314,6 +315,7 @@ def test_the_vault_csv_is_written_like_the_fleet_csv():
     vault = next(csv.DictReader(io.StringIO(connections_csv(table, connections, stored))))
     fleet = dict(zip(Store.EXPORT_COLUMNS, store.fleet_export()[0]))
     assert vault["state since"] == str(fleet["state since"])
+    assert vault["since or earlier"] == str(fleet["since or earlier"]) == "True"
 
 
 def test_state_since_says_or_earlier_only_when_the_state_may_be_older_than_its_first_sighting():
