@@ -84,7 +84,7 @@ with builder_tab:
         with st.container(border=True):
             st.markdown("##### :material/inbox: Response")
             ui.render_call(last, settings, key="con_last")
-            ui.offer_reconnect(last, chosen, principal)
+            ui.offer_reconnect(last, chosen, principal, settings)
 
 with history_tab:
     if history_tab.open:  # the History tab's queries and previews only when it is shown

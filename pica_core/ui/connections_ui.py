@@ -60,9 +60,17 @@ def follow_triage() -> None:
                                  "results show here.")
 
 
-def reconnect_link(principal: Principal, conn: Connection, connector: str, *, where: str = "") -> None:
+def reconnect_link(principal: Principal, conn: Connection, connector: str, *, settings: Settings,
+                   where: str = "") -> None:
     """Connect, set to authorise this connection's connector again for its identity (`where` tells two such links
-    on one page apart)."""
+    on one page apart); disabled, saying why, when the connector is not enabled in AuthKit (Connect could only
+    say so, and offer other connectors, none of which reconnects this one)."""
+    enabled = data.enabled_in_authkit(settings)
+    if enabled is not None and conn.platform not in enabled:
+        st.button("Reconnect", icon=":material/link:", disabled=True, key=f"link-connect{where}",
+                  help=f"{connector} is not enabled in AuthKit for this environment: enable it in Pica's dashboard "
+                       "first; the end user can then reconnect.")
+        return
     page_link(principal, "connect", "Reconnect", ":material/link:", {
         "identity": conn.identity or "", "identityType": conn.identity_type or "", "connector": connector,
         "reconnect": conn.key}, "reconnect", where=where)
@@ -132,7 +140,7 @@ def actions(conn: Connection, *, settings: Settings, store: Store, principal: Pr
                 redraw_tags(conn)
                 flash(f"Refreshed: {fresh.state}" + (" (state changed)" if result.transitions else ""))
                 st.rerun()
-        reconnect_link(principal, conn, display_name)
+        reconnect_link(principal, conn, display_name, settings=settings)
         page_link(principal, "console", "Open in the console", ":material/terminal:", {"key": conn.key}, "console")
     # Keyed, started from the tags as shown, and drawn anew only after a save or a refresh (`redraw_tags`): a box
     # made anew whenever the tags changed dropped the reader's edit (a form's edit reaches the server only on

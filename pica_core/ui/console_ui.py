@@ -226,7 +226,7 @@ def show_connection(settings: Settings, principal: Principal, chosen: ChosenConn
         what, todo = meaning(chosen.state)
         st.warning(f"**This connection is {chosen.state}.** {what} {todo}", icon=":material/warning:")
         if chosen.state == "failed":
-            reconnect_link(principal, chosen.connection, name or chosen.platform)
+            reconnect_link(principal, chosen.connection, name or chosen.platform, settings=settings)
     if chosen.environment != settings.environment:
         st.warning(f"This is a {chosen.environment} connection but the dashboard's key is a {settings.environment} "
                    "key: Pica will answer 404 Invalid connection header.", icon=":material/swap_horiz:")
@@ -462,11 +462,12 @@ def remember(outcome: console.CallOutcome, settings: Settings, platform: str) ->
     return ShownCall(outcome, view, platform)
 
 
-def offer_reconnect(shown: ShownCall, chosen: ChosenConnection | None, principal: Principal) -> None:
+def offer_reconnect(shown: ShownCall, chosen: ChosenConnection | None, principal: Principal,
+                    settings: Settings) -> None:
     """A 401 on the chosen connection means the user must reconnect (the message above says so): the link to it."""
     if (shown.view is not None and shown.view.status == 401 and chosen is not None and chosen.connection is not None
             and chosen.key == shown.outcome.prepared.connection_key):
-        reconnect_link(principal, chosen.connection, chosen.platform, where="-response")
+        reconnect_link(principal, chosen.connection, chosen.platform, settings=settings, where="-response")
 
 
 def render_call(shown: ShownCall, settings: Settings, *, key: str) -> None:

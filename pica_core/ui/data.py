@@ -51,6 +51,12 @@ def platform_names(settings: Settings, *, ask: bool = True) -> dict[str, str]:
     return names_of(catalog(settings).value if ask else last_good.peek(("catalog", *_key(settings))))
 
 
+def enabled_in_authkit(settings: Settings) -> set[str] | None:
+    """The platforms enabled in AuthKit, from a catalog read before (never asking Pica); None when none was."""
+    remembered = last_good.peek(("catalog", *_key(settings)))
+    return remembered[1] if remembered else None
+
+
 def names_of(catalog_value: tuple[list[Connector], set[str]] | None) -> dict[str, str]:
     """The names by id of a catalog already read (`catalog(settings).value`)."""
     return {c.platform: c.name for c in catalog_value[0]} if catalog_value else {}

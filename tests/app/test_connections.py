@@ -222,6 +222,21 @@ def test_a_connection_deleted_elsewhere_is_said_to_be_gone_and_no_longer_counted
         [event] = store.audit_events(action="delete")
         assert event.outcome == "ok" and event.detail["already_gone"] is True
 
+
+def test_reconnect_is_disabled_with_the_reason_when_the_connector_is_not_enabled_in_authkit(app_env):
+    """Connect could only say so, and offer other connectors, none of which reconnects this one."""
+    enabled = app_env.state.catalog.authkit_enabled["test"]
+    conn = next(c for c in app_env.state.connections.values() if c["environment"] == "test"
+                and c["platform"] not in enabled)
+    at = open_page("connections", query={"key": conn["key"], "connection": conn["id"]})
+    assert_clean(at)
+    [reconnect] = [b for b in at.button if b.label == "Reconnect"]
+    assert reconnect.disabled and "is not enabled in AuthKit for this environment" in reconnect.help
+    assert not [link for link in at.get("page_link") if link.proto.label == "Reconnect"]
+    enabled_one = seeded(app_env, platform=sorted(enabled & {"gmail", "slack", "notion", "hubspot"})[0])
+    at = open_page("connections", query={"key": enabled_one["key"], "connection": enabled_one["id"]})
+    assert [link for link in at.get("page_link") if link.proto.label == "Reconnect"]
+
 def test_an_identity_in_other_letter_case_points_to_the_one_pica_knows(app_env):
     conn = seeded(app_env)
     at = open_page("connections", query={"identity": conn["identity"].upper()})
