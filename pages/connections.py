@@ -34,6 +34,7 @@ from pica_core.ui.connections_ui import (
     detail,
     follow_triage,
     own_triage,
+    show_stored,
     start_triage,
 )
 from pica_core.ui.layout import (
@@ -144,6 +145,11 @@ with lookup_tab:
             fetched = data.connections(settings, **filters) if filters is not None else None
         if fetched is not None:
             show_fetch_problem(fetched, "this lookup's connections")
+        # Pica could not be asked, and no answer of it is remembered: what the dashboard stored is all there is.
+        if fetched is not None and fetched.value is None and (
+                stored := store.stored_matching(environment=settings.environment, **filters)):
+            show_stored(stored, names, f"**What the dashboard last stored for {plain(lookup.describe())}**, latest "
+                                       "seen first (Pica could not be asked):")
         if fetched is not None and fetched.value is not None:
             connections = fetched.value
             # A key names one connection: its detail is what was asked for (Fleet's "open" links come this way).
@@ -178,7 +184,15 @@ with lookup_tab:
                     st.caption(plain(f"{platform} is not a platform id of the catalog: ids look like gmail, "
                                      "google-drive or hubspot (the Catalog page lists them)."))
                 st.caption(plain(hint))
-            else:
+            # "Since when?" for a connection deleted since it was seen: the dashboard's records still know it.
+            listed = {c.key for c in connections}
+            gone = [s for s in store.stored_matching(environment=settings.environment, **filters)
+                    if s.connection_key not in listed]
+            gone_heading = (f"**Pica no longer lists {count(len(gone), 'connection')} the dashboard saw for this "
+                            "lookup** (deleted, or no longer of this identity); as last seen:")
+            if gone and not connections:
+                show_stored(gone, names, gone_heading)
+            if connections:
                 counts = state_counts(c.state for c in connections)
                 st.markdown(f"**{plain(lookup.describe())}** · {attention_summary(counts)}")
                 for column, state in zip(st.columns(4), STATES):
@@ -247,6 +261,10 @@ with lookup_tab:
                     st.download_button("Download CSV", connections_csv(table, shown, stored), file_name=lookup.file_name,
                                        mime="text/csv", icon=":material/download:", on_click="ignore")
 
+                if gone:
+                    with st.expander(f"{count(len(gone), 'connection')} Pica no longer lists",
+                                     icon=":material/history:"):
+                        show_stored(gone, names, gone_heading)
                 selected = next((c for c in connections if c.id == lookup.selected), None)
                 if lookup.selected and selected is None:
                     st.warning(f"The link's connection {plain(lookup.selected)} is not among these: deleted, or "

@@ -186,6 +186,16 @@ def connection_rows(connections: Sequence[Connection], stored: Mapping[str, User
     return pd.DataFrame(rows, columns=columns)
 
 
+def stored_rows(stored: Sequence[UserConnection], names: Mapping[str, str]) -> pd.DataFrame:
+    """What the dashboard stored of connections (`Store.stored_matching`), for a table: as they were last seen."""
+    return pd.DataFrame([{
+        "platform": names.get(s.platform, s.platform), "state when last seen": state_label(s.state),
+        "state since": _since(s), "last seen": s.last_seen_at, "identity": s.user_id, "identity type": s.identity_type,
+        "key": s.connection_key,
+    } for s in stored], columns=["platform", "state when last seen", "state since", "last seen", "identity",
+                                 "identity type", "key"])
+
+
 def _since(seen: UserConnection) -> str:
     """When the stored state began (UTC), as text: "or earlier" when it was already so at first sight."""
     return f"{seen.state_since:%Y-%m-%d %H:%M}" + (" or earlier" if seen.since_is_lower_bound else "")

@@ -392,6 +392,24 @@ class Store:
         with self.session() as session:
             return list(session.exec(select(UserConnection).where(UserConnection.connection_key.in_(list(keys)))))
 
+    def stored_matching(self, *, environment: str, keys: Sequence[str] = (), identity: str | None = None,
+                        identity_type: str | None = None, platform: str | None = None,
+                        limit: int = 200) -> list[UserConnection]:
+        """What the dashboard stored of a lookup's connections (its filters, as `Lookup.filters` gives them), the
+        latest seen first: all support has when Pica cannot be asked, or no longer lists them."""
+        c = UserConnection
+        query = select(c).where(c.environment == environment)
+        if keys:
+            query = query.where(c.connection_key.in_(list(keys)))
+        if identity:
+            query = query.where(c.user_id == identity)
+        if identity_type:
+            query = query.where(c.identity_type == identity_type)
+        if platform:
+            query = query.where(c.platform == platform)
+        with self.session() as session:
+            return list(session.exec(query.order_by(c.last_seen_at.desc(), c.id).limit(limit)))
+
     def transitions(self, key: str) -> list[ConnectionTransition]:
         """State history, oldest first: the first sighting (from the connection's row), then every change."""
         with self.session() as session:

@@ -10,12 +10,12 @@ import streamlit as st
 from ..access import Principal
 from ..client import AsyncPicaClient
 from ..config import Settings
-from ..connections_view import TriageResult, merge_tags, triage
+from ..connections_view import TriageResult, merge_tags, stored_rows, triage
 from .. import validation
 from ..errors import InvalidInputError, NotFoundError, PicaError
 from ..health import describe_transition, meaning, timeline
 from ..models import Connection
-from ..store import Store
+from ..store import Store, UserConnection
 from ..text import count, plain
 from . import context, data, jobs
 from .layout import ago, flash, show_error, state_badge, when_column
@@ -58,6 +58,13 @@ def own_triage() -> jobs.Job | None:
 def follow_triage() -> None:
     jobs.follow_here(TRIAGE_JOB, "You can look someone up or leave this page meanwhile: the triage goes on, and its "
                                  "results show here.")
+
+
+def show_stored(stored: list[UserConnection], names: dict[str, str], heading: str) -> None:
+    """A lookup's connections as the dashboard last stored them, under `heading` (why they are shown)."""
+    st.markdown(heading)
+    st.dataframe(stored_rows(stored, names), hide_index=True, width="stretch", column_config={
+        "last seen": when_column("last seen"), "key": st.column_config.TextColumn("connection key", width="medium")})
 
 
 def reconnect_link(principal: Principal, conn: Connection, connector: str, *, settings: Settings,

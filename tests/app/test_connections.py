@@ -223,6 +223,37 @@ def test_a_connection_deleted_elsewhere_is_said_to_be_gone_and_no_longer_counted
         assert event.outcome == "ok" and event.detail["already_gone"] is True
 
 
+
+def test_with_pica_down_a_lookup_shows_what_the_dashboard_stored(app_env):
+    """Support could not answer "since when?" while Pica failed, though a sync a minute before had stored it all."""
+    conn = identity_with_broken_connection(app_env)
+    open_page("fleet")  # a sync stores the fleet
+    app_env.fault("status", status=503, count=1000, path="/v1/vault")
+    at = open_page("connections", query={"identity": conn["identity"]})
+    assert_clean(at)
+    assert any(m.value.startswith("**What the dashboard last stored for") for m in at.markdown)
+    shown = next(d.value for d in at.dataframe if "state when last seen" in d.value.columns)
+    mine = [c for c in app_env.state.connections.values()
+            if c["identity"] == conn["identity"] and c["environment"] == "test"]
+    assert sorted(shown["key"]) == sorted(c["key"] for c in mine)
+
+
+def test_a_lookup_shows_what_pica_no_longer_lists_of_what_the_dashboard_saw(app_env):
+    """"Since when?" for a connection deleted since the last sync: the lookup said only "No connections"."""
+    conn = seeded(app_env, platform="hubspot")
+    open_page("fleet")  # a sync stores the fleet
+    delete_in_pica(app_env, conn)
+    at = open_page("connections", query={"identity": conn["identity"], "platform": "hubspot"})
+    assert_clean(at)
+    heading = "**Pica no longer lists 1 connection the dashboard saw for this lookup**"
+    assert any(m.value.startswith(heading) for m in at.markdown)
+    shown = next(d.value for d in at.dataframe if "state when last seen" in d.value.columns)
+    assert list(shown["key"]) == [conn["key"]]
+    listed = [c for c in app_env.state.connections.values() if c["identity"] == conn["identity"]
+              and c["environment"] == "test" and c["platform"] == "hubspot"]
+    assert bool(listed) == any(e.label == "1 connection Pica no longer lists" for e in at.expander)  # beside others
+
+
 def test_reconnect_is_disabled_with_the_reason_when_the_connector_is_not_enabled_in_authkit(app_env):
     """Connect could only say so, and offer other connectors, none of which reconnects this one."""
     enabled = app_env.state.catalog.authkit_enabled["test"]
