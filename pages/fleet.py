@@ -149,7 +149,10 @@ with broken_tab:
             "for": ("≥ " if r.since_is_lower_bound else "") + ago(r.state_since).replace(" ago", ""),
             "platform": names.get(r.platform, r.platform), "identity": r.user_id, "identity type": r.identity_type,
             "created": r.created_at, "key": r.connection_key} for r in attention])
+        # The state and the platform in full at 1280 px ("● degrad", "Microsoft Dynar…" when left to share).
         picked = st.dataframe(style_states(table), hide_index=True, width="stretch", column_config={
+            "state": st.column_config.TextColumn("state", width=110),
+            "platform": st.column_config.TextColumn("platform", width="medium"),
             "since": when_column("since"), "created": when_column("created"),
             "open": st.column_config.LinkColumn("details", display_text="open", width="small")},
             on_select="rerun", selection_mode="single-row", key=f"attention-{attention[0].id}-{len(attention)}")
