@@ -20,7 +20,7 @@ from .client import AsyncPicaClient
 from .config import load_settings
 from .errors import ConfigError
 from .store import Store
-from .sync import CannotResume, SyncBusy, page_list, resume_sync, sync_fleet
+from .sync import CannotResume, SyncBusy, SyncLockLost, page_list, resume_sync, sync_fleet
 
 
 def _progress(done: int, total: int, rows: int) -> None:
@@ -109,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     except SyncBusy as exc:  # a schedule overlapping itself: not a failure of this run, which did nothing
         print(str(exc), file=sys.stderr)
         return 3
+    except SyncLockLost as exc:
+        print(str(exc), file=sys.stderr)
+        _interrupted()
+        return 1
     except SQLAlchemyError as exc:  # part-way: each batch recorded with what it stored, so the run's row is exact
         print(f"The database failed during the sync: {_reason(exc)}", file=sys.stderr)
         _interrupted()

@@ -72,6 +72,11 @@ class SyncBusy(Exception):
     """Another fleet sync of this database and environment is running."""
 
 
+class SyncLockLost(Exception):
+    """The session holding a PostgreSQL sync's lock ended under it (a server restart, idle_session_timeout, a
+    pooler): another sync may take the lock, so this one stops."""
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -190,19 +195,21 @@ _PROCESS_LOCKS_GUARD = threading.Lock()
 
 
 @contextmanager
-def _sync_lock(engine: Engine, environment: str) -> Iterator[None]:
-    """A lock its holder's end releases: PostgreSQL's session advisory lock (per schema), flock on a file beside
-    a SQLite database; for an in-memory database, a lock in this process (no other can open it)."""
+def _sync_lock(engine: Engine, environment: str) -> Iterator[int | None]:
+    """A lock its holder's end releases: PostgreSQL's session advisory lock (per schema; it yields the session's
+    backend pid, to check that the lock is still held), flock on a file beside a SQLite database; for an in-memory
+    database, a lock in this process (no other can open it)."""
     name = f"pica-sync:{environment}"
     if engine.dialect.name == "postgresql":
         with engine.connect() as connection:
             lock = {"name": name}
             got = connection.scalar(text("SELECT pg_try_advisory_lock(hashtext(current_schema() || :name))"), lock)
+            pid = connection.scalar(text("SELECT pg_backend_pid()"))
             connection.commit()  # the lock outlives the transaction; an open one would hold back vacuum
             if not got:
                 raise SyncBusy(name)
             try:
-                yield
+                yield pid
             finally:
                 try:
                     connection.scalar(text("SELECT pg_advisory_unlock(hashtext(current_schema() || :name))"), lock)
@@ -278,6 +285,7 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        self._lock_sessions: dict[str, int] = {}  # environment → backend pid holding its sync lock (PostgreSQL)
 
     @classmethod
     def from_url(cls, url: str) -> Store:
@@ -316,7 +324,7 @@ class Store:
 
     def upsert_rows(self, rows: Sequence[ConnectionRow], *, source: str, sync_id: int | None = None,
                     seen_at: datetime | None = None, sync_progress: dict[str, Any] | None = None,
-                    first_seen_since: datetime | None = None) -> UpsertResult:
+                    first_seen_since: datetime | None = None, locked: str | None = None) -> UpsertResult:
         """Idempotent upsert keyed by connection key; a transition row only when a stored state changes.
 
         A stored row seen later than `seen_at` (a sync that ran after the lookup whose cached answer this is)
@@ -328,7 +336,9 @@ class Store:
         `sync_progress` (values of run `sync_id`'s row) is written in the same transaction: a run stopped at any
         point records exactly what it stored. `first_seen_since`: the state_since of connections seen for the
         first time (a sync's start, the same for all its batches, so that "broken longest" does not order a first
-        sync's finds by which of its pages came first); `seen_at` or now by default.
+        sync's finds by which of its pages came first); `seen_at` or now by default. `locked`: the environment
+        whose sync lock this process holds for the batch; on PostgreSQL, raises `SyncLockLost` if its session has
+        ended (another sync could then be running beside this one).
         """
         if not rows:
             if sync_progress:  # empty pages (an empty fleet, a list that shrank) are stored pages too
@@ -345,6 +355,8 @@ class Store:
 
         def write(connection) -> UpsertResult:
             run = connection.exec_driver_sql
+            if locked is not None and self.dialect == "postgresql":
+                self._check_lock(connection, locked)
             if sql.touch_update:
                 # SQLite: the UPDATE first, so the batch holds the write lock before it reads (the driver begins a
                 # transaction only for writes): no other writer can change a state between the read and the write.
@@ -363,6 +375,14 @@ class Store:
             return UpsertResult(inserted=len(new), updated=len(unique) - len(new), transitions=len(moved))
 
         return self._transaction(write)
+
+    def _check_lock(self, connection, environment: str) -> None:
+        pid = self._lock_sessions.get(environment)
+        held = pid is not None and connection.scalar(text(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = :pid)"), {"pid": pid})
+        if not held:
+            raise SyncLockLost(f"The sync of the {environment} environment lost its lock (its database session ended): "
+                               "it stopped so that no two syncs run at once. Resume it.")
 
     def _transaction(self, work: Callable[[Any], Any], attempts: int = 3) -> Any:
         """`work(connection)` in a transaction, run again when PostgreSQL rolled it back to break a deadlock: a
@@ -547,7 +567,7 @@ class Store:
         """
         held = ExitStack()
         try:
-            held.enter_context(_sync_lock(self.engine, environment))
+            pid = held.enter_context(_sync_lock(self.engine, environment))
         except SyncBusy:
             running = self.last_sync(environment, statuses=("running",))
             which = f" (#{running.id}, started {running.started_at:%H:%M:%S} UTC)" if running else ""
@@ -560,7 +580,12 @@ class Store:
                     done = run.pages_total > 0 and not run.failed_pages  # it ended after its last batch
                     run.status, run.finished_at = ("complete" if done else "interrupted"), utcnow()
                     run.error = None if done else "stopped before it finished (its process ended)"
-            yield
+            if pid is not None:
+                self._lock_sessions[environment] = pid
+            try:
+                yield
+            finally:
+                self._lock_sessions.pop(environment, None)
 
     def sync_in_progress(self, environment: str) -> bool:
         """Whether a sync of the environment runs now. When none does, asking takes the lock for a moment, which

@@ -25,10 +25,10 @@ from datetime import datetime
 from .client import AsyncPicaClient, Operation, PageResult
 from .errors import AuthError, PicaError, RateLimitedError
 from .models import ConnectionRow
-from .store import Store, SyncBusy, SyncRun, utcnow
+from .store import Store, SyncBusy, SyncLockLost, SyncRun, utcnow
 from .text import count
 
-__all__ = ["CannotResume", "SyncBusy", "SyncReport", "pages_stored", "resume_sync", "sync_fleet"]
+__all__ = ["CannotResume", "SyncBusy", "SyncLockLost", "SyncReport", "pages_stored", "resume_sync", "sync_fleet"]
 
 Progress = Callable[[int, int, int], None]  # (pages done, pages total, rows stored)
 
@@ -106,6 +106,7 @@ class _Writer:
     def __init__(self, store: Store, run: SyncRun, report: SyncReport, progress: Progress | None) -> None:
         self.store = store
         self.run_id = run.id
+        self.environment = run.environment
         self.page_size = run.page_size
         self.report = report
         self.progress = progress
@@ -158,7 +159,7 @@ class _Writer:
                     try:
                         result = await loop.run_in_executor(self.pool, functools.partial(
                             self.store.upsert_rows, rows, source="sync", sync_id=self.run_id,
-                            first_seen_since=self.began, sync_progress={
+                            first_seen_since=self.began, locked=self.environment, sync_progress={
                                 "pages_done": done, "rows_seen": seen, "failed_pages": self._to_resume(unstored)}))
                     except BaseException as exc:
                         for _, _, waiting in [*batch, *self.queue]:

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from sqlalchemy import event
 
-from pica_core.models import Connection, ConnectionRow
+from pica_core.models import Connection, ConnectionRow, connection_row
 from pica_core.store import (MIGRATIONS, _schema_lock, SCHEMA_VERSION, ConnectionTransition, PassthroughCallRecord, SchemaInfo, Store,
-                              UpsertResult, UserConnection, make_engine, utcnow)
+                              SyncLockLost, UpsertResult, UserConnection, make_engine, utcnow)
 
 
 def conn(n: int, state: str = "operational", identity: str = "u-1", platform: str = "gmail", **extra) -> Connection:
@@ -482,6 +482,8 @@ def test_a_lost_postgresql_session_leaves_the_sync_its_own_outcome(store):
 
     # The holder's session ends under it, as a server restart or idle_session_timeout ends it.
     with store.sync_lock("test"), store.engine.connect() as other:
+        store.upsert_connections([conn(1)], source="sync")
+        store.upsert_rows([connection_row(conn(1))], source="sync", locked="test")  # held: the batch goes in
         holders = other.scalars(text(
             "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid() "
             "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
@@ -489,6 +491,10 @@ def test_a_lost_postgresql_session_leaves_the_sync_its_own_outcome(store):
             "AND objid::text::bigint = (hashtext(current_schema() || 'pica-sync:test')::bigint & 4294967295)")).all()
         assert len(holders) == 1
         other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": holders[0]})
+        # Another sync could take the lock now: this one's next batch stops it, writing nothing.
+        with pytest.raises(SyncLockLost, match="lost its lock"):
+            store.upsert_rows([connection_row(conn(2))], source="sync", locked="test")
+        assert store.stored_connection(conn(2).key) is None
     with store.sync_lock("test"):  # leaving did not raise, and the lock can be taken again
         pass
 
