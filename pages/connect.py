@@ -146,7 +146,8 @@ if outcome is not None:
         st.code(conn.key, language=None, wrap_lines=True)
         if outcome.note:
             st.warning(plain(outcome.note), icon=":material/content_copy:")
-        st.page_link("pages/connections.py", label=f"See {plain(conn.identity)}'s connections", icon=":material/link:",
+        # The identity is named just above: a link naming it again ran past the page's edge when it was long.
+        st.page_link("pages/connections.py", label="See this identity's connections", icon=":material/link:",
                      query_params={"identity": conn.identity or "", "identityType": conn.identity_type or "",
                                    "connection": conn.id})
     else:

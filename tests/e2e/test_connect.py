@@ -43,7 +43,7 @@ def test_connect_gmail_end_to_end(dashboard, page):
         ("e2e-ana", "gmail", "operational")]
     assert dashboard.query("select action, outcome from audit_events where target = ?", key) == [("connect", "ok")]
 
-    page.get_by_role("link", name="See e2e-ana's connections").click()
+    page.get_by_role("link", name="See this identity's connections").click()
     wait_idle(page)
     # Visible where the page shows it (the table's accessible cells and the record's JSON are hidden copies).
     expect(page.get_by_text(key).filter(visible=True).first).to_be_visible()
