@@ -77,6 +77,13 @@ class SyncLockLost(Exception):
     pooler): another sync may take the lock, so this one stops."""
 
 
+@dataclass(frozen=True)
+class HeldLock:
+    """A sync lock held (`Store.sync_lock`): its environment, and on PostgreSQL the backend pid of its session."""
+    environment: str
+    pid: int | None = None
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -253,6 +260,18 @@ def _schema_lock(engine: Engine) -> Iterator[Any]:
         yield stack.enter_context(engine.begin())
 
 
+def _check_lock(connection, lock: HeldLock) -> None:
+    """Raise SyncLockLost unless the session `lock.pid` still holds this environment's advisory lock (a pid alone
+    could be another session's by now, holding another lock)."""
+    held = connection.scalar(text(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = :pid "
+        "AND objid::text::bigint = (hashtext(current_schema() || :name)::bigint & 4294967295))"),
+        {"pid": lock.pid, "name": f"pica-sync:{lock.environment}"})
+    if not held:
+        raise SyncLockLost(f"The sync of the {lock.environment} environment lost its lock (its database session "
+                           "ended): it stopped so that no two syncs run at once. Resume it.")
+
+
 # --- engine ---------------------------------------------------------------------------------------------
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     parsed = make_url(url)
@@ -285,7 +304,6 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
-        self._lock_sessions: dict[str, int] = {}  # environment → backend pid holding its sync lock (PostgreSQL)
 
     @classmethod
     def from_url(cls, url: str) -> Store:
@@ -324,7 +342,7 @@ class Store:
 
     def upsert_rows(self, rows: Sequence[ConnectionRow], *, source: str, sync_id: int | None = None,
                     seen_at: datetime | None = None, sync_progress: dict[str, Any] | None = None,
-                    first_seen_since: datetime | None = None, locked: str | None = None) -> UpsertResult:
+                    first_seen_since: datetime | None = None, locked: HeldLock | None = None) -> UpsertResult:
         """Idempotent upsert keyed by connection key; a transition row only when a stored state changes.
 
         A stored row seen later than `seen_at` (a sync that ran after the lookup whose cached answer this is)
@@ -336,9 +354,9 @@ class Store:
         `sync_progress` (values of run `sync_id`'s row) is written in the same transaction: a run stopped at any
         point records exactly what it stored. `first_seen_since`: the state_since of connections seen for the
         first time (a sync's start, the same for all its batches, so that "broken longest" does not order a first
-        sync's finds by which of its pages came first); `seen_at` or now by default. `locked`: the environment
-        whose sync lock this process holds for the batch; on PostgreSQL, raises `SyncLockLost` if its session has
-        ended (another sync could then be running beside this one).
+        sync's finds by which of its pages came first); `seen_at` or now by default. `locked`: the sync lock the
+        batch is written under (`sync_lock`'s); on PostgreSQL, raises `SyncLockLost` if its session no longer
+        holds it (another sync could then be running beside this one).
         """
         if not rows:
             if sync_progress:  # empty pages (an empty fleet, a list that shrank) are stored pages too
@@ -355,8 +373,8 @@ class Store:
 
         def write(connection) -> UpsertResult:
             run = connection.exec_driver_sql
-            if locked is not None and self.dialect == "postgresql":
-                self._check_lock(connection, locked)
+            if locked is not None and locked.pid is not None:
+                _check_lock(connection, locked)
             if sql.touch_update:
                 # SQLite: the UPDATE first, so the batch holds the write lock before it reads (the driver begins a
                 # transaction only for writes): no other writer can change a state between the read and the write.
@@ -375,14 +393,6 @@ class Store:
             return UpsertResult(inserted=len(new), updated=len(unique) - len(new), transitions=len(moved))
 
         return self._transaction(write)
-
-    def _check_lock(self, connection, environment: str) -> None:
-        pid = self._lock_sessions.get(environment)
-        held = pid is not None and connection.scalar(text(
-            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = :pid)"), {"pid": pid})
-        if not held:
-            raise SyncLockLost(f"The sync of the {environment} environment lost its lock (its database session ended): "
-                               "it stopped so that no two syncs run at once. Resume it.")
 
     def _transaction(self, work: Callable[[Any], Any], attempts: int = 3) -> Any:
         """`work(connection)` in a transaction, run again when PostgreSQL rolled it back to break a deadlock: a
@@ -558,7 +568,7 @@ class Store:
 
     # --- syncs ---------------------------------------------------------------------------------------------
     @contextmanager
-    def sync_lock(self, environment: str) -> Iterator[None]:
+    def sync_lock(self, environment: str) -> Iterator[HeldLock]:
         """Hold the right to sync this environment: one fleet sync at a time per database, across processes (the
         dashboard's sessions and `python -m pica_core sync`). The lock ends with its holder, however it ends (a
         killed process included), so a run still 'running' once the lock is free was interrupted: it is marked so.
@@ -580,12 +590,7 @@ class Store:
                     done = run.pages_total > 0 and not run.failed_pages  # it ended after its last batch
                     run.status, run.finished_at = ("complete" if done else "interrupted"), utcnow()
                     run.error = None if done else "stopped before it finished (its process ended)"
-            if pid is not None:
-                self._lock_sessions[environment] = pid
-            try:
-                yield
-            finally:
-                self._lock_sessions.pop(environment, None)
+            yield HeldLock(environment, pid)
 
     def sync_in_progress(self, environment: str) -> bool:
         """Whether a sync of the environment runs now. When none does, asking takes the lock for a moment, which

@@ -25,7 +25,7 @@ from datetime import datetime
 from .client import AsyncPicaClient, Operation, PageResult
 from .errors import AuthError, PicaError, RateLimitedError
 from .models import ConnectionRow
-from .store import Store, SyncBusy, SyncLockLost, SyncRun, utcnow
+from .store import HeldLock, Store, SyncBusy, SyncLockLost, SyncRun, utcnow
 from .text import count
 
 __all__ = ["CannotResume", "SyncBusy", "SyncLockLost", "SyncReport", "pages_stored", "resume_sync", "sync_fleet"]
@@ -103,10 +103,11 @@ class _Writer:
     MAX_BATCH_ROWS = 3000
     MAX_PENDING_ROWS = 2 * MAX_BATCH_ROWS
 
-    def __init__(self, store: Store, run: SyncRun, report: SyncReport, progress: Progress | None) -> None:
+    def __init__(self, store: Store, run: SyncRun, report: SyncReport, progress: Progress | None,
+                 lock: HeldLock) -> None:
         self.store = store
         self.run_id = run.id
-        self.environment = run.environment
+        self.lock = lock  # every batch is written under it, and stops the run once it is lost
         self.page_size = run.page_size
         self.report = report
         self.progress = progress
@@ -159,7 +160,7 @@ class _Writer:
                     try:
                         result = await loop.run_in_executor(self.pool, functools.partial(
                             self.store.upsert_rows, rows, source="sync", sync_id=self.run_id,
-                            first_seen_since=self.began, locked=self.environment, sync_progress={
+                            first_seen_since=self.began, locked=self.lock, sync_progress={
                                 "pages_done": done, "rows_seen": seen, "failed_pages": self._to_resume(unstored)}))
                     except BaseException as exc:
                         for _, _, waiting in [*batch, *self.queue]:
@@ -267,15 +268,15 @@ async def _recorded(writer: _Writer, work: Callable[[], Awaitable[SyncReport]]) 
 async def sync_fleet(client: AsyncPicaClient, store: Store, *, environment: str, page_size: int | None = None,
                      progress: Progress | None = None) -> SyncReport:
     """A new run over every page. Raises `SyncBusy` if another sync of this environment is running."""
-    with store.sync_lock(environment):
-        return await _new_run(client, store, environment, page_size or client.page_size, progress)
+    with store.sync_lock(environment) as lock:
+        return await _new_run(client, store, lock, page_size or client.page_size, progress)
 
 
-async def _new_run(client: AsyncPicaClient, store: Store, environment: str, page_size: int,
+async def _new_run(client: AsyncPicaClient, store: Store, lock: HeldLock, page_size: int,
                    progress: Progress | None, resumed_from: int | None = None) -> SyncReport:
-    run = store.start_sync(environment, page_size, resumed_from=resumed_from)
+    run = store.start_sync(lock.environment, page_size, resumed_from=resumed_from)
     report = SyncReport(run.id, "running", 0, 0)
-    writer = _Writer(store, run, report, progress)
+    writer = _Writer(store, run, report, progress, lock)
 
     async def work() -> SyncReport:
         try:
@@ -308,21 +309,21 @@ async def resume_sync(client: AsyncPicaClient, store: Store, run_id: int, *, env
     if run.environment != environment:
         raise CannotResume(f"Sync #{run_id} is of the {run.environment} environment and the key is a {environment} "
                            f"key: resume it with a {run.environment} key, or run a new sync.")
-    with store.sync_lock(run.environment):
+    with store.sync_lock(run.environment) as lock:
         run = store.sync_run(run_id)  # the lock marked it interrupted if its process had ended
         latest = store.last_sync(run.environment)
         if latest is not None and latest.id != run.id:
             raise CannotResume(f"Sync #{run.id} is not the latest of the {run.environment} environment (#{latest.id} "
                              "is): run a new sync, or resume the latest.")
         if run.pages_total == 0:  # the first page never arrived: start over
-            return await _new_run(client, store, run.environment, run.page_size or client.page_size, progress,
+            return await _new_run(client, store, lock, run.page_size or client.page_size, progress,
                                    resumed_from=run.id)
         if not run.failed_pages:  # every page stored (by a process that ended before it could say so)
             if run.status != "complete":
                 store.update_sync(run.id, status="complete", error=None, finished_at=run.finished_at or utcnow())
             return SyncReport(run.id, "complete", run.pages_total, run.rows_seen)
         report = SyncReport(run.id, "running", run.pages_total, run.rows_seen, resumed=True)
-        writer = _Writer(store, run, report, progress)
+        writer = _Writer(store, run, report, progress, lock)
         store.update_sync(run.id, status="running", error=None, finished_at=None)
 
         async def work() -> SyncReport:

@@ -481,20 +481,28 @@ def test_a_lost_postgresql_session_leaves_the_sync_its_own_outcome(store):
     from sqlalchemy import text
 
     # The holder's session ends under it, as a server restart or idle_session_timeout ends it.
-    with store.sync_lock("test"), store.engine.connect() as other:
+    with store.sync_lock("test") as lock, store.engine.connect() as other:
         store.upsert_connections([conn(1)], source="sync")
-        store.upsert_rows([connection_row(conn(1))], source="sync", locked="test")  # held: the batch goes in
+        store.upsert_rows([connection_row(conn(1))], source="sync", locked=lock)  # held: the batch goes in
         holders = other.scalars(text(
             "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid() "
             "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
             # this schema's lock only: another run's sync may hold its own in the same database
             "AND objid::text::bigint = (hashtext(current_schema() || 'pica-sync:test')::bigint & 4294967295)")).all()
-        assert len(holders) == 1
+        assert holders == [lock.pid]
         other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": holders[0]})
-        # Another sync could take the lock now: this one's next batch stops it, writing nothing.
-        with pytest.raises(SyncLockLost, match="lost its lock"):
-            store.upsert_rows([connection_row(conn(2))], source="sync", locked="test")
-        assert store.stored_connection(conn(2).key) is None
+        deadline = time.monotonic() + 10  # the session ends a moment after it is told to
+        while other.scalar(text("SELECT count(*) FROM pg_locks WHERE pid = :pid"), {"pid": lock.pid}):
+            assert time.monotonic() < deadline, "the terminated session kept its lock"
+            time.sleep(0.02)
+        # Another sync takes the lock now, in this process as the dashboard's threads would: the first one's next
+        # batch stops it, writing nothing, and the new holder's batches go in.
+        with store.sync_lock("test") as second:
+            with pytest.raises(SyncLockLost, match="lost its lock"):
+                store.upsert_rows([connection_row(conn(2))], source="sync", locked=lock)
+            assert store.stored_connection(conn(2).key) is None
+            store.upsert_rows([connection_row(conn(3))], source="sync", locked=second)
+        assert store.stored_connection(conn(3).key) is not None
     with store.sync_lock("test"):  # leaving did not raise, and the lock can be taken again
         pass
 
