@@ -21,8 +21,8 @@ settings = context.settings()
 store = context.store(settings)
 principal = context.principal(settings)
 query = st.query_params
-if arrived():  # what the last visit connected is not news on the next one
-    for shown in ("connect-outcome", "connect-pending", "connect-closed"):
+if arrived():  # what the last visit connected is not news on the next one, and its widget closed with the page
+    for shown in ("connect-outcome", "connect-pending", "connect-closed", "authkit-session"):
         st.session_state.pop(shown, None)
 reconnect_key = query.get("reconnect", "")
 if reconnect_key:
@@ -40,7 +40,6 @@ st.caption("Opens Pica's AuthKit for an end user; the connection it creates is c
 if reconnect_key:
     st.info(f"Reconnecting {plain(reconnect_key)}: authorise the same connector again for this identity.",
             icon=":material/link:")
-    st.session_state.pop("connect-closed", None)
 
 catalog = data.catalog(settings)
 connectors, enabled = catalog.value if catalog.value else ([], set())

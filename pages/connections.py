@@ -184,10 +184,13 @@ with lookup_tab:
                     st.caption(plain(f"{platform} is not a platform id of the catalog: ids look like gmail, "
                                      "google-drive or hubspot (the Catalog page lists them)."))
                 st.caption(plain(hint))
-            # "Since when?" for a connection deleted since it was seen: the dashboard's records still know it.
-            listed = {c.key for c in connections}
-            gone = [s for s in store.stored_matching(environment=settings.environment, **filters)
-                    if s.connection_key not in listed]
+            # "Since when?" for a connection deleted since it was seen: the dashboard's records still know it. Only
+            # from Pica's own answer (a remembered one shown while Pica fails would call newer connections gone),
+            # and only what was seen before that answer (a sync since may have found more).
+            listed, answered = {c.key for c in connections}, datetime.fromtimestamp(fetched.fetched_at, UTC)
+            gone = [] if fetched.stale else [
+                s for s in store.stored_matching(environment=settings.environment, **filters)
+                if s.connection_key not in listed and s.last_seen_at <= answered]
             gone_heading = (f"**Pica no longer lists {count(len(gone), 'connection')} the dashboard saw for this "
                             "lookup** (deleted, or no longer of this identity); as last seen:")
             if gone and not connections:

@@ -31,7 +31,7 @@ from pydantic_core import from_json, to_json
 from typing_extensions import TypedDict  # pydantic needs this one's TypedDict before Python 3.12
 
 from . import validation
-from .config import SANDBOX_LIVE_KEY, SANDBOX_TEST_KEY, Secret, Settings
+from .config import Secret, Settings
 from .transport import lean_transport_for
 from .errors import (
     LONGEST_WAIT,
@@ -66,7 +66,6 @@ RATE_RESET_HEADER = f"{HEADER_PREFIX}-rate-limit-reset"
 AUTHKIT_PAGE_SIZE = 100  # what the official token generator asks for
 FLAGS_TTL_SECONDS = 60.0
 USER_AGENT = "pica-integration-ops-dashboard/1.0"
-# No key to check in sandbox mode: the sandbox refuses its own key only when a fault is injected.
 SANDBOX_REFUSED_HINT = ("The sandbox refused its own key, so a fault is injected: clear it (Settings → "
                         "Clear injected faults) or wait until it has run out.")
 
@@ -192,8 +191,10 @@ class _Core:
         page_size: int = 300,
         max_concurrency: int = 4,
         on_retry: Callable[[float, PicaError], None] | None = None,
+        sandbox: bool = False,
     ) -> None:
-        """`on_retry(seconds, error)` before each wait to retry (a page's progress can say why it paused)."""
+        """`on_retry(seconds, error)` before each wait to retry (a page's progress can say why it paused);
+        `sandbox`: the dashboard runs in sandbox mode (its hints then name the sandbox's controls)."""
         if not base_url:
             raise ValueError("base_url is required (the sandbox's or Pica's URL)")
         self.base_url = base_url.rstrip("/")
@@ -203,6 +204,7 @@ class _Core:
         self.page_size = page_size
         self.max_concurrency = max_concurrency
         self.on_retry = on_retry
+        self.sandbox = sandbox
         self.request_count = 0
         self._count_lock = threading.Lock()
         self._white_label: tuple[bool, float] | None = None
@@ -219,6 +221,7 @@ class _Core:
             retry=RetryPolicy(settings.max_retries, settings.retry_deadline_seconds),
             page_size=settings.page_size,
             max_concurrency=settings.max_concurrency,
+            sandbox=settings.sandbox,
         )
         kwargs.update(overrides)
         return cls(**kwargs)
@@ -257,7 +260,7 @@ class _Core:
         key = self._redact(str(key)) if key is not None else None  # an error key may echo what Pica was sent
         common = dict(status=status, key=key, method=method, path=path)
         if status in (401, 403):
-            if self._secret.reveal() in (SANDBOX_TEST_KEY, SANDBOX_LIVE_KEY):  # the sandbox takes its own keys
+            if self.sandbox:  # no key to check: the sandbox refuses its own only when a fault is injected
                 common["hint"] = SANDBOX_REFUSED_HINT
             return AuthError(message, **common)
         if status == 404:

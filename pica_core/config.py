@@ -35,7 +35,7 @@ KEY_PREFIXES = ("sk_test_", "sk_live_")
 # h11's refusal quotes the header (the key) in its message.
 _KEY_CHARACTERS = re.compile(r"[\x21-\x7e]+")
 # What Access-Control-Allow-Origin can hold: "*" or one origin, with no path (a browser refuses a slash or a list).
-_ORIGIN = re.compile(r"\*|https?://[^/\s,]+")
+_ORIGIN = re.compile(r"\*|https?://[^/\s,?#:]+(:\d{1,5})?")
 MIN_GRANT_SECRET_LENGTH = 32  # grants sit in the widget's URL: a short secret could be guessed offline from one
 MAX_GRANT_TTL_SECONDS = 3600
 
@@ -132,6 +132,8 @@ def _number(raw: Mapping[str, Any], name: str, default: float, *, integer: bool 
     kind = "a whole number" if integer else "a number"
     try:
         number = int(value) if integer else float(value)
+    except OverflowError:  # int(float("inf")), from a TOML inf
+        raise ConfigError(f"{name}={value!r} is not a finite number: set it to {kind} such as {default}.") from None
     except (TypeError, ValueError):
         raise ConfigError(f"{name}={value!r} is not {kind}: set it to {kind} such as {default}.") from None
     if not math.isfinite(number):  # float("nan") and float("inf") parse, and nan passes every comparison

@@ -48,7 +48,9 @@ class ConnectOutcome:
 
 
 def identity_as_in_key(identity: str) -> str:
-    """An identity as Pica writes it into a connection key (spaces and colons become dashes)."""
+    """An identity as Pica writes it into a connection key (spaces and colons become dashes). The sandbox writes
+    keys with its own copy (`sandbox.seed.key_identity`): each side of the contract keeps its own, so that a test of
+    one against the other can fail."""
     return identity.replace(" ", "-").replace(":", "-")
 
 

@@ -243,7 +243,8 @@ def no_results_message(lookup: Lookup, *, environment: str, others: Sequence[Con
     if split and split[1].lower() not in IDENTITY_TYPES and len(split[1]) <= 20:  # `identity,type` mistyped
         hints.append(f"“{split[1]}” after the comma is not an identity type ({', '.join(IDENTITY_TYPES)}), so the "
                      "whole text was looked up as the identity.")
-    elif split and not lookup.identity_type:  # a link's `identity,type` (Look up splits what is typed; links not)
+    elif split and split[1].lower() in IDENTITY_TYPES and not lookup.identity_type:  # a link's `identity,type`
+        # (Look up splits what is typed; links not)
         hints.append(f"The whole text was looked up as the identity: for {split[0]} of type {split[1].lower()}, "
                      "choose the type and look it up.")
     hints += _identity_hints(lookup.identity_type, others, same_letters)

@@ -35,7 +35,7 @@ except ImportError:  # Windows: syncs exclude each other within one process only
     fcntl = None
 from collections.abc import Callable, Iterator, Sequence
 
-from sqlalchemy import JSON, Column, Index, String, and_, case, cast, event, func, or_, text
+from sqlalchemy import JSON, Column, Index, and_, case, event, func, or_, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from pydantic_core import from_json, to_json
@@ -697,10 +697,10 @@ class Store:
                 query = query.where(AuditEvent.outcome == outcome)
             if since:
                 query = query.where(AuditEvent.at >= since)
-            if target:  # the detail too: a key writes the identity slugged (rev-bob,-jr), the detail as it was typed
+            if target:  # the identity too: a key writes it slugged (rev-bob,-jr), the detail as it was typed
                 pattern = f"%{_escape_like(target)}%"
                 query = query.where(or_(AuditEvent.target.ilike(pattern, escape="\\"),
-                                        cast(AuditEvent.detail, String).ilike(pattern, escape="\\")))
+                                        AuditEvent.detail["identity"].as_string().ilike(pattern, escape="\\")))
             return list(session.exec(query.order_by(AuditEvent.id.desc()).limit(limit)))
 
     def count(self, model: type[SQLModel]) -> int:
@@ -762,7 +762,9 @@ _WRITE = """INSERT INTO user_connections (connection_key, pica_id, platform, use
   state, tags, active, created_at, fingerprint, updated_at, first_seen_at, first_seen_by, last_seen_at, state_since,
   last_sync_id)
 SELECT key, pica_id, platform, identity, identity_type, environment, state, tags, active, coalesce(created_at, {now}),
-  fingerprint, {now}, {now}, {source}, {now}, {since}, {sync_id}
+  fingerprint, {now}, {now}, {source}, {now},
+  -- a connection created after the pass began was not in any state before it was made
+  CASE WHEN created_at > {since} AND created_at <= {now} THEN created_at ELSE {since} END, {sync_id}
 FROM ({rows}) AS b ORDER BY key
 ON CONFLICT (connection_key) DO UPDATE SET
   user_id = excluded.user_id, platform = excluded.platform, environment = excluded.environment,

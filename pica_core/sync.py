@@ -55,7 +55,7 @@ class SyncReport:
         if self.status == "failed":  # nothing to count: its first page never arrived
             if self.key_refused:
                 return (f"sync #{self.run_id}: failed, Pica refused the key, so nothing was stored; run a new "
-                        "sync once the key is fixed")
+                        "sync once what its answer says is resolved")
             return (f"sync #{self.run_id}: failed before its first page arrived, so nothing was stored; {resume} "
                     "starts a new sync")
         pages = pages_stored(self.pages_total if self.pages_done is None else self.pages_done, self.pages_total)

@@ -162,8 +162,9 @@ class TokenRoute:
         if client is None:
             retry = RetryPolicy(min(settings.max_retries, TOKEN_RETRY.max_retries),
                                 min(settings.retry_deadline_seconds, TOKEN_RETRY.deadline_seconds))
-            client = self._clients[key] = AsyncPicaClient.from_settings(settings, page_size=100, retry=retry,
-                                                                        max_concurrency=TOKEN_CALLS_IN_FLIGHT)
+            client = self._clients[key] = AsyncPicaClient.from_settings(
+                settings, page_size=100, retry=retry, max_concurrency=TOKEN_CALLS_IN_FLIGHT,
+                timeout=min(settings.timeout_seconds, TOKEN_RETRY.deadline_seconds))  # a first wait within it too
         return client
 
     def cors_headers(self, request: Request, settings: Settings) -> dict[str, str]:

@@ -40,7 +40,8 @@ def _client(api_url: str, fingerprint: str, _settings: Settings) -> PicaClient:
 
 def client(current: Settings | None = None) -> PicaClient:
     current = current or settings()
-    tuning = (current.timeout_seconds, current.page_size, current.max_retries, current.retry_deadline_seconds)
+    tuning = (current.timeout_seconds, current.page_size, current.max_retries, current.retry_deadline_seconds,
+              current.sandbox)
     return _client(current.api_url or "", _fingerprint(current) + repr(tuning), current)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.app.conftest import assert_clean, open_page
 
 PHISH = "x` **Session expired.** [Click here](https://evil.example/login) ![](https://evil.example/p.png) `"
@@ -33,3 +35,26 @@ def test_an_identity_from_the_link_is_text_once_authkit_is_open(app_env):
     assert_clean(at)
     shown = _shown(at)
     assert "AuthKit is open for" in shown and "](https" not in shown and "\\*\\*Session" in shown
+
+
+RECONNECT_KEY = "test::gmail::default::" + "a" * 32 + "|rev-x"
+
+
+@pytest.mark.parametrize("query", [{"identity": "rev-x"}, {"identity": "rev-x", "reconnect": RECONNECT_KEY}])
+def test_how_authkit_closed_is_said_on_a_connect_and_on_a_reconnect(app_env, query):
+    """On a reconnect link the page dropped the message, and a failed reconnect showed nothing."""
+    at = open_page("connect", query=query)
+    at.session_state["connect-closed"] = "The user cancelled the consent screen"  # as the widget's close leaves it
+    at.run()
+    assert_clean(at)
+    assert [e.value for e in at.error if "AuthKit closed" in e.value]
+
+
+def test_coming_back_does_not_say_authkit_is_open_after_its_widget_went_with_the_page(app_env):
+    at = open_page("connect", query={"identity": "rev-back"})
+    next(b for b in at.button if b.label == "Open AuthKit").click().run()
+    assert any("AuthKit is open for" in i.value for i in at.info)
+    at.switch_page("pages/overview.py").run()
+    at.switch_page("pages/connect.py").run()
+    assert_clean(at)
+    assert not [i.value for i in at.info if "AuthKit is open for" in i.value]

@@ -254,6 +254,24 @@ def test_a_lookup_shows_what_pica_no_longer_lists_of_what_the_dashboard_saw(app_
     assert bool(listed) == any(e.label == "1 connection Pica no longer lists" for e in at.expander)  # beside others
 
 
+
+def test_a_remembered_answer_shown_while_pica_fails_does_not_call_newer_connections_gone(app_env):
+    from tests.app.conftest import press_sync
+    from tests.contract.test_connect import authkit_connect
+
+    identity = "rev-stale-id"
+    authkit_connect(app_env, identity, "user", "gmail")
+    at = open_page("connections", query={"identity": identity})  # Pica's answer: remembered
+    assert len(table(at)) == 1
+    newer = authkit_connect(app_env, identity, "user", "slack")  # made since, in Pica
+    press_sync(open_page("fleet"))  # and stored by a sync
+    assert store_of(app_env).stored_connection(newer["key"]) is not None
+    app_env.fault("status", status=503, count=1000, path="/v1/vault")  # Pica fails: the remembered answer is shown
+    at = open_page("connections", query={"identity": identity})
+    assert_clean(at)
+    assert not [m.value for m in at.markdown if "no longer lists" in m.value]
+    assert not [e for e in at.expander if "no longer lists" in e.label]
+
 def test_reconnect_is_disabled_with_the_reason_when_the_connector_is_not_enabled_in_authkit(app_env):
     """Connect could only say so, and offer other connectors, none of which reconnects this one."""
     enabled = app_env.state.catalog.authkit_enabled["test"]

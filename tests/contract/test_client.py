@@ -321,11 +321,15 @@ def test_bad_secret_is_an_auth_error_without_retry(sandbox):
 
 
 
-def test_the_sandbox_refusing_its_own_key_points_at_the_injected_fault(sandbox, client):
-    sandbox.fault("status", status=401, count=1, path="/v1/vault/connections")
-    with pytest.raises(AuthError) as raised:
+def test_the_sandbox_refusing_its_own_key_points_at_the_injected_fault(sandbox):
+    sandbox.fault("status", status=401, count=2, path="/v1/vault/connections")
+    with PicaClient(base_url=sandbox.url, secret=Secret(SANDBOX_TEST_KEY), sandbox=True) as client, \
+            pytest.raises(AuthError) as raised:
         client.connections()
     assert raised.value.hint == SANDBOX_REFUSED_HINT and "PICA_SECRET_KEY" not in raised.value.hint
+    with make(sandbox) as client, pytest.raises(AuthError) as raised:  # live mode, whatever its key says
+        client.connections()
+    assert "PICA_SECRET_KEY" in raised.value.hint
 
 def test_not_found_without_retry(client):
     with pytest.raises(NotFoundError) as raised:

@@ -65,6 +65,7 @@ def test_postgres_url_gets_the_installed_driver():
     ({"AUTHKIT_GRANT_SECRET": "short"}, "AUTHKIT_GRANT_SECRET is 5 characters long: use at least 32"),
     ({"AUTHKIT_ALLOWED_ORIGIN": "https://ops.example.com/"}, "no path or trailing slash"),
     ({"AUTHKIT_ALLOWED_ORIGIN": "https://a.example, https://b.example"}, "must be * or one origin"),
+    ({"AUTHKIT_ALLOWED_ORIGIN": "https://a.example?x=1"}, "must be * or one origin"),
     ({"ROLE_MAP": "ops=superuser"}, "roles are"),
 ])
 def test_invalid_settings_give_one_clear_line(env, fragment):
@@ -83,6 +84,13 @@ def test_a_key_no_header_can_carry_is_refused_without_quoting_it(key):
         settings(PICA_SECRET_KEY=key)
     assert "0123" not in str(raised.value) and "clé" not in str(raised.value)
     assert "copy the key again" in str(raised.value)
+
+
+@pytest.mark.parametrize("name", ["PICA_MAX_RETRIES", "AUTHKIT_GRANT_TTL_SECONDS", "PICA_TIMEOUT_SECONDS"])
+def test_a_toml_infinity_is_one_line_for_whole_numbers_too(name):
+    """int(float("inf")) raised OverflowError: a traceback at start-up."""
+    with pytest.raises(ConfigError, match="is not a finite number"):
+        load_settings({}, secrets={name: float("inf")})
 
 
 def test_a_single_origin_and_a_long_grant_secret_are_taken():

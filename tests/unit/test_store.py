@@ -296,6 +296,11 @@ def test_audit_filters_find_a_name_in_any_case_and_an_identity_in_the_detail(sto
     assert [e.target for e in store.audit_events(target="rev bob, jr")] == [key]
     assert [e.target for e in store.audit_events(target="REV-BOB")] == [key]
     assert store.audit_events(actor="%") == []  # LIKE wildcards are escaped
+    # The identity's value, not the detail's JSON text: no field names, letters beyond ASCII as typed.
+    assert store.audit_events(target="identity") == [] and store.audit_events(target='"') == []
+    store.audit(actor="a", action="connect", target="test::gmail::default::" + "b" * 32 + "|Zoë-Smith", outcome="ok",
+                identity="Zoë Smith")
+    assert [e.detail["identity"] for e in store.audit_events(target="zoë smith")] == ["Zoë Smith"]
 
 
 def test_stored_connections_reads_only_the_keys_asked(store):
@@ -547,3 +552,13 @@ def test_a_row_without_created_at_keeps_the_stored_one(store):
     store.upsert_connections([conn(2)], source="sync")  # new without it: when first seen
     fresh = store.stored_connection(conn(2).key)
     assert fresh.created_at == fresh.first_seen_at
+
+
+def test_a_first_sighting_dates_from_the_pass_start_but_never_before_its_creation(store):
+    """A connection made while a long sync ran read "failed since <before it existed> or earlier"."""
+    began = utcnow() - timedelta(minutes=10)
+    created = utcnow() - timedelta(minutes=2)
+    store.upsert_rows([connection_row(conn(1, "failed", created_at=created)), connection_row(conn(2, "failed"))],
+                      source="sync", first_seen_since=began)
+    assert store.stored_connection(conn(1).key).state_since == created
+    assert store.stored_connection(conn(2).key).state_since == began  # no createdAt: the pass's start

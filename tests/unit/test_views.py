@@ -155,7 +155,8 @@ def test_no_results_message_says_a_word_after_a_comma_is_not_a_type():
     # A link's usr_1,user is looked up whole (Look up splits what is typed, links not): the hint says how to split it.
     _, hint = no_results_message(Lookup(identity="usr_1,User"), environment="test")
     assert hint.startswith("The whole text was looked up as the identity: for usr_1 of type user, choose the type")
-    for identity, kind in (("Acme, Inc", ""), ("plain", ""), ("usr_1,user", "team")):
+    for identity, kind in (("Acme, Inc", ""), ("plain", ""), ("usr_1,user", "team"),
+                           ("tenant-7,eu-west-billing-department", "")):  # not a type: never called one
         assert "whole text" not in no_results_message(Lookup(identity=identity, identity_type=kind),
                                                       environment="test")[1]
 
