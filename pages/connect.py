@@ -24,22 +24,35 @@ query = st.query_params
 if arrived():  # what the last visit connected is not news on the next one, and its widget closed with the page
     for shown in ("connect-outcome", "connect-pending", "connect-closed", "authkit-session"):
         st.session_state.pop(shown, None)
-reconnect_key = query.get("reconnect", "")
+reconnect_key = query.get("reconnect", "").strip()
+key_problem = None
 if reconnect_key:
     try:
         validation.connection_key(reconnect_key)
     except InvalidInputError as exc:
-        show_error(exc, what="The link's connection to reconnect")
-        reconnect_key = ""
+        key_problem, reconnect_key = exc.message, ""
 action = "reconnect" if reconnect_key else "connect"
 blocked = principal.why_not(action)
+# What this visit repairs: once AuthKit is open, what its session does (a link's key with another identity typed in
+# became a new connection); before, the link's key if it is of the link's identity.
+opened_session = st.session_state.get("authkit-session")
+linked_identity = query.get("identity", "")
+repairing = (opened_session["reconnect"] if opened_session else
+             reconnect_key if reconnect_key and (not linked_identity or reconnect_applies(reconnect_key, linked_identity))
+             else None)
 
-st.title("Reconnect an account" if reconnect_key else "Connect an account")
+st.title("Reconnect an account" if repairing else "Connect an account")
 st.caption("Opens Pica's AuthKit for an end user; the connection it creates is confirmed with Pica, stored and "
            "audited. In sandbox mode the AuthKit page is the sandbox's own.")
-if reconnect_key:
-    st.info(f"Reconnecting {plain(reconnect_key)}: authorise the same connector again for this identity.",
+if key_problem:  # a link's fault: nothing to correct here, and Open AuthKit makes a new connection
+    st.error(f"The link's connection to reconnect is not usable: {plain(key_problem)} Open AuthKit makes a new "
+             "connection instead.", icon=":material/link_off:")
+if repairing:
+    st.info(f"Reconnecting {plain(repairing)}: authorise the same connector again for this identity.",
             icon=":material/link:")
+elif reconnect_key:
+    st.warning(f"The link reconnects {plain(reconnect_key)}, a connection of another identity: AuthKit makes a new "
+               "connection for the identity below, and leaves that one as it is.", icon=":material/person_alert:")
 
 catalog = data.catalog(settings)
 connectors, enabled = catalog.value if catalog.value else ([], set())
@@ -81,11 +94,7 @@ if opened and not blocked:
     except InvalidInputError as exc:
         show_error(exc)
     else:
-        repairs = reconnect_applies(reconnect_key, identity)
-        if reconnect_key and not repairs:  # the old connection is someone else's: never touch or advise on it
-            st.warning(f"The link reconnects a connection of another identity: AuthKit opens a new connection for "
-                       f"**{plain(identity.strip())}** instead, and {plain(reconnect_key)} is left as it is.",
-                       icon=":material/person_alert:")
+        repairs = reconnect_applies(reconnect_key, identity)  # the identity typed may differ from the link's
         st.session_state["authkit-session"] = {
             "nonce": uuid.uuid4().hex, "grant": grant, "identity": identity.strip(), "identity_type": identity_type,
             "connector": connector_name or None, "reconnect": reconnect_key if repairs else None,
@@ -97,6 +106,7 @@ if opened and not blocked:
             st.query_params["connector"] = connector_name
         else:  # "let the user choose" drops the link's connector: a reload must not bring it back
             st.query_params.pop("connector", None)
+        st.rerun()  # the title and what is repaired follow the session just opened
 
 session = st.session_state.get("authkit-session")
 if session:

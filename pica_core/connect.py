@@ -63,8 +63,7 @@ def reconnect_applies(reconnect_key: str | None, identity: str) -> bool:
 def confirm_and_store(client, store: Store, record: Any, *, identity: str, identity_type: str | None, actor: str,
                       reconnect_key: str | None = None, session: str | None = None) -> ConnectOutcome:
     """Treat the widget's success as a hint: confirm it with Pica, then store and audit it. `session` (the
-    widget's nonce) makes the write once per widget session: a second confirmation of the same success (a rerun
-    that came while the first was under way) audits nothing twice."""
+    widget's nonce) makes each audit once per widget session (`_audit_once`)."""
     if not reconnect_applies(reconnect_key, identity):
         reconnect_key = None
     action = "reconnect" if reconnect_key else "connect"
@@ -76,10 +75,10 @@ def confirm_and_store(client, store: Store, record: Any, *, identity: str, ident
     try:
         connection = client.connection_by_key(key, identity=identity)
     except InvalidInputError as exc:
-        store.audit(actor=actor, action=action, target=key, outcome="error", error=str(exc), **who)
+        _audit_once(store, session, actor=actor, action=action, target=key, outcome="error", error=str(exc), **who)
         return ConnectOutcome(False, f"Could not confirm the new connection with Pica: {exc}. {exc.hint}", key=key)
     except PicaError as exc:
-        store.audit(actor=actor, action=action, target=key, outcome="error", error=str(exc), **who)
+        _audit_once(store, session, actor=actor, action=action, target=key, outcome="error", error=str(exc), **who)
         return ConnectOutcome(False, f"Could not confirm the new connection with Pica: {exc}. AuthKit may well have "
                                      "made it: confirm it again once Pica answers, rather than opening AuthKit again, "
                                      "which would make a second one.", key=key, unconfirmed=True)
@@ -100,22 +99,26 @@ def confirm_and_store(client, store: Store, record: Any, *, identity: str, ident
     note = None
     if reconnect_key and reconnect_key != key:
         note = _still_there(client, reconnect_key, identity)
-    done = ConnectOutcome(True, f"{connection.platform} is connected for {identity}.", connection, note, key)
-    if session and _audited(store, action, key, session):
-        return done
     store.upsert_connections([connection], source="connect")
-    store.audit(actor=actor, action=action, target=key, outcome="ok", platform=connection.platform,
+    _audit_once(store, session, actor=actor, action=action, target=key, outcome="ok", platform=connection.platform,
                 identity=identity, identity_type=connection.identity_type or identity_type,
-                **({"session": session} if session else {}),
                 **({"replaced": reconnect_key} if reconnect_key == key else
                    {"new_connection_instead_of": reconnect_key} if reconnect_key else {}))
-    return done
+    return ConnectOutcome(True, f"{connection.platform} is connected for {identity}.", connection, note, key)
 
 
-def _audited(store: Store, action: str, key: str, session: str) -> bool:
-    """Whether this widget session already stored and audited `key`."""
+def _audited(store: Store, action: str, key: str, session: str, outcome: str) -> bool:
+    """Whether this widget session already audited `key` with this outcome."""
     return any(event.detail.get("session") == session
-               for event in store.audit_events(action=action, target=key, outcome="ok", limit=20))
+               for event in store.audit_events(action=action, target=key, outcome=outcome, limit=20))
+
+
+def _audit_once(store: Store, session: str | None, *, action: str, target: str, outcome: str, **detail: Any) -> None:
+    """Audit, once per widget session and outcome: a rerun that came while a confirmation was under way (Done
+    clicked with Pica slow or failing) confirms the same success again."""
+    if session and _audited(store, action, target, session, outcome):
+        return
+    store.audit(action=action, target=target, outcome=outcome, **detail, **({"session": session} if session else {}))
 
 
 def _still_there(client, old_key: str, identity: str) -> str:
@@ -126,6 +129,8 @@ def _still_there(client, old_key: str, identity: str) -> str:
         old = None
         state = "Pica could not say what became of the old one"
     else:
-        state = f"the old one is still there ({old.state})" if old else "the old one is gone"
+        # Not "gone": Pica lists it by key within this identity, and another identity's key can look the same
+        # (rev bob, jr and rev-bob,-jr write one key).
+        state = f"the old one is still there ({old.state})" if old else f"Pica no longer lists the old one for {identity}"
     todo = " Delete the old one once the new one works." if old else ""
     return f"AuthKit made a new connection rather than repairing {old_key}: {state}.{todo}"

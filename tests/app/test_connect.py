@@ -58,3 +58,19 @@ def test_coming_back_does_not_say_authkit_is_open_after_its_widget_went_with_the
     at.switch_page("pages/connect.py").run()
     assert_clean(at)
     assert not [i.value for i in at.info if "AuthKit is open for" in i.value]
+
+
+def test_a_reconnect_link_for_another_identity_says_so_before_and_after_authkit_opens(app_env):
+    """The page went on saying "Reconnecting <the other identity's key>" above the new connection."""
+    other = f"test::gmail::default::{'b' * 32}|team-security-initech-65"
+    at = open_page("connect", query={"identity": "rev-other", "identityType": "user", "reconnect": other})
+    assert_clean(at)
+    assert at.title[0].value == "Connect an account" and not any("Reconnecting" in i.value for i in at.info)
+    assert any("a connection of another identity" in w.value for w in at.warning)
+    at = open_page("connect", query={"identity": "team-security-initech-65", "identityType": "team", "reconnect": other})
+    assert at.title[0].value == "Reconnect an account"
+    at.text_input[0].set_value("rev-other")  # another identity typed in
+    next(b for b in at.button if b.label == "Open AuthKit").click().run()
+    assert_clean(at)
+    assert at.title[0].value == "Connect an account" and not any("Reconnecting" in i.value for i in at.info)
+    assert at.session_state["authkit-session"]["reconnect"] is None

@@ -121,6 +121,15 @@ def test_one_widget_session_is_stored_and_audited_once(sandbox, client, store):
     assert len(store.audit_events(action="connect")) == 1
     confirm_and_store(client, store, record, identity="rev-slow", identity_type="user", actor="a", session="nonce-2")
     assert len(store.audit_events(action="connect")) == 2  # another widget session is another connect
+    # A failing confirmation confirmed again by a rerun: one error row, then the ok one.
+    other = authkit_connect(sandbox, "rev-dora", "user", "gmail")
+    sandbox.fault("status", status=503, count=50, path="/v1/vault")
+    for _ in range(2):
+        assert confirm_and_store(client, store, other, identity="rev-dora", identity_type="user", actor="a",
+                                 session="nonce-3").unconfirmed
+    sandbox.control("DELETE", "faults")
+    confirm_and_store(client, store, other, identity="rev-dora", identity_type="user", actor="a", session="nonce-3")
+    assert [e.outcome for e in store.audit_events(target=other["key"])] == ["ok", "error"]
 
 
 def test_forged_success_is_not_stored(sandbox, client, store):
