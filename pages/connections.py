@@ -301,8 +301,9 @@ with bulk_tab:
         if parsed.identities:
             st.session_state[TRIAGE_JOB] = start_triage(settings, parsed.identities)
             st.rerun()  # the button disabled while it runs
-        elif not parsed.problems and upload is not None and not text.strip():
-            st.info(plain(f"Nothing to triage: {upload.name} has no identities under its header row."),
+        elif not parsed.problems and (upload is not None or text.strip()):  # a header row, and nothing under it
+            where = upload.name if upload is not None and not text.strip() else "the pasted text"
+            st.info(plain(f"Nothing to triage: {where} has no identities under its header row."),
                     icon=":material/info:")
         elif not parsed.problems:
             st.info("Nothing to triage: paste identities above or upload a CSV file.", icon=":material/info:")

@@ -161,7 +161,8 @@ with broken_tab:
             st.switch_page("pages/connections.py", query_params=opening(row).to_query())
         if any(r.since_is_lower_bound for r in attention):
             st.caption("≥: already in that state when the dashboard first saw the connection, so for at least that "
-                       "long (and at most since it was created). Oldest first; failed before degraded.")
+                       "long (and at most since it was created). Oldest first; among those found at the same moment (a sync, "
+                       "or its resume), failed before degraded.")
     elif last is None:
         st.caption("Nothing synced yet.")
     else:

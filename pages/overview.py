@@ -41,7 +41,8 @@ with sync_col, st.container(border=True):
                 + (f" · it saw {count(last.rows_seen, 'connection')}" if last else "")
                 + (f" · :orange[{last.status}]" if last and last.status != "complete" else ""))
     if last and last.status not in ("complete", "running"):  # what went wrong, and Resume, are on Fleet health
-        st.page_link("pages/fleet.py", label="What it missed, and Resume", icon=":material/sync_problem:")
+        st.page_link("pages/fleet.py", label="Open Fleet health", icon=":material/sync_problem:",
+                     help="What the sync missed, and Resume.")
 
 # Sandbox mode shows data on first visit; live mode syncs when someone asks (it costs Pica calls).
 if settings.sandbox and store.last_sync(settings.environment) is None:

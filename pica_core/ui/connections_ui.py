@@ -18,7 +18,7 @@ from ..models import Connection
 from ..store import Store, UserConnection
 from ..text import count, plain
 from . import context, data, jobs
-from .layout import ago, flash, show_error, state_badge, when_column
+from .layout import ago, flash, show_error, state_badge, style_states, when_column
 
 
 TRIAGE_JOB = "triage-job"
@@ -63,8 +63,9 @@ def follow_triage() -> None:
 def show_stored(stored: list[UserConnection], names: dict[str, str], heading: str) -> None:
     """A lookup's connections as the dashboard last stored them, under `heading` (why they are shown)."""
     st.markdown(heading)
-    st.dataframe(stored_rows(stored, names), hide_index=True, width="stretch", column_config={
-        "last seen": when_column("last seen"), "key": st.column_config.TextColumn("connection key", width="medium")})
+    st.dataframe(style_states(stored_rows(stored, names), "state when last seen"), hide_index=True, width="stretch",
+                 column_config={"last seen": when_column("last seen"),
+                                "key": st.column_config.TextColumn("connection key", width="medium")})
 
 
 def reconnect_link(principal: Principal, conn: Connection, connector: str, *, settings: Settings,
@@ -136,7 +137,7 @@ def actions(conn: Connection, *, settings: Settings, store: Store, principal: Pr
             try:
                 fresh = context.client(settings).connection(conn.id)
             except NotFoundError as exc:
-                if _gone_from_pica(conn, settings, store):
+                if _gone_from_pica(conn, settings, store, display_name):
                     st.rerun()
                 show_error(exc, what="Refresh")
             except PicaError as exc:
@@ -210,7 +211,7 @@ def save_tags(conn: Connection, shown: list[str], tags: list[str], *, settings: 
     st.rerun()
 
 
-def _gone_from_pica(conn: Connection, settings: Settings, store: Store) -> bool:
+def _gone_from_pica(conn: Connection, settings: Settings, store: Store, display_name: str) -> bool:
     """After a 404 on the connection's id: whether Pica no longer lists its key either (deleted elsewhere, by the
     end user or another agent). Then the dashboard forgets it too, so that no count goes on including it, and says
     so on the next run; the history of its states stays."""
@@ -221,7 +222,7 @@ def _gone_from_pica(conn: Connection, settings: Settings, store: Store) -> bool:
         return False  # not known to be gone: the 404 stands as it came
     store.remove_connection(conn.key)
     data.refresh_connections()
-    st.session_state["deleted"] = (f"This {conn.platform} connection no longer exists in Pica (deleted elsewhere): "
+    st.session_state["deleted"] = (f"This {display_name} connection no longer exists in Pica (deleted elsewhere): "
                                    f"the dashboard no longer counts it. {conn.key}")
     st.query_params.pop("connection", None)
     return True
@@ -245,7 +246,7 @@ def delete(conn: Connection, *, settings: Settings, store: Store, principal: Pri
             try:
                 context.client(settings).delete_connection(conn.id)
             except NotFoundError as exc:  # deleted elsewhere meanwhile: what was asked for is done
-                if not _gone_from_pica(conn, settings, store):
+                if not _gone_from_pica(conn, settings, store, display_name):
                     store.audit(actor=principal.name, action="delete", target=conn.key, outcome="error", error=str(exc))
                     show_error(exc, what="Delete")
                     return

@@ -230,7 +230,7 @@ def test_overview_does_not_retry_a_failing_first_sync_forever(app_env):
     assert_clean(at)
     assert app_env.count("vault/connections") <= 5  # one sync: page 1 and its retries
     assert any("failed" in m.value for m in at.markdown)
-    [link] = [link for link in at.get("page_link") if link.proto.label == "What it missed, and Resume"]
+    [link] = [link for link in at.get("page_link") if link.proto.label == "Open Fleet health"]
     assert link.proto.page.endswith("fleet")  # the failed sync's reason and Resume are there
 
 
