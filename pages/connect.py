@@ -119,7 +119,7 @@ if session:
     )
     success = result.get("connection") if result else None
     if success and success.get("nonce") == session["nonce"] and not session.get("stored"):
-        with st.spinner(f"Confirming the new connection of {session['identity']} with Pica…"):
+        with st.spinner(plain(f"Confirming the new connection of {session['identity']} with Pica…")):
             outcome = confirm_and_store(context.client(settings), store, success.get("record"),
                                         identity=session["identity"], identity_type=session["identity_type"],
                                         actor=principal.name, reconnect_key=session["reconnect"],
