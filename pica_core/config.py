@@ -132,8 +132,8 @@ def _number(raw: Mapping[str, Any], name: str, default: float, *, integer: bool 
     kind = "a whole number" if integer else "a number"
     try:
         number = int(value) if integer else float(value)
-    except OverflowError:  # int(float("inf")), from a TOML inf
-        raise ConfigError(f"{name}={value!r} is not a finite number: set it to {kind} such as {default}.") from None
+    except OverflowError:  # int(float("inf")), from a TOML inf: refused as not finite, below
+        number = math.inf
     except (TypeError, ValueError):
         raise ConfigError(f"{name}={value!r} is not {kind}: set it to {kind} such as {default}.") from None
     if not math.isfinite(number):  # float("nan") and float("inf") parse, and nan passes every comparison

@@ -107,16 +107,11 @@ def confirm_and_store(client, store: Store, record: Any, *, identity: str, ident
     return ConnectOutcome(True, f"{connection.platform} is connected for {identity}.", connection, note, key)
 
 
-def _audited(store: Store, action: str, key: str, session: str, outcome: str) -> bool:
-    """Whether this widget session already audited `key` with this outcome."""
-    return any(event.detail.get("session") == session
-               for event in store.audit_events(action=action, target=key, outcome=outcome, limit=20))
-
-
 def _audit_once(store: Store, session: str | None, *, action: str, target: str, outcome: str, **detail: Any) -> None:
     """Audit, once per widget session and outcome: a rerun that came while a confirmation was under way (Done
     clicked with Pica slow or failing) confirms the same success again."""
-    if session and _audited(store, action, target, session, outcome):
+    if session and any(event.detail.get("session") == session for event in
+                       store.audit_events(action=action, target=target, outcome=outcome, limit=20)):
         return
     store.audit(action=action, target=target, outcome=outcome, **detail, **({"session": session} if session else {}))
 

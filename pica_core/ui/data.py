@@ -41,20 +41,30 @@ def _catalog(api_url: str, fingerprint: str, _client: PicaClient) -> tuple[tuple
 def catalog(settings: Settings) -> Fetched[tuple[list[Connector], set[str]]]:
     """(every connector, platforms enabled in AuthKit), cached; the last good one if Pica fails."""
     client = context.client(settings)
-    return last_good.fetch(("catalog", *_key(settings)), lambda: _catalog(*_key(settings), client))
+    return last_good.fetch(_catalog_key(settings), lambda: _catalog(*_key(settings), client))
 
 
 def platform_names(settings: Settings, *, ask: bool = True) -> dict[str, str]:
     """Each catalog platform's name by its id ("gmail" → "Gmail"); none when the catalog cannot be read (the page
     that needs the catalog itself says why). `ask=False`: only from a catalog read before, never asking Pica, for
     a page that can show ids instead (a failing catalog endpoint cost each Console run a timeout)."""
-    return names_of(catalog(settings).value if ask else last_good.peek(("catalog", *_key(settings))))
+    return names_of(catalog(settings).value if ask else _remembered_catalog(settings))
 
 
 def enabled_in_authkit(settings: Settings) -> set[str] | None:
     """The platforms enabled in AuthKit, from a catalog read before (never asking Pica); None when none was."""
-    remembered = last_good.peek(("catalog", *_key(settings)))
+    remembered = _remembered_catalog(settings)
     return remembered[1] if remembered else None
+
+
+def _remembered_catalog(settings: Settings) -> tuple[list[Connector], set[str]] | None:
+    """The catalog `catalog(settings)` last read, without asking Pica (None if it never did)."""
+    return last_good.peek(_catalog_key(settings))
+
+
+def _catalog_key(settings: Settings) -> tuple[str, ...]:
+    """Where `catalog` keeps its last good answer."""
+    return ("catalog", *_key(settings))
 
 
 def names_of(catalog_value: tuple[list[Connector], set[str]] | None) -> dict[str, str]:
