@@ -44,10 +44,12 @@ from sqlmodel import Field, Session, SQLModel, create_engine, select
 from .health import first_sighting_may_be_late
 from .models import Connection, ConnectionRow, connection_row, row_defaults
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+_ROOM_FOR_UPDATES = 50  # PostgreSQL fillfactor of user_connections (see UserConnection)
 
-# What brings a database from version N-1 to N (create_all makes new tables, never changes existing ones).
-MIGRATIONS: dict[int, tuple[str, ...]] = {
+# What brings a database from version N-1 to N (create_all makes new tables, never changes existing ones). A
+# (dialect, statement) pair runs on that dialect only.
+MIGRATIONS: dict[int, tuple[str | tuple[str, str], ...]] = {
     # Indexes no query used (identities are looked up at Pica; `last_sync_id != n` cannot use one; the state
     # filter reads a scan's worth anyway), which every row a fleet sync inserted or touched paid for.
     # The first sighting moved from a transition row to the connection's row (first_seen_by): the fleet sync's
@@ -62,6 +64,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     # How many connections Pica listed when a run began: pages are offsets into that list, so a resume whose
     # first page counts otherwise must fetch every page again.
     3: ("ALTER TABLE sync_runs ADD COLUMN rows_total INTEGER NOT NULL DEFAULT 0",),
+    # Room on each page for a re-sync's new row versions (see UserConnection): applies to pages written from now on.
+    4: (("postgresql", f"ALTER TABLE user_connections SET (fillfactor = {_ROOM_FOR_UPDATES})"),),
 }
 
 
@@ -90,6 +94,10 @@ def utcnow() -> datetime:
 
 class UserConnection(SQLModel, table=True):
     __tablename__ = "user_connections"
+    # A sync touches every row (last_seen_at). PostgreSQL writes a new version of each: with room on its page and no
+    # indexed column changed, a heap-only one that adds no index entry (HOT). Full pages made a 50,000-row re-sync's
+    # touch 60 % slower, and slower with each re-sync as the index grew (bench/fleet_sync.py).
+    __table_args__ = {"postgresql_with": {"fillfactor": _ROOM_FOR_UPDATES}}
 
     id: int | None = Field(default=None, primary_key=True)
     user_id: str | None = Field(default=None, max_length=128)  # the Pica identity (looked up at Pica, not here)
@@ -323,7 +331,9 @@ class Store:
                 return
             for step in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in MIGRATIONS[step]:
-                    connection.exec_driver_sql(statement)
+                    dialect, statement = statement if isinstance(statement, tuple) else (self.dialect, statement)
+                    if dialect == self.dialect:
+                        connection.exec_driver_sql(statement)
             if version < SCHEMA_VERSION:
                 connection.execute(SchemaInfo.__table__.update().values(version=SCHEMA_VERSION))
 
@@ -369,7 +379,7 @@ class Store:
         since = min(first_seen_since or now, now)
         marks = {"now": _sqlite_datetime(now) if self.dialect == "sqlite" else now, "sync_id": sync_id, "source": source,
                  "since": _sqlite_datetime(since) if self.dialect == "sqlite" else since}
-        pairs = {**marks, "pairs": to_json(list(fingerprints.items())).decode()}
+        pairs = {**marks, "pairs": to_json(fingerprints).decode()}
 
         def write(connection) -> UpsertResult:
             run = connection.exec_driver_sql
@@ -736,7 +746,8 @@ def _sqlite_datetime(value: datetime) -> str:
 # Each statement reads its rows from one JSON document (SQLite json_each, PostgreSQL json_array_elements): the
 # driver runs it with no Python per row, and SQLite's gives up the GIL for the whole statement, so a sync's writer
 # thread works on the other core while its fetching thread parses pages (bench/fleet_sync.py).
-# `pairs`: [[key, fingerprint], ...] of the batch. The rows to write are Pica's, in its wire names, with their
+# `pairs`: {key: fingerprint, ...} of the batch, read by json_each (SQLite) and json_each_text (PostgreSQL) as
+# key and value columns with nothing to extract. The rows to write are Pica's, in its wire names, with their
 # fingerprints: as [[fingerprint, row], ...] for SQLite, and as two arrays that PostgreSQL zips (ROWS FROM), each
 # the faster there.
 
@@ -792,13 +803,14 @@ _SQLITE_MARKS = {"now": ":now", "source": ":source", "sync_id": ":sync_id", "sin
 _SQLITE_CREATED = _sqlite_row("createdAt")
 _SQLITE_UPSERT = _UpsertSQL(
     touch="""SELECT json_group_array(json_array(c.connection_key, c.state))
-         FILTER (WHERE c.id IS NOT NULL AND c.fingerprint IS NOT json_extract(p.value, '$[1]')
-                 AND c.last_seen_at <= :now),
-       json_group_array(json_extract(p.value, '$[0]')) FILTER (WHERE c.id IS NULL)
-FROM json_each(:pairs) AS p LEFT JOIN user_connections AS c ON c.connection_key = json_extract(p.value, '$[0]')""",
+         FILTER (WHERE c.id IS NOT NULL AND c.fingerprint IS NOT p.value AND c.last_seen_at <= :now),
+       json_group_array(p.key) FILTER (WHERE c.id IS NULL)
+FROM json_each(:pairs) AS p LEFT JOIN user_connections AS c ON c.connection_key = p.key""",
     touch_update="""UPDATE user_connections SET last_seen_at = :now, last_sync_id = coalesce(:sync_id, last_sync_id)
-WHERE connection_key IN (SELECT json_extract(value, '$[0]') FROM json_each(:pairs)) AND last_seen_at <= :now""",
-    write=_WRITE.format(**_SQLITE_MARKS, rows=f"""SELECT {_sqlite_row('key')} AS key, {_sqlite_row('id')} AS pica_id,
+WHERE connection_key IN (SELECT key FROM json_each(:pairs)) AND last_seen_at <= :now""",
+    # Each element's text rendered once: json_each renders it again for every json_extract that reads `value`.
+    write=_WRITE.format(**_SQLITE_MARKS, rows=f"""WITH d AS MATERIALIZED (SELECT value FROM json_each(:rows))
+SELECT {_sqlite_row('key')} AS key, {_sqlite_row('id')} AS pica_id,
   {_sqlite_row('platform')} AS platform, {_sqlite_row('identity')} AS identity,
   {_sqlite_row('identityType')} AS identity_type, coalesce({_sqlite_row('environment')}, :environment) AS environment,
   coalesce({_sqlite_row('state')}, :state) AS state, coalesce({_sqlite_row('tags')}, '[]') AS tags,
@@ -807,8 +819,8 @@ WHERE connection_key IN (SELECT json_extract(value, '$[0]') FROM json_each(:pair
   strftime('%Y-%m-%d %H:%M:%S', {_SQLITE_CREATED}) || CASE WHEN substr({_SQLITE_CREATED}, 20, 1) = '.'
     THEN substr({_SQLITE_CREATED}, 20, 7) ELSE '.000000' END AS created_at,
   json_extract(value, '$[0]') AS fingerprint
-FROM json_each(:rows)"""),
-    write_documents=lambda rows, fingerprints: {"rows": to_json(list(zip(fingerprints, rows))).decode()},
+FROM d"""),
+    write_documents=lambda rows, fingerprints: {"rows": to_json(list(map(list, zip(fingerprints, rows)))).decode()},
     transitions=_TRANSITIONS.format(**_SQLITE_MARKS, moved=", ".join(f"json_extract(value, '$[{i}]')" for i in range(5)),
                                     rows="json_each(:rows)"),
 )
@@ -817,8 +829,7 @@ _POSTGRES_MARKS = {"now": "%(now)s", "source": "%(source)s", "sync_id": "%(sync_
 _POSTGRES_UPSERT = _UpsertSQL(
     # The new keys are those the touch did not find and that are not stored (a row seen later than this batch is
     # left as it is: see upsert_rows).
-    touch="""WITH p AS MATERIALIZED (SELECT v->>0 AS key, v->>1 AS fingerprint
-                        FROM json_array_elements(%(pairs)s::json) AS e(v)),
+    touch="""WITH p AS MATERIALIZED (SELECT key, value AS fingerprint FROM json_each_text(%(pairs)s::json)),
   touched AS (UPDATE user_connections AS c
               SET last_seen_at = %(now)s, last_sync_id = coalesce(%(sync_id)s::integer, c.last_sync_id)
               FROM p WHERE c.connection_key = p.key AND c.last_seen_at <= %(now)s

@@ -319,6 +319,8 @@ def _as_version_1(store: Store) -> None:
         sql("CREATE INDEX ix_user_connections_state ON user_connections (state)")
         sql("CREATE INDEX ix_user_connections_user_id ON user_connections (user_id)")
         sql("ALTER TABLE user_connections DROP COLUMN first_seen_by")
+        if store.dialect == "postgresql":
+            sql("ALTER TABLE user_connections RESET (fillfactor)")
         for key, source in ((conn(1).key, "connect"), (conn(2).key, "sync"), ("test::gone::default::1", "sync")):
             session.add(ConnectionTransition(connection_key=key, platform="gmail", from_state=None, to_state="operational",
                                              at=utcnow(), source=source))
@@ -337,6 +339,7 @@ def test_a_version_1_database_is_migrated(store):
     assert [t.source for t in store.transitions("test::gone::default::1")] == ["sync"]  # a removed one's history stays
     assert store.count(ConnectionTransition) == 1
     assert store.sync_run(1).rows_total == 0 and store.sync_run(1).failed_pages == [2]  # a resume fetches every page
+    assert _room_for_updates(store) == _room_expected(store)  # PostgreSQL's HOT updates for a sync's touch
     with store.session() as session:
         assert session.get(SchemaInfo, 1).version == SCHEMA_VERSION
     store.create_schema()  # nothing left to run
@@ -393,6 +396,23 @@ def test_processes_opening_a_new_database_at_once_all_start(database_url):
     with store.session() as session:
         assert session.get(SchemaInfo, 1).version == SCHEMA_VERSION
     store.engine.dispose()
+
+
+def _room_for_updates(store: Store) -> list[str] | None:
+    """user_connections' storage options: PostgreSQL's reloptions, None where it has none (always on SQLite)."""
+    if store.dialect != "postgresql":
+        return None
+    with store.engine.connect() as connection:
+        return connection.exec_driver_sql(
+            "SELECT reloptions FROM pg_class WHERE oid = 'user_connections'::regclass").scalar_one()
+
+
+def _room_expected(store: Store) -> list[str] | None:
+    return ["fillfactor=50"] if store.dialect == "postgresql" else None
+
+
+def test_a_new_postgresql_table_leaves_room_on_its_pages_for_a_sync(store):
+    assert _room_for_updates(store) == _room_expected(store)
 
 
 def _waiting_for_a_lock(store: Store) -> bool:
