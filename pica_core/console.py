@@ -25,6 +25,7 @@ import difflib
 import json
 import logging
 import math
+import mimetypes
 import pprint
 import re
 import shlex
@@ -66,7 +67,7 @@ SECRET_ENV = "PICA_SECRET_KEY"
 # Header names whose values are credentials: never shown back, stored or exported.
 _SENSITIVE_EXACT = {"authorization", "proxy-authorization", "cookie", "set-cookie", SECRET_HEADER}
 _SENSITIVE_PARTS = ("authorization", "secret", "token", "password", "passwd", "api-key", "apikey", "api_key",
-                    "cookie", "session")
+                    "cookie", "session", "auth-key", "subscription-key", "access-key", "private-key", "signature")
 # {{var}} (Pica's templates) and ${var} (a few older action paths).
 _PATH_VAR = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}|\$\{([^{}]+)\}")
 
@@ -395,7 +396,12 @@ class ResponseView:
 
     @property
     def extension(self) -> str:
-        return "json" if self.kind in ("json", "records") else "txt"
+        if self.kind in ("json", "records"):
+            return "json"
+        if self.kind == "binary":  # a PDF saved as .txt opens in no viewer
+            guessed = mimetypes.guess_extension(self.content_type.split(";")[0].strip().lower(), strict=False)
+            return guessed[1:] if guessed else "bin"
+        return "txt"
 
 
 UPSTREAM_RETRY_HEADERS = ("retry-after", "x-ratelimit-reset", "x-rate-limit-reset")  # what platforms send

@@ -204,7 +204,7 @@ class TokenRoute:
                 return error(413, f"Body too large: at most {MAX_BODY_BYTES} bytes.")
         try:
             payload = json.loads(body) if body.strip() else {}
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: a few KB of nested brackets
             return error(400, "Malformed body: send a JSON object (the widget sends {}).")
         if not isinstance(payload, dict):
             return error(400, "Malformed body: send a JSON object (the widget sends {}).")

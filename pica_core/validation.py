@@ -143,7 +143,11 @@ def key_environment(key: str) -> str:
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _ACTION_ID = re.compile(r"^[A-Za-z0-9_:.\-]{3,200}$")
 # Headers the dashboard sets itself, or that would let a request impersonate another account.
-RESERVED_HEADERS = ("x-pica-secret", "x-pica-connection-key", "x-pica-action-id", "host", "content-length")
+RESERVED_HEADERS = ("x-pica-secret", "x-pica-connection-key", "x-pica-action-id", "host", "content-length",
+                    # the HTTP client frames the message and owns the connection: two framings in one request are
+                    # how requests are smuggled past proxies
+                    "transfer-encoding", "connection", "keep-alive", "te", "trailer", "upgrade", "expect",
+                    "proxy-authorization", "proxy-connection")
 
 
 MAX_PATH = 1_999  # "/" + the path fits PassthroughCallRecord.path (2,000)

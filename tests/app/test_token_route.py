@@ -109,7 +109,7 @@ def test_expired_grant_is_401(client):
     assert response.status_code == 401 and "expired" in response.json()["error"]
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'"text"'])
+@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'"text"', b"[" * 2040 + b"]" * 2040])
 def test_malformed_body_is_400(client, body):
     response = client.post(URL, headers=grant(), content=body)
     assert response.status_code == 400

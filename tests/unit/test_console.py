@@ -171,6 +171,8 @@ def test_a_header_name_that_is_not_ascii_is_refused():
 def test_headers_the_console_sets_cannot_be_overridden():
     refused("set by the dashboard", headers=[("X-Pica-Secret", "sk_live_other")])
     refused("set by the dashboard", headers=[("x-pica-connection-key", KEY)])
+    for framing in ("Transfer-Encoding", "Connection", "TE", "Upgrade", "Expect", "Keep-Alive"):  # smuggling
+        refused("set by the dashboard", headers=[(framing, "chunked")])
 
 
 def test_duplicate_headers_and_nameless_values_are_refused():
@@ -255,6 +257,15 @@ def test_json_text_binary_and_empty_bodies():
     assert text.kind == "text" and text.display == "plain <b>text</b>"
     assert console.response_view(response(body=b"\xff\xfe\x00"), display_limit=100).kind == "binary"
     assert console.response_view(response(status=204), display_limit=100).kind == "empty"
+    assert text.extension == "txt" and console.response_view(response(body=b"[]"), display_limit=9).extension == "json"
+
+
+@pytest.mark.parametrize(("content_type", "extension"), [("application/pdf", "pdf"), ("image/PNG; x=1", "png"),
+                                                         ("application/x-unheard-of", "bin"), ("", "bin")])
+def test_a_binary_body_downloads_under_its_type_s_extension(content_type, extension):
+    view = console.response_view(response(body=b"%PDF-1.4\xff\x00", headers={"content-type": content_type}),
+                                 display_limit=100)
+    assert view.kind == "binary" and view.extension == extension
 
 
 def test_a_body_labelled_json_that_does_not_parse_says_so():
@@ -311,6 +322,9 @@ def test_passthrough_headers_are_shown_without_credentials():
                                                    "x-pica-passthrough-set-cookie": "session=abc",
                                                    "x-pica-rate-limit-limit": "500"}), display_limit=100)
     assert view.passthrough_headers == {"x-request-id": "r1", "set-cookie": console.REDACTED}
+    for credential in ("X-Auth-Key", "Ocp-Apim-Subscription-Key", "X-Amz-Access-Key", "X-Hub-Signature-256"):
+        assert console.is_sensitive_header(credential), credential
+    assert not console.is_sensitive_header("X-Request-Id")
 
 
 # --- history records ----------------------------------------------------------------------------------------------
