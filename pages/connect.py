@@ -6,6 +6,7 @@ import streamlit as st
 
 from pica_core import validation
 from pica_core.connect import confirm_and_store, reconnect_applies, resolve_connector
+from pica_core.console import platform_of_key
 from pica_core.errors import InvalidInputError
 from pica_core.models import IDENTITY_TYPES
 from pica_core.text import plain
@@ -31,6 +32,12 @@ if reconnect_key:
         validation.connection_key(reconnect_key)
     except InvalidInputError as exc:
         key_problem, reconnect_key = exc.message, ""
+catalog = data.catalog(settings)
+connectors, enabled = catalog.value if catalog.value else ([], set())
+# A reconnect authorises the same connector again: one AuthKit does not offer can only make a new connection.
+not_offered = reconnect_key if reconnect_key and connectors and platform_of_key(reconnect_key) not in enabled else None
+if not_offered:
+    reconnect_key = ""
 action = "reconnect" if reconnect_key else "connect"
 blocked = principal.why_not(action)
 # What this visit repairs: once AuthKit is open, what its session does (a link's key with another identity typed in
@@ -53,9 +60,11 @@ if repairing:
 elif reconnect_key:
     st.warning(f"The link reconnects {plain(reconnect_key)}, a connection of another identity: AuthKit makes a new "
                "connection for the identity below, and leaves that one as it is.", icon=":material/person_alert:")
-
-catalog = data.catalog(settings)
-connectors, enabled = catalog.value if catalog.value else ([], set())
+elif not_offered:
+    name = next((c.name for c in connectors if c.platform == platform_of_key(not_offered)), platform_of_key(not_offered))
+    st.warning(f"The link reconnects {plain(not_offered)}, but {plain(name)} is not enabled in "
+               "AuthKit for this environment: enable it in Pica's dashboard, then open the link again. Open AuthKit "
+               "below makes a new connection instead.", icon=":material/toggle_off:")
 if catalog.error:
     show_error(catalog.error, what="Catalog")
 choices = sorted((c for c in connectors if c.platform in enabled), key=lambda c: c.name.lower())
@@ -67,8 +76,9 @@ except InvalidInputError as exc:
     show_error(exc)
     preselected = None
 if preselected is not None and preselected.platform not in enabled:
-    st.warning(f"{plain(preselected.name)} is not enabled in AuthKit for this environment: enable it in Pica's dashboard "
-               "first, or pick another connector.", icon=":material/toggle_off:")
+    if not not_offered:  # said above, with what it means for the reconnect
+        st.warning(f"{plain(preselected.name)} is not enabled in AuthKit for this environment: enable it in Pica's "
+                   "dashboard first, or pick another connector.", icon=":material/toggle_off:")
     preselected = None
 
 linked_type = query.get("identityType") or query.get("identity_type")
@@ -94,7 +104,9 @@ if opened and not blocked:
     except InvalidInputError as exc:
         show_error(exc)
     else:
-        repairs = reconnect_applies(reconnect_key, identity)  # the identity typed may differ from the link's
+        # The identity typed and the connector chosen may differ from the link's; "let the user choose" may repair.
+        chosen = next((c.platform for c in choices if c.name == connector_name), None)
+        repairs = reconnect_applies(reconnect_key, identity, chosen)
         st.session_state["authkit-session"] = {
             "nonce": uuid.uuid4().hex, "grant": grant, "identity": identity.strip(), "identity_type": identity_type,
             "connector": connector_name or None, "reconnect": reconnect_key if repairs else None,

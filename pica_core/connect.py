@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import InvalidInputError, PicaError
-from .console import identity_of_key
+from .console import identity_of_key, platform_of_key
 from .models import Connection, Connector
 from .store import Store
 
@@ -54,10 +54,12 @@ def identity_as_in_key(identity: str) -> str:
     return identity.replace(" ", "-").replace(":", "-")
 
 
-def reconnect_applies(reconnect_key: str | None, identity: str) -> bool:
-    """Whether a reconnect of `reconnect_key` is one for `identity`: a link's key with another identity typed in
-    is a new connection for that identity, and the old one is someone else's."""
-    return bool(reconnect_key) and identity_of_key(reconnect_key) == identity_as_in_key(identity.strip())
+def reconnect_applies(reconnect_key: str | None, identity: str, platform: str | None = None) -> bool:
+    """Whether a reconnect of `reconnect_key` is one for `identity` and, once known, connector `platform`: a
+    link's key with another identity typed in, or another connector chosen, is a new connection, and the old
+    one stays as it was."""
+    return (bool(reconnect_key) and identity_of_key(reconnect_key) == identity_as_in_key(identity.strip())
+            and platform in (None, platform_of_key(reconnect_key)))
 
 
 def confirm_and_store(client, store: Store, record: Any, *, identity: str, identity_type: str | None, actor: str,
@@ -96,6 +98,8 @@ def confirm_and_store(client, store: Store, record: Any, *, identity: str, ident
                     expected=identity_type, actual=connection.identity_type)
         return ConnectOutcome(False, f"The reported connection belongs to {identity!r} as a {connection.identity_type}, "
                                      f"not as a {identity_type}; nothing was stored.")
+    if reconnect_key and not reconnect_applies(reconnect_key, identity, connection.platform):
+        action, reconnect_key = "connect", None  # another connector chosen in the widget: a connection beside it
     note = None
     if reconnect_key and reconnect_key != key:
         note = _still_there(client, reconnect_key, identity)

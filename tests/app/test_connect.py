@@ -60,6 +60,25 @@ def test_coming_back_does_not_say_authkit_is_open_after_its_widget_went_with_the
     assert not [i.value for i in at.info if "AuthKit is open for" in i.value]
 
 
+def test_a_reconnect_link_whose_connector_authkit_does_not_offer_is_a_connect_that_says_why(app_env):
+    """The page titled itself Reconnect, said the connector was not enabled, and opened AuthKit's full list."""
+    key = f"test::cockroach-labs::default::{'c' * 32}|rev-y"
+    at = open_page("connect", query={"identity": "rev-y", "reconnect": key, "connector": "cockroach-labs"})
+    assert_clean(at)
+    assert at.title[0].value == "Connect an account" and not any("Reconnecting" in i.value for i in at.info)
+    assert [w.value for w in at.warning if "reconnects" in w.value and "is not enabled in AuthKit" in w.value]
+    assert not [w.value for w in at.warning if "or pick another connector" in w.value]  # said once
+
+
+def test_a_reconnect_link_with_another_connector_chosen_opens_a_plain_connect(app_env):
+    at = open_page("connect", query={"identity": "rev-x", "reconnect": RECONNECT_KEY, "connector": "gmail"})
+    assert at.title[0].value == "Reconnect an account"
+    at.selectbox[1].set_value("Slack")
+    next(b for b in at.button if b.label == "Open AuthKit").click().run()
+    assert_clean(at)
+    assert at.title[0].value == "Connect an account" and at.session_state["authkit-session"]["reconnect"] is None
+
+
 def test_a_reconnect_link_for_another_identity_says_so_before_and_after_authkit_opens(app_env):
     """The page went on saying "Reconnecting <the other identity's key>" above the new connection."""
     other = f"test::gmail::default::{'b' * 32}|team-security-initech-65"

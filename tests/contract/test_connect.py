@@ -96,6 +96,21 @@ def test_a_reconnect_link_used_for_another_identity_is_a_plain_connect_that_leav
     assert not reconnect_applies(old["key"], "rev-other") and not reconnect_applies(None, "team security")
 
 
+def test_a_reconnect_that_connected_another_connector_is_a_plain_connect_that_leaves_the_old_one_alone(sandbox, client,
+                                                                                                     store):
+    """Another connector picked in the widget: audited as a reconnect of the old one, with advice to delete it."""
+    old = authkit_connect(sandbox, "u-re3", "user", "jira")
+    sandbox.set_state(old["key"], "failed")
+    new = authkit_connect(sandbox, "u-re3", "user", "slack")
+    outcome = confirm_and_store(client, store, new, identity="u-re3", identity_type="user", actor="a",
+                                reconnect_key=old["key"])
+    assert outcome.ok and outcome.note is None
+    assert store.audit_events(action="reconnect") == []
+    assert "new_connection_instead_of" not in store.audit_events(action="connect")[0].detail
+    assert reconnect_applies(old["key"], "u-re3", "jira") and reconnect_applies(old["key"], "u-re3")
+    assert not reconnect_applies(old["key"], "u-re3", "slack")
+
+
 def test_a_success_pica_could_not_confirm_can_be_confirmed_again_without_authkit(sandbox, client, store):
     """The only retry on offer was opening AuthKit again, which made a second connection."""
     record = authkit_connect(sandbox, "rev-fault", "user", "gmail")
