@@ -37,7 +37,8 @@ outcome = fleet_ui.pop_outcome()
 if own is not None:
     fleet_ui.follow_own()
 else:
-    resumable = last is not None and last.status not in ("running", "complete")
+    # Resume only where it fetches less than Sync now: before page 1 arrived (a key refused, say), it is a new sync.
+    resumable = last is not None and last.status not in ("running", "complete") and last.pages_total > 0
     fleet_ui.status(store, env, last, reported=getattr(outcome, "run_id", None) == getattr(last, "id", None))
     # Each as wide as its label, side by side, whatever the window; Sync now first, where it always is (a Resume
     # that appeared in its place, after a failed sync, would take the next click).

@@ -17,9 +17,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from .client import AsyncPicaClient
-from .config import load_settings
+from .config import MAX_PAGE_SIZE, load_settings
 from .errors import ConfigError
-from .store import Store
+from .store import Store, failure_line
 from .sync import CannotResume, SyncBusy, SyncLockLost, page_list, resume_sync, sync_fleet
 
 
@@ -36,11 +36,11 @@ async def _sync(args: argparse.Namespace) -> int:
         store = Store.from_url(settings.database_url)
     except SQLAlchemyError as exc:
         raise ConfigError(f"Could not open the database at {make_url(settings.database_url)} "
-                          f"({_reason(exc)}): check DATABASE_URL and that the database is up.") from None
+                          f"({failure_line(exc)}): check DATABASE_URL and that the database is up.") from None
     async with AsyncPicaClient.from_settings(settings) as client:
         if args.resume is not None:
             report = await resume_sync(client, store, args.resume, environment=settings.environment,
-                                       progress=_progress)
+                                       page_size=args.page_size, progress=_progress)
         else:
             report = await sync_fleet(client, store, environment=settings.environment, page_size=args.page_size,
                                       progress=_progress)
@@ -53,12 +53,6 @@ async def _sync(args: argparse.Namespace) -> int:
     return 0 if report.status == "complete" else 1
 
 
-def _reason(exc: SQLAlchemyError) -> str:
-    """The driver's first line: SQLAlchemy's own text adds the statement and its parameters (rows of the fleet)."""
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _interrupted() -> None:
     """After Ctrl-C: what the run stored and how to resume it, from its row (the sync marked it on the way out)."""
     try:
@@ -66,20 +60,22 @@ def _interrupted() -> None:
         run = Store.from_url(settings.database_url).last_sync(settings.environment)
     except (Exception, KeyboardInterrupt):  # noqa: BLE001 - the database may be why the sync hung (a second Ctrl-C)
         run = None
-    if run is not None and run.status == "interrupted":
+    if run is not None and run.status == "interrupted" and not run.pages_total:
+        print(f"sync #{run.id}: interrupted before Pica's first page arrived, so nothing was stored; run a new sync")
+    elif run is not None and run.status == "interrupted":
         print(f"sync #{run.id}: interrupted, {run.rows_seen:,} connections stored; pages left: "
               f"{page_list(run.failed_pages)} (--resume {run.id} fetches them)")
     else:
         print("sync interrupted: what it stored is kept; `--resume RUN_ID` with the latest run's id fetches the rest")
 
 
-def _positive(text: str) -> int:
+def _page_size(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    if not 1 <= value <= MAX_PAGE_SIZE:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_PAGE_SIZE:,}, not {value}")
     return value
 
 
@@ -89,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     sync = commands.add_parser("sync", help="sync every connection of the account into the database")
     sync.add_argument("--resume", type=int, metavar="RUN_ID",
                       help="fetch the pages the latest run did not store (every page if Pica's list changed since)")
-    sync.add_argument("--page-size", type=_positive, default=None, help="rows per page (default PICA_PAGE_SIZE)")
+    sync.add_argument("--page-size", type=_page_size, default=None,
+                      help="rows per page (default PICA_PAGE_SIZE); a resume keeps its run's, unless it starts over")
     args = parser.parse_args(argv)
     # How cron, systemd and Kubernetes stop a job: stop as Ctrl-C does (asyncio cancels the sync, which records
     # what it stored), instead of dying with the run still marked running.
@@ -114,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         _interrupted()
         return 1
     except SQLAlchemyError as exc:  # part-way: each batch recorded with what it stored, so the run's row is exact
-        print(f"The database failed during the sync: {_reason(exc)}", file=sys.stderr)
+        print(f"The database failed during the sync: {failure_line(exc)}", file=sys.stderr)
         _interrupted()
         return 1
     finally:

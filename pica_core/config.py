@@ -31,6 +31,9 @@ SANDBOX_TEST_KEY = "sk_test_sandbox"
 SANDBOX_LIVE_KEY = "sk_live_sandbox"
 
 KEY_PREFIXES = ("sk_test_", "sk_live_")
+# Rows per page a list may ask for. Pica does not document its maximum; the sandbox refuses more, and a sync whose
+# every page Pica refuses is a setting to correct before it starts, not a run to resume.
+MAX_PAGE_SIZE = 1000
 # A key goes into a header: a line break or a character beyond ASCII pasted with it would break the request, and
 # h11's refusal quotes the header (the key) in its message.
 _KEY_CHARACTERS = re.compile(r"[\x21-\x7e]+")
@@ -259,7 +262,7 @@ def load_settings(
         connect_timeout_seconds=_number(raw, "PICA_CONNECT_TIMEOUT_SECONDS", 5.0, minimum=0.1),
         max_retries=_number(raw, "PICA_MAX_RETRIES", 3, integer=True),
         retry_deadline_seconds=_number(raw, "PICA_RETRY_DEADLINE_SECONDS", 30.0, minimum=0.1),
-        page_size=_number(raw, "PICA_PAGE_SIZE", 300, integer=True, minimum=1),
+        page_size=_number(raw, "PICA_PAGE_SIZE", 300, integer=True, minimum=1, maximum=MAX_PAGE_SIZE),
         max_concurrency=_number(raw, "PICA_MAX_CONCURRENCY", 4, integer=True, minimum=1),
         catalog_ttl_seconds=_number(raw, "CATALOG_CACHE_TTL", 600, integer=True),
         connections_ttl_seconds=_number(raw, "CONNECTIONS_CACHE_TTL", 60, integer=True),

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from sqlalchemy import JSON, Column, Index, and_, case, event, func, or_, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from pydantic_core import from_json, to_json
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
@@ -716,6 +716,13 @@ class Store:
     def count(self, model: type[SQLModel]) -> int:
         with self.session() as session:
             return session.execute(select(func.count()).select_from(model)).scalar_one()
+
+
+def failure_line(exc: BaseException) -> str:
+    """One line saying why, for a person: a database error's driver line (SQLAlchemy's own text adds the statement
+    and its parameters: connection keys and identities of the fleet), else the exception's first line."""
+    text = str(getattr(exc, "orig", None) or exc).strip() if isinstance(exc, SQLAlchemyError) else str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def _escape_like(value: str) -> str:

@@ -25,7 +25,7 @@ from datetime import datetime
 from .client import AsyncPicaClient, Operation, PageResult
 from .errors import AuthError, PicaError, RateLimitedError
 from .models import ConnectionRow
-from .store import HeldLock, Store, SyncBusy, SyncLockLost, SyncRun, utcnow
+from .store import HeldLock, Store, SyncBusy, SyncLockLost, SyncRun, failure_line, utcnow
 from .text import count
 
 __all__ = ["CannotResume", "SyncBusy", "SyncLockLost", "SyncReport", "pages_stored", "resume_sync", "sync_fleet"]
@@ -56,8 +56,7 @@ class SyncReport:
             if self.key_refused:
                 return (f"sync #{self.run_id}: failed, Pica refused the key, so nothing was stored; run a new "
                         "sync once what its answer says is resolved")
-            return (f"sync #{self.run_id}: failed before its first page arrived, so nothing was stored; {resume} "
-                    "starts a new sync")
+            return f"sync #{self.run_id}: failed before its first page arrived, so nothing was stored; run a new sync"
         pages = pages_stored(self.pages_total if self.pages_done is None else self.pages_done, self.pages_total)
         text = (f"sync #{self.run_id}: {self.status}, {count(self.rows, 'connection')} from {pages} "
                 f"({self.new:,} new, {count(self.transitions, 'state change')}"
@@ -202,7 +201,7 @@ class _Writer:
         self.pool.shutdown(wait=True)
         report = self.report
         report.status, report.failed_pages = "interrupted", self._to_resume(self.unstored)
-        why = f": {type(exc).__name__}: {str(exc)[:300]}" if isinstance(exc, Exception) else ""
+        why = f": {type(exc).__name__}: {failure_line(exc)}" if isinstance(exc, Exception) else ""
         try:
             row = self.store.sync_run(self.run_id)
             report.failed_pages, report.rows = list(row.failed_pages), row.rows_seen
@@ -299,8 +298,9 @@ class CannotResume(Exception):
 
 
 async def resume_sync(client: AsyncPicaClient, store: Store, run_id: int, *, environment: str,
-                      progress: Progress | None = None) -> SyncReport:
-    """Fetch the pages run `run_id` did not store (every page if Pica's list changed since). Only the latest run
+                      page_size: int | None = None, progress: Progress | None = None) -> SyncReport:
+    """Fetch the pages run `run_id` did not store (every page if Pica's list changed since), in pages of the run's
+    size (`page_size`, or the client's, only when it starts over: the stored pages are offsets). Only the latest run
     of its environment can resume, and only with a key of that environment (`environment`, the client's): a
     newer run has fetched everything since, and another environment's connections would complete it."""
     run = store.sync_run(run_id)
@@ -315,9 +315,9 @@ async def resume_sync(client: AsyncPicaClient, store: Store, run_id: int, *, env
         if latest is not None and latest.id != run.id:
             raise CannotResume(f"Sync #{run.id} is not the latest of the {run.environment} environment (#{latest.id} "
                              "is): run a new sync, or resume the latest.")
-        if run.pages_total == 0:  # the first page never arrived: start over
-            return await _new_run(client, store, lock, run.page_size or client.page_size, progress,
-                                   resumed_from=run.id)
+        if run.pages_total == 0:  # the first page never arrived: start over, with today's page size (the run's
+            # may be what Pica refused)
+            return await _new_run(client, store, lock, page_size or client.page_size, progress, resumed_from=run.id)
         if not run.failed_pages:  # every page stored (by a process that ended before it could say so)
             if run.status != "complete":
                 store.update_sync(run.id, status="complete", error=None, finished_at=run.finished_at or utcnow())

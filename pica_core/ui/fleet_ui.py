@@ -167,14 +167,14 @@ def last_run(run: SyncRun | None, *, brief: bool = False) -> None:
     pages = run.failed_pages
     missing = count(len(pages), "page")
     if run.status == "interrupted" and not run.pages_total:
-        st.warning(f"Sync #{run.id} stopped before its first page arrived. **Resume** starts a new sync.",
-                   icon=":material/sync_problem:")
+        st.warning(f"Sync #{run.id} stopped before its first page arrived: nothing was stored. **Sync now** starts "
+                   "again.", icon=":material/sync_problem:")
     elif run.status == "interrupted":
         st.warning(f"Sync #{run.id} stopped before it finished: {missing} not stored ({page_list(pages)}). "
                    "What was stored is kept; **Resume** fetches the rest.", icon=":material/sync_problem:")
     elif run.status == "failed":
-        st.warning(f"Sync #{run.id} failed before its first page arrived. **Resume** starts a new sync.",
-                   icon=":material/sync_problem:")
+        st.warning(f"Sync #{run.id} failed before its first page arrived: nothing was stored. **Sync now** starts "
+                   "again once what Pica answered is resolved.", icon=":material/sync_problem:")
     elif pages:
         st.warning(f"Sync #{run.id} is partial: {missing} to fetch again ({page_list(pages)}). What was "
                    "stored is kept; **Resume** fetches only those pages.", icon=":material/sync_problem:")

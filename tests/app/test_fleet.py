@@ -222,6 +222,13 @@ def test_the_counts_name_a_partial_sync_that_stored_rows_though_a_later_one_stor
     assert runs and "**failed**" in runs[0]
     failed = int(runs[0].split("**#")[1].split("**")[0])
     assert any(f"and what sync #{failed - 1} (partial) and lookups stored since" in m.value for m in at.markdown)
+    assert not [b for b in at.button if b.label == "Resume"]  # a resume of it would be a new sync: Sync now is there
+    assert any("failed before its first page arrived, so nothing was stored; run a new sync" in w.value
+               for w in at.warning)
+    at = open_page("fleet")  # later, or in another session: the run's row says the same
+    assert not [b for b in at.button if b.label == "Resume"]
+    assert any("failed before its first page arrived: nothing was stored. **Sync now** starts again" in w.value
+               for w in at.warning)
 
 
 def test_overview_does_not_retry_a_failing_first_sync_forever(app_env):
@@ -231,7 +238,7 @@ def test_overview_does_not_retry_a_failing_first_sync_forever(app_env):
     assert app_env.count("vault/connections") <= 5  # one sync: page 1 and its retries
     assert any("failed" in m.value for m in at.markdown)
     [link] = [link for link in at.get("page_link") if link.proto.label == "Open Fleet health"]
-    assert link.proto.page.endswith("fleet")  # the failed sync's reason and Resume are there
+    assert link.proto.page.endswith("fleet")  # the failed sync's reason and Sync now are there
 
 
 def test_tabs_count_every_connection_when_the_lists_show_the_first_500(app_env):

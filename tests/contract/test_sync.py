@@ -95,6 +95,24 @@ def test_a_database_failure_mid_sync_is_raised_not_hung(sandbox, store, monkeypa
     assert (resumed.status, resumed.rows) == ("complete", 720) and store.count(UserConnection) == 720
 
 
+def test_a_database_failure_is_recorded_as_the_driver_s_line_without_the_statement_or_its_rows(sandbox, store,
+                                                                                                monkeypatch):
+    """The run's row, shown on Fleet health, carried the SQL and its parameters: the batch's keys and identities."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    def locked(rows, **kwargs):
+        raise OperationalError("UPDATE user_connections SET last_seen_at = :now", {"pairs": rows[0]["key"]},
+                               sqlite3.OperationalError("database is locked"))
+
+    monkeypatch.setattr(store, "upsert_rows", locked)
+    with pytest.raises(OperationalError):
+        run(sandbox, store, page_size=50)
+    error = store.last_sync("test").error
+    assert error == "stopped before it finished: OperationalError: database is locked", error
+
+
 def late_connection(sandbox) -> dict:
     """A connection made at Pica now: newest first, it moves every other one a place down the list."""
     return sandbox.state.add_connection(platform="gmail", environment="test", identity="late-user", identity_type="user")
@@ -326,7 +344,7 @@ def test_first_page_failing_fails_the_run_and_resume_starts_over(sandbox, store)
     report = run(sandbox, store)
     assert (report.status, report.failed_pages) == ("failed", [1])
     assert report.summary() == (f"sync #{report.run_id}: failed before its first page arrived, so nothing was "
-                                f"stored; resume (--resume {report.run_id}) starts a new sync")
+                                "stored; run a new sync")
     sandbox.control("DELETE", "faults")
     resumed = run(sandbox, store, resume=report.run_id)
     assert resumed.status == "complete" and store.sync_run(resumed.run_id).resumed_from == report.run_id
@@ -452,6 +470,32 @@ def test_sigterm_on_the_cli_stops_it_as_ctrl_c_does(sandbox, tmp_path):
     store.engine.dispose()
 
 
+def test_a_resume_that_starts_over_pages_with_today_s_page_size(sandbox, tmp_path):
+    sandbox.fault("status", status=503, count=5, path="/v1/vault/connections")
+    assert cli(sandbox, tmp_path, "--page-size", "50").returncode == 1  # failed: page 1 never arrived
+    sandbox.control("DELETE", "faults")
+    resumed = cli(sandbox, tmp_path, "--resume", "1")
+    assert resumed.returncode == 0 and "sync #2: complete, 720 connections from 8 pages" in resumed.stdout
+
+
+def test_ctrl_c_before_the_first_page_says_nothing_was_stored(sandbox, tmp_path):
+    import signal
+    import time
+
+    sandbox.fault("latency", seconds=60, count=10, path="/v1/vault/connections")
+    env = {**os.environ, "PICA_API_URL": sandbox.url, "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
+    env.pop("PICA_SECRET_KEY", None)
+    process = subprocess.Popen([sys.executable, "-m", "pica_core", "sync"], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not sandbox.count("vault/connections") and time.monotonic() < deadline:  # page 1 asked for
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 1 and "Traceback" not in err, err
+    assert out.strip() == "sync #1: interrupted before Pica's first page arrived, so nothing was stored; run a new sync"
+
+
 def test_cli_with_a_key_pica_refuses_says_so_and_exits_2(sandbox, tmp_path):
     sandbox.fault("status", status=401, count=5, path="/v1/vault/connections")
     result = cli(sandbox, tmp_path)
@@ -471,9 +515,13 @@ def test_cli_with_a_database_it_cannot_open_is_one_line(tmp_path, sandbox):
     assert len(result.stderr.strip().splitlines()) == 1 and "hunter2" not in result.stderr
 
 
-def test_cli_refuses_a_page_size_below_one(tmp_path, sandbox):
+def test_cli_refuses_a_page_size_out_of_range(tmp_path, sandbox):
+    """Over Pica's maximum, every page was refused, the run "resumable", and each resume refused again."""
     result = cli(sandbox, tmp_path, "--page-size", "0")
-    assert result.returncode == 2 and "--page-size: must be at least 1, not 0" in result.stderr
+    assert result.returncode == 2 and "--page-size: must be from 1 to 1,000, not 0" in result.stderr
+    result = cli(sandbox, tmp_path, "--page-size", "5000")
+    assert result.returncode == 2 and "--page-size: must be from 1 to 1,000, not 5000" in result.stderr
+    assert sandbox.count("vault/connections") == 0
     result = cli(sandbox, tmp_path, "--page-size", "abc")
     assert result.returncode == 2 and "--page-size: must be a whole number, not 'abc'" in result.stderr
 

@@ -62,6 +62,7 @@ def test_postgres_url_gets_the_installed_driver():
     ({"PICA_TIMEOUT_SECONDS": "nan"}, "is not a finite number"),  # nan passed "at least 0.1" and timed out everything
     ({"PICA_RETRY_DEADLINE_SECONDS": "inf"}, "is not a finite number"),
     ({"AUTHKIT_GRANT_TTL_SECONDS": "999999999"}, "at most 3600"),
+    ({"PICA_PAGE_SIZE": "5000"}, "PICA_PAGE_SIZE='5000' is too large: it must be at most 1000"),
     ({"AUTHKIT_GRANT_SECRET": "short"}, "AUTHKIT_GRANT_SECRET is 5 characters long: use at least 32"),
     ({"AUTHKIT_ALLOWED_ORIGIN": "https://ops.example.com/"}, "no path or trailing slash"),
     ({"AUTHKIT_ALLOWED_ORIGIN": "https://a.example, https://b.example"}, "must be * or one origin"),
