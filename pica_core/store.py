@@ -432,6 +432,14 @@ class Store:
         with self.session() as session:
             return list(session.exec(select(UserConnection).where(UserConnection.connection_key.in_(list(keys)))))
 
+    def seen_in_run(self, keys: Sequence[str], sync_id: int) -> set[str]:
+        """Which of these keys sync `sync_id` stored (the latest to see them)."""
+        if not keys:
+            return set()
+        with self.session() as session:
+            return set(session.exec(select(UserConnection.connection_key).where(
+                UserConnection.connection_key.in_(list(keys)), UserConnection.last_sync_id == sync_id)))
+
     def stored_matching(self, *, environment: str, keys: Sequence[str] = (), identity: str | None = None,
                         identity_type: str | None = None, platform: str | None = None,
                         limit: int = 200) -> list[UserConnection]:

@@ -293,6 +293,20 @@ async def _new_run(client: AsyncPicaClient, store: Store, lock: HeldLock, page_s
     return await _recorded(writer, work)
 
 
+async def _list_moved(client: AsyncPicaClient, op: Operation, store: Store, run: SyncRun, page: PageResult,
+                      number: int) -> bool:
+    """Whether Pica's list moved under stored run `run`, with its total unchanged, as far as two looks can tell: page
+    `number` (not stored) holds a connection the run already stored on another page, or page 1 (stored) holds one
+    the run did not store (Pica lists the newest first: a connection made since is there)."""
+    if store.seen_in_run([row["key"] for row in page.rows], run.id):
+        return True
+    if number == 1:
+        return False
+    first = await client.fetch_page(op, 1, run.page_size)
+    keys = [row["key"] for row in first.rows]
+    return first.total != run.rows_total or len(store.seen_in_run(keys, run.id)) != len(set(keys))
+
+
 class CannotResume(Exception):
     """The run named cannot be resumed (the message says why and what to do instead)."""
 
@@ -329,13 +343,21 @@ async def resume_sync(client: AsyncPicaClient, store: Store, run_id: int, *, env
         async def work() -> SyncReport:
             number = min(run.failed_pages)  # first alone: it says how many connections Pica lists now
             began = utcnow()
+            op = _fleet_operation(client, run.page_size)
             try:
-                first = await client.fetch_page(_fleet_operation(client, run.page_size), number, run.page_size)
+                first = await client.fetch_page(op, number, run.page_size)
             except PicaError as exc:
                 report.errors[number] = exc.as_recorded()
                 return writer.finish()
-            # Pages are offsets into a list: if it changed, since the run began or under it, every page may differ.
-            if first.total != run.rows_total or len(run.failed_pages) >= run.pages_total:
+            try:
+                # Pages are offsets into a list: if it changed, since the run began or under it, every page may
+                # differ. A total that changed says so; one a new and a deleted connection left as it was does not.
+                moved = (first.total != run.rows_total or len(run.failed_pages) >= run.pages_total
+                         or await _list_moved(client, op, store, run, first, number))
+            except PicaError as exc:  # page 1, looked at again: unchecked, the pages left could be the wrong ones
+                report.errors[1] = exc.as_recorded()
+                return writer.finish()
+            if moved:
                 writer.plan(first, since=began)
             await writer.write(first, number)
             await _fetch_pages(client, sorted(writer.unstored - {number}), run.page_size, writer)

@@ -136,7 +136,7 @@ def test_a_sync_stopped_part_way_keeps_what_it_stored_and_resume_fetches_the_res
     sandbox.control("DELETE", "stats")
     resumed = run(sandbox, store, resume=stopped.id)
     assert (resumed.run_id, resumed.status, resumed.rows, resumed.failed_pages) == (stopped.id, "complete", 720, [])
-    assert sandbox.count("vault/connections") == len(stopped.failed_pages)
+    assert sandbox.count("vault/connections") == len(stopped.failed_pages) + 1  # and page 1, looked at again
     assert store.count(UserConnection) == 720 and store.not_seen("test") == []
 
 
@@ -220,6 +220,26 @@ def test_resume_after_pica_list_changed_fetches_every_page(sandbox, store):
     assert (resumed.status, resumed.rows, resumed.failed_pages) == ("complete", 721, [])
     assert sandbox.count("vault/connections") == 8  # every page
     assert store.count(UserConnection) == 721 and store.not_seen("test") == []
+
+
+@pytest.mark.parametrize("deleted_on", [2, 6])
+def test_a_resume_after_a_new_and_a_deleted_connection_left_the_total_as_it_was_fetches_every_page(sandbox, store,
+                                                                                                  deleted_on):
+    """Only a changed total was noticed: the resume fetched page 5 alone and said complete, with the new connection
+    never stored, one moved past page 5 left unseen and the deleted one counted (the total the same)."""
+    sandbox.fault("status", status=503, count=50, path="/v1/vault/connections", query="page=5")
+    report = run(sandbox, store)
+    sandbox.control("DELETE", "faults")
+    new = late_connection(sandbox)  # the newest: first on page 1, every other one a place down
+    listed = [sandbox.state.connections[cid] for cid in sandbox.state.order
+              if sandbox.state.connections[cid]["environment"] == "test"]
+    gone = listed[(deleted_on - 1) * 100 + 50]
+    sandbox.state.delete_connection(gone["id"])
+    resumed = run(sandbox, store, resume=report.run_id)
+    assert (resumed.status, resumed.rows) == ("complete", 720)
+    assert store.stored_connection(new["key"]) is not None
+    assert [c.connection_key for c in store.not_seen("test")] == [gone["key"]]
+    assert sum(store.state_counts("test").values()) == 720
 
 
 def test_a_list_changing_under_a_sync_ends_it_partial_and_its_resume_fetches_every_page(sandbox, store):
@@ -333,7 +353,7 @@ def test_a_failed_page_loses_nothing_and_resume_fetches_only_it(sandbox, store):
     sandbox.control("DELETE", "stats")
     resumed = run(sandbox, store, resume=report.run_id)
     assert (resumed.run_id, resumed.status, resumed.failed_pages, resumed.rows) == (report.run_id, "complete", [], 720)
-    assert sandbox.count("vault/connections") == 1  # only page 3
+    assert sandbox.count("vault/connections") == 2  # page 3, and page 1 again: the list has not moved
     assert store.count(UserConnection) == 720
     assert store.not_seen("test") == []
     assert store.sync_run(report.run_id).failed_pages == []
@@ -441,7 +461,7 @@ def test_a_killed_sync_is_marked_interrupted_and_resumes(sandbox, tmp_path):
     sandbox.control("DELETE", "stats")
     resumed = cli(sandbox, tmp_path, "--resume", "1")
     assert resumed.returncode == 0 and "sync #1: complete, 720 connections" in resumed.stdout
-    assert sandbox.count("vault/connections") == len(killed.failed_pages)
+    assert sandbox.count("vault/connections") == len(killed.failed_pages) + 1  # and page 1, looked at again
     store.engine.dispose()
 
 
