@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 try:
     import fcntl
@@ -682,9 +683,11 @@ class Store:
                 query = query.where(PassthroughCallRecord.connection_key == connection_key)
             if text_query:
                 like = f"%{_escape_like(text_query)}%"
-                query = query.where(or_(PassthroughCallRecord.request_body.ilike(like, escape="\\"),
-                                        PassthroughCallRecord.response_body.ilike(like, escape="\\"),
-                                        PassthroughCallRecord.path.ilike(like, escape="\\")))
+                # Paths are stored as sent, percent-encoded: "李 me/x" is there as %E6%9D%8E%20me%2Fx.
+                encoded = f"%{_escape_like(quote(text_query, safe=''))}%"
+                query = query.where(or_(*(column.ilike(like, escape="\\") for column in (
+                    PassthroughCallRecord.request_body, PassthroughCallRecord.response_body, PassthroughCallRecord.path,
+                    PassthroughCallRecord.error)), PassthroughCallRecord.path.ilike(encoded, escape="\\")))
             return list(session.exec(query.order_by(PassthroughCallRecord.id.desc()).limit(limit)))
 
     def call_platforms(self) -> list[str]:

@@ -281,6 +281,11 @@ def test_history_search_and_audit(store):
     assert [c.status for c in store.search_calls(text_query="INVALID_token")] == [401]
     assert len(store.search_calls(platform="gmail", action="list")) == 2
     assert store.search_calls(text_query="100%_") == []  # LIKE wildcards are escaped
+    store.record_call(PassthroughCallRecord(
+        at=utcnow(), actor="a@x.io", environment="test", connection_key=conn(3).key, platform="gmail", action_id="x",
+        method="GET", path="/gmail/v1/users/%E6%9D%8E%20me%2Fx/messages", status=None, error="Rate limit exceeded"))
+    for text in ("李", "me/x", "李 me", "rate LIMIT"):  # the path as typed (it is stored encoded), and the error
+        assert [c.path for c in store.search_calls(text_query=text)] == ["/gmail/v1/users/%E6%9D%8E%20me%2Fx/messages"]
     store.audit(actor="a@x.io", action="delete", target="key-1", outcome="ok", platform="gmail")
     events = store.audit_events(action="delete")
     assert events[0].actor == "a@x.io" and events[0].detail == {"platform": "gmail"}
