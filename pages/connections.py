@@ -1,6 +1,7 @@
 """Connections: look up an end user (or a key, or a platform), see every connection and its health."""
 
 import hashlib
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -38,6 +39,7 @@ from pica_core.ui.connections_ui import (
     start_triage,
 )
 from pica_core.ui.layout import (
+    ago,
     app_base,
     arrived,
     bring_into_view,
@@ -70,6 +72,8 @@ logos = {c.platform: public_url(c.image, settings) for c in catalog[0]} if catal
 KEPT = "connections-query"
 TAB = "connections-tab"  # the tab of the reader's last Look up or Triage, open again when they come back
 OPEN_ONE = "connections-open-one"  # a new lookup (a link, a Look up): a key's one connection opens at once
+ANSWER_IS_OLD = 5  # seconds: an answer cached longer says how old it is
+FRESH = "connections-fresh"  # a Look up pressed: Pica is asked again, not answered from the cache
 if arrived() and st.query_params.to_dict():  # a link (the sidebar's carries no query): its lookup
     st.session_state[TAB] = "lookup"
     st.session_state[OPEN_ONE] = True
@@ -112,7 +116,7 @@ with lookup_tab:
                             key=f"lookup-key-{form_id}")
         if st.form_submit_button("Look up", type="primary", icon=":material/search:"):
             st.session_state["lookup-form-round"], st.session_state[TAB] = round_ + 1, "lookup"
-            st.session_state[OPEN_ONE] = True
+            st.session_state[OPEN_ONE] = st.session_state[FRESH] = True
             identity, pasted_type = pasted_identity(identity)  # a spreadsheet's row: its type wins
             chosen = Lookup(identity=identity.strip(), identity_type=pasted_type or (
                 "" if identity_type == "any" else identity_type), platform=(platform or "").strip(), key=key.strip())
@@ -142,9 +146,12 @@ with lookup_tab:
         # Said while Pica answers (the reads are cached without Streamlit's own spinner): a slow or hanging Pica
         # showed nothing, or the last lookup's results, faded, under the new identity.
         with st.spinner(plain(f"Looking up {lookup.describe()}…"), show_time=True):
-            fetched = data.connections(settings, **filters) if filters is not None else None
+            fresh = st.session_state.pop(FRESH, False)
+            fetched = data.connections(settings, fresh=fresh, **filters) if filters is not None else None
         if fetched is not None:
             show_fetch_problem(fetched, "this lookup's connections")
+            if fetched.value is not None and not fetched.stale and time.time() - fetched.fetched_at >= ANSWER_IS_OLD:
+                st.caption(f"Pica's answer of {ago(fetched.fetched_at)}: **Look up** asks again.")
         # Pica could not be asked, and no answer of it is remembered: what the dashboard stored is all there is.
         if fetched is not None and fetched.value is None and (
                 stored := store.stored_matching(environment=settings.environment, **filters)):

@@ -108,14 +108,17 @@ def _connections(api_url: str, fingerprint: str, filters: tuple, sync_id: int,
     return _client.connections(**dict(filters)), time.time()
 
 
-def connections(settings: Settings, **filters) -> Fetched[list[Connection]]:
+def connections(settings: Settings, *, fresh: bool = False, **filters) -> Fetched[list[Connection]]:
     """Vault connections matching the filters (every page), cached for CONNECTIONS_CACHE_TTL or until a fleet sync
-    ends (from any session or process): after one, an answer cached before it would show states it replaced."""
+    ends (from any session or process): after one, an answer cached before it would show states it replaced.
+    `fresh`: ask Pica now (a Look up pressed: support asks again because something just changed)."""
     frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in filters.items() if v not in (None, "")))
     client = context.client(settings)
     last = context.store(settings).last_sync(settings.environment)
-    return last_good.fetch(("connections", *_key(settings), frozen),
-                           lambda: _connections(*_key(settings), frozen, last.id if last else 0, client))
+    args = (*_key(settings), frozen, last.id if last else 0, client)
+    if fresh:
+        _connections.clear(*args)  # this lookup's answer only
+    return last_good.fetch(("connections", *_key(settings), frozen), lambda: _connections(*args))
 
 
 def refresh_connections() -> None:

@@ -54,6 +54,24 @@ def test_deep_link_opens_the_identity(app_env):
     assert any(f"all identity {conn['identity']}" in c.value.replace("\\", "") for c in at.caption)
 
 
+def test_look_up_pressed_again_asks_pica_again(app_env):
+    """Support asks the user to reconnect, then presses Look up: the cached answer showed the old state for a
+    minute, with nothing to refresh it."""
+    conn = seeded(app_env, state="operational")
+    query = {"identity": conn["identity"], "identityType": conn["identityType"]}
+    def state(at) -> str:
+        frame = table(at)
+        return frame[frame["key"] == conn["key"]]["state"].iloc[0]
+
+    at = open_page("connections", query=query)
+    assert state(at) == "● operational"
+    app_env.set_state(conn["id"], "failed")
+    assert state(open_page("connections", query=query)) == "● operational"  # a link's answer may be cached
+    next(b for b in at.button if b.label == "Look up").click().run()
+    assert_clean(at)
+    assert state(at) == "● failed"
+
+
 def test_lookup_by_typing_an_identity(app_env):
     conn = seeded(app_env, identityType="organization")
     at = open_page("connections")
