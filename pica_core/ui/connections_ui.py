@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pandas as pd
 import streamlit as st
@@ -194,10 +195,15 @@ def save_tags(conn: Connection, shown: list[str], tags: list[str], *, settings: 
     try:
         updated = client.update_connection_tags(conn.id, merged)
     except PicaError as exc:
-        store.audit(actor=principal.name, action="edit_tags", target=conn.key, outcome="error", tags=merged,
-                    error=str(exc))
-        show_error(exc, what="Saving tags")
-        return
+        updated = _read_after_no_answer(exc, lambda: client.connection(conn.id))
+        if updated is None or sorted(updated.tags) != sorted(merged):
+            outcome = "unknown" if exc.maybe_delivered else "error"
+            store.audit(actor=principal.name, action="edit_tags", target=conn.key, outcome=outcome, tags=merged,
+                        error=str(exc))
+            show_error(exc, what="Saving tags")
+            if exc.maybe_delivered:
+                st.warning(_UNKNOWN.format(what="the tags were saved"), icon=":material/help:")
+            return
     store.upsert_connections([updated], source="refresh")
     store.audit(actor=principal.name, action="edit_tags", target=conn.key, outcome="ok", before=current,
                 after=updated.tags)
@@ -211,14 +217,34 @@ def save_tags(conn: Connection, shown: list[str], tags: list[str], *, settings: 
     st.rerun()
 
 
+_UNKNOWN = ("Pica may have received the request before it stopped answering, and could not be asked whether "
+            "{what}: **Refresh from Pica** (or Look up) shows what it has now, before you try again.")
+
+
+def _read_after_no_answer(exc: PicaError, read: Callable[[], Connection]) -> Connection | None:
+    """After a change that got no answer (`exc.maybe_delivered`), the connection as Pica has it now, to see whether
+    the change was made all the same; None when it cannot have been, or Pica still does not answer."""
+    if not exc.maybe_delivered:
+        return None
+    try:
+        return read()
+    except PicaError:
+        return None
+
+
+def _no_longer_listed(conn: Connection, settings: Settings) -> bool:
+    """Whether Pica answers that it no longer lists the connection's key (False when it cannot be asked)."""
+    try:
+        return context.client(settings).connection_by_key(conn.key, identity=conn.identity) is None
+    except PicaError:
+        return False
+
+
 def _gone_from_pica(conn: Connection, settings: Settings, store: Store, display_name: str) -> bool:
     """After a 404 on the connection's id: whether Pica no longer lists its key either (deleted elsewhere, by the
     end user or another agent). Then the dashboard forgets it too, so that no count goes on including it, and says
     so on the next run; the history of its states stays."""
-    try:
-        if context.client(settings).connection_by_key(conn.key, identity=conn.identity) is not None:
-            return False
-    except PicaError:
+    if not _no_longer_listed(conn, settings):
         return False  # not known to be gone: the 404 stands as it came
     store.remove_connection(conn.key)
     data.refresh_connections()
@@ -254,9 +280,15 @@ def delete(conn: Connection, *, settings: Settings, store: Store, principal: Pri
                             platform=conn.platform, identity=conn.identity, already_gone=True)
                 st.rerun()
             except PicaError as exc:
-                store.audit(actor=principal.name, action="delete", target=conn.key, outcome="error", error=str(exc))
-                show_error(exc, what="Delete")
-                return
+                # No answer: it may be deleted all the same. Then it is this delete that did it, not "elsewhere".
+                if not (exc.maybe_delivered and _no_longer_listed(conn, settings)):
+                    outcome = "unknown" if exc.maybe_delivered else "error"
+                    store.audit(actor=principal.name, action="delete", target=conn.key, outcome=outcome,
+                                error=str(exc))
+                    show_error(exc, what="Delete")
+                    if exc.maybe_delivered:
+                        st.warning(_UNKNOWN.format(what="the connection was deleted"), icon=":material/help:")
+                    return
             store.remove_connection(conn.key)
             store.audit(actor=principal.name, action="delete", target=conn.key, outcome="ok", platform=conn.platform,
                         identity=conn.identity)

@@ -242,6 +242,42 @@ def test_a_connection_deleted_elsewhere_is_said_to_be_gone_and_no_longer_counted
 
 
 
+@pytest.mark.parametrize("deleted_by_the_check", [True, False])
+def test_a_delete_pica_did_not_answer_is_checked_not_called_failed(app_env, monkeypatch, deleted_by_the_check):
+    """A timed-out DELETE said "failed" and was audited as an error while Pica deleted it; pressed again, it was
+    "deleted elsewhere"."""
+    monkeypatch.setenv("PICA_TIMEOUT_SECONDS", "1")
+    conn = seeded(app_env, platform="hubspot")
+    at = open_page("connections", query={"key": conn["key"], "connection": conn["id"]})
+    # Pica deletes it 1.2 s after the request, when the dashboard has stopped waiting (1 s); the dashboard's check
+    # then sees it gone if it asks after that (0.9 s on its way), still there if it asks at once.
+    app_env.fault("hang", seconds=1.2, count=1, method="DELETE", path=f"/v1/vault/connections/{conn['id']}")
+    if deleted_by_the_check:
+        app_env.fault("latency", seconds=0.9, count=1, method="GET", path="/v1/vault/connections")
+    at.text_input(key=f"delete-confirm-{conn['id']}").set_value("hubspot")
+    next(b for b in at.button if b.label == "Delete connection").click().run()
+    assert_clean(at)
+    [event] = store_of(app_env).audit_events(action="delete")
+    if deleted_by_the_check:
+        assert event.outcome == "ok" and any("Deleted the connection to HubSpot" in s.value.replace("\\", "")
+                                             for s in at.success)
+    else:
+        assert event.outcome == "unknown" and any("may have received the request" in w.value for w in at.warning)
+        assert "connection" in at.query_params  # still shown, to refresh
+
+
+def test_a_tag_save_pica_did_not_answer_is_unknown_not_failed(app_env, monkeypatch):
+    monkeypatch.setenv("PICA_TIMEOUT_SECONDS", "1")
+    conn = seeded(app_env, platform="notion")
+    at = open_page("connections", query={"key": conn["key"], "connection": conn["id"]})
+    app_env.fault("hang", seconds=3, count=1, method="PATCH", path=f"/v1/vault/connections/{conn['id']}")
+    next(m for m in at.multiselect if m.label == "Tags").set_value(["escalated"])
+    next(b for b in at.button if b.label == "Save tags").click().run()
+    assert_clean(at)
+    assert store_of(app_env).audit_events(action="edit_tags")[0].outcome == "unknown"
+    assert any("whether the tags were saved" in w.value for w in at.warning)
+
+
 def test_with_pica_down_a_lookup_shows_what_the_dashboard_stored(app_env):
     """Support could not answer "since when?" while Pica failed, though a sync a minute before had stored it all."""
     conn = identity_with_broken_connection(app_env)
