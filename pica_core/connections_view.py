@@ -21,6 +21,7 @@ from .text import count
 
 ATTENTION_ORDER = {"failed": 0, "degraded": 1, "unknown": 2, "operational": 3}
 MAX_BULK_IDENTITIES = 500
+MAX_BULK_PROBLEMS = 20  # each named; the rest counted (a wrong file is thousands of lines, each wrong alike)
 
 
 # The lookup's filters that take known values only: (those values, what a value outside them is not).
@@ -81,7 +82,7 @@ class Lookup:
     def left_out(params: Mapping[str, str | list[str]]) -> list[str]:
         """What a link's filters name that `from_query` leaves out, as '<value> (<what it is not>)'."""
         return [f"{v} (not {what})" for name, (allowed, what) in _CHOSEN_FROM.items()
-                for v in _query_items(params, name) if v not in allowed]
+                for v in _query_items(params, name) if v.lower() not in allowed]
 
     @classmethod
     def from_query(cls, params: Mapping[str, str | list[str]]) -> Lookup:
@@ -90,7 +91,8 @@ class Lookup:
 
         def many(name: str) -> tuple[str, ...]:
             allowed = _CHOSEN_FROM[name][0] if name in _CHOSEN_FROM else None
-            return tuple(v for v in _query_items(params, name) if allowed is None or v in allowed)
+            # Lower case, as every state, environment and platform id is: ?state=DEGRADED means degraded.
+            return tuple(v.lower() for v in _query_items(params, name) if allowed is None or v.lower() in allowed)
 
         return cls(
             identity=one("identity"),
@@ -98,7 +100,7 @@ class Lookup:
             key=one("key"),
             platform=one("platform").lower(),  # ids are lower case: ?platform=Gmail means gmail
             states=many("state"),
-            platforms=tuple(p.lower() for p in many("platforms")),
+            platforms=many("platforms"),
             environments=many("environment"),
             selected=one("connection"),
         )
@@ -336,6 +338,10 @@ def parse_bulk(text: str, upload: bytes = b"") -> BulkInput:
             result.problems.append("The file is not UTF-8 text: save it as CSV UTF-8 and upload it again.")
         else:
             _read_bulk(content, "File line", result, seen)
+    if len(result.problems) > MAX_BULK_PROBLEMS:
+        more = len(result.problems) - MAX_BULK_PROBLEMS
+        result.problems = [*result.problems[:MAX_BULK_PROBLEMS], f"… and {count(more, 'more line')} skipped the same "
+                           "ways or others: correct the lines above, then Triage again."]
     if len(result.identities) > MAX_BULK_IDENTITIES:
         result.problems.append(f"Only the first {MAX_BULK_IDENTITIES} of {len(result.identities):,} identities are "
                                f"looked up: those from {result.origins[MAX_BULK_IDENTITIES]} on are left out. Triage "
@@ -354,6 +360,9 @@ def _read_bulk(text: str, where: str, result: BulkInput, seen: set[tuple[str, st
     for number, line in enumerate(_lines(text), start=1):
         if not line.strip():
             continue
+        if header_possible and (excel := _EXCEL_SEPARATOR.fullmatch(line.strip())):  # Excel's "sep=;" line
+            delimiter = excel.group(1)
+            continue
         # A row pasted from a spreadsheet under comma lines: a tab is no identity's (they are refused in one).
         own = "\t" if "\t" in line and delimiter not in line else delimiter
         try:
@@ -364,6 +373,7 @@ def _read_bulk(text: str, where: str, result: BulkInput, seen: set[tuple[str, st
             result.problems.append(f"{where} {number}: not readable as CSV ({why}); it was skipped. It reads "
                                    f"“{_excerpt([line])}”.")
             continue
+        first = header_possible
         if header_possible:
             header_possible = False
             names = [cell.strip().lower() for cell in row]
@@ -379,14 +389,24 @@ def _read_bulk(text: str, where: str, result: BulkInput, seen: set[tuple[str, st
         raw_type = row[type_column].strip().lower() if type_column is not None and type_column < len(row) else ""
         try:
             identity = validation.identity(raw_identity)
-            identity_type = validation.identity_type(raw_type or None)
         except InvalidInputError as exc:
             result.problems.append(f"{where} {number}: {exc.message} It reads “{_excerpt(row)}”.")
+            continue
+        try:
+            identity_type = validation.identity_type(raw_type or None)
+        except InvalidInputError as exc:
+            # A first line refused for its second cell is most often a header naming other columns (email,name).
+            header = (" If it is a header row, name the column of identities identity (and of their types "
+                      "identityType).") if first else ""
+            result.problems.append(f"{where} {number}: {exc.message} It reads “{_excerpt(row)}”.{header}")
             continue
         if (identity, identity_type) not in seen:
             seen.add((identity, identity_type))
             result.identities.append((identity, identity_type))
             result.origins.append(f"{where.lower()} {number}")
+
+
+_EXCEL_SEPARATOR = re.compile(r"sep=(.)")
 
 
 def _excerpt(row: Sequence[str], limit: int = 60) -> str:
@@ -541,8 +561,11 @@ def triage_summary(identities: Sequence[TriageResult], names: Mapping[str, str] 
                                         "broken on", "note"]).astype({"connections": "Int64", "need attention": "Int64"})
     frame = frame.sort_values("need attention", ascending=False, kind="stable", na_position="first")
     # Shown as a dash: an empty count showed as a grey "None", which reads as none (Streamlit draws a null so even
-    # under a Styler's na_rep).
-    return frame.astype({"connections": object, "need attention": object}).fillna("—").reset_index(drop=True)
+    # under a Styler's na_rep). Text, all of the column: a dash among ints failed Arrow's conversion (a traceback in
+    # the server's log on every run).
+    for column in ("connections", "need attention"):
+        frame[column] = [("—" if pd.isna(n) else str(n)) for n in frame[column]]
+    return frame.reset_index(drop=True)
 
 
 TRIAGE_SHOWN = ("identity", "identity type", "platform", "state", "key", "note")

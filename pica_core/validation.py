@@ -11,7 +11,7 @@ from .models import IDENTITY_TYPES
 from .text import BIDI_CONTROLS
 
 MAX_IDENTITY = 128
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # C0, DEL, C1 (NEL: U+0085) and Unicode's line breaks
 _KEY = re.compile(r"^(test|live)::[a-z0-9][a-z0-9-]*::[A-Za-z0-9_-]+::[0-9a-f]{32}(\|.+)?$")
 
 

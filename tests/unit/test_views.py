@@ -47,6 +47,10 @@ def test_lookup_round_trips_through_the_query_string():
 def test_a_link_s_identity_type_and_platform_are_read_in_any_letter_case():
     assert Lookup.from_query({"identity": "A", "identityType": " Team", "platform": "Gmail"}) == Lookup(
         identity="A", identity_type="team", platform="gmail")  # the identity is matched exactly: kept as written
+    link = {"identity": "a", "state": "failed,DEGRADED", "environment": "Test", "platforms": "HubSpot"}
+    assert Lookup.from_query(link) == Lookup(identity="a", states=("failed", "degraded"), environments=("test",),
+                                             platforms=("hubspot",))
+    assert Lookup.left_out(link) == []
 
 
 def test_a_lookup_links_under_the_path_the_app_is_served_from():
@@ -88,6 +92,22 @@ def test_parse_bulk_says_when_a_header_has_no_identity_column():
     assert parsed.identities == [("u-1", "user")]
     assert parsed.problems == ["File line 1 is a header without an “identity” column: name the column of "
                                "identities identity; the lines under it were read as identity, type."]
+
+
+def test_parse_bulk_names_twenty_problems_and_counts_the_rest():
+    """A file of 3,000 lines under an unknown header drew 3,001 warnings and slowed every later run of the page."""
+    parsed = parse_bulk("", ("email,name\n" + "".join(f"a{n}@x.io,Ana {n}\n" for n in range(3000))).encode())
+    assert parsed.identities == [] and len(parsed.problems) == 21
+    assert parsed.problems[0].endswith("If it is a header row, name the column of identities identity (and of "
+                                       "their types identityType).")
+    assert "If it is a header" not in parsed.problems[1]
+    assert parsed.problems[-1] == ("… and 2,981 more lines skipped the same ways or others: correct the lines above, "
+                                   "then Triage again.")
+
+
+def test_parse_bulk_follows_excel_s_separator_line():
+    parsed = parse_bulk("", b"sep=;\nidentity;identityType\nusr_1;user\nt,2;team\n")
+    assert parsed.identities == [("usr_1", "user"), ("t,2", "team")] and not parsed.problems
 
 
 def test_parse_bulk_reads_lines_ended_as_old_macs_end_them():
@@ -228,7 +248,10 @@ def test_the_triage_summary_lists_those_not_looked_up_first_with_no_counts():
     lost = summary.iloc[0]
     assert (lost["connections"], lost["need attention"]) == ("—", "—")
     assert (lost["broken on"], lost["note"]) == ("not looked up: see note", "500 Internal error")
-    assert list(summary["connections"][1:]) == [1, 0] and summary.iloc[1]["broken on"] == "Gmail"
+    assert list(summary["connections"][1:]) == ["1", "0"] and summary.iloc[1]["broken on"] == "Gmail"
+    import pyarrow
+
+    pyarrow.Table.from_pandas(summary)  # as Streamlit draws it: a dash among ints failed, logged on every run
 
 
 def test_sort_for_attention():
@@ -371,6 +394,10 @@ def test_identities_in_written_languages_and_emoji_keep_their_joiners_and_marks(
                    "\u200fusr_1"):  # a direction mark at either end: a chat app's or a sheet's, not the identity's
         with pytest.raises(InvalidInputError, match="invisible character"):
             validation.identity(pasted)
+    for broken in ("usr_1\u2028usr_2", "usr_1\u2029x", "usr\x85_1", "usr\x9b1"):  # Unicode's and C1's line breaks
+        with pytest.raises(InvalidInputError, match="control characters"):
+            validation.identity(broken)
+    assert parse_bulk("usr_1\u2028usr_2\n").identities == []
 
 
 @pytest.mark.parametrize("shown, edited, current, saved", [
