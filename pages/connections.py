@@ -9,6 +9,7 @@ import streamlit as st
 
 from pica_core.connections_view import (
     TRIAGE_SHOWN,
+    alternative_chosen,
     Lookup,
     apply_filters,
     by_identity,
@@ -120,6 +121,7 @@ with lookup_tab:
             identity, pasted_type = pasted_identity(identity)  # a spreadsheet's row: its type wins
             chosen = Lookup(identity=identity.strip(), identity_type=pasted_type or (
                 "" if identity_type == "any" else identity_type), platform=(platform or "").strip(), key=key.strip())
+            chosen = alternative_chosen(lookup, chosen)
             st.query_params.from_dict(chosen.to_query())
             st.session_state[KEPT] = chosen.to_query()
             st.rerun()

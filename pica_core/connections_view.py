@@ -315,6 +315,20 @@ def in_its_letters(lookup: Lookup, lowered: str, found: Sequence[Connection]) ->
                    platform=lookup.platform if on else "")
 
 
+def alternative_chosen(shown: Lookup, submitted: Lookup) -> Lookup:
+    """The lookup a form showing `shown` asks for with `submitted`: a key or an identity is looked up instead of
+    the other when only it changed (a key pasted under the identity looked up before found nothing "among" it);
+    both, when both changed."""
+    key_changed = submitted.key != shown.key
+    rest_changed = (submitted.identity, submitted.identity_type, submitted.platform) != (
+        shown.identity, shown.identity_type, shown.platform)
+    if submitted.key and key_changed and not rest_changed:
+        return Lookup(key=submitted.key)
+    if submitted.key and rest_changed and not key_changed:
+        return replace(submitted, key="")
+    return submitted
+
+
 @dataclass
 class BulkInput:
     identities: list[tuple[str, str | None]] = field(default_factory=list)

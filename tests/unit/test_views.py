@@ -16,6 +16,7 @@ from pica_core.connections_view import (
     MAX_BULK_IDENTITIES,
     Lookup,
     TriageResult,
+    alternative_chosen,
     by_identity,
     connection_rows,
     connections_csv,
@@ -42,6 +43,17 @@ def test_lookup_round_trips_through_the_query_string():
     assert Lookup.from_query(lookup.to_query()) == lookup
     assert Lookup.from_query({"identity": "a", "identityType": "robot", "state": "failed,nope"}) == Lookup(
         identity="a", states=("failed",))
+
+
+def test_a_key_or_an_identity_typed_over_the_other_is_looked_up_alone():
+    key = "test::gmail::default::" + "a" * 32 + "|u2"
+    shown = Lookup(identity="u1", identity_type="user")
+    assert alternative_chosen(shown, Lookup(identity="u1", identity_type="user", key=key)) == Lookup(key=key)
+    by_key = Lookup(key=key)
+    assert alternative_chosen(by_key, Lookup(identity="u3", key=key)) == Lookup(identity="u3")
+    both = Lookup(identity="u2", identity_type="team", key=key)
+    assert alternative_chosen(shown, both) == both  # both changed: both meant
+    assert alternative_chosen(shown, Lookup(identity="u4")) == Lookup(identity="u4")
 
 
 def test_a_link_s_identity_type_and_platform_are_read_in_any_letter_case():
