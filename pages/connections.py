@@ -1,5 +1,6 @@
 """Connections: look up an end user (or a key, or a platform), see every connection and its health."""
 
+import functools
 import hashlib
 import time
 from dataclasses import replace
@@ -270,8 +271,10 @@ with lookup_tab:
                         else:
                             st.query_params.pop("connection", None)
                         st.rerun()
-                    st.download_button("Download CSV", connections_csv(table, shown, stored), file_name=lookup.file_name,
-                                       mime="text/csv", icon=":material/download:", on_click="ignore")
+                    # Built when clicked (docs/streamlit-traps.md): a platform's thousands of rows took a second a run.
+                    st.download_button("Download CSV", functools.partial(connections_csv, table, shown, stored),
+                                       file_name=lookup.file_name, mime="text/csv", icon=":material/download:",
+                                       on_click="ignore")
 
                 if gone:
                     with st.expander(f"{count(len(gone), 'connection')} Pica no longer lists",
@@ -365,5 +368,5 @@ with bulk_tab:
                          column_config={"note": st.column_config.TextColumn("note", width="large")})
         # What "Every connection" shows: with its toggle on, those that need attention only.
         st.download_button("Download CSV" + (" (those that need attention)" if broken_only else ""),
-                           triage_csv(shown_rows), file_name="triage.csv", mime="text/csv",
+                           functools.partial(triage_csv, shown_rows), file_name="triage.csv", mime="text/csv",
                            icon=":material/download:", key="triage-csv")

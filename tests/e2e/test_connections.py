@@ -35,6 +35,20 @@ def test_deep_link_to_a_failed_connection_shows_what_to_do(dashboard, page):
     assert page.get_by_label("Identity").first.input_value() == failed["identity"]
 
 
+def test_a_lookup_s_csv_is_built_when_clicked_and_holds_its_connections(dashboard, page):
+    import csv
+
+    rows = dashboard.pica("/v1/vault/connections", limit=300)["rows"]
+    identity = next(r["identity"] for r in rows if not r["identity"].startswith(("e2e-", "npm-")))
+    mine = {r["key"] for r in dashboard.pica("/v1/vault/connections", identity=identity, limit=300)["rows"]}
+    open_path(page, dashboard, f"connections?{urlencode({'identity': identity})}")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download CSV").click()
+    with open(download.value.path(), newline="", encoding="utf-8") as handle:
+        assert {r["key"] for r in csv.DictReader(handle)} == mine
+    assert page.locator("[data-testid='stException']").count() == 0
+
+
 def test_choosing_a_row_keeps_the_table_as_the_reader_sorted_it(dashboard, page):
     rows = [r for r in dashboard.pica("/v1/vault/connections", limit=300)["rows"]
             if not r["identity"].startswith(("e2e-", "npm-"))]
