@@ -217,8 +217,9 @@ def save_tags(conn: Connection, shown: list[str], tags: list[str], *, settings: 
     st.rerun()
 
 
-_UNKNOWN = ("Pica may have received the request before it stopped answering, and could not be asked whether "
-            "{what}: **Refresh from Pica** (or Look up) shows what it has now, before you try again.")
+_UNKNOWN = ("Pica may have received the request all the same: its answer never arrived whole, and Pica did not "
+            "confirm that {what}. **Refresh from Pica** (or Look up) in a moment shows what it has: look there before "
+            "trying again.")
 
 
 def _read_after_no_answer(exc: PicaError, read: Callable[[], Connection]) -> Connection | None:

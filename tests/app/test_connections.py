@@ -275,7 +275,7 @@ def test_a_tag_save_pica_did_not_answer_is_unknown_not_failed(app_env, monkeypat
     next(b for b in at.button if b.label == "Save tags").click().run()
     assert_clean(at)
     assert store_of(app_env).audit_events(action="edit_tags")[0].outcome == "unknown"
-    assert any("whether the tags were saved" in w.value for w in at.warning)
+    assert any("did not confirm that the tags were saved" in w.value for w in at.warning)
 
 
 def test_with_pica_down_a_lookup_shows_what_the_dashboard_stored(app_env):
