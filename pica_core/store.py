@@ -433,13 +433,15 @@ class Store:
         with self.session() as session:
             return list(session.exec(select(UserConnection).where(UserConnection.connection_key.in_(list(keys)))))
 
-    def seen_in_run(self, keys: Sequence[str], sync_id: int) -> set[str]:
-        """Which of these keys sync `sync_id` stored (the latest to see them)."""
+    def seen_in_run(self, keys: Sequence[str], run: SyncRun) -> set[str]:
+        """Which of these keys sync `run` stored in its current pass (since its start, which a pass over every page
+        again moves: what an earlier pass stored is from a list since changed)."""
         if not keys:
             return set()
         with self.session() as session:
             return set(session.exec(select(UserConnection.connection_key).where(
-                UserConnection.connection_key.in_(list(keys)), UserConnection.last_sync_id == sync_id)))
+                UserConnection.connection_key.in_(list(keys)), UserConnection.last_sync_id == run.id,
+                UserConnection.last_seen_at >= run.started_at)))
 
     def stored_matching(self, *, environment: str, keys: Sequence[str] = (), identity: str | None = None,
                         identity_type: str | None = None, platform: str | None = None,

@@ -294,17 +294,18 @@ async def _new_run(client: AsyncPicaClient, store: Store, lock: HeldLock, page_s
 
 
 async def _list_moved(client: AsyncPicaClient, op: Operation, store: Store, run: SyncRun, page: PageResult,
-                      number: int) -> bool:
+                      number: int) -> tuple[bool, PageResult | None]:
     """Whether Pica's list moved under stored run `run`, with its total unchanged, as far as two looks can tell: page
-    `number` (not stored) holds a connection the run already stored on another page, or page 1 (stored) holds one
-    the run did not store (Pica lists the newest first: a connection made since is there)."""
-    if store.seen_in_run([row["key"] for row in page.rows], run.id):
-        return True
+    `number` (not stored) holds a connection the run's pass already stored on another page, or page 1 (stored)
+    holds one the pass did not store (Pica lists the newest first: a connection made since is there). With page 1,
+    when it was fetched for the second look."""
+    if store.seen_in_run([row["key"] for row in page.rows], run):
+        return True, None
     if number == 1:
-        return False
+        return False, None
     first = await client.fetch_page(op, 1, run.page_size)
     keys = [row["key"] for row in first.rows]
-    return first.total != run.rows_total or len(store.seen_in_run(keys, run.id)) != len(set(keys))
+    return first.total != run.rows_total or len(store.seen_in_run(keys, run)) != len(set(keys)), first
 
 
 class CannotResume(Exception):
@@ -349,17 +350,20 @@ async def resume_sync(client: AsyncPicaClient, store: Store, run_id: int, *, env
             except PicaError as exc:
                 report.errors[number] = exc.as_recorded()
                 return writer.finish()
-            try:
-                # Pages are offsets into a list: if it changed, since the run began or under it, every page may
-                # differ. A total that changed says so; one a new and a deleted connection left as it was does not.
-                moved = (first.total != run.rows_total or len(run.failed_pages) >= run.pages_total
-                         or await _list_moved(client, op, store, run, first, number))
-            except PicaError as exc:  # page 1, looked at again: unchecked, the pages left could be the wrong ones
-                report.errors[1] = exc.as_recorded()
-                return writer.finish()
+            # Pages are offsets into a list: if it changed, since the run began or under it, every page may differ. A
+            # total that changed says so; one a new and a deleted connection left as it was does not.
+            moved, page_1 = first.total != run.rows_total or len(run.failed_pages) >= run.pages_total, None
+            if not moved:
+                try:
+                    moved, page_1 = await _list_moved(client, op, store, run, first, number)
+                except PicaError as exc:  # unchecked, the pages left could be the wrong ones: none is fetched
+                    report.errors[1] = f"looked at again to check that Pica's list had not moved: {exc.as_recorded()}"
+                    return writer.finish()
             if moved:
                 writer.plan(first, since=began)
             await writer.write(first, number)
+            if moved and page_1 is not None:  # already fetched: page 1 of the list as it is now
+                await writer.write(page_1, 1)
             await _fetch_pages(client, sorted(writer.unstored - {number}), run.page_size, writer)
             return writer.finish()
 

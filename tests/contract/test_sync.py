@@ -242,6 +242,36 @@ def test_a_resume_after_a_new_and_a_deleted_connection_left_the_total_as_it_was_
     assert sum(store.state_counts("test").values()) == 720
 
 
+@pytest.mark.parametrize("failing", [6, 1])
+def test_a_resume_after_a_pass_over_every_page_fetches_only_what_that_pass_did_not_store(sandbox, store, failing):
+    """What the earlier pass stored looked like a moved list: every later resume fetched every page again."""
+    sandbox.fault("status", status=503, count=50, path="/v1/vault/connections", query="page=5")
+    report = run(sandbox, store)
+    sandbox.control("DELETE", "faults")
+    late_connection(sandbox)  # the total changed: the resume passes over every page
+    sandbox.fault("status", status=503, count=50, path="/v1/vault/connections", query=f"page={failing}")
+    again = run(sandbox, store, resume=report.run_id)
+    assert again.failed_pages == [failing], again.summary()
+    sandbox.control("DELETE", "faults")
+    sandbox.control("DELETE", "stats")
+    done = run(sandbox, store, resume=report.run_id)
+    assert (done.status, done.rows) == ("complete", 721)
+    assert sandbox.count("vault/connections") == (2 if failing != 1 else 1)  # and page 1 again, to check
+
+
+def test_a_resume_that_finds_the_list_moved_on_page_1_fetches_it_once(sandbox, store):
+    sandbox.fault("status", status=503, count=50, path="/v1/vault/connections", query="page=5")
+    report = run(sandbox, store)
+    sandbox.control("DELETE", "faults")
+    late_connection(sandbox)
+    listed = [cid for cid in sandbox.state.order if sandbox.state.connections[cid]["environment"] == "test"]
+    sandbox.state.delete_connection(listed[150])  # on page 2: the total is as it was
+    sandbox.control("DELETE", "stats")
+    resumed = run(sandbox, store, resume=report.run_id)
+    assert (resumed.status, resumed.rows) == ("complete", 720)
+    assert sandbox.count("vault/connections") == 8  # page 5, page 1 (the check), then the other six
+
+
 def test_a_list_changing_under_a_sync_ends_it_partial_and_its_resume_fetches_every_page(sandbox, store):
     def grow(done, total, rows):
         if done == 1:  # page 1 is stored before the others are asked for
