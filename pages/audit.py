@@ -26,7 +26,7 @@ filters = st.container(horizontal=True)  # a row that wraps: fixed columns cut "
 actor = filters.text_input("Who", placeholder="email", width=220)
 action = filters.selectbox("Action", ["", "connect", "reconnect", "edit_tags", "delete", "console_call", "settings"],
                            format_func=lambda a: a or "any", width=180)
-outcome = filters.selectbox("Outcome", ["", "ok", "error", "refused"], format_func=lambda o: o or "any", width=130)
+outcome = filters.selectbox("Outcome", ["", "ok", "error", "refused", "unknown"], format_func=lambda o: o or "any", width=130)
 since = filters.date_input("Since", value=None, width=160)
 target = filters.text_input("Target contains", placeholder="connection key, identity…", width=260)
 

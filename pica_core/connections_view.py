@@ -344,18 +344,21 @@ def parse_bulk(text: str, upload: bytes = b"") -> BulkInput:
     columns under a header row naming `identity` (and `identityType`). Problems name the line of each."""
     result = BulkInput()
     seen: set[tuple[str, str | None]] = set()
+    unreadable = None  # the file's own problem: said first, never counted away with the lines'
     _read_bulk(text, "Line", result, seen)
     if upload:
         try:
             content = upload.decode("utf-8-sig")  # Excel's "CSV UTF-8" starts with a byte order mark
         except UnicodeDecodeError:
-            result.problems.append("The file is not UTF-8 text: save it as CSV UTF-8 and upload it again.")
+            unreadable = "The file is not UTF-8 text: save it as CSV UTF-8 and upload it again."
         else:
             _read_bulk(content, "File line", result, seen)
     if len(result.problems) > MAX_BULK_PROBLEMS:
         more = len(result.problems) - MAX_BULK_PROBLEMS
         result.problems = [*result.problems[:MAX_BULK_PROBLEMS], f"… and {count(more, 'more line')} skipped the same "
                            "ways or others: correct the lines above, then Triage again."]
+    if unreadable:
+        result.problems.insert(0, unreadable)
     if len(result.identities) > MAX_BULK_IDENTITIES:
         result.problems.append(f"Only the first {MAX_BULK_IDENTITIES} of {len(result.identities):,} identities are "
                                f"looked up: those from {result.origins[MAX_BULK_IDENTITIES]} on are left out. Triage "
@@ -374,7 +377,7 @@ def _read_bulk(text: str, where: str, result: BulkInput, seen: set[tuple[str, st
     for number, line in enumerate(_lines(text), start=1):
         if not line.strip():
             continue
-        if header_possible and (excel := _EXCEL_SEPARATOR.fullmatch(line.strip())):  # Excel's "sep=;" line
+        if header_possible and (excel := _EXCEL_SEPARATOR.fullmatch(line.strip(" "))):  # Excel's "sep=;" line
             delimiter = excel.group(1)
             continue
         # A row pasted from a spreadsheet under comma lines: a tab is no identity's (they are refused in one).

@@ -506,10 +506,13 @@ def response_view(response: PassthroughResponse, *, display_limit: int, secret: 
 
 # --- redaction and history ------------------------------------------------------------------------------------
 def is_sensitive_header(name: str) -> bool:
-    lowered = name.lower()
+    lowered = name.lower().replace("_", "-")
     if lowered.startswith("x-pica-passthrough-"):
         lowered = lowered[len("x-pica-passthrough-"):]
-    return lowered in _SENSITIVE_EXACT or any(part in lowered for part in _SENSITIVE_PARTS)
+    # A header named for a key is a credential in most APIs (AccessKey, X-Functions-Key, X-Master-Key); the few
+    # that are not (an idempotency key) only have to be typed again to replay.
+    return (lowered in _SENSITIVE_EXACT or any(part in lowered for part in _SENSITIVE_PARTS)
+            or lowered.endswith("key"))
 
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import sqlite3
 import threading
 import time
 from contextlib import ExitStack, contextmanager
@@ -42,6 +43,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from pydantic_core import from_json, to_json
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
+from .errors import ConfigError
 from .health import first_sighting_may_be_late
 from .models import Connection, ConnectionRow, connection_row, row_defaults
 
@@ -194,7 +196,7 @@ class AuditEvent(SQLModel, table=True):
     actor: str = Field(index=True, max_length=200)
     action: str = Field(index=True, max_length=40)
     target: str = Field(max_length=400)
-    outcome: str = Field(max_length=16)  # ok | error | refused
+    outcome: str = Field(max_length=16)  # ok | error | refused | unknown (no answer, and Pica did not confirm it)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False, default=dict))
 
 
@@ -282,9 +284,18 @@ def _check_lock(connection, lock: HeldLock) -> None:
 
 
 # --- engine ---------------------------------------------------------------------------------------------
+# The sync's upsert materializes a CTE (AS MATERIALIZED: SQLite 3.35, 2021). Python takes the system's SQLite: an
+# older one failed every sync batch with a syntax error.
+SQLITE_AT_LEAST = (3, 35)
+
+
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        if sqlite3.sqlite_version_info < SQLITE_AT_LEAST:
+            raise ConfigError(f"This Python uses SQLite {sqlite3.sqlite_version}; the dashboard needs "
+                              f"{'.'.join(map(str, SQLITE_AT_LEAST))} or newer: use a newer Python build, or "
+                              "PostgreSQL through DATABASE_URL.")
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30})
@@ -685,11 +696,12 @@ class Store:
                 query = query.where(PassthroughCallRecord.connection_key == connection_key)
             if text_query:
                 like = f"%{_escape_like(text_query)}%"
-                # Paths are stored as sent, percent-encoded: "李 me/x" is there as %E6%9D%8E%20me%2Fx.
-                encoded = f"%{_escape_like(quote(text_query, safe=''))}%"
+                # Paths are stored as sent: a variable's value percent-encoded, slashes included ("李 me/x" is there
+                # as %E6%9D%8E%20me%2Fx), the template's slashes as they are (users/李 as users/%E6%9D%8E).
+                encoded = [f"%{_escape_like(quote(text_query, safe=safe))}%" for safe in ("", "/")]
                 query = query.where(or_(*(column.ilike(like, escape="\\") for column in (
                     PassthroughCallRecord.request_body, PassthroughCallRecord.response_body, PassthroughCallRecord.path,
-                    PassthroughCallRecord.error)), PassthroughCallRecord.path.ilike(encoded, escape="\\")))
+                    PassthroughCallRecord.error)), *(PassthroughCallRecord.path.ilike(e, escape="\\") for e in encoded)))
             return list(session.exec(query.order_by(PassthroughCallRecord.id.desc()).limit(limit)))
 
     def call_platforms(self) -> list[str]:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 
 import streamlit as st
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..access import Principal, principal_for
 from ..client import PicaClient, RetryPolicy
 from ..config import Settings, load_settings
 from ..errors import ConfigError
-from ..store import Store
+from ..store import Store, failure_line
 
 
 def settings() -> Settings:
@@ -51,7 +53,16 @@ def _store(database_url: str) -> Store:
 
 
 def store(current: Settings | None = None) -> Store:
-    return _store((current or settings()).database_url)
+    """The store; a database that cannot be opened stops the page with one line, as a bad setting does."""
+    url = (current or settings()).database_url
+    try:
+        return _store(url)
+    except ConfigError as exc:
+        st.error(f"Configuration error: {exc}", icon=":material/settings_alert:")
+    except SQLAlchemyError as exc:
+        st.error(f"Could not open the database at {make_url(url)} ({failure_line(exc)}): check DATABASE_URL and that "
+                 "the database is up, then reload.", icon=":material/database:")
+    st.stop()
 
 
 def auth_configured() -> bool:

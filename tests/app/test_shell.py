@@ -43,6 +43,18 @@ def test_bad_configuration_is_one_line_not_a_traceback(app_env, monkeypatch):
     assert at.error[0].value.startswith("Configuration error: PICA_SECRET_KEY must start with")
 
 
+@pytest.mark.parametrize("page", ["overview", "connections", "fleet"])
+def test_a_database_that_cannot_be_opened_is_one_line_not_a_traceback(app_env, monkeypatch, page):
+    from tests.conftest import free_port
+
+    monkeypatch.setenv("DATABASE_URL", f"postgresql+psycopg://dash:hunter2@127.0.0.1:{free_port()}/nowhere")
+    at = open_page(page)
+    assert not at.exception
+    [error] = [e.value for e in at.error]
+    assert error.startswith("Could not open the database at postgresql+psycopg://dash:***@127.0.0.1:")
+    assert "hunter2" not in error and "check DATABASE_URL" in error
+
+
 def test_settings_injects_every_sandbox_fault_with_its_seconds(app_env):
     """The form offered six of the sandbox's seven faults, no 401, and no seconds for a latency or a rate limit."""
     at = open_page("settings")

@@ -322,7 +322,8 @@ def test_passthrough_headers_are_shown_without_credentials():
                                                    "x-pica-passthrough-set-cookie": "session=abc",
                                                    "x-pica-rate-limit-limit": "500"}), display_limit=100)
     assert view.passthrough_headers == {"x-request-id": "r1", "set-cookie": console.REDACTED}
-    for credential in ("X-Auth-Key", "Ocp-Apim-Subscription-Key", "X-Amz-Access-Key", "X-Hub-Signature-256"):
+    for credential in ("X-Auth-Key", "Ocp-Apim-Subscription-Key", "X-Amz-Access-Key", "X-Hub-Signature-256",
+                       "AccessKey", "X-Functions-Key", "X-Master-Key", "x-access_key", "X_API_KEY"):
         assert console.is_sensitive_header(credential), credential
     assert not console.is_sensitive_header("X-Request-Id")
 

@@ -284,7 +284,7 @@ def test_history_search_and_audit(store):
     store.record_call(PassthroughCallRecord(
         at=utcnow(), actor="a@x.io", environment="test", connection_key=conn(3).key, platform="gmail", action_id="x",
         method="GET", path="/gmail/v1/users/%E6%9D%8E%20me%2Fx/messages", status=None, error="Rate limit exceeded"))
-    for text in ("李", "me/x", "李 me", "rate LIMIT"):  # the path as typed (it is stored encoded), and the error
+    for text in ("李", "me/x", "李 me", "rate LIMIT", "users/李"):  # the path as typed (it is stored encoded), and the error
         assert [c.path for c in store.search_calls(text_query=text)] == ["/gmail/v1/users/%E6%9D%8E%20me%2Fx/messages"]
     store.audit(actor="a@x.io", action="delete", target="key-1", outcome="ok", platform="gmail")
     events = store.audit_events(action="delete")
@@ -414,6 +414,17 @@ def _room_for_updates(store: Store) -> list[str] | None:
 
 def _room_expected(store: Store) -> list[str] | None:
     return ["fillfactor=50"] if store.dialect == "postgresql" else None
+
+
+def test_an_sqlite_too_old_for_the_sync_is_one_line_at_start(tmp_path, monkeypatch):
+    import sqlite3
+
+    from pica_core.errors import ConfigError
+
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.34.1")
+    with pytest.raises(ConfigError, match="uses SQLite 3.34.1; the dashboard needs 3.35 or newer"):
+        make_engine(f"sqlite:///{tmp_path / 'old.db'}")
 
 
 def test_a_new_postgresql_table_leaves_room_on_its_pages_for_a_sync(store):

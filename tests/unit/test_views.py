@@ -120,6 +120,14 @@ def test_parse_bulk_names_twenty_problems_and_counts_the_rest():
 def test_parse_bulk_follows_excel_s_separator_line():
     parsed = parse_bulk("", b"sep=;\nidentity;identityType\nusr_1;user\nt,2;team\n")
     assert parsed.identities == [("usr_1", "user"), ("t,2", "team")] and not parsed.problems
+    parsed = parse_bulk("", b"sep=\t\r\nidentity\ttype\r\nana\tuser\r\n")
+    assert parsed.identities == [("ana", "user")] and not parsed.problems
+
+
+def test_a_file_that_is_not_utf_8_is_said_whatever_the_lines_pasted_beside_it():
+    parsed = parse_bulk("".join(f"bad{n},robot\n" for n in range(25)), "identity\nZoë\n".encode("latin-1"))
+    assert parsed.problems[0] == "The file is not UTF-8 text: save it as CSV UTF-8 and upload it again."
+    assert len(parsed.problems) == 22
 
 
 def test_parse_bulk_reads_lines_ended_as_old_macs_end_them():
