@@ -270,7 +270,10 @@ class _Core:
         if status in (400, 409, 413, 422):
             return InvalidInputError(message, **common)
         if status >= 500:
-            return UpstreamUnavailableError(message, **common)
+            error = UpstreamUnavailableError(message, **common)
+            # A gateway's 502 or 504 can come after it passed the call on: what it did there, nobody can say.
+            error.maybe_delivered = status in (502, 504)
+            return error
         return PicaError(message, **common)
 
     def _transport_error(self, exc: Exception, method: str, path: str) -> PicaError:

@@ -612,7 +612,18 @@ def make_record(prepared: PreparedRequest, *, response: PassthroughResponse | No
     if error is not None:
         record.status = error.status
         record.error = scrub(error.as_recorded(), secret)  # read later: a rate limit's wait as a clock time
+        if outcome_unknown(prepared.method, error):  # its own hint said "retry": a second send may do it twice
+            record.error = scrub(f"{error} — {OUTCOME_UNKNOWN}", secret)
     return record
+
+
+OUTCOME_UNKNOWN = ("whether it was carried out is unknown: it went out and no answer came back. Check on the platform "
+                   "before you send it again: a second send may do it twice.")
+
+
+def outcome_unknown(method: str, error: PicaError) -> bool:
+    """A write that went out and got no answer: done or not, nobody can say."""
+    return error.maybe_delivered and method not in ("GET", "HEAD")
 
 
 # --- sending ------------------------------------------------------------------------------------------------

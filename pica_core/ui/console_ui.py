@@ -486,7 +486,7 @@ def render_call(shown: ShownCall, settings: Settings, *, key: str) -> None:
         error.message, error.path = scrub(error.message, secret), scrub(error.path, secret)
         if not error.maybe_delivered:
             show_error(error, what="Pica did not forward the call")
-        elif outcome.prepared.method in ("GET", "HEAD"):
+        elif not console.outcome_unknown(outcome.prepared.method, error):
             show_error(error, what="No answer to the call")
         else:  # "retry" would be the wrong advice: the write may be done, and a second send do it twice
             st.warning(f"**Whether this {outcome.prepared.method} was carried out is unknown**: it went out and no "
@@ -640,7 +640,9 @@ def history_entry(record: PassthroughCallRecord, settings: Settings, store: Stor
                 st.caption(f"Body cut at {console.format_size(settings.history_body_limit)} in history.")
         with response_col:
             st.markdown(f"**Response** {record.status or ''}")
-            if record.error:
+            if record.error and record.error.endswith(console.OUTCOME_UNKNOWN):
+                st.warning(plain(record.error), icon=":material/help:")  # Replay would send it a second time
+            elif record.error:
                 st.error(plain(record.error))
             if record.response_body:
                 st.code(console._pretty(record.response_body), language="json", height=200)

@@ -358,6 +358,16 @@ def test_a_write_with_no_answer_is_not_said_to_be_unsent(app_env):
     assert "Whether this POST was carried out is unknown" in said and "No answer to the call" in said
     assert "did not forward" not in said
     assert not [c for c in at.caption if "retry" in c.value]  # the error's own hint said to, beside the warning
+    [record] = records()  # History said "retry" to whoever read it later
+    assert record.error.endswith("a second send may do it twice.") and "retry" not in record.error
+    open_history(at)
+    assert [w.value for w in at.warning if "whether it was carried out is unknown" in w.value]
+    at, _ = console_on(app_env, SEND_MESSAGE)  # a gateway's timeout: it may have passed the call on
+    at.text_area(key="con_body_json").set_value('{"raw": "QQ=="}').run()
+    app_env.fault("status", status=504, path="/v1/passthrough", count=1)
+    send(at)
+    assert "Whether this POST was carried out is unknown" in messages(at)
+    assert "did not forward" not in messages(at)
     at, _ = console_on(app_env)  # a read: nothing to fear from sending it again
     app_env.fault("drop", path="/v1/passthrough", count=5)
     send(at)
