@@ -84,9 +84,10 @@ if total:
     st.bar_chart(pd.DataFrame({state: [counts.get(state, 0)] for state in states}, index=["connections"]),
                  horizontal=True, height=160, color=colors, stack=True)
 
-left, right = st.columns(2)
-left.page_link("pages/connections.py", label="Look up an end user's connections", icon=":material/person_search:")
-left.page_link("pages/fleet.py", label="Fleet health: what is broken, oldest first", icon=":material/monitor_heart:")
-right.page_link("pages/catalog.py", label="Connector catalog and coverage", icon=":material/apps:")
+# A row that wraps, each link as wide as its label: two fixed columns cut the labels at 800 px.
+links = st.container(horizontal=True, gap="medium")
+links.page_link("pages/connections.py", label="Look up an end user's connections", icon=":material/person_search:")
+links.page_link("pages/fleet.py", label="Fleet health: what is broken, oldest first", icon=":material/monitor_heart:")
+links.page_link("pages/catalog.py", label="Connector catalog and coverage", icon=":material/apps:")
 if context.principal(settings).sees("console"):
-    right.page_link("pages/console.py", label="Test an action in the console", icon=":material/terminal:")
+    links.page_link("pages/console.py", label="Test an action in the console", icon=":material/terminal:")

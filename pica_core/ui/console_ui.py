@@ -204,7 +204,9 @@ def pick_connection(settings: Settings) -> ChosenConnection | None:
 
 def show_connection(settings: Settings, principal: Principal, chosen: ChosenConnection) -> None:
     """Platform, environment and state, with a warning when the connection is degraded or failed."""
-    platform, env, state, who = st.columns([1, 1, 1, 2])
+    # Side by side while they fit, each as wide as its value: fixed columns cut "Environme/nt" and "operatio…" at 800 px.
+    row = st.container(horizontal=True, gap="large")
+    platform, env, state, who = (row.container(width="content") for _ in range(4))
     name = data.platform_names(settings, ask=False).get(chosen.platform)
     platform.markdown(f"**Platform**  \n{plain(name or chosen.platform)}")
     env_badge = ":red-badge[live]" if chosen.environment == "live" else ":blue-badge[test]"
