@@ -13,13 +13,12 @@ import asyncio
 import signal
 import sys
 
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from .client import AsyncPicaClient
 from .config import MAX_PAGE_SIZE, load_settings
 from .errors import ConfigError
-from .store import Store, failure_line
+from .store import Store, failure_line, unopenable
 from .sync import CannotResume, SyncBusy, SyncLockLost, page_list, resume_sync, sync_fleet
 
 
@@ -35,8 +34,7 @@ async def _sync(args: argparse.Namespace) -> int:
     try:
         store = Store.from_url(settings.database_url)
     except SQLAlchemyError as exc:
-        raise ConfigError(f"Could not open the database at {make_url(settings.database_url)} "
-                          f"({failure_line(exc)}): check DATABASE_URL and that the database is up.") from None
+        raise ConfigError(f"{unopenable(settings.database_url, exc)}.") from None
     async with AsyncPicaClient.from_settings(settings) as client:
         if args.resume is not None:
             report = await resume_sync(client, store, args.resume, environment=settings.environment,

@@ -66,7 +66,7 @@ SECRET_ENV = "PICA_SECRET_KEY"
 
 # Header names whose values are credentials: never shown back, stored or exported.
 _SENSITIVE_EXACT = {"authorization", "proxy-authorization", "cookie", "set-cookie", SECRET_HEADER}
-_SENSITIVE_PARTS = ("authorization", "secret", "token", "password", "passwd", "api-key", "apikey", "api_key",
+_SENSITIVE_PARTS = ("authorization", "secret", "token", "password", "passwd", "api-key", "apikey",  # "_" read as "-"
                     "cookie", "session", "auth-key", "subscription-key", "access-key", "private-key", "signature")
 # {{var}} (Pica's templates) and ${var} (a few older action paths).
 _PATH_VAR = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}|\$\{([^{}]+)\}")

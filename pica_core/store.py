@@ -750,6 +750,12 @@ def failure_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
+def unopenable(url: str, exc: SQLAlchemyError) -> str:
+    """Why the database at `url` could not be opened, its password masked, and what to check."""
+    return f"Could not open the database at {make_url(url)} ({failure_line(exc)}): check DATABASE_URL and that the " \
+           "database is up"
+
+
 def _escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 

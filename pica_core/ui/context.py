@@ -5,14 +5,13 @@ from __future__ import annotations
 import hashlib
 
 import streamlit as st
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..access import Principal, principal_for
 from ..client import PicaClient, RetryPolicy
 from ..config import Settings, load_settings
 from ..errors import ConfigError
-from ..store import Store, failure_line
+from ..store import Store, unopenable
 
 
 def settings() -> Settings:
@@ -60,8 +59,7 @@ def store(current: Settings | None = None) -> Store:
     except ConfigError as exc:
         st.error(f"Configuration error: {exc}", icon=":material/settings_alert:")
     except SQLAlchemyError as exc:
-        st.error(f"Could not open the database at {make_url(url)} ({failure_line(exc)}): check DATABASE_URL and that "
-                 "the database is up, then reload.", icon=":material/database:")
+        st.error(f"{unopenable(url, exc)}, then reload.", icon=":material/database:")
     st.stop()
 
 
