@@ -153,9 +153,18 @@ def open_tab(page):
 
 def choose_the_first_broken_connection(page) -> None:
     """On Fleet health: select the failing list's first row, which opens it on Connections."""
+    from playwright.sync_api import Error as PlaywrightError
+
     grid = page.locator("[data-testid='stDataFrame']").filter(has_text="since (UTC)").first
-    grid.scroll_into_view_if_needed()
-    box = grid.bounding_box()
+    for attempt in range(3):
+        try:
+            grid.scroll_into_view_if_needed()
+            box = grid.bounding_box()
+            break
+        except PlaywrightError as exc:  # the table drawn again (a rerun ending) between finding and scrolling
+            if "not attached" not in str(exc) or attempt == 2:
+                raise
+            wait_idle(page)
     page.mouse.click(box["x"] + 17, box["y"] + 35 + 17)  # the first row's marker
     page.wait_for_url("**/connections?**", timeout=30_000)
     wait_idle(page, settle_ms=600)

@@ -52,16 +52,24 @@ def latency(page_number: int, seconds: float) -> dict:
 @contextmanager
 def slow_sync(dashboard, page, *faults: dict, stored: int = 1):
     """Sync now, slowed by `faults`; gives the run's id once `stored` pages are stored. The faults end with it."""
+    sync_ended(dashboard)  # an earlier test's (its Sync now button shows only once the page has followed it out)
     for fault in faults:
         dashboard.control("POST", "faults", json=fault)
     try:
         page.get_by_role("button", name="Sync now").click()
-        # The page drawn again around the sync (a table located before that is replaced under the test's hand).
+        # The page drawn again around the sync, to its end: a table located before that run ends is replaced under
+        # the test's hand (its key counts what the sync has stored by then).
         expect(page.get_by_text("the sync goes on", exact=False)).to_be_visible()
+        wait_idle(page)
         yield wait_for(lambda: (r := latest_run(dashboard)) and r[1] == "running" and r[2] >= stored and r[0],
                        f"{stored} page(s) of a new sync to be stored")
     finally:
         dashboard.control("DELETE", "faults")
+        sync_ended(dashboard)  # a test that failed mid-sync leaves none running into the next one
+
+
+def sync_ended(dashboard) -> None:
+    wait_for(lambda: (r := latest_run(dashboard)) is None or r[1] != "running", "the sync to end", seconds=60)
 
 
 def test_leaving_the_page_mid_sync_does_not_stop_it_and_its_outcome_waits_for_the_reader(dashboard, page):
