@@ -24,6 +24,7 @@ POPULAR = (
 )
 
 _PLACEHOLDER = re.compile(r"^(\{\{[^}]+\}\}|\$\{[^}]+\})$")
+_PART = re.compile(r"(\{\{[^}]+\}\}|\$\{[^}]+\})")  # split on it: the placeholders at odd indices
 _VAR = re.compile(r"\{\{\s*([^}]+?)\s*\}\}")
 
 
@@ -43,13 +44,26 @@ class CatalogAction:
     def segments(self) -> tuple[str, ...]:
         return tuple(s for s in self.path.strip("/").split("/") if s)
 
+    @cached_property
+    def _segment_patterns(self) -> tuple[re.Pattern[str], ...]:
+        # A placeholder may share its segment with literal text: `{{order_id}}.json`, `{{range}}:append`.
+        return tuple(re.compile("".join(f"(?P<v{n}>.+)" if n % 2 else re.escape(part)
+                                        for n, part in enumerate(_PART.split(segment))), re.DOTALL)
+                     for segment in self.segments)
+
     def matches(self, method: str, path_segments: tuple[str, ...]) -> bool:
-        if self.method and self.method != method:
-            return False
-        own = self.segments
-        if len(own) != len(path_segments):
-            return False
-        return all(_PLACEHOLDER.match(a) or a == b for a, b in zip(own, path_segments))
+        return self.last_variable(method, path_segments) is not None
+
+    def last_variable(self, method: str, path_segments: tuple[str, ...]) -> str | None:
+        """The value of the last segment's last placeholder ("" if it has none); None if the path is not this
+        action's."""
+        if (self.method and self.method != method) or len(self.segments) != len(path_segments):
+            return None
+        found = [pattern.fullmatch(segment) for pattern, segment in zip(self._segment_patterns, path_segments)]
+        if not all(found):
+            return None
+        values = [v for v in found[-1].groups()] if found else []
+        return values[-1] if values else ""
 
     @property
     def path_variables(self) -> list[str]:

@@ -31,19 +31,19 @@ class UpstreamResponse:
 
 def _noun(segments: tuple[str, ...], platform: str) -> str:
     for segment in reversed(segments):
-        if segment.startswith(("{{", "${")) or re.fullmatch(r"[0-9a-fA-F-]{6,}|\d+|me|v\d+(\.\d+)?", segment):
+        if segment.startswith(("{{", "${")) or re.fullmatch(r"v\d+(\.\d+)?", segment):
             continue
-        noun = re.split(r"[.:$]", segment)[0]
-        if noun:
+        noun = re.split(r"[.:$]", segment)[0]  # orders.json, 1234.json, Sheet1!A1:append
+        if noun and not re.fullmatch(r"[0-9a-fA-F-]{6,}|\d+|me", noun):
             return noun
     return platform
 
 
-def _is_item_path(segments: tuple[str, ...], action: CatalogAction | None) -> bool:
+def _item_id(method: str, segments: tuple[str, ...], action: CatalogAction | None) -> str | None:
+    """The id a path names as its last segment's variable (`orders/{{order_id}}.json`), or None for a list."""
     if action is not None:
-        last = action.segments[-1] if action.segments else ""
-        return last.startswith(("{{", "${"))
-    return bool(segments) and bool(re.fullmatch(r"[0-9a-zA-Z_-]*\d[0-9a-zA-Z_-]*", segments[-1]))
+        return action.last_variable(method, segments) or None
+    return segments[-1] if segments and re.fullmatch(r"[0-9a-zA-Z_-]*\d[0-9a-zA-Z_-]*", segments[-1]) else None
 
 
 def _record(rng: random.Random, platform: str, noun: str, n: int) -> dict:
@@ -186,9 +186,9 @@ def respond(
         return _exported(segments[-2] if len(segments) > 1 else "", parse_qs(query).get("mimeType", [""])[0],
                          headers, answer)
     if method == "GET":
-        if _is_item_path(segments, action):
+        if (item := _item_id(method, segments, action)) is not None:
             record = _record(rng, platform, noun, 0)
-            record["id"] = segments[-1] if "id" in record else record.get("id")
+            record["id"] = item if "id" in record else record.get("id")
             return answer(200, record)
         records = [_record(rng, platform, noun, n) for n in range(rng.randint(3, 8))]
         return answer(200, _list_body(platform, noun, records, path))

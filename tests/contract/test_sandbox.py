@@ -229,6 +229,34 @@ def test_passthrough_keeps_an_encoded_slash_inside_its_variable(sandbox):
         assert response.status_code == 200 and response.json()["id"] == meant
 
 
+def test_every_listed_action_is_routed_with_its_variables_filled(sandbox):
+    """A placeholder sharing its segment with text (`orders/{{order_id}}.json`, `{{range}}:append`) matched no
+    route: 11 real actions answered the platform's 404 "No route" whatever was filled in."""
+    from urllib.parse import quote
+
+    from pica_core.sandbox.catalog import load_catalog
+
+    keys = {}
+    for action in (a for a in load_catalog().actions if a.listed):
+        if action.platform not in keys:
+            keys[action.platform] = first(sandbox, platform=action.platform, state="operational")["key"]
+        filled = re.sub(r"\{\{\s*([^}]+?)\s*\}\}", lambda m: quote("Sheet1!A1:C3" if "range" in m[1] else "id42", safe=""),
+                        action.path)
+        body = {"connectionKey": keys[action.platform]} if "custom" in action.tags else {"name": "x"}
+        response = passthrough(sandbox, action.method, filled.lstrip("/"), keys[action.platform], action.system_id,
+                               **({"json": body} if action.method in {"POST", "PUT", "PATCH"} else {}))
+        assert response.status_code != 404 and "No route" not in response.text, (action.system_id, action.path)
+
+
+def test_an_item_named_in_a_segment_with_text_answers_that_item(sandbox):
+    shop = first(sandbox, platform="shopify", state="operational")
+    from pica_core.sandbox.catalog import load_catalog
+
+    get_order = next(a for a in load_catalog().actions if (a.method, a.path) == ("GET", "orders/{{order_id}}.json"))
+    answer = passthrough(sandbox, "GET", "orders/1234.json", shop["key"], get_order.system_id)
+    assert answer.status_code == 200 and answer.json()["id"] == "1234"
+
+
 def test_passthrough_post_json_form_and_multipart(sandbox):
     conn = first(sandbox, platform="gmail", state="operational")
     sent = passthrough(sandbox, "POST", "gmail/v1/users/me/messages/send", conn["key"], GMAIL_SEND,
