@@ -148,10 +148,10 @@ def _load_actions() -> list[CatalogAction]:
     for row in _read_tsv("actions.tsv"):
         method = (row["method"] or "").upper()
         path = row["path"] or ""
-        source = row.get("source", "")
         title = row["title"] or (f"{method} {path}" if method and path else "")
-        # Paths that are not the platform's own API (gmail/send-email …) are Pica's custom actions.
-        custom = "picahq/docs" in source and not path.startswith(("/gmail/v1", "/users/me", "/calendar"))
+        # Pica's own (custom) actions sit under the platform's name as a verb and a noun (/gmail/get-emails); a
+        # platform's API does not (/gmail/v1/…, Notion's v1/pages, /teams/{{teamId}}).
+        custom = bool(re.fullmatch(rf"/{re.escape(row['platform'])}/[a-z]+(-[a-z]+)+", path))
         actions.append(
             CatalogAction(
                 system_id=row["system_id"],

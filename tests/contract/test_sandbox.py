@@ -312,6 +312,16 @@ def test_custom_action_needs_connection_key_in_body(sandbox):
     assert ok.status_code == 200
 
 
+def test_a_platform_s_own_api_is_not_a_custom_action(sandbox):
+    """Notion's v1/pages was tagged custom (its source was Pica's docs): the sandbox refused Notion's own body."""
+    create_page = "conn_mod_def::GCWcIDJuR4A::izAAbGNdQdKddzdP_JS4kw"
+    knowledge = get(sandbox, "/v1/knowledge", _id=create_page).json()["rows"][0]
+    assert knowledge["path"] == "v1/pages" and "custom" not in knowledge["tags"]
+    conn = first(sandbox, platform="notion", state="operational")
+    assert passthrough(sandbox, "POST", "v1/pages", conn["key"], create_page,
+                       json={"parent": {"page_id": "p1"}}).status_code == 200
+
+
 # --- users/flags and AuthKit -----------------------------------------------------------------------------------------
 def test_user_flags(sandbox):
     flags = get(sandbox, "/v1/users/flags").json()
