@@ -269,6 +269,11 @@ class _Core:
             return RateLimitedError(message, retry_after=retry_after(response.headers), **common)
         if status in (400, 409, 413, 422):
             return InvalidInputError(message, **common)
+        if 300 <= status < 400:  # not followed: the secret key would go wherever it points
+            where = self._redact(response.headers.get("location", ""))[:200]
+            return PicaError(f"Pica's address answered with a redirect ({status}{' to ' + where if where else ''})",
+                             hint="Set PICA_API_URL to the address Pica's API answers at (https://…); nothing was "
+                                  "done.", **common)
         if status >= 500:
             error = UpstreamUnavailableError(message, **common)
             # A gateway's 502 or 504 can come after it passed the call on: what it did there, nobody can say.
@@ -471,6 +476,8 @@ def _segment(value: str) -> str:
     """One URL path segment, so an id can never climb out of its route."""
     from urllib.parse import quote
 
+    if not str(value).strip():  # "/v1/vault/connections/" is another route (a DELETE there was no delete)
+        raise InvalidInputError("An id or a platform is needed here, and it is empty.")
     return quote(str(value), safe="")
 
 
@@ -541,7 +548,7 @@ def _body(op: Operation, kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _ok(response: httpx.Response) -> bool:
-    return response.status_code < 400
+    return 200 <= response.status_code < 300  # a redirect is not Pica's answer (a DELETE's 308 was "deleted")
 
 
 def _is_pica_error(response: httpx.Response) -> bool:

@@ -146,8 +146,8 @@ def create_app(config: SandboxConfig | None = None, state: SandboxState | None =
                               seconds=float(payload.get("seconds", DEFAULT_SECONDS.get(payload["kind"], 0))))
             except (TypeError, ValueError):
                 raise PicaHTTPError(400, "count and status must be integers, seconds a number") from None
-            if fault.count < 1 or not 400 <= fault.status <= 599:
-                raise PicaHTTPError(400, "count must be at least 1 and status an HTTP error status")
+            if fault.count < 1 or not 300 <= fault.status <= 599:
+                raise PicaHTTPError(400, "count must be at least 1 and status a redirect or error status (300-599)")
             if fault.path and not fault.path.startswith("/"):  # Pica's paths all start with one: it would never fire
                 raise PicaHTTPError(400, f"path must start with / (such as /v1/vault): {fault.path} matches no request")
             state.faults.append(fault)

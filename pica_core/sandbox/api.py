@@ -9,6 +9,7 @@ from datetime import datetime, UTC
 from collections.abc import Awaitable, Callable
 from urllib.parse import unquote
 
+from starlette.datastructures import URL
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -126,7 +127,7 @@ def build_routes(state: SandboxState) -> list[Route]:
             else:
                 fault = state.take_fault(request.method, _pica_path(request), request.url.query)
             if fault is not None:
-                early = await _apply_fault(fault, rate_headers)
+                early = await _apply_fault(fault, rate_headers, request.url)
                 if early is not None:
                     return early
             try:
@@ -433,7 +434,7 @@ async def _json_body(request: Request, allow_empty: bool = False) -> object:
         raise PicaHTTPError(400, "Request body is not valid JSON") from None
 
 
-async def _apply_fault(fault: Fault, rate_headers: dict[str, str]) -> Response | None:
+async def _apply_fault(fault: Fault, rate_headers: dict[str, str], url: URL) -> Response | None:
     """Answer with the fault, or None to go on after a delay (latency, hang)."""
     if fault.kind in ("latency", "hang"):
         await asyncio.sleep(fault.seconds)
@@ -443,6 +444,8 @@ async def _apply_fault(fault: Fault, rate_headers: dict[str, str]) -> Response |
         headers = {**rate_headers, "x-pica-rate-limit-remainings": "0", "x-pica-rate-limit-reset": wait,
                    "retry-after": wait}
         return pica_error(429, "Rate limit exceeded", headers)
+    if fault.kind == "status" and fault.status < 400:  # an address in front of Pica that redirects (http → https)
+        return Response(b"", fault.status, headers={"location": str(url.replace(scheme="https"))})
     if fault.kind == "status":
         return pica_error(fault.status, "Injected sandbox fault", rate_headers)
     if fault.kind == "malformed":

@@ -16,6 +16,7 @@ from pica_core.errors import (
     InvalidInputError,
     InvalidResponseError,
     NotFoundError,
+    PicaError,
     PicaTimeoutError,
     RateLimitedError,
     UpstreamUnavailableError,
@@ -113,6 +114,26 @@ def test_connection_filters_get_patch_delete(client):
     with pytest.raises(NotFoundError):
         client.connection(conn.id)
     assert client.connection_by_key(conn.key) is None
+
+
+def test_a_redirect_is_no_answer_so_a_delete_it_met_is_not_done(sandbox, client):
+    """Any 3xx counted as success: a DELETE met with a redirect (an http:// address that points to https://) was
+    reported deleted, and the page removed a connection Pica still had."""
+    conn = gmail(client)
+    sandbox.fault("status", status=308, count=1, path=f"/v1/vault/connections/{conn.id}", method="DELETE")
+    with pytest.raises(PicaError) as raised:
+        client.delete_connection(conn.id)
+    assert raised.value.status == 308 and "PICA_API_URL" in raised.value.hint and not raised.value.maybe_delivered
+    assert client.connection(conn.id).id == conn.id  # still there
+
+
+@pytest.mark.parametrize("call", ["delete_connection", "connection", "update_connection_tags"])
+def test_an_empty_id_is_refused_before_any_request(client, call):
+    """DELETE /v1/vault/connections/ is another route: an empty id was sent, and its redirect read as done."""
+    before = client.request_count
+    with pytest.raises(InvalidInputError):
+        getattr(client, call)(" ", *(([],) if call == "update_connection_tags" else ()))
+    assert client.request_count == before
 
 
 @pytest.mark.parametrize("identity", ['=HYPERLINK("http://x","y")', "a,b"])
