@@ -108,11 +108,13 @@ class Settings:
     def effective_secret(self) -> Secret:
         return self.secret_key if self.secret_key else Secret(SANDBOX_TEST_KEY)
 
-    def with_sandbox_port(self, port: int) -> Settings:
-        """Point sandbox mode at the sandbox mounted in this process (unless a URL was set)."""
+    def with_sandbox_port(self, port: int, address: str | None = None) -> Settings:
+        """Point sandbox mode at the sandbox mounted in this process (unless a URL was set), at the address the
+        server listens on: bound to one interface (a container's, a demo host's), it does not answer on 127.0.0.1."""
         if not self.sandbox or self.api_url:
             return self
-        base = f"http://127.0.0.1:{port}{SANDBOX_MOUNT}"
+        host = "127.0.0.1" if address in (None, "", "0.0.0.0", "::", "localhost") else address
+        base = f"http://{f'[{host}]' if ':' in host else host}:{port}{SANDBOX_MOUNT}"
         return replace(self, api_url=base, authkit_url=self.authkit_url or f"{SANDBOX_MOUNT}/authkit")
 
 

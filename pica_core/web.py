@@ -37,7 +37,8 @@ def grant_signer() -> GrantSigner:
 
 def request_settings(request: Request) -> Settings:
     server = request.scope.get("server") or ("127.0.0.1", 8501)
-    return base_settings().with_sandbox_port(int(server[1] or 8501))
+    # Where this request came in (a unix socket has no port: then the default's)
+    return base_settings().with_sandbox_port(int(server[1] or 8501), server[0] if server[1] else None)
 
 
 async def health(request: Request) -> JSONResponse:

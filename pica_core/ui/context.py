@@ -21,7 +21,7 @@ def settings() -> Settings:
     except ConfigError as exc:
         st.error(f"Configuration error: {exc}", icon=":material/settings_alert:")
         st.stop()
-    return loaded.with_sandbox_port(int(st.get_option("server.port") or 8501))
+    return loaded.with_sandbox_port(int(st.get_option("server.port") or 8501), st.get_option("server.address"))
 
 
 def _fingerprint(settings: Settings) -> str:

@@ -20,6 +20,26 @@ def test_no_key_is_sandbox_mode(tmp_path):
     assert mounted.api_url == "http://127.0.0.1:8501/sandbox" and mounted.authkit_url == "/sandbox/authkit"
 
 
+@pytest.mark.parametrize("address, api_url", [
+    (None, "http://127.0.0.1:8502/sandbox"), ("0.0.0.0", "http://127.0.0.1:8502/sandbox"),
+    ("::", "http://127.0.0.1:8502/sandbox"), ("10.0.0.7", "http://10.0.0.7:8502/sandbox"),
+    ("fd00::7", "http://[fd00::7]:8502/sandbox")])
+def test_the_mounted_sandbox_is_reached_where_the_server_listens(tmp_path, address, api_url):
+    """Bound to one interface (--server.address), the server does not answer on 127.0.0.1: every page and the token
+    route said Pica was unreachable."""
+    assert load_settings({}, secrets={}, data_dir=tmp_path).with_sandbox_port(8502, address).api_url == api_url
+
+
+def test_the_token_route_reaches_the_sandbox_where_its_request_came_in(monkeypatch, tmp_path):
+    from starlette.requests import Request
+
+    from pica_core import web
+
+    monkeypatch.setattr(web, "base_settings", lambda: load_settings({}, secrets={}, data_dir=tmp_path))
+    came_in = Request({"type": "http", "server": ("10.0.0.7", 8503), "headers": []})
+    assert web.request_settings(came_in).api_url == "http://10.0.0.7:8503/sandbox"
+
+
 def test_live_key_uses_pica_hosts():
     s = settings(PICA_SECRET_KEY="sk_live_abc")
     assert not s.sandbox and s.environment == "live"
