@@ -197,7 +197,7 @@ def create_app(config: SandboxConfig | None = None, state: SandboxState | None =
 
     async def not_found(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)
-        rate = state.rate_headers(request.headers.get("x-pica-secret"))  # on every answer, per the contract
+        rate = state.rate_headers()  # on every answer, per the contract
         if status == 405:
             return pica_error(405, f"Method {request.method} is not allowed here", rate)
         return Response(b'{"type":"error","error":"Not found"}', status, headers=rate, media_type="application/json")

@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8600)
     parser.add_argument("--connections", type=int, default=720, help="test-environment connections to seed")
     parser.add_argument("--live-connections", type=int, default=120, help="live-environment connections to seed")
-    parser.add_argument("--throughput", type=int, default=500, help="requests per key per 60 s (0 = unlimited)")
+    parser.add_argument("--throughput", type=int, default=500, help="requests per account (test and live keys) per 60 s, 0: none")
     parser.add_argument("--seed", type=int, default=20250719)
     parser.add_argument("--test-key", default="sk_test_sandbox")
     parser.add_argument("--live-key", default="sk_live_sandbox")

@@ -108,10 +108,8 @@ def build_routes(state: SandboxState) -> list[Route]:
             secret = request.headers.get("x-pica-secret")
             env = cfg.environment_of(secret)
             if env is None:
-                return pica_error(401, "You are not authorized to access this resource", {
-                    "x-pica-rate-limit-limit": str(cfg.throughput), "x-pica-rate-limit-reset": "60",
-                    "x-pica-rate-limit-remainings": str(cfg.throughput)})
-            allowed, rate_headers = state.take_rate(secret)  # type: ignore[arg-type]
+                return pica_error(401, "You are not authorized to access this resource", state.rate_headers())
+            allowed, rate_headers, resets_in = state.take_rate()
             body = b"" if request.method == "GET" else await request.body()
             state.log_request(name, {
                 "route": name, "method": request.method, "path": request.url.path[len(request.scope.get("root_path", "")):],
@@ -120,7 +118,7 @@ def build_routes(state: SandboxState) -> list[Route]:
                 "body": body[:65536].decode("utf-8", "replace"),
             })
             if not allowed:
-                return pica_error(429, "Rate limit exceeded", {**rate_headers, "retry-after": rate_headers["x-pica-rate-limit-reset"]})
+                return pica_error(429, "Rate limit exceeded", {**rate_headers, "retry-after": str(resets_in)})
             header_fault = request.headers.get("x-sandbox-fault")
             if header_fault:
                 fault = parse_fault_header(header_fault)
@@ -400,7 +398,7 @@ def _method_router(state: SandboxState, path: str, handlers: dict[str, Callable]
         handler = handlers.get(request.method)
         if handler is None:
             return pica_error(405, f"Method {request.method} is not allowed here",
-                              {"allow": allow, **state.rate_headers(request.headers.get("x-pica-secret"))})
+                              {"allow": allow, **state.rate_headers()})
         return await handler(request)
 
     return Route(path, dispatch, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
@@ -441,8 +439,7 @@ async def _apply_fault(fault: Fault, rate_headers: dict[str, str], url: URL) -> 
         return None
     if fault.kind == "rate_limit":
         wait = str(max(1, round(fault.seconds or 1)))  # an injected 429 says when to retry (default 1 s)
-        headers = {**rate_headers, "x-pica-rate-limit-remainings": "0", "x-pica-rate-limit-reset": wait,
-                   "retry-after": wait}
+        headers = {**rate_headers, "x-pica-rate-limit-remainings": "0", "retry-after": wait}
         return pica_error(429, "Rate limit exceeded", headers)
     if fault.kind == "status" and fault.status < 400:  # an address in front of Pica that redirects (http → https)
         return Response(b"", fault.status, headers={"location": str(url.replace(scheme="https"))})

@@ -16,6 +16,7 @@ from .catalog import Catalog, load_catalog
 from .seed import generate_fleet, make_connection
 
 RATE_WINDOW_SECONDS = 60
+ACCOUNT = "account"  # the sandbox is one account: its test and live keys share one rate-limit window
 AUTHKIT_SESSION_SECONDS = 15 * 60
 MAX_CACHED_LISTINGS = 256  # filtered connection-id lists kept between vault mutations
 
@@ -224,34 +225,34 @@ class SandboxState:
         return None
 
     # --- rate limit ------------------------------------------------------------------------------
-    def take_rate(self, secret: str) -> tuple[bool, dict[str, str]]:
-        """Count one request against the key's 60 s window; (allowed, rate-limit headers)."""
-        return self._rate(secret, take=True)
+    def take_rate(self) -> tuple[bool, dict[str, str], int]:
+        """Count one request against the account's 60 s window (its test and live keys share it); (allowed,
+        rate-limit headers, seconds until the window resets)."""
+        return self._rate(take=True)
 
-    def rate_headers(self, secret: str | None) -> dict[str, str]:
-        """The key's rate-limit headers as they stand, counting nothing (an answer to no route: Pica's carry them
-        too)."""
-        return self._rate(secret or "", take=False)[1]
+    def rate_headers(self) -> dict[str, str]:
+        """The account's rate-limit headers as they stand, counting nothing (an answer to no route, or to an unknown
+        key: Pica's carry them too)."""
+        return self._rate(take=False)[1]
 
-    def _rate(self, secret: str, *, take: bool) -> tuple[bool, dict[str, str]]:
+    def _rate(self, *, take: bool) -> tuple[bool, dict[str, str], int]:
         limit = self.config.throughput
         now = time.monotonic()
         with self._lock:
-            start, count = self.rate_windows.get(secret, (now, 0))
+            start, count = self.rate_windows.get(ACCOUNT, (now, 0))
             if now - start >= RATE_WINDOW_SECONDS:
                 start, count = now, 0
             allowed = limit <= 0 or count < limit
             if take:
                 count += allowed
-                self.rate_windows[secret] = (start, count)
-        reset = max(1, math.ceil(start + RATE_WINDOW_SECONDS - now))
+                self.rate_windows[ACCOUNT] = (start, count)
         shown = limit if limit > 0 else 1_000_000
-        headers = {
+        headers = {  # the reset header is the window's length, as Pica's (the contract: always 60)
             "x-pica-rate-limit-limit": str(shown),
             "x-pica-rate-limit-remainings": str(max(0, shown - count)),
-            "x-pica-rate-limit-reset": str(reset),
+            "x-pica-rate-limit-reset": str(RATE_WINDOW_SECONDS),
         }
-        return allowed, headers
+        return allowed, headers, max(1, math.ceil(start + RATE_WINDOW_SECONDS - now))
 
     # --- faults ----------------------------------------------------------------------------------
     def take_fault(self, method: str, path: str, query: str = "") -> Fault | None:

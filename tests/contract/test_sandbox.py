@@ -371,6 +371,14 @@ def test_rate_limit_headers_and_429(sandbox):
     limited = responses[3]
     assert limited.json()["message"] == "Rate limit exceeded" and limited.json()["code"] == 2009
     assert int(limited.headers["retry-after"]) <= 60 and limited.headers["x-pica-rate-limit-limit"] == "3"
+    # The contract's reset header is the window's 60 on every answer (it counted down: a client reading it as the
+    # wait retried early in the sandbox, and never against Pica)
+    assert {r.headers["x-pica-rate-limit-reset"] for r in responses} == {"60"}
+    # one window for the account: its live key had a budget of its own (twice Pica's)
+    assert get(sandbox, "/v1/users/flags", LIVE).status_code == 429
+    refused = get(sandbox, "/v1/users/flags", {"x-pica-secret": "sk_test_wrong"})  # as the account's window stands
+    assert refused.status_code == 401 and (refused.headers["x-pica-rate-limit-limit"],
+                                           refused.headers["x-pica-rate-limit-remainings"]) == ("3", "0")
 
 
 @pytest.mark.parametrize("header, status", [("503", 503), ("500", 500), ("502", 502), ("429", 429)])
