@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import TEST_KEY, percentile, shell, start_sandbox, table  # noqa: E402
 from pica_core import console  # noqa: E402
-from pica_core.client import ACTION_HEADER, CONNECTION_HEADER, SECRET_HEADER, USER_AGENT, PicaClient  # noqa: E402
+from pica_core.client import USER_AGENT, PicaClient  # noqa: E402
+from pica_core.config import ACTION_HEADER, CONNECTION_HEADER, SECRET_HEADER  # noqa: E402
 from pica_core.config import Secret  # noqa: E402
 from pica_core.store import PassthroughCallRecord, Store  # noqa: E402
 

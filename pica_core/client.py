@@ -31,7 +31,15 @@ from pydantic_core import from_json, to_json
 from typing_extensions import TypedDict  # pydantic needs this one's TypedDict before Python 3.12
 
 from . import validation
-from .config import Secret, Settings
+from .config import (
+    ACTION_HEADER,
+    CONNECTION_HEADER,
+    PASSTHROUGH_HEADER_PREFIX,
+    RATE_RESET_HEADER,
+    SECRET_HEADER,
+    Secret,
+    Settings,
+)
 from .transport import lean_transport_for
 from .errors import (
     LONGEST_WAIT,
@@ -57,12 +65,6 @@ from .models import (
 
 log = logging.getLogger("pica_core.client")
 
-# Pica is becoming "One" (x-one-secret …): the prefix is the only thing to change.
-HEADER_PREFIX = "x-pica"
-SECRET_HEADER = f"{HEADER_PREFIX}-secret"
-CONNECTION_HEADER = f"{HEADER_PREFIX}-connection-key"
-ACTION_HEADER = f"{HEADER_PREFIX}-action-id"
-RATE_RESET_HEADER = f"{HEADER_PREFIX}-rate-limit-reset"
 AUTHKIT_PAGE_SIZE = 100  # what the official token generator asks for
 FLAGS_TTL_SECONDS = 60.0
 USER_AGENT = "pica-integration-ops-dashboard/1.0"
@@ -555,7 +557,7 @@ def _is_pica_error(response: httpx.Response) -> bool:
     """A passthrough answer is the upstream's unless Pica failed before forwarding (no passthrough headers)."""
     if response.status_code < 400:
         return False
-    return not any(name.startswith(f"{HEADER_PREFIX}-passthrough-") for name in response.headers)
+    return not any(name.startswith(PASSTHROUGH_HEADER_PREFIX) for name in response.headers)
 
 
 PASSTHROUGH_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")

@@ -24,6 +24,13 @@ DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
 
 LIVE_API_URL = "https://api.picaos.com"
 LIVE_AUTHKIT_URL = "https://authkit.picaos.com"
+# Pica is becoming "One" (api.withone.ai, x-one-secret …): with the URLs above, the prefix is the only thing to change.
+HEADER_PREFIX = "x-pica"
+SECRET_HEADER = f"{HEADER_PREFIX}-secret"
+CONNECTION_HEADER = f"{HEADER_PREFIX}-connection-key"
+ACTION_HEADER = f"{HEADER_PREFIX}-action-id"
+RATE_RESET_HEADER = f"{HEADER_PREFIX}-rate-limit-reset"
+PASSTHROUGH_HEADER_PREFIX = f"{HEADER_PREFIX}-passthrough-"  # the platform's own answer headers, re-emitted
 # The path the sandbox is mounted under inside the dashboard's st.App.
 SANDBOX_MOUNT = "/sandbox"
 # Documented sandbox keys: deliberately short and obviously not real Pica keys.

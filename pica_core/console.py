@@ -38,14 +38,8 @@ from urllib.parse import parse_qsl, quote, urlencode
 import httpx
 
 from . import validation
-from .client import (
-    ACTION_HEADER,
-    CONNECTION_HEADER,
-    PASSTHROUGH_METHODS,
-    SECRET_HEADER,
-    PassthroughCall,
-    retry_after,
-)
+from .client import PASSTHROUGH_METHODS, PassthroughCall, retry_after
+from .config import ACTION_HEADER, CONNECTION_HEADER, PASSTHROUGH_HEADER_PREFIX, SECRET_HEADER
 from .errors import InvalidInputError, PicaError
 from .models import PassthroughResponse
 from .store import PassthroughCallRecord, utcnow
@@ -507,8 +501,8 @@ def response_view(response: PassthroughResponse, *, display_limit: int, secret: 
 # --- redaction and history ------------------------------------------------------------------------------------
 def is_sensitive_header(name: str) -> bool:
     lowered = name.lower().replace("_", "-")
-    if lowered.startswith("x-pica-passthrough-"):
-        lowered = lowered[len("x-pica-passthrough-"):]
+    if lowered.startswith(PASSTHROUGH_HEADER_PREFIX):
+        lowered = lowered[len(PASSTHROUGH_HEADER_PREFIX):]
     # A header named for a key is a credential in most APIs (AccessKey, X-Functions-Key, X-Master-Key); the few
     # that are not (an idempotency key) only have to be typed again to replay.
     return (lowered in _SENSITIVE_EXACT or any(part in lowered for part in _SENSITIVE_PARTS)

@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 from typing_extensions import TypedDict  # pydantic needs this one's TypedDict before Python 3.12
 
+from .config import PASSTHROUGH_HEADER_PREFIX
+
 STATES = ("operational", "degraded", "failed", "unknown")
 IDENTITY_TYPES = ("user", "team", "organization", "project")
 CONNECTOR_STATUSES = ("generally_available", "beta", "alpha", "not_available")
@@ -183,7 +185,7 @@ class PassthroughResponse:
     @property
     def passthrough_headers(self) -> dict[str, str]:
         """The upstream's own headers, which Pica re-emits as x-pica-passthrough-<name>."""
-        prefix = "x-pica-passthrough-"
+        prefix = PASSTHROUGH_HEADER_PREFIX
         return {k[len(prefix):]: v for k, v in self.headers.items() if k.lower().startswith(prefix)}
 
     @property

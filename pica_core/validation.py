@@ -6,6 +6,7 @@ import re
 import unicodedata
 from urllib.parse import unquote
 
+from .config import ACTION_HEADER, CONNECTION_HEADER, SECRET_HEADER
 from .errors import InvalidInputError
 from .models import IDENTITY_TYPES
 from .text import BIDI_CONTROLS
@@ -143,7 +144,7 @@ def key_environment(key: str) -> str:
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _ACTION_ID = re.compile(r"^[A-Za-z0-9_:.\-]{3,200}$")
 # Headers the dashboard sets itself, or that would let a request impersonate another account.
-RESERVED_HEADERS = ("x-pica-secret", "x-pica-connection-key", "x-pica-action-id", "host", "content-length",
+RESERVED_HEADERS = (SECRET_HEADER, CONNECTION_HEADER, ACTION_HEADER, "host", "content-length",
                     # the HTTP client frames the message and owns the connection: two framings in one request are
                     # how requests are smuggled past proxies
                     "transfer-encoding", "connection", "keep-alive", "te", "trailer", "upgrade", "expect",
