@@ -232,7 +232,7 @@ def build_routes(state: SandboxState) -> list[Route]:
 
         def pick() -> list[str]:
             if keys:
-                candidates = [state.by_key[k] for k in keys if k in state.by_key]
+                candidates = [state.by_key[k] for k in dict.fromkeys(keys) if k in state.by_key]  # a filter: once each
             elif identity is not None:
                 candidates = state.by_identity.get(identity, [])
             else:

@@ -152,6 +152,13 @@ def test_vault_filters(sandbox):
     assert all_connections(sandbox, active="false") == []
 
 
+def test_a_key_named_twice_lists_its_connection_once(sandbox):
+    key = first(sandbox, platform="gmail")["key"]
+    for params in ({"key": f"{key},{key}"}, {"key": key, "keys": key}):
+        listed = get(sandbox, "/v1/vault/connections", **params).json()
+        assert listed["total"] == 1 and [c["key"] for c in listed["rows"]] == [key]
+
+
 def test_live_key_sees_live_connections_and_test_keys_are_refused(sandbox):
     live = all_connections(sandbox, LIVE)
     assert live and all(r["environment"] == "live" and r["key"].startswith("live::") for r in live)
