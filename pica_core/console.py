@@ -520,7 +520,7 @@ def redact_headers(headers: Mapping[str, str], secret: str | None) -> dict[str, 
 def scrub_body(body: bytes, secret: str | None) -> tuple[bytes, bool]:
     """`body` with the secret masked, and whether it was there. The console and history decode bodies to show
     them, and decoding can spell the secret where the bytes do not: JSON in UTF-16 or UTF-32 (json.loads reads
-    them), and \\u escapes (\\u0073k_…). Such a body is decoded and scrubbed."""
+    them), and escapes (\\u0073k_…, or \\/ for a slash in the key). Such a body is decoded and scrubbed."""
     if not secret or not body:
         return body, False
     found = secret.encode() in body
@@ -533,7 +533,7 @@ def scrub_body(body: bytes, secret: str | None) -> tuple[bytes, bool]:
     if secret in text:  # spelt in UTF-16 or UTF-32
         text, found = scrub(text, secret) or "", True
         body = text.encode(encoding)
-    if "\\u" in text:
+    if "\\" in text:  # any JSON escape may spell a character of the key
         try:
             decoded = json.dumps(json.loads(text), ensure_ascii=False)
         except (ValueError, RecursionError):
