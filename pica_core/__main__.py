@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     # How cron, systemd and Kubernetes stop a job: stop as Ctrl-C does (asyncio cancels the sync, which records
     # what it stored), instead of dying with the run still marked running.
     previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    # Started as `sync &` from a script, Ctrl-C is ignored: the SIGINT raised above would do nothing.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return asyncio.run(_sync(args))
     except ConfigError as exc:
@@ -114,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 if __name__ == "__main__":

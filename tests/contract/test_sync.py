@@ -456,7 +456,7 @@ def test_cli_refuses_to_run_beside_another_sync(sandbox, tmp_path):
     assert busy.returncode == 3 and "Another fleet sync of the test environment is running" in busy.stderr
 
 
-def slow_cli_sync(sandbox, tmp_path) -> tuple[subprocess.Popen, dict]:
+def slow_cli_sync(sandbox, tmp_path, **popen) -> tuple[subprocess.Popen, dict]:
     """`python -m pica_core sync` once its first page is stored, the others a minute away (and its environment)."""
     import sqlite3
     import time
@@ -467,7 +467,7 @@ def slow_cli_sync(sandbox, tmp_path) -> tuple[subprocess.Popen, dict]:
            "PICA_PAGE_SIZE": "100"}
     env.pop("PICA_SECRET_KEY", None)
     process = subprocess.Popen([sys.executable, "-m", "pica_core", "sync"], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
     deadline, done = time.monotonic() + 60, 0
     while not done and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -506,11 +506,14 @@ def test_ctrl_c_on_the_cli_says_what_was_stored_and_how_to_resume(sandbox, tmp_p
     assert re.match(r"sync #1: interrupted, \d+ connections stored; pages left: .+ \(--resume 1 fetches them\)", out)
 
 
-def test_sigterm_on_the_cli_stops_it_as_ctrl_c_does(sandbox, tmp_path):
-    """How cron, systemd and Kubernetes stop a job: it died silently, its run still marked running."""
+@pytest.mark.parametrize("sigint", ["default", "ignored"])
+def test_sigterm_on_the_cli_stops_it_as_ctrl_c_does(sandbox, tmp_path, sigint):
+    """How cron, systemd and Kubernetes stop a job: it died silently, its run still marked running. Started with
+    Ctrl-C ignored (`sync &` in a script), the SIGTERM did nothing: the sync ran on to its end."""
     import signal
 
-    process, env = slow_cli_sync(sandbox, tmp_path)
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint == "ignored" else None
+    process, env = slow_cli_sync(sandbox, tmp_path, preexec_fn=ignore)
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 1 and "Traceback" not in err, err
