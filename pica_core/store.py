@@ -297,7 +297,12 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
                               f"{'.'.join(map(str, SQLITE_AT_LEAST))} or newer: use a newer Python build, or "
                               "PostgreSQL through DATABASE_URL.")
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(parsed.database).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # a file in its place, a read-only disk, no permission
+                raise ConfigError(f"Cannot create the database's folder {folder} ({exc.strerror or exc}): set "
+                                  "DATABASE_URL to a place the dashboard may write.") from None
         engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")

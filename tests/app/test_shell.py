@@ -55,6 +55,16 @@ def test_a_database_that_cannot_be_opened_is_one_line_not_a_traceback(app_env, m
     assert "hunter2" not in error and "check DATABASE_URL" in error
 
 
+def test_a_sqlite_folder_that_cannot_be_made_is_one_line(app_env, monkeypatch, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'a-file' / 'dashboard.db'}")
+    at = open_page("connections")
+    assert not at.exception
+    assert [e.value for e in at.error] == [f"Configuration error: Cannot create the database's folder "
+                                           f"{tmp_path / 'a-file'} (File exists): set DATABASE_URL to a place the "
+                                           "dashboard may write."]
+
+
 def test_settings_injects_every_sandbox_fault_with_its_seconds(app_env):
     """The form offered six of the sandbox's seven faults, no 401, and no seconds for a latency or a rate limit."""
     at = open_page("settings")

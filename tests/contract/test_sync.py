@@ -557,14 +557,18 @@ def test_cli_with_a_key_pica_refuses_says_so_and_exits_2(sandbox, tmp_path):
     assert "resume" not in result.stdout  # no resume helps until the key is fixed
 
 
-def test_cli_with_a_database_it_cannot_open_is_one_line(tmp_path, sandbox):
-    env = {**os.environ, "PICA_API_URL": sandbox.url,
-           "DATABASE_URL": f"postgresql+psycopg://dashboard:hunter2@127.0.0.1:{free_port()}/nowhere"}
+@pytest.mark.parametrize("where", ["postgresql", "sqlite under a file"])
+def test_cli_with_a_database_it_cannot_open_is_one_line(tmp_path, sandbox, where):
+    (tmp_path / "a-file").write_text("")  # a SQLite database's folder that cannot be made: a traceback, exit 1
+    url = (f"postgresql+psycopg://dashboard:hunter2@127.0.0.1:{free_port()}/nowhere" if where == "postgresql"
+           else f"sqlite:///{tmp_path / 'a-file' / 'dashboard.db'}")
+    env = {**os.environ, "PICA_API_URL": sandbox.url, "DATABASE_URL": url}
     env.pop("PICA_SECRET_KEY", None)
     result = subprocess.run([sys.executable, "-m", "pica_core", "sync"], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-    assert result.stderr.startswith("Configuration error: Could not open the database at postgresql+psycopg://")
+    assert result.stderr.startswith("Configuration error: Could not open the database at postgresql+psycopg://"
+                                    if where == "postgresql" else "Configuration error: Cannot create the database's")
     assert len(result.stderr.strip().splitlines()) == 1 and "hunter2" not in result.stderr
 
 
