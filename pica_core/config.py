@@ -84,7 +84,7 @@ class Settings:
     secret_key: Secret | None = None
     api_url: str | None = None  # None in sandbox mode until the server port is known
     authkit_url: str | None = None
-    database_url: str = ""
+    database_url: str = field(default="", repr=False)  # it may hold the database's password
     timeout_seconds: float = 15.0
     connect_timeout_seconds: float = 5.0
     max_retries: int = 3

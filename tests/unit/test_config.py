@@ -40,6 +40,11 @@ def test_the_token_route_reaches_the_sandbox_where_its_request_came_in(monkeypat
     assert web.request_settings(came_in).api_url == "http://10.0.0.7:8503/sandbox"
 
 
+def test_printed_settings_show_no_secret():
+    s = settings(PICA_SECRET_KEY="sk_live_abc123", DATABASE_URL="postgresql+psycopg://dash:hunter2@db/x")
+    assert "hunter2" not in repr(s) and "sk_live_abc123" not in repr(s)
+
+
 def test_live_key_uses_pica_hosts():
     s = settings(PICA_SECRET_KEY="sk_live_abc")
     assert not s.sandbox and s.environment == "live"
