@@ -52,10 +52,10 @@ else:
 fleet_ui.show_outcome(outcome)
 if settings.sandbox:  # the command has no embedded sandbox: it must be pointed at this one
     sandbox_api = public_url(settings.api_url, settings)
-    st.caption(f"The same sync runs on a schedule as `python -m pica_core sync`; against this sandbox, with "
-               f"`PICA_API_URL={sandbox_api}` and `PICA_SECRET_KEY` set to its test key (README, The sandbox).")
+    st.caption(f"The same sync runs on a schedule as `.venv/bin/python -m pica_core sync`; against this sandbox, "
+               f"with `PICA_API_URL={sandbox_api}` and no `PICA_SECRET_KEY` (README, The sandbox).")
 else:
-    st.caption("The same sync runs on a schedule as `python -m pica_core sync`.")
+    st.caption("The same sync runs on a schedule as `.venv/bin/python -m pica_core sync` (`make sync`).")
 
 keep_widgets(["auto-refresh"])  # a reader who turned it on finds it on after a look at another page
 auto = st.toggle("Auto-refresh this page every 30 s", key="auto-refresh",

@@ -1,8 +1,8 @@
 """A faithful local Pica: the API, the AuthKit hosted page, and fault injection.
 
 `create_app()` returns a Starlette app serving:
-  /v1/…               Pica's API (docs/pica-api.md), behind the sandbox keys
-  /authkit            the AuthKit hosted page stand-in (docs/authkit-protocol.md)
+  /v1/…               Pica's API as its public docs and official clients describe it, behind the sandbox keys
+  /authkit            the AuthKit hosted page stand-in, speaking the widget's postMessage protocol
   /logos/{p}.svg      generated connector logos
   /control/…          sandbox-only controls: reset, connection state, faults, stats
 Run it alone with `python -m pica_core.sandbox --port N`, or mount it (the dashboard does, at /sandbox).
