@@ -23,6 +23,9 @@ except ConfigError:  # the pages report it; caches just use default TTLs
     _DEFAULTS = Settings()
 
 CATALOG_TTL = _DEFAULTS.catalog_ttl_seconds
+# A catalog read that failed (a timeout: 15 s) is not asked again for this long by any page: each run of every page
+# that shows names asked again, and waited again. The catalog page's Refresh asks at once.
+CATALOG_FAILURE_HOLD = 30.0
 ACTIONS_LIMIT = 100  # actions asked of Pica's search per platform and query
 CONNECTIONS_TTL = _DEFAULTS.connections_ttl_seconds
 
@@ -41,7 +44,8 @@ def _catalog(api_url: str, fingerprint: str, _client: PicaClient) -> tuple[tuple
 def catalog(settings: Settings) -> Fetched[tuple[list[Connector], set[str]]]:
     """(every connector, platforms enabled in AuthKit), cached; the last good one if Pica fails."""
     client = context.client(settings)
-    return last_good.fetch(_catalog_key(settings), lambda: _catalog(*_key(settings), client))
+    return last_good.fetch(_catalog_key(settings), lambda: _catalog(*_key(settings), client),
+                           hold_failure=CATALOG_FAILURE_HOLD)
 
 
 def platform_names(settings: Settings, *, ask: bool = True) -> dict[str, str]:
@@ -76,6 +80,7 @@ def refresh_catalog() -> None:
     """Forget the catalog and the connectors' actions: the next view reads them from Pica again."""
     _catalog.clear()
     _actions.clear()
+    last_good.ask_again("catalog")
 
 
 @st.cache_data(ttl=30, show_spinner=False)

@@ -366,6 +366,23 @@ def test_when_pica_fails_after_a_good_load_the_last_catalog_is_shown_with_its_ag
     assert showing(at) == (len(good), SANDBOX_CONNECTORS)
 
 
+def test_a_failed_catalog_read_is_not_asked_again_by_every_run_until_refresh(app_env, monkeypatch):
+    """A failed read is not cached: every run of every page showing names asked again (a hang: 16 s each click)."""
+    sandbox = app_env
+    fail_the_catalog(sandbox, monkeypatch)
+    at = open_page("catalog")
+    asked = sandbox.count("available-connectors")
+    assert asked >= 1 and any("503" in e.value for e in at.error)
+    at.run()
+    for page in ("overview", "fleet", "connections"):
+        assert_clean(open_page(page))
+    assert sandbox.count("available-connectors") == asked  # the failure held: nothing asked again
+    sandbox.control("DELETE", "faults")
+    next(b for b in at.button if b.label == "Refresh").click().run()  # the reader asks: at once
+    assert_clean(at)
+    assert sandbox.count("available-connectors") > asked and len(table(at)) == SANDBOX_CONNECTORS
+
+
 def test_when_pica_fails_and_nothing_was_loaded_the_page_says_so(app_env, monkeypatch):
     sandbox = app_env
     fail_the_catalog(sandbox, monkeypatch)
