@@ -13,7 +13,7 @@ import streamlit as st
 from ..caching import Fetched, last_good
 from ..client import PicaClient
 from ..config import Settings, load_settings
-from ..errors import AuthError, ConfigError, PicaError, RateLimitedError
+from ..errors import AuthError, ConfigError, InvalidResponseError, PicaError, RateLimitedError
 from ..models import ActionHit, Connection, Connector
 from . import context
 
@@ -99,7 +99,7 @@ def reach_label(error: PicaError) -> str:
         return "refused the key"
     if isinstance(error, RateLimitedError):
         return "rate limited"
-    return "failing" if error.status else "unreachable"
+    return "failing" if error.status or isinstance(error, InvalidResponseError) else "unreachable"  # an odd answer
 
 
 def reachability(settings: Settings) -> tuple[str, float, str | None]:

@@ -27,6 +27,8 @@ def test_overview_shows_headline_numbers_after_first_sync(app_env):
     ({"kind": "status", "status": 401}, ":orange-badge[:material/warning: refused the key]"),
     ({"kind": "rate_limit", "seconds": 30}, ":orange-badge[:material/warning: rate limited]"),
     ({"kind": "status", "status": 503}, ":orange-badge[:material/warning: failing]"),
+    ({"kind": "undecodable"}, ":orange-badge[:material/warning: failing]"),  # it answered: not the network
+    ({"kind": "malformed"}, ":orange-badge[:material/warning: failing]"),
     ({"kind": "drop"}, ":red-badge[:material/cloud_off: unreachable]"),
 ])
 def test_the_overview_tells_a_refusal_from_an_outage(app_env, fault, badge):
@@ -34,6 +36,17 @@ def test_the_overview_tells_a_refusal_from_an_outage(app_env, fault, badge):
     at = open_page("overview")
     assert_clean(at)
     assert any(m.value.startswith(badge) for m in at.markdown), [m.value for m in at.markdown]
+
+
+def test_nothing_synced_is_not_zero_needing_attention(app_env, monkeypatch):
+    """Live mode, fresh database: "Need attention 0, 0% failed or degraded" read as all healthy, with no way on."""
+    monkeypatch.setenv("PICA_SECRET_KEY", "sk_test_sandbox")
+    monkeypatch.setenv("PICA_API_URL", app_env.url)
+    at = open_page("overview")
+    assert_clean(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Connections stored"] == "0" and metrics["Need attention"] == "—"
+    assert any("Sync the fleet" in str(link.proto.label) for link in at.get("page_link"))
 
 
 def test_bad_configuration_is_one_line_not_a_traceback(app_env, monkeypatch):
