@@ -1,6 +1,7 @@
 """Audit log (admins): every write made through the dashboard, who made it, on what, and how it went."""
 
-from datetime import datetime, time, UTC
+import functools
+from datetime import UTC, date, datetime, time
 
 import pandas as pd
 import streamlit as st
@@ -8,7 +9,8 @@ import streamlit as st
 from pica_core.exports import audit_csv
 from pica_core.text import count
 from pica_core.ui import context
-from pica_core.ui.layout import when_column
+from pica_core.text import plain
+from pica_core.ui.layout import arrived, keep_widgets, when_column
 
 settings = context.settings()
 store = context.store(settings)
@@ -22,29 +24,74 @@ if not principal.can("audit"):  # the page is not in other roles' navigation; th
     st.error(principal.why_not("audit"), icon=":material/lock:")
     st.stop()
 
-filters = st.container(horizontal=True)  # a row that wraps: fixed columns cut "any" and the date at 1024 px
-actor = filters.text_input("Who", placeholder="email", width=220)
-action = filters.selectbox("Action", ["", "connect", "reconnect", "edit_tags", "delete", "console_call", "settings"],
-                           format_func=lambda a: a or "any", width=180)
-outcome = filters.selectbox("Outcome", ["", "ok", "error", "refused", "unknown"], format_func=lambda o: o or "any", width=130)
-since = filters.date_input("Since", value=None, width=160)
-target = filters.text_input("Target contains", placeholder="connection key, identity…", width=260)
+ACTIONS = ["", "connect", "reconnect", "edit_tags", "delete", "console_call", "settings"]
+OUTCOMES = ["", "ok", "error", "refused", "unknown"]
+SHOWN = 1000  # the table's newest; the CSV holds every match
+# URL parameter → widget key. The filters are in the URL (a view to share or bookmark) and kept across pages.
+PARAMS = {"who": "audit-who", "action": "audit-action", "outcome": "audit-outcome", "since": "audit-since",
+          "target": "audit-target"}
 
-events = store.audit_events(
-    actor=actor.strip() or None, action=action or None, outcome=outcome or None, target=target.strip() or None,
-    since=datetime.combine(since, time.min, tzinfo=UTC) if since else None,
-)
-if not events:
-    st.info("No audit events match.", icon=":material/policy:")
+
+def read_url() -> list[str]:
+    """The URL's filters into the widgets; the parameters it cannot use, named."""
+    state, ignored = st.session_state, []
+    for param, key in PARAMS.items():
+        raw = st.query_params.get(param, "")
+        if param == "since":
+            try:
+                state[key] = date.fromisoformat(raw) if raw else None
+            except ValueError:
+                state[key], _ = None, ignored.append(f"since={raw[:40]}")
+        elif param in ("action", "outcome"):
+            known = ACTIONS if param == "action" else OUTCOMES
+            state[key] = raw if raw in known else ""
+            if raw not in known:
+                ignored.append(f"{param}={raw[:40]}")
+        else:
+            state[key] = raw[:200]
+    return ignored
+
+
+if arrived() and any(param in st.query_params for param in PARAMS):
+    ignored = read_url()  # a shared link: its filters, not the ones this session had
+    if ignored:
+        st.warning(f"Ignored what this log does not know: {plain(', '.join(ignored))}.", icon=":material/link_off:")
 else:
+    keep_widgets(PARAMS.values())  # back from another page: the filters the reader had
+
+filters = st.container(horizontal=True)  # a row that wraps: fixed columns cut "any" and the date at 1024 px
+actor = filters.text_input("Who", placeholder="email", width=220, key=PARAMS["who"])
+action = filters.selectbox("Action", ACTIONS, format_func=lambda a: a or "any", width=180, key=PARAMS["action"])
+outcome = filters.selectbox("Outcome", OUTCOMES, format_func=lambda o: o or "any", width=130, key=PARAMS["outcome"])
+since = filters.date_input("Since", value=None, width=160, key=PARAMS["since"])
+target = filters.text_input("Target contains", placeholder="connection key, identity…", width=260,
+                            key=PARAMS["target"])
+st.query_params.from_dict({param: value for param, value in (
+    ("who", actor.strip()), ("action", action), ("outcome", outcome), ("since", since.isoformat() if since else ""),
+    ("target", target.strip())) if value})
+
+matching = functools.partial(
+    store.audit_events, actor=actor.strip() or None, action=action or None, outcome=outcome or None,
+    target=target.strip() or None, since=datetime.combine(since, time.min, tzinfo=UTC) if since else None)
+events = matching(limit=SHOWN + 1)
+if not events:
+    filtered = any((actor.strip(), action, outcome, since, target.strip()))
+    st.info("No audit events match." if filtered else "Nothing audited yet: writes made through the dashboard show "
+            "here.", icon=":material/policy:")
+else:
+    cut = len(events) > SHOWN
+    events = events[:SHOWN]
     # The detail before the target: a connection key is ~90 characters, and after it the detail sat off screen at
     # 1280 px.
     frame = pd.DataFrame([{"when": e.at, "who": e.actor, "action": e.action, "outcome": e.outcome,
                            "detail": e.detail, "target": e.target} for e in events])
-    st.caption(count(len(frame), "event") + (" (the newest 1,000)" if len(frame) == 1000 else ""))
+    st.caption(f"The newest {SHOWN:,} events of more; the CSV holds every one that matches, and Since narrows the "
+               "table." if cut else count(len(frame), "event"))
     st.dataframe(frame, hide_index=True, width="stretch", column_config={
         "when": when_column("when"),
         "detail": st.column_config.JsonColumn("detail", width="large"),
     })
-    st.download_button("Download CSV", audit_csv(events), file_name="audit-log.csv", mime="text/csv",
+    # Every match, read when clicked (the table's newest 1,000 were all the CSV held, and it did not say)
+    st.download_button("Download CSV" + (" (every match)" if cut else ""),
+                       lambda: audit_csv(matching(limit=None)), file_name="audit-log.csv", mime="text/csv",
                        icon=":material/download:")

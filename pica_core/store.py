@@ -311,6 +311,9 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
+            # SQLite's LIKE and lower() fold ASCII only: "ZOË" found nothing of zoë's
+            dbapi_connection.create_function("casefold", 1, lambda text: text.casefold() if isinstance(text, str)
+                                             else text, deterministic=True)
 
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=5)
@@ -726,11 +729,12 @@ class Store:
 
     def audit_events(self, *, actor: str | None = None, action: str | None = None, outcome: str | None = None,
                      since: datetime | None = None, target: str | None = None,
-                     limit: int = 1000) -> list[AuditEvent]:
+                     limit: int | None = 1000) -> list[AuditEvent]:
+        """Newest first; `limit` None: every match."""
         with self.session() as session:
             query = select(AuditEvent)
             if actor:  # part of a name or an email, in any case: nobody remembers local-admin's exact spelling
-                query = query.where(AuditEvent.actor.ilike(f"%{_escape_like(actor)}%", escape="\\"))
+                query = query.where(self._holds(AuditEvent.actor, actor))
             if action:
                 query = query.where(AuditEvent.action == action)
             if outcome:
@@ -738,10 +742,16 @@ class Store:
             if since:
                 query = query.where(AuditEvent.at >= since)
             if target:  # the identity too: a key writes it slugged (rev-bob,-jr), the detail as it was typed
-                pattern = f"%{_escape_like(target)}%"
-                query = query.where(or_(AuditEvent.target.ilike(pattern, escape="\\"),
-                                        AuditEvent.detail["identity"].as_string().ilike(pattern, escape="\\")))
-            return list(session.exec(query.order_by(AuditEvent.id.desc()).limit(limit)))
+                query = query.where(or_(self._holds(AuditEvent.target, target),
+                                        self._holds(AuditEvent.detail["identity"].as_string(), target)))
+            query = query.order_by(AuditEvent.id.desc())
+            return list(session.exec(query if limit is None else query.limit(limit)))
+
+    def _holds(self, column: Any, text: str) -> Any:
+        """`column` contains `text`, in any letter case, beyond ASCII too."""
+        if self.engine.dialect.name == "sqlite":
+            return func.casefold(column).like(f"%{_escape_like(text.casefold())}%", escape="\\")
+        return column.ilike(f"%{_escape_like(text)}%", escape="\\")
 
     def count(self, model: type[SQLModel]) -> int:
         with self.session() as session:

@@ -306,6 +306,10 @@ def test_audit_filters_find_a_name_in_any_case_and_an_identity_in_the_detail(sto
     store.audit(actor="a", action="connect", target="test::gmail::default::" + "b" * 32 + "|Zoë-Smith", outcome="ok",
                 identity="Zoë Smith")
     assert [e.detail["identity"] for e in store.audit_events(target="zoë smith")] == ["Zoë Smith"]
+    # beyond ASCII in any case too (SQLite's LIKE folds ASCII alone: "ZOË" found nothing)
+    assert [e.detail["identity"] for e in store.audit_events(target="ZOË SMITH")] == ["Zoë Smith"]
+    store.audit(actor="zoë@acme.io", action="delete", target="test::x", outcome="ok")
+    assert [e.actor for e in store.audit_events(actor="ZOË")] == ["zoë@acme.io"]
 
 
 def test_stored_connections_reads_only_the_keys_asked(store):
