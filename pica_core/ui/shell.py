@@ -63,6 +63,7 @@ def run() -> None:
             sections.setdefault(section, []).append(
                 st.Page(str(PAGES_DIR / filename), title=title, icon=icon, url_path=key, default=key == "overview"))
     page = st.navigation(sections)
+    st.set_page_config(page_title=f"{page.title} · Pica ops")  # tabs and history told apart (all had one title)
     with st.sidebar:
         mode = "Sandbox" if settings.sandbox else f"Live · {settings.environment}"
         st.caption(f":material/hub: **{mode}** · {principal.name} ({principal.role})")

@@ -29,6 +29,7 @@ def test_every_page_renders_in_the_browser(dashboard, page, key, title):
     open_path(page, dashboard, "" if key == "overview" else key)
     assert page.locator("[data-testid='stException']").count() == 0
     expect(page.get_by_text("Sandbox mode").first).to_be_visible()
+    expect(page).to_have_title(f"{title} · Pica ops")  # every tab was "Pica integration ops"
     if key not in OWN_SCREENSHOTS:
         screenshot(page, key)
 
