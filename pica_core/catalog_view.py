@@ -90,7 +90,7 @@ class FilterSpec:
             authkit=_tristate(_last(params, PARAM_AUTHKIT)),
             oauth=_tristate(_last(params, PARAM_OAUTH)),
             sort=sort if sort in SORTS else DEFAULT_SORT,
-            selected=_last(params, PARAM_SELECTED),
+            selected=_last(params, PARAM_SELECTED).lower(),  # platform ids are lower case (Gmail: gmail)
         )
 
     @staticmethod
@@ -130,11 +130,15 @@ class FilterSpec:
     def restricted_to(self, categories: Iterable[str], statuses: Iterable[str]) -> tuple[FilterSpec, list[str]]:
         """The spec without categories/statuses the catalog does not have, and what was dropped (from a stale
         or hand-edited link)."""
-        known_categories, known_statuses = set(categories), set(statuses)
-        dropped = [f"{PARAM_CATEGORY}={c}" for c in self.categories if c not in known_categories]
-        dropped += [f"{PARAM_STATUS}={s}" for s in self.statuses if s not in known_statuses]
-        spec = replace(self, categories=tuple(c for c in self.categories if c in known_categories),
-                       statuses=tuple(s for s in self.statuses if s in known_statuses))
+        # A link typed by hand says crm for CRM, and GA (the label shown) for generally_available.
+        known_categories = {c.casefold(): c for c in categories}
+        known_statuses = {key.casefold(): s for s in statuses for key in (s, STATUS_LABELS.get(s, s))}
+        dropped = [f"{PARAM_CATEGORY}={c}" for c in self.categories if c.casefold() not in known_categories]
+        dropped += [f"{PARAM_STATUS}={s}" for s in self.statuses if s.casefold() not in known_statuses]
+        spec = replace(self, categories=_unique(known_categories[c.casefold()] for c in self.categories
+                                                if c.casefold() in known_categories),
+                       statuses=_unique(known_statuses[s.casefold()] for s in self.statuses
+                                        if s.casefold() in known_statuses))
         return spec, dropped
 
 

@@ -253,7 +253,7 @@ def coverage_panel(coverage: cv.Coverage, *, whole_catalog: bool, synced: bool,
     a.metric("Connectors", coverage.connectors)
     b.metric("AuthKit-enabled", coverage.authkit_enabled, f"{coverage.authkit_share:.0%}", delta_color="off",
              delta_arrow="off")
-    c.metric("In use", coverage.used, f"{coverage.connections} connections", delta_color="off", delta_arrow="off")
+    c.metric("In use", coverage.used, count(coverage.connections, "connection"), delta_color="off", delta_arrow="off")
     d.metric("Without connections", coverage.unused_count)
     if not synced:
         st.info("No fleet sync yet, so usage is empty: run one on the Fleet health page.", icon=":material/sync:")

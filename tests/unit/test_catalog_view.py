@@ -78,6 +78,15 @@ def test_unknown_categories_and_statuses_from_a_link_are_dropped_and_reported():
     assert dropped == ["category=Nope", "status=retired"]
 
 
+def test_a_hand_typed_link_is_read_in_any_letter_case_and_by_the_status_s_label():
+    """?category=crm, ?status=GA (the label the pill shows) and ?selected=Gmail were refused as unknown."""
+    spec = cv.FilterSpec.from_params({"category": ["crm", "EMAIL"], "status": ["GA", "Beta", "beta"],
+                                      "selected": "Gmail"})
+    clean, dropped = spec.restricted_to(["Email", "CRM"], cv.CONNECTOR_STATUSES)
+    assert clean.categories == ("CRM", "Email") and clean.statuses == ("generally_available", "beta")
+    assert dropped == [] and clean.selected == "gmail"
+
+
 # --- rows --------------------------------------------------------------------------------------------------
 def test_rows_carry_every_column_with_usage_authkit_and_the_browser_logo_url(frame):
     assert tuple(frame.columns) == cv.COLUMNS
