@@ -46,7 +46,11 @@ try:
     secrets_file = read_secrets_file(DEFAULT_SECRETS_PATH)
 except ConfigError:
     secrets_file = {}
-st.dataframe(pd.DataFrame(configuration_rows(settings, os.environ, secrets_file)), hide_index=True, width="stretch")
+# The values are what is read here (URLs, paths): they get the width, the names as wide as the longest.
+st.dataframe(pd.DataFrame(configuration_rows(settings, os.environ, secrets_file)), hide_index=True, width="stretch",
+             column_config={"setting": st.column_config.TextColumn("setting", width=235),
+                            "value": st.column_config.TextColumn("value", width=220),
+                            "source": st.column_config.TextColumn("source", width=110)})
 
 st.subheader("Access")
 left, right = st.columns(2)

@@ -249,7 +249,9 @@ def coverage_panel(coverage: cv.Coverage, *, whole_catalog: bool, synced: bool,
                    unknown: Mapping[str, int]) -> None:
     scope = "the whole catalog" if whole_catalog else f"the {count(coverage.connectors, 'connector')} shown"
     st.caption(f"Coverage of {scope}. Usage counts connections in the stored fleet (the last fleet sync).")
-    a, b, c, d = st.columns(4)
+    # Side by side while they fit, then wrapped: four columns cut "Without connec…" and "720 connecti…" at 800 px.
+    row = st.container(horizontal=True, gap="medium")
+    a, b, c, d = (row.container(width=170) for _ in range(4))
     a.metric("Connectors", coverage.connectors)
     b.metric("AuthKit-enabled", coverage.authkit_enabled, f"{coverage.authkit_share:.0%}", delta_color="off",
              delta_arrow="off")
@@ -257,7 +259,8 @@ def coverage_panel(coverage: cv.Coverage, *, whole_catalog: bool, synced: bool,
     d.metric("Without connections", coverage.unused_count)
     if not synced:
         st.info("No fleet sync yet, so usage is empty: run one on the Fleet health page.", icon=":material/sync:")
-    chart, usage = st.columns([3, 2])
+    # One under the other: side by side, the table's Share was cut at 1280 px and off the table at 1024.
+    chart, usage = st.container(), st.container()
     with chart:
         st.markdown("**Connectors per category**")
         if coverage.by_category.empty:
@@ -279,11 +282,13 @@ def coverage_panel(coverage: cv.Coverage, *, whole_catalog: bool, synced: bool,
         if coverage.most_used.empty:
             st.caption("No connections stored for these connectors.")
         else:
-            st.dataframe(coverage.most_used, hide_index=True, column_config={
-                "name": st.column_config.TextColumn("Connector"),
+            # Narrow columns: the Share column was cut at 1280 px and off the table at 1024 in this column.
+            st.dataframe(coverage.most_used, hide_index=True, width="stretch", column_config={
+                "name": st.column_config.TextColumn("Connector", width="small"),
                 "platform": None,
-                "connections": st.column_config.NumberColumn("Connections", format="%d"),
-                "share": st.column_config.ProgressColumn("Share", format="percent", min_value=0, max_value=1),
+                "connections": st.column_config.NumberColumn("Connections", format="%d", width=90),
+                "share": st.column_config.ProgressColumn("Share", format="percent", min_value=0, max_value=1,
+                                                         width=90),
             })
         with st.expander(f"{count(coverage.unused_count, 'connector')} with no connection"):
             st.dataframe(coverage.unused, hide_index=True, column_config={
