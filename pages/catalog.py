@@ -23,7 +23,8 @@ head.caption("What Pica can connect, what is switched on for AuthKit, and what t
 head.button("Refresh", icon=":material/refresh:", on_click=data.refresh_catalog,
             help=f"Fetch the catalog from Pica again (it is cached for {settings.catalog_ttl_seconds // 60} min)")
 
-fetched = data.catalog(settings)
+with st.spinner("Reading the catalog from Pica…", show_time=True):  # a cold read can take its whole timeout
+    fetched = data.catalog(settings)
 show_fetch_problem(fetched, "the catalog", again="Press Refresh to try again.")
 if fetched.value is None:
     st.caption("Nothing was loaded earlier to fall back on: once the above is dealt with, press Refresh.")

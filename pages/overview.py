@@ -1,5 +1,7 @@
 """Overview: which Pica this is, whether it answers, and the headline numbers."""
 
+import time
+
 import pandas as pd
 import streamlit as st
 
@@ -25,15 +27,15 @@ with mode, st.container(border=True):
         st.markdown(f":green-badge[:material/cloud: Live] `{settings.api_url}` · {settings.environment} key")
 with reach, st.container(border=True):
     st.markdown("**Pica**")
-    answer, latency, error = data.reachability(settings)
+    answer, latency, error, asked_at = data.reachability(settings)
     if error is None:
         st.markdown(f":green-badge[:material/check_circle: reachable] answered in {latency:.0f} ms")
     elif answer == "unreachable":
         st.markdown(":red-badge[:material/cloud_off: unreachable]")
     else:  # it answered: the key, the rate limit or Pica itself is the problem, not the network
         st.markdown(f":orange-badge[:material/warning: {answer}] answered in {latency:.0f} ms")
-    if error is not None:
-        st.caption(plain(error))
+    if error is not None:  # remembered 30 s: "retry in 40 s" read 25 s later needs its age
+        st.caption(plain(error) + (f" (asked {ago(asked_at)})" if time.time() - asked_at >= 5 else ""))
 with sync_col, st.container(border=True):
     st.markdown("**Fleet sync**")
     last = store.last_sync(settings.environment)

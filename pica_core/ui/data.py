@@ -84,13 +84,13 @@ def refresh_catalog() -> None:
 
 
 @st.cache_data(ttl=30, show_spinner=False)
-def _reachability(api_url: str, fingerprint: str, _client: PicaClient) -> tuple[str, float, str | None]:
+def _reachability(api_url: str, fingerprint: str, _client: PicaClient) -> tuple[str, float, str | None, float]:
     started = time.perf_counter()
     try:
         _client.user_flags()
     except PicaError as exc:
-        return reach_label(exc), (time.perf_counter() - started) * 1000, f"{exc} — {exc.hint}"
-    return "reachable", (time.perf_counter() - started) * 1000, None
+        return reach_label(exc), (time.perf_counter() - started) * 1000, f"{exc} — {exc.hint}", time.time()
+    return "reachable", (time.perf_counter() - started) * 1000, None, time.time()
 
 
 def reach_label(error: PicaError) -> str:
@@ -102,8 +102,9 @@ def reach_label(error: PicaError) -> str:
     return "failing" if error.status or isinstance(error, InvalidResponseError) else "unreachable"  # an odd answer
 
 
-def reachability(settings: Settings) -> tuple[str, float, str | None]:
-    """(reachable | refused the key | rate limited | failing | unreachable, latency in ms, error text); cached 30 s."""
+def reachability(settings: Settings) -> tuple[str, float, str | None, float]:
+    """(reachable | refused the key | rate limited | failing | unreachable, latency in ms, error text, when asked
+    in epoch seconds); cached 30 s."""
     return _reachability(*_key(settings), context.client(settings))
 
 

@@ -38,6 +38,21 @@ def test_the_overview_tells_a_refusal_from_an_outage(app_env, fault, badge):
     assert any(m.value.startswith(badge) for m in at.markdown), [m.value for m in at.markdown]
 
 
+def test_a_remembered_rate_limit_says_how_old_its_retry_in_is(app_env, monkeypatch):
+    """The card's answer is kept 30 s: "retry in 40 s" read 25 s later did not say it was 25 s old."""
+    import time
+
+    app_env.fault("rate_limit", seconds=40, count=100, path="/v1/users/flags")
+    at = open_page("overview")
+    assert not any("(asked" in c.value for c in at.caption)
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 12)
+    at.run()
+    assert_clean(at)
+    assert any("retry in 40 s" in c.value and "(asked 1" in c.value and "s ago)" in c.value for c in at.caption), \
+        [c.value for c in at.caption]
+
+
 def test_nothing_synced_is_not_zero_needing_attention(app_env, monkeypatch):
     """Live mode, fresh database: "Need attention 0, 0% failed or degraded" read as all healthy, with no way on."""
     monkeypatch.setenv("PICA_SECRET_KEY", "sk_test_sandbox")
