@@ -27,6 +27,10 @@ def _progress(done: int, total: int, rows: int) -> None:
 
 
 async def _sync(args: argparse.Namespace) -> int:
+    # How cron, systemd and Kubernetes stop a job: stop as Ctrl-C does (the sync, cancelled, records what it
+    # stored), instead of dying with the run still marked running. Not through SIGINT, whose disposition is the
+    # caller's (ignored under `sync &` in a script, so that a Ctrl-C to the script leaves the job be).
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
     settings = load_settings()
     if not settings.api_url:
         raise ConfigError("No Pica to sync from: set PICA_SECRET_KEY (live), or PICA_API_URL to a running sandbox "
@@ -86,11 +90,6 @@ def main(argv: list[str] | None = None) -> int:
     sync.add_argument("--page-size", type=_page_size, default=None,
                       help="rows per page (default PICA_PAGE_SIZE); a resume keeps its run's, unless it starts over")
     args = parser.parse_args(argv)
-    # How cron, systemd and Kubernetes stop a job: stop as Ctrl-C does (asyncio cancels the sync, which records
-    # what it stored), instead of dying with the run still marked running.
-    previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
-    # Started as `sync &` from a script, Ctrl-C is ignored: the SIGINT raised above would do nothing.
-    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return asyncio.run(_sync(args))
     except ConfigError as exc:
@@ -99,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     except CannotResume as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, or SIGTERM (see _sync)
         print(file=sys.stderr)
         _interrupted()
         return 1
@@ -114,9 +113,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"The database failed during the sync: {failure_line(exc)}", file=sys.stderr)
         _interrupted()
         return 1
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        signal.signal(signal.SIGINT, previous_int)
 
 
 if __name__ == "__main__":

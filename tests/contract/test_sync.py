@@ -514,6 +514,10 @@ def test_sigterm_on_the_cli_stops_it_as_ctrl_c_does(sandbox, tmp_path, sigint):
 
     ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint == "ignored" else None
     process, env = slow_cli_sync(sandbox, tmp_path, preexec_fn=ignore)
+    if sigint == "ignored":  # a Ctrl-C meant for the script that started it leaves it be, as the script asked
+        process.send_signal(signal.SIGINT)
+        with pytest.raises(subprocess.TimeoutExpired):
+            process.wait(timeout=2)
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 1 and "Traceback" not in err, err
