@@ -478,8 +478,8 @@ def _segment(value: str) -> str:
     """One URL path segment, so an id can never climb out of its route."""
     from urllib.parse import quote
 
-    if not str(value).strip():  # "/v1/vault/connections/" is another route (a DELETE there was no delete)
-        raise InvalidInputError("An id or a platform is needed here, and it is empty.")
+    if str(value).strip() in ("", ".", ".."):  # another route: /v1/vault/connections/, …/connections/.. → /v1/vault
+        raise InvalidInputError(f"An id or a platform is needed here, not {str(value).strip() or 'nothing'!r}.")
     return quote(str(value), safe="")
 
 
@@ -554,8 +554,9 @@ def _ok(response: httpx.Response) -> bool:
 
 
 def _is_pica_error(response: httpx.Response) -> bool:
-    """A passthrough answer is the upstream's unless Pica failed before forwarding (no passthrough headers)."""
-    if response.status_code < 400:
+    """A passthrough answer is the upstream's unless Pica failed before forwarding (no passthrough headers), or an
+    address in front of Pica redirected it (a 3xx without them: nothing was forwarded)."""
+    if response.status_code < 300:
         return False
     return not any(name.startswith(PASSTHROUGH_HEADER_PREFIX) for name in response.headers)
 

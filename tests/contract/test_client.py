@@ -128,11 +128,13 @@ def test_a_redirect_is_no_answer_so_a_delete_it_met_is_not_done(sandbox, client)
 
 
 @pytest.mark.parametrize("call", ["delete_connection", "connection", "update_connection_tags"])
-def test_an_empty_id_is_refused_before_any_request(client, call):
-    """DELETE /v1/vault/connections/ is another route: an empty id was sent, and its redirect read as done."""
+@pytest.mark.parametrize("value", [" ", ".", ".."])
+def test_an_empty_id_is_refused_before_any_request(client, call, value):
+    """DELETE /v1/vault/connections/ is another route: an empty id was sent, and its redirect read as done (and
+    ".." reaches DELETE /v1/vault)."""
     before = client.request_count
     with pytest.raises(InvalidInputError):
-        getattr(client, call)(" ", *(([],) if call == "update_connection_tags" else ()))
+        getattr(client, call)(value, *(([],) if call == "update_connection_tags" else ()))
     assert client.request_count == before
 
 
@@ -235,6 +237,17 @@ def test_passthrough_pica_errors_raise(client):
     conn = gmail(client)
     with pytest.raises(NotFoundError):
         client.passthrough("GET", "x", connection_key=conn.key, action_id="conn_mod_def::nope::nope")
+
+
+def test_a_passthrough_redirected_before_pica_is_no_platform_answer(sandbox, client):
+    """A 3xx without Pica's passthrough headers forwarded nothing: the Console showed it as the platform's answer
+    and audited the write "ok"."""
+    conn = gmail(client)
+    sandbox.fault("status", status=308, count=1, path="/v1/passthrough")
+    with pytest.raises(PicaError) as raised:
+        client.passthrough("POST", "gmail/v1/users/me/messages/send", connection_key=conn.key, action_id=GMAIL_SEND,
+                           json={"raw": "aGk="})
+    assert raised.value.status == 308 and "PICA_API_URL" in raised.value.hint
 
 
 @pytest.mark.parametrize("kwargs, message", [
