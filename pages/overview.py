@@ -77,9 +77,9 @@ if catalog.error:
 c3.metric("Connections stored", f"{total:,}", help="In the dashboard's database: what the last complete sync and the "
           "lookups since have seen. Connections that sync no longer found are left out (Fleet health lists them).")
 attention = sum(counts.get(s, 0) for s in NEEDS_ATTENTION)
-if total:
-    c4.metric("Need attention", f"{attention:,}", f"{attention / total:.0%} failed or degraded", delta_color="off",
-              delta_arrow="off")
+if total or store.last_sync(settings.environment, statuses=("complete",)):  # an account with no connections: 0
+    c4.metric("Need attention", f"{attention:,}", f"{attention / max(1, total):.0%} failed or degraded",
+              delta_color="off", delta_arrow="off")
 else:  # nothing known is not "0 need attention": that reads as all healthy
     c4.metric("Need attention", "—", "nothing synced yet", delta_color="off", delta_arrow="off")
     if last is None and not settings.sandbox:  # a failed sync has its own link above; the sandbox loads its own

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
+from pica_core.store import Store
 from pica_core.ui.shell import PAGES
 from tests.app.conftest import assert_clean, open_page
 
@@ -62,6 +65,12 @@ def test_nothing_synced_is_not_zero_needing_attention(app_env, monkeypatch):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Connections stored"] == "0" and metrics["Need attention"] == "—"
     assert any("Sync the fleet" in str(link.proto.label) for link in at.get("page_link"))
+    store = Store.from_url(os.environ["DATABASE_URL"])  # a complete sync of an account with no connections: 0
+    run = store.start_sync("test", page_size=300)
+    store.update_sync(run.id, status="complete", pages_total=1, pages_done=1)
+    store.engine.dispose()
+    at = open_page("overview")
+    assert {m.label: m.value for m in at.metric}["Need attention"] == "0"
 
 
 def test_bad_configuration_is_one_line_not_a_traceback(app_env, monkeypatch):
