@@ -130,15 +130,21 @@ class FilterSpec:
     def restricted_to(self, categories: Iterable[str], statuses: Iterable[str]) -> tuple[FilterSpec, list[str]]:
         """The spec without categories/statuses the catalog does not have, and what was dropped (from a stale
         or hand-edited link)."""
-        # A link typed by hand says crm for CRM, and GA (the label shown) for generally_available.
-        known_categories = {c.casefold(): c for c in categories}
-        known_statuses = {key.casefold(): s for s in statuses for key in (s, STATUS_LABELS.get(s, s))}
-        dropped = [f"{PARAM_CATEGORY}={c}" for c in self.categories if c.casefold() not in known_categories]
-        dropped += [f"{PARAM_STATUS}={s}" for s in self.statuses if s.casefold() not in known_statuses]
-        spec = replace(self, categories=_unique(known_categories[c.casefold()] for c in self.categories
-                                                if c.casefold() in known_categories),
-                       statuses=_unique(known_statuses[s.casefold()] for s in self.statuses
-                                        if s.casefold() in known_statuses))
+        # A link typed by hand says crm for CRM, and GA (the label shown) for generally_available. An exact
+        # spelling wins: Pica's catalog has both CRM and crm (the later taxonomy's), and they are two categories.
+        def resolve(value: str, known: Iterable[str], labels: Mapping[str, str]) -> str | None:
+            known = list(known)
+            if value in known:
+                return value
+            folded = {label.casefold(): k for k in known for label in (labels.get(k, k), k)}
+            return folded.get(value.casefold())
+
+        resolved = [(c, resolve(c, categories, {})) for c in self.categories]
+        resolved_statuses = [(s, resolve(s, statuses, STATUS_LABELS)) for s in self.statuses]
+        dropped = [f"{PARAM_CATEGORY}={c}" for c, known in resolved if known is None]
+        dropped += [f"{PARAM_STATUS}={s}" for s, known in resolved_statuses if known is None]
+        spec = replace(self, categories=_unique(known for _, known in resolved if known is not None),
+                       statuses=_unique(known for _, known in resolved_statuses if known is not None))
         return spec, dropped
 
 

@@ -85,6 +85,9 @@ def test_a_hand_typed_link_is_read_in_any_letter_case_and_by_the_status_s_label(
     clean, dropped = spec.restricted_to(["Email", "CRM"], cv.CONNECTOR_STATUSES)
     assert clean.categories == ("CRM", "Email") and clean.statuses == ("generally_available", "beta")
     assert dropped == [] and clean.selected == "gmail"
+    # Pica's catalog has both CRM and crm: each spelt exactly is itself
+    both, _ = cv.FilterSpec(categories=("CRM", "crm")).restricted_to(["CRM", "crm", "Email"], ())
+    assert both.categories == ("CRM", "crm")
 
 
 # --- rows --------------------------------------------------------------------------------------------------
