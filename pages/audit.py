@@ -52,8 +52,12 @@ def read_url() -> list[str]:
     return ignored
 
 
-if arrived() and any(param in st.query_params for param in PARAMS):
-    ignored = read_url()  # a shared link: its filters, not the ones this session had
+WRITTEN = "audit-url"  # the filters this session last put in the URL
+in_url = {param: st.query_params[param] for param in PARAMS if param in st.query_params}
+# A link opened (its filters, not the ones this session had), or the browser's Back and Forward between this page's
+# own entries (a URL that is not the one this page last wrote); otherwise the widgets hold the truth.
+if in_url and (arrived() or in_url != st.session_state.get(WRITTEN, in_url)):
+    ignored = read_url()
     if ignored:
         st.warning(f"Ignored what this log does not know: {plain(', '.join(ignored))}.", icon=":material/link_off:")
 else:
@@ -66,9 +70,12 @@ outcome = filters.selectbox("Outcome", OUTCOMES, format_func=lambda o: o or "any
 since = filters.date_input("Since", value=None, width=160, key=PARAMS["since"])
 target = filters.text_input("Target contains", placeholder="connection key, identity…", width=260,
                             key=PARAMS["target"])
-st.query_params.from_dict({param: value for param, value in (
+shown_filters = {param: value for param, value in (
     ("who", actor.strip()), ("action", action), ("outcome", outcome), ("since", since.isoformat() if since else ""),
-    ("target", target.strip())) if value})
+    ("target", target.strip())) if value}
+if shown_filters != in_url:
+    st.query_params.from_dict(shown_filters)
+st.session_state[WRITTEN] = shown_filters
 
 matching = functools.partial(
     store.audit_events, actor=actor.strip() or None, action=action or None, outcome=outcome or None,

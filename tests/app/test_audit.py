@@ -31,9 +31,23 @@ def test_the_filters_are_in_the_url_and_kept_across_pages(app_env):
     assert shown(at) == [("delete", "test::gmail::a")]
     assert {k: at.query_params[k] for k in at.query_params} == {"action": "delete", "target": "gmail"}
     at.switch_page("pages/catalog.py").run()
+    at.query_params.clear()
     at.switch_page("pages/audit.py").run()  # the sidebar's link: no query
     assert_clean(at)
     assert at.selectbox(key="audit-action").value == "delete" and shown(at) == [("delete", "test::gmail::a")]
+    assert {k: at.query_params[k] for k in at.query_params} == {"action": "delete", "target": "gmail"}
+
+
+def test_back_to_an_earlier_filter_of_the_page_shows_it(app_env):
+    """The browser's Back between the page's own entries: the page wrote its current filters over the URL."""
+    audited(("delete", "test::gmail::a", "ok"), ("connect", "test::slack::b", "ok"))
+    at = open_page("audit")
+    at.selectbox(key="audit-action").set_value("delete").run()
+    at.query_params.clear()
+    at.query_params["action"] = "connect"  # Back: the entry before, with its query
+    at.run()
+    assert_clean(at)
+    assert at.selectbox(key="audit-action").value == "connect" and shown(at) == [("connect", "test::slack::b")]
 
 
 def test_a_shared_link_opens_its_filters_and_names_what_it_ignored(app_env):
