@@ -46,9 +46,11 @@ class LastGood:
         try:
             value, fetched_at = load()
         except PicaError as exc:
-            if hold_failure > 0:
+            wait = getattr(exc, "retry_after", None)  # a rate limit says when asking again is of use
+            hold = min(hold_failure, wait) if wait is not None and wait >= 0 else hold_failure
+            if hold > 0:
                 with self._lock:
-                    self._failures[key] = (exc, time.monotonic() + hold_failure)
+                    self._failures[key] = (exc, time.monotonic() + hold)
             return self._fallback(key, exc)
         with self._lock:
             self._values[key] = (value, fetched_at)

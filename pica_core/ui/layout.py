@@ -110,7 +110,8 @@ def show_fetch_problem(fetched: Fetched, what: str, *, again: str = "") -> None:
         return
     st.warning(f"Pica could not give {plain(what)} just now, so this is what it answered "
                f"**{ago(fetched.fetched_at)}**. {again}".rstrip(), icon=":material/cloud_off:")
-    st.caption(plain(" — ".join(filter(None, (str(fetched.error), fetched.error.hint)))))
+    # The hint as read later (a held or remembered failure: "retry in 2 s" shown 25 s on misled)
+    st.caption(plain(" — ".join(filter(None, (str(fetched.error), fetched.error.lasting_hint())))))
 
 
 def state_metric_label(state: str) -> str:
