@@ -101,6 +101,7 @@ class Settings:
     display_body_limit: int = 200_000
     roles_claim: str = "groups"
     role_map: Mapping[str, str] = field(default_factory=dict)
+    sandbox_mounted: bool = False  # api_url is the sandbox this process serves (browsers reach it on their origin)
 
     @property
     def sandbox(self) -> bool:
@@ -122,7 +123,8 @@ class Settings:
             return self
         host = "127.0.0.1" if address in (None, "", "0.0.0.0", "::", "localhost") else address
         base = f"http://{f'[{host}]' if ':' in host else host}:{port}{SANDBOX_MOUNT}"
-        return replace(self, api_url=base, authkit_url=self.authkit_url or f"{SANDBOX_MOUNT}/authkit")
+        return replace(self, api_url=base, authkit_url=self.authkit_url or f"{SANDBOX_MOUNT}/authkit",
+                       sandbox_mounted=True)
 
 
 def read_secrets_file(path: Path = DEFAULT_SECRETS_PATH) -> dict[str, Any]:

@@ -214,16 +214,15 @@ def ago(moment: datetime | float | None, now: float | None = None) -> str:
 def public_url(url: str | None, settings: Settings) -> str | None:
     """A mounted-sandbox asset URL as the browser can load it.
 
-    The server reaches the sandbox on 127.0.0.1, which a remote browser cannot; image cells need
-    absolute URLs, so rewrite to the origin the browser used for this page.
+    The server reaches the sandbox at the address it listens on (127.0.0.1, or the one interface it is bound to),
+    which a remote browser may not (a proxy, a published port); image cells need absolute URLs, so rewrite to the
+    origin the browser used for this page. A standalone sandbox's URL is what it is.
     """
-    if not (url and settings.sandbox and settings.api_url and url.startswith(settings.api_url)):
+    if not (url and settings.sandbox_mounted and settings.api_url and url.startswith(settings.api_url)):
         return url
     from urllib.parse import urlsplit
 
     internal = urlsplit(settings.api_url)
-    if internal.hostname not in ("127.0.0.1", "localhost") or not internal.path:
-        return url  # a standalone sandbox: its URL is what it is
     browser = urlsplit(st.context.url or "")
     if not browser.scheme or not browser.netloc:
         return url

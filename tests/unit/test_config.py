@@ -30,6 +30,22 @@ def test_the_mounted_sandbox_is_reached_where_the_server_listens(tmp_path, addre
     assert load_settings({}, secrets={}, data_dir=tmp_path).with_sandbox_port(8502, address).api_url == api_url
 
 
+@pytest.mark.parametrize("address", [None, "10.0.0.7"])
+def test_the_mounted_sandbox_s_urls_are_the_browser_s_origin(monkeypatch, tmp_path, address):
+    """Bound to one interface, the mounted sandbox was taken for a standalone one: its logos and the console's
+    exports kept the server's address, which a browser behind a proxy or a published port cannot reach."""
+    from types import SimpleNamespace
+
+    from pica_core.ui import layout
+
+    monkeypatch.setattr(layout.st, "context", SimpleNamespace(url="https://dash.example/catalog"))
+    mounted = load_settings({}, secrets={}, data_dir=tmp_path).with_sandbox_port(8502, address)
+    assert layout.public_url(f"{mounted.api_url}/logos/gmail.svg", mounted) == \
+        "https://dash.example/sandbox/logos/gmail.svg"
+    standalone = load_settings({"PICA_API_URL": "http://10.0.0.9:8600"}, secrets={}, data_dir=tmp_path)
+    assert layout.public_url("http://10.0.0.9:8600/logos/a.svg", standalone) == "http://10.0.0.9:8600/logos/a.svg"
+
+
 def test_the_token_route_reaches_the_sandbox_where_its_request_came_in(monkeypatch, tmp_path):
     from starlette.requests import Request
 
