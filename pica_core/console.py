@@ -533,14 +533,27 @@ def scrub_body(body: bytes, secret: str | None) -> tuple[bytes, bool]:
     if secret in text:  # spelt in UTF-16 or UTF-32
         text, found = scrub(text, secret) or "", True
         body = text.encode(encoding)
-    if "\\" in text:  # any JSON escape may spell a character of the key
+    if "\\" in text:  # any JSON escape may spell a character of the key (\u0073, \/, \" or \\ in it)
         try:
-            decoded = json.dumps(json.loads(text), ensure_ascii=False)
+            masked, hit = _masked(json.loads(text), secret)
         except (ValueError, RecursionError):
             return body, found
-        if secret in decoded:
-            return (scrub(decoded, secret) or "").encode("utf-8"), True
+        if hit:
+            return json.dumps(masked, ensure_ascii=False).encode("utf-8"), True
     return body, found
+
+
+def _masked(value: Any, secret: str) -> tuple[Any, bool]:
+    """Parsed JSON with the secret masked in every string, keys too; and whether it was there."""
+    if isinstance(value, str):
+        return (scrub(value, secret), True) if secret in value else (value, False)
+    if isinstance(value, list):
+        pairs = [_masked(item, secret) for item in value]
+        return [item for item, _ in pairs], any(hit for _, hit in pairs)
+    if isinstance(value, dict):
+        pairs = [(_masked(k, secret), _masked(v, secret)) for k, v in value.items()]
+        return {k: v for (k, _), (v, _) in pairs}, any(a or b for (_, a), (_, b) in pairs)
+    return value, False
 
 
 def truncate(text: str | None, limit: int) -> tuple[str | None, bool]:

@@ -856,6 +856,10 @@ def test_the_secret_is_masked_in_responses_and_exports():
                                  display_limit=1000, secret=slashed)
     assert slashed not in view.display and slashed not in view.body.decode() and "masked" in view.note
     assert json.loads(view.body) == {"echo": "****"}
+    for quoted in ('sk_test_AB"CD0123456789', "sk_test_AB\\CD0123456789"):  # escaped \" and \\ in JSON
+        view = console.response_view(response(body=json.dumps({"echo": [quoted], quoted: 1}).encode()),
+                                     display_limit=1000, secret=quoted)
+        assert quoted not in view.display and json.loads(view.body) == {"echo": ["****"], "****": 1}, quoted
     prepared = console.prepare(draft(query=[("q", secret)], headers=[("X-Echo", secret)]))
     for text in (console.export_curl(prepared, "http://p", secret=secret),
                  console.export_httpx(prepared, "http://p", secret=secret)):
