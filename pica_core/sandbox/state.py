@@ -25,7 +25,7 @@ MAX_CACHED_LISTINGS = 256  # filtered connection-id lists kept between vault mut
 class SandboxConfig:
     test_key: str = "sk_test_sandbox"
     live_key: str = "sk_live_sandbox"
-    throughput: int = 500  # requests per key per 60 s window, as Pica's default; 0 = unlimited
+    throughput: int = 500  # requests per account (its keys together) per 60 s, as Pica's default; 0: none
     connections: int = 720
     live_connections: int = 120
     seed: int = 20250719
