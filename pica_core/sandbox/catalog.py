@@ -62,7 +62,7 @@ class CatalogAction:
         found = [pattern.fullmatch(segment) for pattern, segment in zip(self._segment_patterns, path_segments)]
         if not all(found):
             return None
-        values = [v for v in found[-1].groups()] if found else []
+        values = list(found[-1].groups()) if found else []
         return values[-1] if values else ""
 
     @property

@@ -282,9 +282,9 @@ def coverage_panel(coverage: cv.Coverage, *, whole_catalog: bool, synced: bool,
         if coverage.most_used.empty:
             st.caption("No connections stored for these connectors.")
         else:
-            # Narrow columns: the Share column was cut at 1280 px and off the table at 1024 in this column.
+            # The counts narrow, the connector's name the rest of the width.
             st.dataframe(coverage.most_used, hide_index=True, width="stretch", column_config={
-                "name": st.column_config.TextColumn("Connector", width="small"),
+                "name": st.column_config.TextColumn("Connector"),
                 "platform": None,
                 "connections": st.column_config.NumberColumn("Connections", format="%d", width=90),
                 "share": st.column_config.ProgressColumn("Share", format="percent", min_value=0, max_value=1,
