@@ -49,6 +49,10 @@ class PicaError(Exception):
         """The hint as a record read later keeps it (a rate limit's says its wait as a clock time)."""
         return self.hint
 
+    def hint_now(self) -> str:
+        """The hint as it reads now: the error may be one remembered a while (a failure held, a cached answer)."""
+        return self.hint
+
     def as_recorded(self) -> str:
         """What Pica answered and what to do, as a record read later keeps it (a sync run's, a triage's row)."""
         hint = self.lasting_hint()
@@ -105,6 +109,10 @@ class RateLimitedError(PicaError):
         if self.retry_after is None or not 0 <= self.retry_after < LONGEST_WAIT:
             return None
         return self.received_at + timedelta(seconds=self.retry_after)
+
+    def hint_now(self) -> str:
+        """ "retry in 40 s" while it is new; the wait's clock time once it is a few seconds old."""
+        return self.hint if datetime.now(UTC) - self.received_at < timedelta(seconds=2) else self.lasting_hint()
 
     def lasting_hint(self) -> str:
         """The hint for a record read later: the wait as a clock time (UTC), since "retry in 54 s" read an hour on

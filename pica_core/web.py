@@ -13,7 +13,7 @@ import sys
 from functools import lru_cache
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import BaseRoute, Mount, Route
 
 from .config import SANDBOX_MOUNT, SANDBOX_LIVE_KEY, SANDBOX_TEST_KEY, Settings, load_settings
@@ -47,6 +47,13 @@ async def health(request: Request) -> JSONResponse:
                          "environment": settings.environment})
 
 
+async def overview(request: Request) -> RedirectResponse:
+    """The Overview is the default page, which Streamlit serves at / only: a typed or bookmarked /overview showed
+    "Page not found". Relative, so that a base URL path (server.baseUrlPath) is kept."""
+    query = request.url.query
+    return RedirectResponse("./" + (f"?{query}" if query else ""), status_code=308)
+
+
 @lru_cache(maxsize=1)
 def _build() -> tuple[BaseRoute, ...]:
     settings = base_settings()
@@ -54,6 +61,7 @@ def _build() -> tuple[BaseRoute, ...]:
         Route("/api/authkit/token", TokenRoute(request_settings, grant_signer()).handle,
               methods=ALL_METHODS),
         Route("/api/health", health),
+        Route("/overview", overview),
     ]
     if settings.sandbox and not settings.api_url:
         from .sandbox import SandboxConfig, create_app

@@ -91,10 +91,11 @@ def show_error(error: Exception, *, what: str | None = None) -> None:
         st.error(f"{prefix}Something went wrong ({type(error).__name__}). The details are in the server log.",
                  icon=":material/error:")
         return
-    if "\n" in error.hint:  # an excerpt with a caret under the fault: its spacing is the point
-        st.code(error.hint, language="text")
+    hint = error.hint_now()  # the error may be remembered a while (a held failure)
+    if "\n" in hint:  # an excerpt with a caret under the fault: its spacing is the point
+        st.code(hint, language="text")
     else:
-        st.caption(plain(error.hint))
+        st.caption(plain(hint))
 
 
 def show_fetch_problem(fetched: Fetched, what: str, *, again: str = "") -> None:
@@ -110,8 +111,8 @@ def show_fetch_problem(fetched: Fetched, what: str, *, again: str = "") -> None:
         return
     st.warning(f"Pica could not give {plain(what)} just now, so this is what it answered "
                f"**{ago(fetched.fetched_at)}**. {again}".rstrip(), icon=":material/cloud_off:")
-    # The hint as read later (a held or remembered failure: "retry in 2 s" shown 25 s on misled)
-    st.caption(plain(" — ".join(filter(None, (str(fetched.error), fetched.error.lasting_hint())))))
+    # The hint as it reads now (a held failure: "retry in 2 s" shown 25 s on misled)
+    st.caption(plain(" — ".join(filter(None, (str(fetched.error), fetched.error.hint_now())))))
 
 
 def state_metric_label(state: str) -> str:

@@ -20,6 +20,14 @@ def test_a_deep_link_on_a_fresh_server_runs_inside_the_shell(dashboard, page):
     expect(page.locator("[data-testid='stSidebarNav']").get_by_text("Fleet health")).to_be_visible()
 
 
+def test_overview_typed_by_its_name_opens_it(dashboard, page):
+    """The default page is served at / only: /overview showed Streamlit's "Page not found"."""
+    open_path(page, dashboard, "overview")
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+    assert page.url.rstrip("/") == dashboard.url.rstrip("/")
+    expect(page.get_by_text("Page not found")).to_have_count(0)
+
+
 # Pages whose own browser tests take a more telling screenshot (with data looked up, a call sent…).
 OWN_SCREENSHOTS = {"catalog", "console", "connections"}
 

@@ -51,3 +51,12 @@ def test_without_a_hold_every_fetch_asks():
     memory.fetch("k", load)
     memory.fetch("k", load)
     assert load.calls == 2
+
+
+def test_a_held_rate_limit_reads_its_wait_as_a_clock_time_once_it_is_not_new():
+    from datetime import UTC, datetime, timedelta
+
+    limited = RateLimitedError("429", retry_after=40)
+    assert limited.hint_now() == "Pica's rate limit was reached: retry in 40 s."  # just now
+    limited.received_at = datetime.now(UTC) - timedelta(seconds=25)  # held since
+    assert limited.hint_now() == f"Pica's rate limit was reached: retry after {limited.retry_at:%H:%M:%S} UTC."
