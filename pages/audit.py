@@ -41,7 +41,8 @@ def read_url() -> list[str]:
             try:
                 state[key] = date.fromisoformat(raw) if raw else None
             except ValueError:
-                state[key], _ = None, ignored.append(f"since={raw[:40]}")
+                state[key] = None
+                ignored.append(f"since={raw[:40]}")
         elif param in ("action", "outcome"):
             known = ACTIONS if param == "action" else OUTCOMES
             state[key] = raw if raw in known else ""
