@@ -132,15 +132,15 @@ class FilterSpec:
         or hand-edited link)."""
         # A link typed by hand says crm for CRM, and GA (the label shown) for generally_available. An exact
         # spelling wins: Pica's catalog has both CRM and crm (the later taxonomy's), and they are two categories.
-        def resolve(value: str, known: Iterable[str], labels: Mapping[str, str]) -> str | None:
-            known = list(known)
-            if value in known:
-                return value
-            folded = {label.casefold(): k for k in known for label in (labels.get(k, k), k)}
-            return folded.get(value.casefold())
+        def resolver(known: Iterable[str], labels: Mapping[str, str]) -> Callable[[str], str | None]:
+            ordered = list(known)  # read once (an iterator is spent by the first value), in order: the last wins
+            exact = set(ordered)
+            folded = {label.casefold(): k for k in ordered for label in (labels.get(k, k), k)}
+            return lambda value: value if value in exact else folded.get(value.casefold())
 
-        resolved = [(c, resolve(c, categories, {})) for c in self.categories]
-        resolved_statuses = [(s, resolve(s, statuses, STATUS_LABELS)) for s in self.statuses]
+        category_of, status_of = resolver(categories, {}), resolver(statuses, STATUS_LABELS)
+        resolved = [(c, category_of(c)) for c in self.categories]
+        resolved_statuses = [(s, status_of(s)) for s in self.statuses]
         dropped = [f"{PARAM_CATEGORY}={c}" for c, known in resolved if known is None]
         dropped += [f"{PARAM_STATUS}={s}" for s, known in resolved_statuses if known is None]
         spec = replace(self, categories=_unique(known for _, known in resolved if known is not None),
