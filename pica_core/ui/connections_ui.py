@@ -197,12 +197,8 @@ def save_tags(conn: Connection, shown: list[str], tags: list[str], *, settings: 
     except PicaError as exc:
         updated = _read_after_no_answer(exc, lambda: client.connection(conn.id))
         if updated is None or sorted(updated.tags) != sorted(merged):
-            outcome = "unknown" if exc.maybe_delivered else "error"
-            store.audit(actor=principal.name, action="edit_tags", target=conn.key, outcome=outcome, tags=merged,
-                        error=str(exc))
-            show_error(exc, what="Saving tags")
-            if exc.maybe_delivered:
-                st.warning(_UNKNOWN.format(what="the tags were saved"), icon=":material/help:")
+            _change_failed(exc, "edit_tags", conn, store=store, principal=principal, what="Saving tags",
+                           unconfirmed="the tags were saved", tags=merged)
             return
     store.upsert_connections([updated], source="refresh")
     store.audit(actor=principal.name, action="edit_tags", target=conn.key, outcome="ok", before=current,
@@ -220,6 +216,17 @@ def save_tags(conn: Connection, shown: list[str], tags: list[str], *, settings: 
 _UNKNOWN = ("Pica may have received the request all the same: its answer never arrived whole, and Pica did not "
             "confirm that {what}. **Refresh from Pica** (or Look up) in a moment shows what it has: look there before "
             "trying again.")
+
+
+def _change_failed(exc: PicaError, action: str, conn: Connection, *, store: Store, principal: Principal, what: str,
+                   unconfirmed: str, **detail: object) -> None:
+    """A change to `conn` that Pica refused or did not confirm: audited (`unknown` when it may have been made all
+    the same), said, and then what to look at before trying again."""
+    store.audit(actor=principal.name, action=action, target=conn.key,
+                outcome="unknown" if exc.maybe_delivered else "error", error=str(exc), **detail)
+    show_error(exc, what=what)
+    if exc.maybe_delivered:
+        st.warning(_UNKNOWN.format(what=unconfirmed), icon=":material/help:")
 
 
 def _read_after_no_answer(exc: PicaError, read: Callable[[], Connection]) -> Connection | None:
@@ -274,8 +281,8 @@ def delete(conn: Connection, *, settings: Settings, store: Store, principal: Pri
                 context.client(settings).delete_connection(conn.id)
             except NotFoundError as exc:  # deleted elsewhere meanwhile: what was asked for is done
                 if not _gone_from_pica(conn, settings, store, display_name):
-                    store.audit(actor=principal.name, action="delete", target=conn.key, outcome="error", error=str(exc))
-                    show_error(exc, what="Delete")
+                    _change_failed(exc, "delete", conn, store=store, principal=principal, what="Delete",
+                                   unconfirmed="the connection was deleted")
                     return
                 store.audit(actor=principal.name, action="delete", target=conn.key, outcome="ok",
                             platform=conn.platform, identity=conn.identity, already_gone=True)
@@ -283,12 +290,8 @@ def delete(conn: Connection, *, settings: Settings, store: Store, principal: Pri
             except PicaError as exc:
                 # No answer: it may be deleted all the same. Then it is this delete that did it, not "elsewhere".
                 if not (exc.maybe_delivered and _no_longer_listed(conn, settings)):
-                    outcome = "unknown" if exc.maybe_delivered else "error"
-                    store.audit(actor=principal.name, action="delete", target=conn.key, outcome=outcome,
-                                error=str(exc))
-                    show_error(exc, what="Delete")
-                    if exc.maybe_delivered:
-                        st.warning(_UNKNOWN.format(what="the connection was deleted"), icon=":material/help:")
+                    _change_failed(exc, "delete", conn, store=store, principal=principal, what="Delete",
+                                   unconfirmed="the connection was deleted")
                     return
             store.remove_connection(conn.key)
             store.audit(actor=principal.name, action="delete", target=conn.key, outcome="ok", platform=conn.platform,

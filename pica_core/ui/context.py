@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import NoReturn
 
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
@@ -19,8 +20,7 @@ def settings() -> Settings:
     try:
         loaded = load_settings()
     except ConfigError as exc:
-        st.error(f"Configuration error: {exc}", icon=":material/settings_alert:")
-        st.stop()
+        _stop_for(exc)
     return loaded.with_sandbox_port(int(st.get_option("server.port") or 8501), st.get_option("server.address"))
 
 
@@ -57,9 +57,15 @@ def store(current: Settings | None = None) -> Store:
     try:
         return _store(url)
     except ConfigError as exc:
-        st.error(f"Configuration error: {exc}", icon=":material/settings_alert:")
+        _stop_for(exc)
     except SQLAlchemyError as exc:
         st.error(f"{unopenable(url, exc)}, then reload.", icon=":material/database:")
+        st.stop()
+
+
+def _stop_for(exc: ConfigError) -> NoReturn:
+    """A bad setting stops the page with one line saying what to fix."""
+    st.error(f"Configuration error: {exc}", icon=":material/settings_alert:")
     st.stop()
 
 
