@@ -23,8 +23,8 @@ POPULAR = (
     "intercom", "outlook-mail", "teams", "attio",
 )
 
-_PLACEHOLDER = re.compile(r"^(\{\{[^}]+\}\}|\$\{[^}]+\})$")
-_PART = re.compile(r"(\{\{[^}]+\}\}|\$\{[^}]+\})")  # split on it: the placeholders at odd indices
+# A path's placeholder, {{var}} or ${var}; split on it, a segment's placeholders are at odd indices.
+_PLACEHOLDER = re.compile(r"(\{\{[^}]+\}\}|\$\{[^}]+\})")
 _VAR = re.compile(r"\{\{\s*([^}]+?)\s*\}\}")
 
 
@@ -48,7 +48,7 @@ class CatalogAction:
     def _segment_patterns(self) -> tuple[re.Pattern[str], ...]:
         # A placeholder may share its segment with literal text: `{{order_id}}.json`, `{{range}}:append`.
         return tuple(re.compile("".join(f"(?P<v{n}>.+)" if n % 2 else re.escape(part)
-                                        for n, part in enumerate(_PART.split(segment))), re.DOTALL)
+                                        for n, part in enumerate(_PLACEHOLDER.split(segment))), re.DOTALL)
                      for segment in self.segments)
 
     def matches(self, method: str, path_segments: tuple[str, ...]) -> bool:
@@ -71,7 +71,7 @@ class CatalogAction:
 
     @property
     def model_name(self) -> str:
-        nouns = [s for s in self.segments if not _PLACEHOLDER.match(s) and not s.startswith("v")]
+        nouns = [s for s in self.segments if not _PLACEHOLDER.fullmatch(s) and not s.startswith("v")]
         noun = nouns[-1] if nouns else self.platform
         noun = re.split(r"[.:$]", noun)[0] or self.platform
         return "".join(part.capitalize() for part in re.split(r"[-_]", noun))
