@@ -214,7 +214,12 @@ def test_the_reader_s_tab_stays_open_when_the_counts_change(dashboard, page):
     auto_refresh.click()
     wait_idle(page)
     # A sync's outcome shows above the tabs, then goes on the next rerun: the tabs move, the reader's tab stays.
+    before_run = latest_run(dashboard)[0]
     page.get_by_role("button", name="Sync now").click()
+    # Its end redraws the page with the outcome above the tabs: waited for, or the next click may land in that redraw
+    run_id = wait_for(lambda: (r := latest_run(dashboard)) and r[0] != before_run and r[1] == "complete" and r[0],
+                      "the new sync to complete")
+    expect(page.get_by_text(f"Sync #{run_id}: complete", exact=False).first).to_be_visible(timeout=30_000)
     wait_idle(page)
     assert open_tab(page).inner_text() == "Not seen in the last sync"
     page.get_by_role("tab", name="Export").click()
