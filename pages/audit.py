@@ -10,7 +10,7 @@ from pica_core.exports import audit_csv
 from pica_core.text import count
 from pica_core.ui import context
 from pica_core.text import plain
-from pica_core.ui.layout import arrived, keep_widgets, when_column
+from pica_core.ui.layout import arrived, drop_unread_params, keep_widgets, when_column
 
 settings = context.settings()
 store = context.store(settings)
@@ -53,6 +53,7 @@ def read_url() -> list[str]:
     return ignored
 
 
+drop_unread_params(list(PARAMS))
 WRITTEN = "audit-url"  # the filters this session last put in the URL
 in_url = {param: st.query_params[param] for param in PARAMS if param in st.query_params}
 # A link opened (its filters, not the ones this session had), or the browser's Back and Forward between this page's

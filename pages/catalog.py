@@ -11,7 +11,7 @@ import streamlit as st
 from pica_core import catalog_view as cv
 from pica_core.ui import catalog_ui as ui
 from pica_core.ui import context, data
-from pica_core.ui.layout import ago, public_url, show_fetch_problem
+from pica_core.ui.layout import ago, drop_unread_params, public_url, show_fetch_problem
 
 settings = context.settings()
 principal = context.principal(settings)
@@ -35,6 +35,7 @@ store = context.store(settings)
 usage = store.usage_by_platform(settings.environment)  # connections per platform: a GROUP BY on the local store
 frame = cv.connector_frame(connectors, enabled, usage, image_url=lambda url: public_url(url, settings))
 
+drop_unread_params(cv.PARAMS)
 ui.load_url_into_widgets(frame)
 spec = ui.filter_bar(frame)
 shown = cv.apply(frame, spec)

@@ -13,7 +13,7 @@ from pica_core.text import plain
 from pica_core.tokens import token_headers
 from pica_core.ui import context, data
 from pica_core.ui.authkit import authkit_widget
-from pica_core.ui.layout import arrived, show_error, warn_unknown_identity_type
+from pica_core.ui.layout import arrived, drop_unread_params, show_error, warn_unknown_identity_type
 from pica_core.web import grant_signer
 
 TOKEN_PATH = "/api/authkit/token"
@@ -22,6 +22,7 @@ settings = context.settings()
 store = context.store(settings)
 principal = context.principal(settings)
 query = st.query_params
+drop_unread_params(("identity", "identityType", "connector", "reconnect"), aliases=("identity_type",))
 if arrived():  # what the last visit connected is not news on the next one, and its widget closed with the page
     for shown in ("connect-outcome", "connect-pending", "connect-closed", "authkit-session"):
         st.session_state.pop(shown, None)

@@ -10,6 +10,8 @@ import streamlit as st
 
 from pica_core.connections_view import (
     TRIAGE_SHOWN,
+    URL_ALIASES,
+    URL_PARAMS,
     alternative_chosen,
     Lookup,
     apply_filters,
@@ -46,6 +48,7 @@ from pica_core.ui.layout import (
     arrived,
     bring_into_view,
     chosen_in_place,
+    drop_unread_params,
     keep_widgets,
     public_url,
     selection_table,
@@ -76,6 +79,7 @@ TAB = "connections-tab"  # the tab of the reader's last Look up or Triage, open 
 OPEN_ONE = "connections-open-one"  # a new lookup (a link, a Look up): a key's one connection opens at once
 ANSWER_IS_OLD = 5  # seconds: an answer cached longer says how old it is
 FRESH = "connections-fresh"  # a Look up pressed: Pica is asked again, not answered from the cache
+drop_unread_params(URL_PARAMS, URL_ALIASES)
 if arrived() and st.query_params.to_dict():  # a link (the sidebar's carries no query): its lookup
     st.session_state[TAB] = "lookup"
     st.session_state[OPEN_ONE] = True

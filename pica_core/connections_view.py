@@ -25,6 +25,9 @@ MAX_BULK_PROBLEMS = 20  # each named; the rest counted (a wrong file is thousand
 
 
 # The lookup's filters that take known values only: (those values, what a value outside them is not).
+# What a Connections link may say (Lookup.to_query's names), and what it may say instead (the API's spelling).
+URL_PARAMS = ("identity", "identityType", "key", "platform", "state", "platforms", "environment", "connection")
+URL_ALIASES = ("identity_type",)
 _CHOSEN_FROM = {"state": (STATES, "a state"), "environment": (("test", "live"), "an environment")}
 
 

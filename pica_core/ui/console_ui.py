@@ -32,6 +32,7 @@ from .connections_ui import reconnect_link
 from .layout import (
     KEPT_SUFFIX,
     ago,
+    drop_unread_params,
     guarded,
     keep_widgets,
     public_url,
@@ -45,6 +46,7 @@ from .layout import (
 CONNECTION_MODES = ("Identity", "Connection key", "Platform")
 ACTION_MODES = ("Search", "Browse all", "Raw")
 HISTORY_SHOWN = 25
+URL_PARAMS = ("key", "identity", "identityType", "platform", "action")  # its deep links (see apply_deep_link)
 ss = st.session_state
 log = logging.getLogger("pica_core.console")
 
@@ -53,7 +55,8 @@ log = logging.getLogger("pica_core.console")
 def apply_deep_link() -> None:
     """Fill the pickers from ?key=, ?identity=&identityType=, ?platform= and ?action= when the URL changed
     (a link from another page), not on every rerun (the user's choices win)."""
-    current = {k: st.query_params.get(k) for k in ("key", "identity", "identityType", "platform", "action")}
+    drop_unread_params(URL_PARAMS)
+    current = {k: st.query_params.get(k) for k in URL_PARAMS}
     current = {k: v for k, v in current.items() if v}
     if not current and ss.get("con_url"):  # the sidebar's link carries no query: the session's last choice
         current = ss.pop("con_url")
@@ -97,7 +100,7 @@ def write_deep_link(chosen: ChosenConnection | None, action: ChosenAction | None
     if action is not None and not action.raw:
         wanted["action"] = action.id
     if wanted != ss.get("con_url"):
-        for name in ("key", "identity", "identityType", "platform", "action"):
+        for name in URL_PARAMS:
             if name in wanted:
                 st.query_params[name] = wanted[name]
             elif name in st.query_params:

@@ -179,6 +179,18 @@ def _in_view(container_key: str) -> str:
     return f"{container_key}.in-view"
 
 
+def drop_unread_params(reads: Sequence[str], aliases: Sequence[str] = ()) -> None:
+    """Take out of the address, and name, the parameters this page does not read (`reads`, or `aliases` of them): a
+    misspelt filter (`?actor=` for `?who=`) left the page showing everything, with no word that the link meant less."""
+    unread = [name for name in st.query_params if name not in reads and name not in aliases]
+    if not unread:
+        return
+    named = ", ".join(f"{name}={st.query_params.get(name, '')[:40]}" for name in unread)
+    for name in unread:
+        del st.query_params[name]
+    st.warning(plain(f"Ignored {named}: this page's links take {', '.join(reads)}."), icon=":material/link_off:")
+
+
 def warn_unknown_identity_type(value: str | None, then: str) -> None:
     """A link whose identityType is none of Pica's: said once, with what the page does instead."""
     if value and value.strip().lower() not in (*IDENTITY_TYPES, "any"):

@@ -78,3 +78,16 @@ def test_past_its_newest_thousand_the_page_says_the_csv_holds_every_match(app_en
 def test_an_empty_log_says_what_will_show_there(app_env):
     at = open_page("audit")
     assert "Nothing audited yet: writes made through the dashboard show here." in [i.value for i in at.info]
+
+
+def test_a_misspelt_filter_is_named_and_taken_out_of_the_address(app_env):
+    """?actor= for ?who= showed every event, with no word that the link meant fewer."""
+    audited(("delete", "test::gmail::a", "ok"), ("edit_tags", "test::slack::b", "error"))
+    at = open_page("audit", query={"actor": "zoë@acme.io", "outcome": "error"})
+    assert_clean(at)
+    assert shown(at) == [("edit_tags", "test::slack::b")]  # what it could read, it did
+    [warning] = [w.value.replace("\\", "") for w in at.warning]
+    assert warning == "Ignored actor=zoë@acme.io: this page's links take who, action, outcome, since, target."
+    assert {k: at.query_params[k] for k in at.query_params} == {"outcome": "error"}
+    at.run()
+    assert not at.warning  # said once: the address no longer holds it

@@ -423,6 +423,18 @@ def test_a_link_s_unknown_filter_values_are_named_not_dropped_silently(app_env):
     assert at.multiselect(key="f-state").value == ["failed"]
 
 
+def test_a_link_s_misspelt_filter_is_named_and_its_alias_is_read(app_env):
+    """?identiy= looked up nothing and said nothing; ?identity_type= (the API's spelling) is read, not named."""
+    conn = seeded(app_env)
+    at = open_page("connections", query={"identity": conn["identity"], "identity_type": conn["identityType"],
+                                         "stat": "failed"})
+    assert_clean(at)
+    [said] = [w.value.replace("\\", "") for w in at.warning if "Ignored" in w.value]
+    assert said == ("Ignored stat=failed: this page's links take identity, identityType, key, platform, state, "
+                    "platforms, environment, connection.")
+    assert "stat" not in at.query_params and conn["key"] in set(table(at)["key"])
+
+
 def test_a_key_with_an_invisible_character_says_where_it_is(app_env):
     conn = seeded(app_env)
     at = open_page("connections", query={"key": conn["key"] + "\u200b"})
