@@ -47,7 +47,7 @@ class SyncReport:
     pages_done: int | None = None  # pages stored, when fewer than all
     resumed: bool = False  # new and transitions count what this resume stored, not the whole run
     not_asked: int = 0  # pages left unasked once Pica rate-limited the account (the limit is every caller's)
-    key_refused: bool = False  # its first page met a 401/403: no resume helps until the key is fixed
+    key_refused: bool = False  # a page met a 401/403: no resume helps until the key is fixed
 
     def summary(self, resume: str | None = None) -> str:
         """What it did, and what is left; `resume` names how to resume it (the command's option by default)."""
@@ -65,6 +65,10 @@ class SyncReport:
             before, after = self.listing_changed
             text += (f"; Pica's list changed while it ran ({before:,} → {after:,} connections), so its pages shifted and a "
                      f"connection may have been missed: {resume} fetches every page again")
+        elif self.failed_pages and self.key_refused:  # a resume with the same key would only be refused again
+            pages = "page {} was" if len(self.failed_pages) == 1 else "pages {} were"
+            text += (f"; Pica refused the key, so {pages.format(page_list(self.failed_pages))} not stored: once what its"
+                     f" answer says is resolved, {resume} fetches them")
         elif self.failed_pages:
             text += f"; pages that failed: {page_list(self.failed_pages)} ({resume} fetches them again)"
             if self.not_asked:
@@ -240,6 +244,7 @@ async def _fetch_pages(client: AsyncPicaClient, pages: list[int], page_size: int
                     page = await client.fetch_page(op, number, page_size)
                 except PicaError as exc:  # it stays unstored: the run ends partial and a resume fetches it
                     writer.report.errors[number] = exc.as_recorded()
+                    writer.report.key_refused = writer.report.key_refused or isinstance(exc, AuthError)
                     # The client waited out every limit its retry budget allowed: this one lasts longer.
                     writer.rate_limited = writer.rate_limited or isinstance(exc, RateLimitedError)
                     return
@@ -349,6 +354,7 @@ async def resume_sync(client: AsyncPicaClient, store: Store, run_id: int, *, env
                 first = await client.fetch_page(op, number, run.page_size)
             except PicaError as exc:
                 report.errors[number] = exc.as_recorded()
+                report.key_refused = isinstance(exc, AuthError)  # the key was rotated or revoked since the run
                 return writer.finish()
             # Pages are offsets into a list: if it changed, since the run began or under it, every page may differ. A
             # total that changed says so; one a new and a deleted connection left as it was does not.
@@ -358,6 +364,7 @@ async def resume_sync(client: AsyncPicaClient, store: Store, run_id: int, *, env
                     moved, page_1 = await _list_moved(client, op, store, run, first, number)
                 except PicaError as exc:  # unchecked, the pages left could be the wrong ones: none is fetched
                     report.errors[1] = f"looked at again to check that Pica's list had not moved: {exc.as_recorded()}"
+                    report.key_refused = isinstance(exc, AuthError)
                     return writer.finish()
             if moved:
                 writer.plan(first, since=began)

@@ -561,6 +561,27 @@ def test_cli_with_a_key_pica_refuses_says_so_and_exits_2(sandbox, tmp_path):
     assert "resume" not in result.stdout  # no resume helps until the key is fixed
 
 
+def test_cli_resume_with_a_key_pica_now_refuses_exits_2_and_says_the_key_first(sandbox, tmp_path):
+    """The key rotated or revoked since a partial run: its resume ended partial, exit 1, "resume fetches them again",
+    which no resume can until the key is fixed."""
+    sandbox.fault("status", status=503, count=50, path="/v1/vault/connections", query="page=5")
+    assert cli(sandbox, tmp_path).returncode == 1  # partial: page 5 left
+    sandbox.control("DELETE", "faults")
+    sandbox.fault("status", status=401, count=50, path="/v1/vault/connections")
+    resumed = cli(sandbox, tmp_path, "--resume", "1")
+    assert resumed.returncode == 2, (resumed.stdout, resumed.stderr)
+    assert ("Pica refused the key, so page 5 was not stored: once what its answer says is resolved, resume "
+            "(--resume 1) fetches them") in resumed.stdout and "fetches them again" not in resumed.stdout
+
+
+def test_a_key_refused_part_way_stops_the_run_saying_so(sandbox, store):
+    """Revoked while a run pages through the list: each page left is refused, and the summary says why."""
+    sandbox.fault("status", status=403, count=50, path="/v1/vault/connections", query="page=4")
+    report = run(sandbox, store)
+    assert (report.status, report.failed_pages, report.key_refused) == ("partial", [4], True)
+    assert "Pica refused the key, so page 4 was not stored" in report.summary()
+
+
 @pytest.mark.parametrize("where", ["postgresql", "sqlite under a file"])
 def test_cli_with_a_database_it_cannot_open_is_one_line(tmp_path, sandbox, where):
     (tmp_path / "a-file").write_text("")  # a SQLite database's folder that cannot be made: a traceback, exit 1
