@@ -336,7 +336,7 @@ with bulk_tab:
     results = st.session_state.get(TRIAGE_RESULTS)
     if results:
         table = triage_rows(results, names)
-        states = state_counts(s for s in table["state"] if s in STATES)
+        states = state_counts(s for s, key in zip(table["state"], table["key"]) if key)  # its connections' rows
         identities = by_identity(results)  # what the summary counts: the By identity tab's rows
         failed = [r for r in identities if r.error]
         st.markdown(f"**{count(len(identities), 'identity', 'identities')}** · {attention_summary(states)} · "

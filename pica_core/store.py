@@ -45,9 +45,9 @@ from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from .errors import ConfigError
 from .health import first_sighting_may_be_late
-from .models import Connection, ConnectionRow, connection_row, row_defaults
+from .models import STATES, Connection, ConnectionRow, connection_row, row_defaults
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _ROOM_FOR_UPDATES = 50  # PostgreSQL fillfactor of user_connections (see UserConnection)
 
 # What brings a database from version N-1 to N (create_all makes new tables, never changes existing ones). A
@@ -69,6 +69,14 @@ MIGRATIONS: dict[int, tuple[str | tuple[str, str], ...]] = {
     3: ("ALTER TABLE sync_runs ADD COLUMN rows_total INTEGER NOT NULL DEFAULT 0",),
     # Room on each page for a re-sync's new row versions (see UserConnection): applies to pages written from now on.
     4: (("postgresql", f"ALTER TABLE user_connections SET (fillfactor = {_ROOM_FOR_UPDATES})"),),
+    # What Pica sends is stored at whatever length it comes (see UserConnection); SQLite never checked. A change
+    # of catalog only on PostgreSQL: dropping a VARCHAR's length rewrites no table and rebuilds no index.
+    5: (("postgresql", "ALTER TABLE user_connections ALTER COLUMN user_id TYPE VARCHAR, ALTER COLUMN platform TYPE "
+         "VARCHAR, ALTER COLUMN connection_key TYPE VARCHAR, ALTER COLUMN environment TYPE VARCHAR, ALTER COLUMN "
+         "state TYPE VARCHAR, ALTER COLUMN identity_type TYPE VARCHAR, ALTER COLUMN pica_id TYPE VARCHAR"),
+        ("postgresql", "ALTER TABLE connection_transitions ALTER COLUMN connection_key TYPE VARCHAR, ALTER COLUMN "
+         "user_id TYPE VARCHAR, ALTER COLUMN platform TYPE VARCHAR, ALTER COLUMN from_state TYPE VARCHAR, ALTER "
+         "COLUMN to_state TYPE VARCHAR")),
 }
 
 
@@ -102,16 +110,18 @@ class UserConnection(SQLModel, table=True):
     # touch 60 % slower, and slower with each re-sync as the index grew (bench/fleet_sync.py).
     __table_args__ = {"postgresql_with": {"fillfactor": _ROOM_FOR_UPDATES}}
 
+    # Pica's fields have no length here: a value longer than the contract's (a state Pica adds, say) failed its
+    # batch on PostgreSQL, and every resume of it, and stopped the sync at that page for good.
     id: int | None = Field(default=None, primary_key=True)
-    user_id: str | None = Field(default=None, max_length=128)  # the Pica identity (looked up at Pica, not here)
-    platform: str = Field(max_length=120)  # aggregated by GROUP BY over the fleet: an index would only slow writes
-    connection_key: str = Field(unique=True, max_length=400)
-    environment: str = Field(max_length=8)
-    state: str = Field(max_length=16)
+    user_id: str | None = None  # the Pica identity (looked up at Pica, not here)
+    platform: str  # aggregated by GROUP BY over the fleet: an index would only slow writes
+    connection_key: str = Field(unique=True)
+    environment: str
+    state: str
     created_at: datetime
     updated_at: datetime
-    identity_type: str | None = Field(default=None, max_length=16)
-    pica_id: str | None = Field(default=None, max_length=64)
+    identity_type: str | None = None
+    pica_id: str | None = None
     tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, default=list))
     active: bool = True
     first_seen_at: datetime
@@ -132,11 +142,11 @@ class ConnectionTransition(SQLModel, table=True):
     __table_args__ = (Index("ix_transitions_key_at", "connection_key", "at"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    connection_key: str = Field(max_length=400)
-    user_id: str | None = Field(default=None, max_length=128)
-    platform: str = Field(max_length=120)
-    from_state: str | None = Field(default=None, max_length=16)  # None: the first sighting (see Store.transitions)
-    to_state: str = Field(max_length=16)
+    connection_key: str  # Pica's fields: no length, as in UserConnection
+    user_id: str | None = None
+    platform: str
+    from_state: str | None = None  # None: the first sighting (see Store.transitions)
+    to_state: str
     at: datetime = Field(index=True)
     source: str = Field(max_length=16)  # sync | lookup | connect | refresh
     sync_id: int | None = None
@@ -528,16 +538,24 @@ class Store:
             query = query.where(SyncRun.environment == environment)
         return query.order_by(SyncRun.id.desc()).limit(1).scalar_subquery()
 
+    @staticmethod
+    def _counted_state():
+        """The state a count goes under: one Pica added since the contract (stored as it came) counts as unknown, as
+        the Connections page counts it; the overview's four metrics and its charts left it out."""
+        return case((UserConnection.state.in_(STATES), UserConnection.state), else_="unknown").label("state")
+
     def state_counts(self, environment: str | None = None) -> dict[str, int]:
+        state = self._counted_state()
         with self.session() as session:
-            query = select(UserConnection.state, func.count()).group_by(UserConnection.state)
+            query = select(state, func.count()).group_by(state)
             return dict(session.execute(self._current(query, environment)).all())
 
     def counts_by(self, column: str, environment: str | None = None) -> list[tuple[str | None, str, int]]:
         """(platform or identity_type, state, count) rows."""
         col = {"platform": UserConnection.platform, "identity_type": UserConnection.identity_type}[column]
+        state = self._counted_state()
         with self.session() as session:
-            query = select(col, UserConnection.state, func.count()).group_by(col, UserConnection.state).order_by(col)
+            query = select(col, state, func.count()).group_by(col, state).order_by(col)
             return [tuple(r) for r in session.execute(self._current(query, environment)).all()]
 
     def usage_by_platform(self, environment: str | None = None) -> dict[str, int]:

@@ -389,6 +389,18 @@ def test_a_failed_page_loses_nothing_and_resume_fetches_only_it(sandbox, store):
     assert store.sync_run(report.run_id).failed_pages == []
 
 
+def test_a_state_pica_adds_is_stored_and_counted_as_unknown(sandbox, store):
+    """Longer than the columns' 16 characters, it stopped the sync at its page on PostgreSQL, and every resume."""
+    cid = next(cid for cid in sandbox.state.order if sandbox.state.connections[cid]["environment"] == "test")
+    sandbox.state.update_connection(cid, state="reauthorization_required")
+    report = run(sandbox, store)
+    assert report.status == "complete" and report.rows == 720
+    assert store.stored_connection(sandbox.state.connections[cid]["key"]).state == "reauthorization_required"
+    counts = store.state_counts("test")
+    assert set(counts) <= {"operational", "degraded", "failed", "unknown"} and sum(counts.values()) == 720
+    assert {s for _, s, _ in store.counts_by("platform", "test")} <= set(counts)
+
+
 def test_first_page_failing_fails_the_run_and_resume_starts_over(sandbox, store):
     sandbox.fault("status", status=502, count=50, path="/v1/vault/connections", query="page=1")
     report = run(sandbox, store)

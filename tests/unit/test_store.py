@@ -354,6 +354,26 @@ def test_a_version_1_database_is_migrated(store):
     store.create_schema()  # nothing left to run
 
 
+def test_a_version_4_database_stores_what_pica_sends_at_any_length(store):
+    """VARCHAR(16) state: a state Pica adds (`reauthorization_required`) failed its batch on PostgreSQL, for good."""
+    from sqlalchemy import inspect
+
+    if store.dialect == "postgresql":
+        with store.session() as session:
+            session.connection().exec_driver_sql(
+                "ALTER TABLE user_connections ALTER COLUMN state TYPE VARCHAR(16), ALTER COLUMN user_id TYPE "
+                "VARCHAR(128); ALTER TABLE connection_transitions ALTER COLUMN to_state TYPE VARCHAR(16)")
+            session.get(SchemaInfo, 1).version = 4
+    store.create_schema()
+    lengths = {c["name"]: getattr(c["type"], "length", None) for c in inspect(store.engine).get_columns("user_connections")}
+    assert lengths["state"] is None and lengths["user_id"] is None and lengths["connection_key"] is None
+    store.upsert_connections([conn(1)], source="sync")
+    long = conn(1).model_copy(update={"state": "reauthorization_required", "identity": "u" * 300})
+    assert store.upsert_connections([long], source="sync").transitions == 1
+    assert store.stored_connection(long.key).state == "reauthorization_required"
+    assert [t.to_state for t in store.transitions(long.key)][-1] == "reauthorization_required"
+
+
 def test_two_processes_migrating_at_once_run_the_migrations_once(store, database_url):
     """The second waits for the first, then finds nothing to run (it used to fail on the column just added)."""
     if store.dialect != "postgresql":
