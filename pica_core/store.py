@@ -835,6 +835,11 @@ class _UpsertSQL:
 _SQL_DEFAULTS = {name: _CONNECTION_DEFAULTS[name] for name in ("environment", "state", "active")}
 
 
+def _environment(field: str, key: str, default: str) -> str:
+    """A row's environment: Pica's field, or as Connection reads it when Pica left it out, its key's (`live::…`)."""
+    return f"coalesce({field}, CASE substr({key}, 1, 6) WHEN 'live::' THEN 'live' WHEN 'test::' THEN 'test' END, {default})"
+
+
 def _json_list(value: str | list | None) -> list:
     """A JSON array the database built: text (SQLite), decoded by the driver (psycopg), or NULL (json_agg of none)."""
     return from_json(value) if isinstance(value, str) else value or []
@@ -883,7 +888,8 @@ WHERE connection_key IN (SELECT key FROM json_each(:pairs)) AND last_seen_at <= 
     write=_WRITE.format(**_SQLITE_MARKS, rows=f"""WITH d AS MATERIALIZED (SELECT value FROM json_each(:rows))
 SELECT {_sqlite_row('key')} AS key, {_sqlite_row('id')} AS pica_id,
   {_sqlite_row('platform')} AS platform, {_sqlite_row('identity')} AS identity,
-  {_sqlite_row('identityType')} AS identity_type, coalesce({_sqlite_row('environment')}, :environment) AS environment,
+  {_sqlite_row('identityType')} AS identity_type,
+  {_environment(_sqlite_row('environment'), _sqlite_row('key'), ':environment')} AS environment,
   coalesce({_sqlite_row('state')}, :state) AS state, coalesce({_sqlite_row('tags')}, '[]') AS tags,
   coalesce({_sqlite_row('active')}, :active) AS active,
   -- SQLAlchemy's SQLite DATETIME text in UTC, from pydantic's ISO 8601 (an offset; no decimals, or six)
@@ -909,8 +915,8 @@ SELECT (SELECT json_agg(json_build_array(connection_key, state)) FROM touched WH
        (SELECT json_agg(p.key) FROM p LEFT JOIN touched AS t ON t.connection_key = p.key WHERE t.connection_key IS NULL
           AND NOT EXISTS (SELECT 1 FROM user_connections AS c WHERE c.connection_key = p.key))""",
     touch_update=None,
-    write=_WRITE.format(**_POSTGRES_MARKS, rows="""SELECT r.key, r.id AS pica_id, r.platform, r.identity,
-  r."identityType" AS identity_type, coalesce(r.environment, %(environment)s) AS environment,
+    write=_WRITE.format(**_POSTGRES_MARKS, rows=f"""SELECT r.key, r.id AS pica_id, r.platform, r.identity,
+  r."identityType" AS identity_type, {_environment('r.environment', 'r.key', '%(environment)s')} AS environment,
   coalesce(r.state, %(state)s) AS state, coalesce(r.tags, '[]') AS tags, coalesce(r.active, %(active)s) AS active,
   CASE WHEN r."createdAt" ~ '(Z|[+-][0-9:]+)$' THEN r."createdAt"::timestamptz  -- no offset: UTC, as on SQLite
        ELSE r."createdAt"::timestamp AT TIME ZONE 'UTC' END AS created_at, r.fingerprint

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 
 from pica_core.client import AsyncPicaClient, RetryPolicy
 from pica_core.config import SANDBOX_LIVE_KEY, SANDBOX_TEST_KEY, Secret
+from pica_core.models import Connection
 from pica_core.store import ConnectionTransition, Store, UserConnection
 from pica_core.sync import CannotResume, SyncBusy, SyncReport, page_list, resume_sync, sync_fleet
 from tests.conftest import ROOT, free_port
@@ -26,13 +28,14 @@ def store(database_url):
     s.engine.dispose()
 
 
-def run(sandbox, store, resume: int | None = None, page_size: int = 100, progress=None):
+def run(sandbox, store, resume: int | None = None, page_size: int = 100, progress=None, environment: str = "test"):
     async def go():
-        async with AsyncPicaClient(base_url=sandbox.url, secret=Secret(SANDBOX_TEST_KEY), page_size=page_size,
+        key = SANDBOX_LIVE_KEY if environment == "live" else SANDBOX_TEST_KEY
+        async with AsyncPicaClient(base_url=sandbox.url, secret=Secret(key), page_size=page_size,
                                    retry=FAST_RETRY, max_concurrency=3) as client:
             if resume is not None:
-                return await resume_sync(client, store, resume, environment="test", progress=progress)
-            return await sync_fleet(client, store, environment="test", page_size=page_size, progress=progress)
+                return await resume_sync(client, store, resume, environment=environment, progress=progress)
+            return await sync_fleet(client, store, environment=environment, page_size=page_size, progress=progress)
 
     return asyncio.run(go())
 
@@ -399,6 +402,18 @@ def test_a_state_pica_adds_is_stored_and_counted_as_unknown(sandbox, store):
     counts = store.state_counts("test")
     assert set(counts) <= {"operational", "degraded", "failed", "unknown"} and sum(counts.values()) == 720
     assert {s for _, s, _ in store.counts_by("platform", "test")} <= set(counts)
+
+
+def test_a_live_row_pica_sends_without_its_environment_is_stored_as_live(sandbox, store):
+    """It was filed as a test connection (Connection's default): missing from the live fleet, extra in the test one."""
+    state = sandbox.state
+    live = [cid for cid in state.order if state.connections[cid]["environment"] == "live"]
+    bare = {k: v for k, v in state.connections[live[0]].items() if k != "environment"}
+    state._bytes[live[0]] = json.dumps(bare, separators=(",", ":")).encode()  # the sandbox serves each row's bytes
+    assert run(sandbox, store, environment="live").status == "complete"
+    assert store.stored_connection(bare["key"]).environment == "live"
+    assert (sum(store.state_counts("live").values()), store.state_counts("test")) == (len(live), {})
+    assert Connection.model_validate(bare).environment == "live"  # a lookup's answer reads it the same way
 
 
 def test_first_page_failing_fails_the_run_and_resume_starts_over(sandbox, store):
