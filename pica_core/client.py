@@ -20,6 +20,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import cache
 from typing import Any, Generic, Required, TypeVar
@@ -105,6 +106,8 @@ class PageResult:
     total: int
     pages: int
     page: int
+    # When Pica's answer arrived: what it says was so then, and no later (a sync stores a page after that).
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def page_count(self, limit: int) -> int:
         """How many pages the list has at `limit` rows a page: Pica's `pages`, or, should an envelope leave it out,

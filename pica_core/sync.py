@@ -161,8 +161,10 @@ class _Writer:
                     unstored = self.unstored - first_time.keys()
                     done, seen = self.pages_done + len(first_time), self.rows + sum(first_time.values())
                     try:
+                        # Seen when Pica answered, not when written: a lookup stored in between is newer news.
                         result = await loop.run_in_executor(self.pool, functools.partial(
                             self.store.upsert_rows, rows, source="sync", sync_id=self.run_id,
+                            seen_at=min(page.received_at for page, _, _ in batch),
                             first_seen_since=self.began, locked=self.lock, sync_progress={
                                 "pages_done": done, "rows_seen": seen, "failed_pages": self._to_resume(unstored)}))
                     except BaseException as exc:

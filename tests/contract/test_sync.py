@@ -11,10 +11,10 @@ import sys
 
 import pytest
 
-from pica_core.client import AsyncPicaClient, RetryPolicy
+from pica_core.client import AsyncPicaClient, PicaClient, RetryPolicy
 from pica_core.config import SANDBOX_LIVE_KEY, SANDBOX_TEST_KEY, Secret
 from pica_core.models import Connection
-from pica_core.store import ConnectionTransition, Store, UserConnection
+from pica_core.store import ConnectionTransition, Store, UserConnection, utcnow
 from pica_core.sync import CannotResume, SyncBusy, SyncReport, page_list, resume_sync, sync_fleet
 from tests.conftest import ROOT, free_port
 
@@ -414,6 +414,30 @@ def test_a_live_row_pica_sends_without_its_environment_is_stored_as_live(sandbox
     assert store.stored_connection(bare["key"]).environment == "live"
     assert (sum(store.state_counts("live").values()), store.state_counts("test")) == (len(live), {})
     assert Connection.model_validate(bare).environment == "live"  # a lookup's answer reads it the same way
+
+
+def test_a_page_answered_before_a_lookup_and_stored_after_it_does_not_undo_it(sandbox, store, monkeypatch):
+    """Stamped when written, a sync's page set a connection support had just looked up as failed back to
+    operational, with a recovery that never happened."""
+    run(sandbox, store)
+    x = next(c for c in sandbox.state.connections.values() if c["environment"] == "test" and c["state"] == "operational")
+    upsert, raced = Store.upsert_rows, []
+
+    def upsert_rows(self, rows, **options):  # the page holding x is in (x operational); it fails, support looks
+        if options.get("source") == "sync" and not raced and any(r["key"] == x["key"] for r in rows):
+            raced.append(True)
+            sandbox.set_state(x["id"], "failed")
+            with PicaClient(base_url=sandbox.url, secret=Secret(SANDBOX_TEST_KEY)) as client:
+                asked = utcnow()
+                found = client.connections(keys=[x["key"]])
+            self.upsert_connections(found, source="lookup", seen_at=asked)
+        return upsert(self, rows, **options)
+
+    monkeypatch.setattr(Store, "upsert_rows", upsert_rows)
+    assert run(sandbox, store).status == "complete" and raced
+    assert store.stored_connection(x["key"]).state == "failed"
+    assert [(t.from_state, t.to_state, t.source) for t in store.transitions(x["key"])][-1:] == [
+        ("operational", "failed", "lookup")]
 
 
 def test_first_page_failing_fails_the_run_and_resume_starts_over(sandbox, store):
