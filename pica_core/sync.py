@@ -304,15 +304,18 @@ async def _list_moved(client: AsyncPicaClient, op: Operation, store: Store, run:
                       number: int) -> tuple[bool, PageResult | None]:
     """Whether Pica's list moved under stored run `run`, with its total unchanged, as far as two looks can tell: page
     `number` (not stored) holds a connection the run's pass already stored on another page, or page 1 (stored)
-    holds one the pass did not store (Pica lists the newest first: a connection made since is there). With page 1,
-    when it was fetched for the second look."""
+    holds one the pass did not store (Pica lists the newest first: a connection made since is there). With page 1
+    itself not stored, the first stored page is the second look: a connection made since pushes onto it the last of
+    the page before. With page 1, when it was fetched for the second look."""
     if store.seen_in_run([row["key"] for row in page.rows], run):
         return True, None
-    if number == 1:
+    look = 1 if number != 1 else next((p for p in range(2, run.pages_total + 1) if p not in run.failed_pages), None)
+    if look is None:  # nothing stored to compare with: every page is fetched anyway
         return False, None
-    first = await client.fetch_page(op, 1, run.page_size)
-    keys = [row["key"] for row in first.rows]
-    return first.total != run.rows_total or len(store.seen_in_run(keys, run)) != len(set(keys)), first
+    second = await client.fetch_page(op, look, run.page_size)
+    keys = [row["key"] for row in second.rows]
+    moved = second.total != run.rows_total or len(store.seen_in_run(keys, run)) != len(set(keys))
+    return moved, second if look == 1 else None
 
 
 class CannotResume(Exception):

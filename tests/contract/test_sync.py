@@ -259,7 +259,25 @@ def test_a_resume_after_a_pass_over_every_page_fetches_only_what_that_pass_did_n
     sandbox.control("DELETE", "stats")
     done = run(sandbox, store, resume=report.run_id)
     assert (done.status, done.rows) == ("complete", 721)
-    assert sandbox.count("vault/connections") == (2 if failing != 1 else 1)  # and page 1 again, to check
+    assert sandbox.count("vault/connections") == 2  # and page 1 again (page 2 for page 1), to check
+
+
+def test_a_resume_of_page_1_alone_sees_a_new_connection_push_its_last_onto_page_2(sandbox, store):
+    """A new connection (first on page 1) and a deleted one further down, the total as it was: page 1's last moved
+    onto page 2, which the pass had stored. The resume said complete, and Fleet listed it as gone."""
+    sandbox.fault("status", status=503, count=50, path="/v1/vault/connections", query="page=5")
+    report = run(sandbox, store)
+    sandbox.control("DELETE", "faults")
+    late_connection(sandbox)  # the total changed: the resume passes over every page, and page 1 fails
+    sandbox.fault("status", status=503, count=50, path="/v1/vault/connections", query="page=1")
+    assert run(sandbox, store, resume=report.run_id).failed_pages == [1]
+    sandbox.control("DELETE", "faults")
+    listed = [c for c in map(sandbox.state.connections.get, sandbox.state.order) if c["environment"] == "test"]
+    late_connection(sandbox)
+    sandbox.state.delete_connection(listed[550]["id"])
+    done = run(sandbox, store, resume=report.run_id)
+    assert (done.status, done.rows) == ("complete", 721)
+    assert [c.connection_key for c in store.not_seen("test")] == [listed[550]["key"]]
 
 
 def test_a_resume_that_finds_the_list_moved_on_page_1_fetches_it_once(sandbox, store):
