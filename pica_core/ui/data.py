@@ -109,7 +109,7 @@ def reachability(settings: Settings) -> tuple[str, float, str | None, float]:
 
 
 @st.cache_data(ttl=CONNECTIONS_TTL, show_spinner=False)
-def _connections(api_url: str, fingerprint: str, filters: tuple, sync_id: int,
+def _connections(api_url: str, fingerprint: str, filters: tuple, sync_ended: tuple,
                  _client: PicaClient) -> tuple[list[Connection], float]:
     return _client.connections(**dict(filters)), time.time()
 
@@ -121,7 +121,8 @@ def connections(settings: Settings, *, fresh: bool = False, **filters) -> Fetche
     frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in filters.items() if v not in (None, "")))
     client = context.client(settings)
     last = context.store(settings).last_sync(settings.environment)
-    args = (*_key(settings), frozen, last.id if last else 0, client)
+    # When it ended too: a resume keeps its run's id, and its end would not have made a cached answer old.
+    args = (*_key(settings), frozen, (last.id, last.finished_at) if last else (), client)
     if fresh:
         _connections.clear(*args)  # this lookup's answer only
     return last_good.fetch(("connections", *_key(settings), frozen), lambda: _connections(*args))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 import re
 
 import httpx
@@ -70,6 +71,21 @@ def test_look_up_pressed_again_asks_pica_again(app_env):
     next(b for b in at.button if b.label == "Look up").click().run()
     assert_clean(at)
     assert state(at) == "● failed"
+
+
+def test_a_resume_that_ends_makes_a_cached_answer_old(app_env):
+    """The cache was keyed by the last sync's id, which a resume keeps: an answer from before it outlived it."""
+    conn = seeded(app_env, state="operational")
+    query = {"identity": conn["identity"], "identityType": conn["identityType"]}
+    store = store_of(app_env)
+    run = store.start_sync("test", 100)
+    store.update_sync(run.id, status="partial", finished_at=datetime.now(UTC))
+    assert "● operational" in set(table(open_page("connections", query=query))["state"])
+    app_env.set_state(conn["id"], "failed")
+    store.update_sync(run.id, status="complete", finished_at=datetime.now(UTC))  # resumed, and ended
+    frame = table(open_page("connections", query=query))
+    assert frame[frame["key"] == conn["key"]]["state"].iloc[0] == "● failed"
+    store.engine.dispose()
 
 
 def test_lookup_by_typing_an_identity(app_env):
