@@ -210,6 +210,15 @@ class AuditEvent(SQLModel, table=True):
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False, default=dict))
 
 
+class RemovedConnection(SQLModel, table=True):
+    """When the dashboard last forgot a connection Pica deleted: an answer from before that (a sync's page that
+    waited for the writer, a cached lookup) does not store it again."""
+    __tablename__ = "removed_connections"
+
+    connection_key: str = Field(primary_key=True)
+    removed_at: datetime
+
+
 class SchemaInfo(SQLModel, table=True):
     __tablename__ = "schema_info"
 
@@ -386,7 +395,8 @@ class Store:
         """Idempotent upsert keyed by connection key; a transition row only when a stored state changes.
 
         A stored row seen later than `seen_at` (a sync that ran after the lookup whose cached answer this is)
-        is left as it is: older news never overwrites a state or records a transition.
+        is left as it is: older news never overwrites a state or records a transition. Nor does it store again a
+        connection removed since (`remove_connection`).
         A few set-based statements whatever the batch size, each given its rows as one JSON document: mark the
         batch's stored rows seen, learning which are new and which changed (by fingerprint); write those; append
         the transitions. A re-sync of an unchanged fleet is the touch alone. The database reads the rows out of
@@ -447,9 +457,10 @@ class Store:
                 time.sleep(random.uniform(0, 0.05 * attempt))  # not in step with the transaction that won
 
     def remove_connection(self, key: str) -> None:
-        """Forget a deleted connection (its transitions stay: they are history)."""
+        """Forget a deleted connection (its transitions stay: they are history), and when (see RemovedConnection)."""
         with self.session() as session:
             session.execute(UserConnection.__table__.delete().where(UserConnection.connection_key == key))
+            session.merge(RemovedConnection(connection_key=key, removed_at=utcnow()))
 
     def stored_connection(self, key: str) -> UserConnection | None:
         with self.session() as session:
@@ -880,7 +891,8 @@ _SQLITE_CREATED = _sqlite_row("createdAt")
 _SQLITE_UPSERT = _UpsertSQL(
     touch="""SELECT json_group_array(json_array(c.connection_key, c.state))
          FILTER (WHERE c.id IS NOT NULL AND c.fingerprint IS NOT p.value AND c.last_seen_at <= :now),
-       json_group_array(p.key) FILTER (WHERE c.id IS NULL)
+       json_group_array(p.key) FILTER (WHERE c.id IS NULL AND NOT EXISTS (SELECT 1 FROM removed_connections AS r
+                                                                     WHERE r.connection_key = p.key AND r.removed_at >= :now))
 FROM json_each(:pairs) AS p LEFT JOIN user_connections AS c ON c.connection_key = p.key""",
     touch_update="""UPDATE user_connections SET last_seen_at = :now, last_sync_id = coalesce(:sync_id, last_sync_id)
 WHERE connection_key IN (SELECT key FROM json_each(:pairs)) AND last_seen_at <= :now""",
@@ -913,7 +925,9 @@ _POSTGRES_UPSERT = _UpsertSQL(
               RETURNING c.connection_key, c.state, c.fingerprint IS DISTINCT FROM p.fingerprint AS changed)
 SELECT (SELECT json_agg(json_build_array(connection_key, state)) FROM touched WHERE changed),
        (SELECT json_agg(p.key) FROM p LEFT JOIN touched AS t ON t.connection_key = p.key WHERE t.connection_key IS NULL
-          AND NOT EXISTS (SELECT 1 FROM user_connections AS c WHERE c.connection_key = p.key))""",
+          AND NOT EXISTS (SELECT 1 FROM user_connections AS c WHERE c.connection_key = p.key)
+          AND NOT EXISTS (SELECT 1 FROM removed_connections AS r WHERE r.connection_key = p.key
+                                                                   AND r.removed_at >= %(now)s))""",
     touch_update=None,
     write=_WRITE.format(**_POSTGRES_MARKS, rows=f"""SELECT r.key, r.id AS pica_id, r.platform, r.identity,
   r."identityType" AS identity_type, {_environment('r.environment', 'r.key', '%(environment)s')} AS environment,

@@ -458,6 +458,27 @@ def test_a_page_answered_before_a_lookup_and_stored_after_it_does_not_undo_it(sa
         ("operational", "failed", "lookup")]
 
 
+def test_a_connection_deleted_while_its_page_waited_for_the_writer_is_not_stored_again(sandbox, store, monkeypatch):
+    """Support deletes a failed connection mid-sync, after Pica listed it: the sync stored it again, as new, and
+    Fleet counted it among those needing attention until the next sync."""
+    run(sandbox, store)
+    upsert, deleted = Store.upsert_rows, []
+
+    def upsert_rows(self, rows, **options):
+        if options.get("source") == "sync" and not deleted and options["sync_progress"]["failed_pages"] == []:
+            deleted.append(next(r for r in rows if r["state"] == "failed"))  # the last batch: every page was asked
+            with PicaClient(base_url=sandbox.url, secret=Secret(SANDBOX_TEST_KEY)) as client:
+                client.delete_connection(deleted[0]["id"])
+            self.remove_connection(deleted[0]["key"])  # as Delete on the Connections page does
+        return upsert(self, rows, **options)
+
+    monkeypatch.setattr(Store, "upsert_rows", upsert_rows)
+    report = run(sandbox, store)
+    assert deleted and (report.status, report.new) == ("complete", 0)
+    assert store.stored_connection(deleted[0]["key"]) is None
+    assert deleted[0]["key"] not in {c.connection_key for c in store.attention("test")}
+
+
 def test_first_page_failing_fails_the_run_and_resume_starts_over(sandbox, store):
     sandbox.fault("status", status=502, count=50, path="/v1/vault/connections", query="page=1")
     report = run(sandbox, store)

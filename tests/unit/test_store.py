@@ -374,6 +374,19 @@ def test_a_version_4_database_stores_what_pica_sends_at_any_length(store):
     assert [t.to_state for t in store.transitions(long.key)][-1] == "reauthorization_required"
 
 
+def test_a_removed_connection_is_stored_again_only_from_an_answer_after_its_removal(store):
+    from datetime import timedelta
+
+    store.upsert_connections([conn(1)], source="sync")
+    before = utcnow()
+    store.remove_connection(conn(1).key)
+    assert store.upsert_connections([conn(1)], source="lookup", seen_at=before).inserted == 0  # older news
+    assert store.stored_connection(conn(1).key) is None
+    store.remove_connection(conn(1).key)  # forgotten twice (a 404 after a delete): the later time stands
+    assert store.upsert_connections([conn(1)], source="connect", seen_at=utcnow() + timedelta(seconds=1)).inserted == 1
+    assert store.stored_connection(conn(1).key).first_seen_by == "connect"
+
+
 def test_two_processes_migrating_at_once_run_the_migrations_once(store, database_url):
     """The second waits for the first, then finds nothing to run (it used to fail on the column just added)."""
     if store.dialect != "postgresql":
