@@ -19,6 +19,7 @@ from pica_core.connections_view import (
     connection_rows,
     connections_csv,
     in_its_letters,
+    needing_attention,
     no_results_message,
     parse_bulk,
     pasted_identity,
@@ -28,7 +29,7 @@ from pica_core.connections_view import (
     triage_summary,
 )
 from pica_core.errors import InvalidInputError
-from pica_core.health import NEEDS_ATTENTION, attention_summary, state_counts
+from pica_core.health import attention_summary, state_counts
 from pica_core.models import IDENTITY_TYPES, STATES
 from pica_core.text import count, plain
 from pica_core.ui import context, data
@@ -367,7 +368,7 @@ with bulk_tab:
                 "note": st.column_config.TextColumn("note", width="large")})
         with every:
             broken_only = st.toggle("Only those that need attention", key="triage-broken-only")
-            shown_rows = table[table["state"].isin(NEEDS_ATTENTION)] if broken_only else table
+            shown_rows = needing_attention(table) if broken_only else table
             st.dataframe(style_states(shown_rows), hide_index=True, width="stretch", column_order=TRIAGE_SHOWN,
                          column_config={"note": st.column_config.TextColumn("note", width="large")})
         # What "Every connection" shows: with its toggle on, those that need attention only.

@@ -20,6 +20,7 @@ from .store import Store, UserConnection
 from .text import count
 
 ATTENTION_ORDER = {"failed": 0, "degraded": 1, "unknown": 2, "operational": 3}
+TRIAGE_ERROR = "error"  # the state column of a triage row whose identity could not be looked up
 MAX_BULK_IDENTITIES = 500
 MAX_BULK_PROBLEMS = 20  # each named; the rest counted (a wrong file is thousands of lines, each wrong alike)
 
@@ -533,7 +534,7 @@ def triage_rows(results: Sequence[TriageResult], names: Mapping[str, str] | None
         listed.update(c.key for c in fresh)
         if result.error or not fresh:
             if result.error:
-                state, note = "error", result.error
+                state, note = TRIAGE_ERROR, result.error
             elif result.connections:
                 state, note = "listed above", f"{count(len(result.connections), 'connection')} listed above"
             else:
@@ -545,6 +546,14 @@ def triage_rows(results: Sequence[TriageResult], names: Mapping[str, str] | None
                          "platform": names.get(c.platform, c.platform), "state": c.state, "key": c.key, "note": "",
                          "platform id": c.platform})
     return pd.DataFrame(rows, columns=[*TRIAGE_SHOWN, "platform id"])
+
+
+def needing_attention(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `triage_rows` that need attention, most urgent first: identities that could not be looked up
+    (nothing is known of them), then failed connections, then degraded ones."""
+    urgency = {TRIAGE_ERROR: -1, **{state: ATTENTION_ORDER[state] for state in NEEDS_ATTENTION}}
+    rank = table["state"].map(urgency)
+    return table[rank.notna()].iloc[rank.dropna().argsort(kind="stable")]
 
 
 def by_identity(results: Sequence[TriageResult]) -> list[TriageResult]:

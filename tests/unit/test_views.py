@@ -23,6 +23,7 @@ from pica_core.connections_view import (
     in_its_letters,
     no_results_message,
     merge_tags,
+    needing_attention,
     parse_bulk,
     sort_for_attention,
     triage_csv,
@@ -256,6 +257,20 @@ def test_triage_rows_list_each_connection_once():
     assert [(r["platform"], r["platform name"]) for r in exported[:3]] == [("gmail", "Gmail"), ("gmail", "Gmail"),
                                                                            ("slack", "slack")]
     assert list(exported[0])[:2] == ["platform", "identity"] and exported[3]["platform"] == ""
+
+
+def test_those_needing_attention_are_who_could_not_be_looked_up_then_failed_then_degraded():
+    """The toggle kept failed and degraded only, in the order asked: an identity Pica did not answer for was left
+    out of the view and its CSV, and a degraded row came before failed ones."""
+    now = datetime.now(UTC)
+    rows = [Connection(id=str(n), key=f"k{n}", platform="gmail", state=s, identity=f"u{n}", created_at=now)
+            for n, s in enumerate(["degraded", "operational", "failed", "unknown", "failed"])]
+    frame = triage_rows([TriageResult(c.identity, None, [c]) for c in rows]
+                        + [TriageResult("bad", None, error="503 — try again"), TriageResult("nobody", None)])
+    shown = needing_attention(frame)
+    assert list(zip(shown["identity"], shown["state"])) == [("bad", "error"), ("u2", "failed"), ("u4", "failed"),
+                                                            ("u0", "degraded")]
+    assert triage_csv(shown).count("\n") == 5  # the header and the four
 
 
 def test_the_triage_summary_lists_those_not_looked_up_first_with_no_counts():
