@@ -322,10 +322,12 @@ def in_its_letters(lookup: Lookup, lowered: str, found: Sequence[Connection]) ->
 def alternative_chosen(shown: Lookup, submitted: Lookup) -> Lookup:
     """The lookup a form showing `shown` asks for with `submitted`: a key or an identity is looked up instead of
     the other when only it changed (a key pasted under the identity looked up before found nothing "among" it);
-    both, when both changed."""
+    both, when both changed. The same lookup again (Pica asked anew) keeps the reader's filters and open connection."""
     key_changed = submitted.key != shown.key
     rest_changed = (submitted.identity, submitted.identity_type, submitted.platform) != (
         shown.identity, shown.identity_type, shown.platform)
+    if not key_changed and not rest_changed:
+        return shown
     if submitted.key and key_changed and not rest_changed:
         return Lookup(key=submitted.key)
     if submitted.key and rest_changed and not key_changed:

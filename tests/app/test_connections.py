@@ -607,19 +607,25 @@ def test_an_identity_is_shown_as_text_not_markdown(app_env):
     assert at.warning[0].value == "No connections for \\*\\*ana\\*\\* \\:red\\[x\\] \\<b\\> \\(type any\\)\\."
 
 
-def test_a_new_lookup_clears_the_selection_and_one_click_opens_it_again(app_env):
+def test_the_same_lookup_again_keeps_the_open_connection_and_a_new_one_clears_it(app_env):
+    """Look up pressed to ask Pica anew closed the connection the reader had open and dropped their filters."""
     conn = identity_with_broken_connection(app_env)
-    at = open_page("connections", query={"identity": conn["identity"]})
+    at = open_page("connections", query={"identity": conn["identity"], "state": "failed,operational"})
     second = table(at)["id"].iloc[1]
     select_row(at, 1)
     assert at.query_params["connection"] == second
-    next(b for b in at.button if b.label == "Look up").click().run()  # the same query again: no connection in it
+    next(b for b in at.button if b.label == "Look up").click().run()  # the same lookup: Pica asked again
     assert_clean(at)
-    assert "connection" not in at.query_params and not any("What to do" in e.value for e in [*at.error, *at.warning,
-                                                                                               *at.info])
+    assert (at.query_params["connection"], at.query_params["state"]) == (second, "failed,operational")
+    assert at.session_state[vault_key(at)]["selection"]["rows"] == [1] and any(
+        "What to do" in e.value for e in [*at.error, *at.warning, *at.info])
+    next(s for s in at.selectbox if s.label == "Identity type").set_value(conn["identityType"])
+    next(b for b in at.button if b.label == "Look up").click().run()  # a new lookup: nothing of it is chosen yet
+    assert_clean(at)
+    assert "connection" not in at.query_params and "state" not in at.query_params
     assert at.session_state[vault_key(at)]["selection"]["rows"] == []  # nothing left highlighted
-    select_row(at, 1)
-    assert at.query_params["connection"] == second
+    select_row(at, 0)
+    assert at.query_params["connection"] == table(at)["id"].iloc[0]
 
 
 def test_a_url_platform_filter_applies_only_as_the_filter_box_shows_it(app_env):

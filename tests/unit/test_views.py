@@ -57,6 +57,14 @@ def test_a_key_or_an_identity_typed_over_the_other_is_looked_up_alone():
     assert alternative_chosen(shown, Lookup(identity="u4")) == Lookup(identity="u4")
 
 
+def test_the_same_lookup_asked_again_keeps_its_filters_and_open_connection():
+    """Look up pressed to ask Pica anew dropped the state filter and closed the connection the reader had open."""
+    shown = Lookup(identity="u1", identity_type="team", states=("failed",), environments=("test",), selected="c1")
+    assert alternative_chosen(shown, Lookup(identity="u1", identity_type="team")) == shown
+    assert alternative_chosen(shown, Lookup(identity="u1", identity_type="user")) == Lookup(identity="u1",
+                                                                                           identity_type="user")
+
+
 def test_a_link_s_identity_type_and_platform_are_read_in_any_letter_case():
     assert Lookup.from_query({"identity": "A", "identityType": " Team", "platform": "Gmail"}) == Lookup(
         identity="A", identity_type="team", platform="gmail")  # the identity is matched exactly: kept as written
