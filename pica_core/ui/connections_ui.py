@@ -164,7 +164,7 @@ def actions(conn: Connection, *, settings: Settings, store: Store, principal: Pr
                               help=principal.why_not("edit_tags"), max_selections=50)
         if st.form_submit_button("Save tags", disabled=not principal.can("edit_tags"),
                                  help=principal.why_not("edit_tags")):
-            save_tags(conn, shown, tags, settings=settings, store=store, principal=principal)
+            save_tags(conn, shown, tags, settings=settings, store=store, principal=principal, display_name=display_name)
     delete(conn, settings=settings, store=store, principal=principal, display_name=display_name)
 
 
@@ -175,7 +175,7 @@ def redraw_tags(conn: Connection) -> None:
 
 
 def save_tags(conn: Connection, shown: list[str], tags: list[str], *, settings: Settings, store: Store,
-              principal: Principal) -> None:
+              principal: Principal, display_name: str) -> None:
     """The reader's change from the tags `shown` to `tags`, made on the tags Pica has now (read just before): what
     someone else changed since the page was drawn is kept, and said."""
     if not principal.can("edit_tags"):  # a disabled control is not a permission check
@@ -188,6 +188,11 @@ def save_tags(conn: Connection, shown: list[str], tags: list[str], *, settings: 
         merged = validation.tags(merge_tags(shown, tags, current))
     except InvalidInputError as exc:
         show_error(exc, what="Tags not saved")
+        return
+    except NotFoundError as exc:  # nothing was written: gone, as Refresh finds it, or the 404 as it came
+        if _gone_from_pica(conn, settings, store, display_name):
+            st.rerun()
+        show_error(exc, what="Saving tags")
         return
     except PicaError as exc:
         show_error(exc, what="Saving tags")

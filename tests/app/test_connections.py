@@ -235,7 +235,7 @@ def delete_in_pica(sandbox, conn) -> None:
                  timeout=10).raise_for_status()
 
 
-@pytest.mark.parametrize("how", ["refresh", "delete"])
+@pytest.mark.parametrize("how", ["refresh", "delete", "save tags"])
 def test_a_connection_deleted_elsewhere_is_said_to_be_gone_and_no_longer_counted(app_env, how):
     """A 404 read as "check the id or the environment", the detail stayed, and Fleet and the Catalog counted it on."""
     conn = seeded(app_env, platform="hubspot")
@@ -245,6 +245,9 @@ def test_a_connection_deleted_elsewhere_is_said_to_be_gone_and_no_longer_counted
     delete_in_pica(app_env, conn)
     if how == "refresh":
         next(b for b in at.button if b.label == "Refresh from Pica").click().run()
+    elif how == "save tags":  # it said "check the id or key", of an id the agent never typed
+        next(m for m in at.multiselect if m.label == "Tags").set_value(["escalated"])
+        next(b for b in at.button if b.label == "Save tags").click().run()
     else:
         at.text_input(key=f"delete-confirm-{conn['id']}").set_value("hubspot")
         next(b for b in at.button if b.label == "Delete connection").click().run()
