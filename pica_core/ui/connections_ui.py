@@ -14,7 +14,7 @@ from ..config import Settings
 from ..connections_view import TriageResult, merge_tags, stored_rows, triage
 from .. import validation
 from ..errors import InvalidInputError, NotFoundError, PicaError
-from ..health import describe_transition, meaning, timeline
+from ..health import NEEDS_ATTENTION, describe_transition, meaning, timeline
 from ..models import Connection
 from ..store import Store, UserConnection
 from ..text import count, plain
@@ -69,6 +69,17 @@ def show_stored(stored: list[UserConnection], names: dict[str, str], heading: st
                                 "key": st.column_config.TextColumn("connection key", width="medium")})
 
 
+def what_to_do(conn: Connection, connector: str, *, settings: Settings) -> tuple[str, str]:
+    """What the state means and what to do; for a broken connection whose connector AuthKit does not offer, that
+    it must be enabled first (the advice said to use Reconnect, which was disabled for it)."""
+    what, todo = meaning(conn.state)
+    enabled = data.enabled_in_authkit(settings)
+    if conn.state in NEEDS_ATTENTION and enabled is not None and conn.platform not in enabled:
+        todo += (f" {connector} is not enabled in AuthKit for this environment, so Reconnect cannot offer it yet: "
+                 "enable it in Pica's dashboard first.")
+    return what, todo
+
+
 def reconnect_link(principal: Principal, conn: Connection, connector: str, *, settings: Settings,
                    where: str = "") -> None:
     """Connect, set to authorise this connection's connector again for its identity (`where` tells two such links
@@ -100,7 +111,7 @@ def detail(conn: Connection, *, settings: Settings, store: Store, principal: Pri
     st.subheader(plain(f"{display_name} · {conn.identity or 'no identity'}"))
     st.markdown(f"{state_badge(conn.state)} &nbsp; `{conn.environment}` &nbsp; "
                 f"{'active' if conn.active else 'inactive'} &nbsp; created {ago(conn.created_at)}")
-    what, todo = meaning(conn.state)
+    what, todo = what_to_do(conn, display_name, settings=settings)
     (st.error if conn.state == "failed" else st.warning if conn.state == "degraded" else st.info)(
         f"**{conn.state.capitalize()}**: {what}\n\n**What to do:** {todo}")
     st.code(conn.key, language=None, wrap_lines=True)  # a long key whole, with its copy button

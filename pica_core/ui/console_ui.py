@@ -23,12 +23,12 @@ from ..access import Principal
 from ..client import PicaClient
 from ..config import Settings
 from ..errors import InvalidInputError, PicaError
-from ..health import NEEDS_ATTENTION, meaning
+from ..health import NEEDS_ATTENTION
 from ..models import IDENTITY_TYPES, ActionHit, Connection
 from ..store import PassthroughCallRecord, Store
 from ..text import plain, scrub
 from . import data
-from .connections_ui import reconnect_link
+from .connections_ui import reconnect_link, what_to_do
 from .layout import (
     KEPT_SUFFIX,
     ago,
@@ -228,7 +228,7 @@ def show_connection(settings: Settings, principal: Principal, chosen: ChosenConn
         st.warning("Pica does not list an active connection with this key in this environment: the call will most "
                    "likely answer 404.", icon=":material/link_off:")
     elif chosen.state in NEEDS_ATTENTION:
-        what, todo = meaning(chosen.state)
+        what, todo = what_to_do(chosen.connection, name or chosen.platform, settings=settings)
         st.warning(f"**This connection is {chosen.state}.** {what} {todo}", icon=":material/warning:")
         if chosen.state == "failed":
             reconnect_link(principal, chosen.connection, name or chosen.platform, settings=settings)

@@ -349,11 +349,13 @@ def test_reconnect_is_disabled_with_the_reason_when_the_connector_is_not_enabled
     """Connect could only say so, and offer other connectors, none of which reconnects this one."""
     enabled = app_env.state.catalog.authkit_enabled["test"]
     conn = next(c for c in app_env.state.connections.values() if c["environment"] == "test"
-                and c["platform"] not in enabled)
+                and c["platform"] not in enabled and c["state"] == "failed")
     at = open_page("connections", query={"key": conn["key"], "connection": conn["id"]})
     assert_clean(at)
     [reconnect] = [b for b in at.button if b.label == "Reconnect"]
     assert reconnect.disabled and "is not enabled in AuthKit for this environment" in reconnect.help
+    [advice] = [e.value for e in at.error if "What to do" in e.value]  # it said to use the disabled Reconnect
+    assert "is not enabled in AuthKit for this environment, so Reconnect cannot offer it yet" in advice
     assert not [link for link in at.get("page_link") if link.proto.label == "Reconnect"]
     enabled_one = seeded(app_env, platform=sorted(enabled & {"gmail", "slack", "notion", "hubspot"})[0])
     at = open_page("connections", query={"key": enabled_one["key"], "connection": enabled_one["id"]})
