@@ -19,6 +19,7 @@ from pica_core.connections_view import (
     connection_rows,
     connections_csv,
     in_its_letters,
+    likely_meant,
     needing_attention,
     no_results_message,
     parse_bulk,
@@ -194,6 +195,9 @@ with lookup_tab:
                     st.page_link("pages/connections.py", label=plain(f"Look up {lowered}"), icon=":material/search:",
                                  query_params={k: v for k, v in in_its_letters(lookup, *same_letters).to_query().items()
                                                if v})
+                elif meant := likely_meant(lookup):
+                    st.page_link("pages/connections.py", label=plain(f"Look up {meant.describe()}"),
+                                 icon=":material/search:", query_params=meant.to_query())
                 platform = filters.get("platform")
                 if platform and names and platform not in names:
                     st.caption(plain(f"{platform} is not a platform id of the catalog: ids look like gmail, "

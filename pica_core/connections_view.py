@@ -308,6 +308,19 @@ def _by_type(connections: Sequence[Connection]) -> str:
     return ", ".join(f"{n} as type {kind or 'none'}" for kind, n in sorted(kinds.items(), key=lambda kv: str(kv[0])))
 
 
+def likely_meant(lookup: Lookup) -> Lookup | None:
+    """For an identity that found nothing, the lookup it was likely written for: without the quotes a spreadsheet
+    put around it (`"usr_1"`), or split from the type written after it (`ana@acme.io, user`: the form reads a
+    comma and a space as part of a name). None when neither applies."""
+    identity = lookup.identity.strip()
+    if len(identity) > 2 and identity[0] == identity[-1] and identity[0] in "\"'":
+        return replace(lookup, identity=identity[1:-1].strip(), selected="")
+    head, comma, tail = identity.rpartition(",")
+    if comma and head.strip() and tail.strip().lower() in IDENTITY_TYPES:
+        return replace(lookup, identity=head.strip(), identity_type=tail.strip().lower(), selected="")
+    return None
+
+
 def in_its_letters(lookup: Lookup, lowered: str, found: Sequence[Connection]) -> Lookup:
     """The lookup of `lowered` (the identity in lower case, which has `found`), keeping as much of its type and
     platform as still finds something together: a lookup wrong in case and in type finds nothing with either left."""

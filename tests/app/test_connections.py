@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from urllib.parse import parse_qs
 import re
 
 import httpx
@@ -86,6 +87,15 @@ def test_a_resume_that_ends_makes_a_cached_answer_old(app_env):
     frame = table(open_page("connections", query=query))
     assert frame[frame["key"] == conn["key"]]["state"].iloc[0] == "● failed"
     store.engine.dispose()
+
+
+def test_an_identity_written_with_its_type_after_a_comma_and_a_space_offers_that_lookup(app_env):
+    conn = seeded(app_env)
+    at = open_page("connections", query={"identity": f"{conn['identity']}, {conn['identityType']}"})
+    assert_clean(at)
+    [link] = [p for p in at.get("page_link") if p.proto.label.startswith("Look up ")]
+    assert link.proto.label.replace("\\", "") == f"Look up {conn['identity']} (type {conn['identityType']})"
+    assert parse_qs(link.proto.query_string) == {"identity": [conn["identity"]], "identityType": [conn["identityType"]]}
 
 
 def test_lookup_by_typing_an_identity(app_env):

@@ -21,6 +21,7 @@ from pica_core.connections_view import (
     connection_rows,
     connections_csv,
     in_its_letters,
+    likely_meant,
     no_results_message,
     merge_tags,
     needing_attention,
@@ -453,3 +454,11 @@ def test_identities_in_written_languages_and_emoji_keep_their_joiners_and_marks(
 ])
 def test_merge_tags_applies_the_reader_s_edit_to_pica_s_current_tags(shown, edited, current, saved):
     assert merge_tags(shown, edited, current) == saved
+
+
+def test_an_identity_that_found_nothing_offers_the_lookup_it_was_likely_written_for():
+    """`ana@acme.io, user` looked up that whole text under the type the form held; quotes from a spreadsheet too."""
+    assert likely_meant(Lookup(identity="ana@acme.io, user", identity_type="team")) == Lookup(
+        identity="ana@acme.io", identity_type="user")
+    assert likely_meant(Lookup(identity='"usr_1"', platform="gmail")) == Lookup(identity="usr_1", platform="gmail")
+    assert likely_meant(Lookup(identity="Acme, Inc")) is None and likely_meant(Lookup(identity="usr_1")) is None
