@@ -738,6 +738,9 @@ def test_an_uploaded_file_with_only_its_header_is_named_as_empty(app_env):
     assert_clean(at)
     assert "Nothing to triage: support.csv has no identities under its header row." in [
         i.value.replace("\\", "") for i in at.info]
+    at.file_uploader[0].set_value(("blank.csv", b" \n", "text/csv")).run()  # it spoke of a header row it lacks
+    next(b for b in at.button if b.label == "Triage").click().run()
+    assert "Nothing to triage: blank.csv is empty." in [i.value.replace("\\", "") for i in at.info]
 
 def test_bulk_triage_says_where_an_identity_s_connections_are_when_it_has_none(app_env):
     team = seeded(app_env, identityType="team")
