@@ -261,8 +261,12 @@ def no_results_message(lookup: Lookup, *, environment: str, others: Sequence[Con
         hints.append(f"It has {count(len(elsewhere), 'connection')} on other platforms"
                      + (f" ({broken:,} need attention)" if broken else "") + f": {listed}.")
     other_env = "live" if environment == "test" else "test"
-    hints.append(f"The dashboard's key is a {environment} key: connections made in the {other_env} environment are "
-                 f"not visible with it.")
+    if lookup.key and lookup.key.startswith(f"{environment}::"):  # of this key's environment: not the reason
+        hints.append("Pica does not list it: deleted (by the end user or elsewhere), or the key was cut or changed "
+                     "when copied.")
+    else:
+        hints.append(f"The dashboard's key is a {environment} key: connections made in the {other_env} environment "
+                     f"are not visible with it.")
     if lookup.key and not lookup.key.startswith(f"{environment}::"):
         hints.insert(0, f"That key belongs to the {validation.key_environment(lookup.key)} environment.")
     return message, " ".join(hints)

@@ -219,6 +219,8 @@ def test_no_results_message_hints_other_types_and_environment():
     assert "2 as type team" in hint and "test key" in hint and "live environment" in hint
     _, hint = no_results_message(Lookup(key="live::gmail::default::" + "a" * 32), environment="test")
     assert hint.startswith("That key belongs to the live environment.")
+    _, hint = no_results_message(Lookup(key="test::gmail::default::" + "a" * 32), environment="test")
+    assert "live" not in hint and "deleted" in hint  # its own environment's key: that is not why
 
 
 def test_no_results_on_a_platform_names_it_and_what_the_identity_has_elsewhere():
