@@ -46,8 +46,13 @@ else:
     if buttons.button("Sync now", type="secondary" if resumable else "primary", icon=":material/sync:",
                       help="Fetches every connection of the account again."):
         fleet_ui.start_own_sync(settings, store)
-    if resumable and buttons.button("Resume", type="primary", icon=":material/replay:",
-                                    help="Fetches only what the last sync did not store."):
+    # A Resume before the rate limit the sync met lifts meets it again (and spends it for every caller): said, and
+    # toned down until then, as the triage's button is.
+    waits = fleet_ui.resume_waits(last) if resumable else None
+    if resumable and buttons.button("Resume" + (f" (after {waits:%H:%M:%S} UTC)" if waits else ""),
+                                    type="tertiary" if waits else "primary", icon=":material/replay:",
+                                    help="Pica's rate limit lifts then: asking sooner meets it again." if waits else
+                                    "Fetches only what the last sync did not store."):
         fleet_ui.start_own_sync(settings, store, resume=last.id)
 fleet_ui.show_outcome(outcome)
 if settings.sandbox:  # the command has no embedded sandbox: it must be pointed at this one

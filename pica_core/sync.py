@@ -48,6 +48,7 @@ class SyncReport:
     resumed: bool = False  # new and transitions count what this resume stored, not the whole run
     not_asked: int = 0  # pages left unasked once Pica rate-limited the account (the limit is every caller's)
     key_refused: bool = False  # a page met a 401/403: no resume helps until the key is fixed
+    retry_at: datetime | None = None  # when the rate limit a page met lifts, if Pica said: a resume before meets it
 
     def summary(self, resume: str | None = None) -> str:
         """What it did, and what is left; `resume` names how to resume it (the command's option by default)."""
@@ -248,7 +249,10 @@ async def _fetch_pages(client: AsyncPicaClient, pages: list[int], page_size: int
                     writer.report.errors[number] = exc.as_recorded()
                     writer.report.key_refused = writer.report.key_refused or isinstance(exc, AuthError)
                     # The client waited out every limit its retry budget allowed: this one lasts longer.
-                    writer.rate_limited = writer.rate_limited or isinstance(exc, RateLimitedError)
+                    if isinstance(exc, RateLimitedError):
+                        writer.rate_limited = True
+                        lifts = [t for t in (writer.report.retry_at, exc.retry_at) if t is not None]
+                        writer.report.retry_at = max(lifts, default=None)
                     return
             await writer.write(page, number)
 

@@ -134,6 +134,20 @@ def test_a_rate_limited_sync_says_when_to_retry_and_the_counts_say_which_sync_th
     assert any("as the last complete sync (#1, " in m.value for m in at.markdown)  # not the failed #2
 
 
+def test_resume_after_a_rate_limit_says_when_it_is_worth_pressing(app_env):
+    """Resume stayed the primary button, enabled at once, where pressing it met the limit again."""
+    app_env.fault("rate_limit", count=100, path="/v1/vault/connections", query="page=3", seconds=90)
+    at = open_page("fleet")
+    click(at, "Sync now")
+    [resume] = [b for b in at.button if b.label.startswith("Resume")]
+    lifts = re.fullmatch(r"Resume \(after (\d\d:\d\d:\d\d) UTC\)", resume.label)
+    assert lifts and resume.proto.type == "tertiary", resume.label
+    wait = datetime.combine(datetime.now(UTC).date(), time.fromisoformat(lifts[1]), UTC) - datetime.now(UTC)
+    assert 60 <= wait.total_seconds() % 86400 <= 91
+    at.run()
+    assert [b.label for b in at.button if b.label.startswith("Resume")] == [resume.label]  # on the next runs too
+
+
 def test_csv_export_holds_the_whole_fleet(app_env):
     at = open_page("fleet")
     assert_clean(at)
