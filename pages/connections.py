@@ -377,7 +377,7 @@ with bulk_tab:
             shown_rows = needing_attention(table) if broken_only else table
             st.dataframe(style_states(shown_rows), hide_index=True, width="stretch", column_order=TRIAGE_SHOWN,
                          column_config={"note": st.column_config.TextColumn("note", width="large")})
-        # What "Every connection" shows: with its toggle on, those that need attention only.
-        st.download_button("Download CSV" + (" (those that need attention)" if broken_only else ""),
-                           functools.partial(triage_csv, shown_rows), file_name="triage.csv", mime="text/csv",
-                           icon=":material/download:", key="triage-csv")
+            # What this tab shows, under it: below both tabs, it followed this tab's toggle while the other showed.
+            st.download_button("Download CSV" + (" (those that need attention)" if broken_only else ""),
+                               functools.partial(triage_csv, shown_rows), file_name="triage.csv", mime="text/csv",
+                               icon=":material/download:", key="triage-csv")

@@ -550,6 +550,9 @@ def test_bulk_triage(app_env):
     broken = next(df.value for df in at.dataframe if "key" in df.value.columns and "note" in df.value.columns)
     assert set(broken["state"]) <= {"failed", "degraded"}
     assert len(broken) == sum(frame["state"].isin(["failed", "degraded"])) > 0
+    # Its CSV is under the tab it exports (below both, it followed this toggle while By identity showed)
+    [every] = [t for t in at.tabs if t.label == "Every connection"]
+    assert [d.proto.label for d in every.get("download_button")] == ["Download CSV (those that need attention)"]
 
 
 def vault_key(at) -> str:
