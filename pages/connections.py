@@ -366,12 +366,17 @@ with bulk_tab:
                 st.rerun()
         by_identity, every = st.tabs(["By identity", "Every connection"])
         with by_identity:
-            # The notes are what the support agent reads (where the connections may be): the widest column.
-            st.dataframe(triage_summary(identities, names, base=app_base()), hide_index=True,
-                         width="stretch", column_config={
+            # What the support agent reads first, where each is broken or why nothing is known (the note), next to
+            # the identity: after the counts, both were cut at 1280 px and off screen at 1024.
+            st.dataframe(triage_summary(identities, names, base=app_base()), hide_index=True, width="stretch",
+                         column_order=("open", "identity", "identity type", "broken on", "note", "need attention",
+                                       "connections"), column_config={
                 "open": st.column_config.LinkColumn("lookup", display_text="open", width="small"),
                 "identity type": st.column_config.TextColumn("type", width="small"),
-                "note": st.column_config.TextColumn("note", width="large")})
+                "connections": st.column_config.TextColumn("connections", width=100),
+                "need attention": st.column_config.TextColumn("need attention", width=120),
+                "broken on": st.column_config.TextColumn("broken on", width="medium"),
+                "note": st.column_config.TextColumn("note", width="medium")})
         with every:
             broken_only = st.toggle("Only those that need attention", key="triage-broken-only")
             shown_rows = needing_attention(table) if broken_only else table

@@ -150,11 +150,12 @@ with broken_tab:
         shown(attention, totals["attention"], "oldest")
         st.caption("Select a row to open its connection here; **open** opens it in another tab.")
         # A state the dashboard found on first sight began before then: its age is a lower bound.
+        # Who to contact before when exactly: at 1024 px the identity sat past the "since" date, off screen.
         table = pd.DataFrame([{
-            "open": opening(r).link(base), "state": state_label(r.state), "since": r.state_since,
+            "open": opening(r).link(base), "state": state_label(r.state),
             "for": ("≥ " if r.since_is_lower_bound else "") + ago(r.state_since).replace(" ago", ""),
             "platform": names.get(r.platform, r.platform), "identity": r.user_id, "identity type": r.identity_type,
-            "created": r.created_at, "key": r.connection_key} for r in attention])
+            "since": r.state_since, "created": r.created_at, "key": r.connection_key} for r in attention])
         # The state and the platform in full at 1280 px ("● degrad", "Microsoft Dynar…" when left to share).
         picked = st.dataframe(style_states(table), hide_index=True, width="stretch", column_config={
             "state": st.column_config.TextColumn("state", width=110),
