@@ -96,7 +96,7 @@ TABS = {"lookup": ":material/person_search: Look up", "bulk": ":material/checkli
 lookup_tab, bulk_tab = st.tabs(list(TABS.values()), default=TABS.get(st.session_state.get(TAB), TABS["lookup"]))
 
 with lookup_tab:
-    lookup = Lookup.from_query(st.query_params.to_dict())
+    lookup = Lookup.from_query(st.query_params.to_dict()).platform_by_name(names)
     warn_unknown_identity_type(st.query_params.get("identityType") or st.query_params.get("identity_type"),
                                "looking up every type")
     if left_out := Lookup.left_out(st.query_params.to_dict()):
@@ -154,7 +154,7 @@ with lookup_tab:
             filters = None
         # Said while Pica answers (the reads are cached without Streamlit's own spinner): a slow or hanging Pica
         # showed nothing, or the last lookup's results, faded, under the new identity.
-        with st.spinner(plain(f"Looking up {lookup.describe()}…"), show_time=True):
+        with st.spinner(plain(f"Looking up {lookup.describe(names)}…"), show_time=True):
             fresh = st.session_state.pop(FRESH, False)
             fetched = data.connections(settings, fresh=fresh, **filters) if filters is not None else None
         if fetched is not None:
@@ -164,7 +164,7 @@ with lookup_tab:
         # Pica could not be asked, and no answer of it is remembered: what the dashboard stored is all there is.
         if fetched is not None and fetched.value is None and (
                 stored := store.stored_matching(environment=settings.environment, **filters)):
-            show_stored(stored, names, f"**What the dashboard last stored for {plain(lookup.describe())}**, latest "
+            show_stored(stored, names, f"**What the dashboard last stored for {plain(lookup.describe(names))}**, latest "
                                        "seen first (Pica could not be asked):")
         if fetched is not None and fetched.value is not None:
             connections = fetched.value
@@ -196,7 +196,7 @@ with lookup_tab:
                                  query_params={k: v for k, v in in_its_letters(lookup, *same_letters).to_query().items()
                                                if v})
                 elif meant := likely_meant(lookup):
-                    st.page_link("pages/connections.py", label=plain(f"Look up {meant.describe()}"),
+                    st.page_link("pages/connections.py", label=plain(f"Look up {meant.describe(names)}"),
                                  icon=":material/search:", query_params=meant.to_query())
                 platform = filters.get("platform")
                 if platform and names and platform not in names:
@@ -216,7 +216,7 @@ with lookup_tab:
                 show_stored(gone, names, gone_heading)
             if connections:
                 counts = state_counts(c.state for c in connections)
-                st.markdown(f"**{plain(lookup.describe())}** · {attention_summary(counts)}")
+                st.markdown(f"**{plain(lookup.describe(names))}** · {attention_summary(counts)}")
                 for column, state in zip(st.columns(4), STATES):
                     column.metric(state_metric_label(state), f"{counts[state]:,}")
 

@@ -132,15 +132,23 @@ class Lookup:
             filters["platform"] = validation.platform_id(self.platform)
         return filters
 
-    def describe(self) -> str:
+    def describe(self, names: Mapping[str, str] | None = None) -> str:
+        """What is looked up, in words; the platform by its name in `names` (id → name) when it has one."""
         parts = [f"key {self.key}"] if self.key else []
         if self.identity:
             parts.append(f"{self.identity} (type {self.identity_type or 'any'})")
         elif self.identity_type:
             parts.append(f"identities of type {self.identity_type}")
         if self.platform:
-            parts.append(f"platform {self.platform}")
+            parts.append(f"platform {(names or {}).get(self.platform, self.platform)}")
         return ", ".join(parts)
+
+    def platform_by_name(self, names: Mapping[str, str]) -> Lookup:
+        """The lookup with a platform a link named by its catalog name (`?platform=Google Calendar`) as its id."""
+        if not self.platform or self.platform in names:
+            return self
+        named = next((pid for pid, name in names.items() if name.lower() == self.platform.lower()), None)
+        return replace(self, platform=named) if named else self
 
 
 def sort_for_attention(connections: Iterable[Connection]) -> list[Connection]:

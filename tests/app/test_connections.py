@@ -98,6 +98,14 @@ def test_an_identity_written_with_its_type_after_a_comma_and_a_space_offers_that
     assert parse_qs(link.proto.query_string) == {"identity": [conn["identity"]], "identityType": [conn["identityType"]]}
 
 
+def test_a_link_may_name_its_platform_as_the_catalog_does(app_env):
+    conn = seeded(app_env, platform="google-calendar")
+    at = open_page("connections", query={"platform": "Google Calendar"})
+    assert_clean(at)
+    assert not at.error and conn["key"] in set(table(at)["key"])
+    assert any(m.value.startswith("**platform Google Calendar**") for m in at.markdown)
+
+
 def test_lookup_by_typing_an_identity(app_env):
     conn = seeded(app_env, identityType="organization")
     at = open_page("connections")

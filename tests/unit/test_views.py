@@ -464,3 +464,11 @@ def test_an_identity_that_found_nothing_offers_the_lookup_it_was_likely_written_
         identity="ana@acme.io", identity_type="user")
     assert likely_meant(Lookup(identity='"usr_1"', platform="gmail")) == Lookup(identity="usr_1", platform="gmail")
     assert likely_meant(Lookup(identity="Acme, Inc")) is None and likely_meant(Lookup(identity="usr_1")) is None
+
+
+def test_a_link_s_platform_may_be_its_catalog_name_and_is_described_by_it():
+    """?platform=Google Calendar was refused as "not a platform id"; the heading said "platform google-calendar"."""
+    names = {"google-calendar": "Google Calendar", "slack": "Slack"}
+    lookup = Lookup.from_query({"platform": "Google Calendar"}).platform_by_name(names)
+    assert lookup.platform == "google-calendar" and lookup.describe(names) == "platform Google Calendar"
+    assert Lookup(platform="nope").platform_by_name(names).platform == "nope"  # refused later, as it was
