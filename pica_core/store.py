@@ -76,7 +76,11 @@ MIGRATIONS: dict[int, tuple[str | tuple[str, str], ...]] = {
          "state TYPE VARCHAR, ALTER COLUMN identity_type TYPE VARCHAR, ALTER COLUMN pica_id TYPE VARCHAR"),
         ("postgresql", "ALTER TABLE connection_transitions ALTER COLUMN connection_key TYPE VARCHAR, ALTER COLUMN "
          "user_id TYPE VARCHAR, ALTER COLUMN platform TYPE VARCHAR, ALTER COLUMN from_state TYPE VARCHAR, ALTER "
-         "COLUMN to_state TYPE VARCHAR")),
+         "COLUMN to_state TYPE VARCHAR"),
+        # A row Pica sent without its environment was filed as test whatever its key (see _environment): the key's,
+        # now. Its fingerprint leaves the environment out, so no later sync would have mended it.
+        *(f"UPDATE user_connections SET environment = '{env}' WHERE substr(connection_key, 1, 6) = '{env}::' "
+          f"AND environment <> '{env}'" for env in ("live", "test"))),
 }
 
 
@@ -390,13 +394,15 @@ class Store:
                                 seen_at=seen_at)
 
     def upsert_rows(self, rows: Sequence[ConnectionRow], *, source: str, sync_id: int | None = None,
-                    seen_at: datetime | None = None, sync_progress: dict[str, Any] | None = None,
+                    seen_at: datetime | Sequence[datetime] | None = None, sync_progress: dict[str, Any] | None = None,
                     first_seen_since: datetime | None = None, locked: HeldLock | None = None) -> UpsertResult:
         """Idempotent upsert keyed by connection key; a transition row only when a stored state changes.
 
         A stored row seen later than `seen_at` (a sync that ran after the lookup whose cached answer this is)
         is left as it is: older news never overwrites a state or records a transition. Nor does it store again a
-        connection removed since (`remove_connection`).
+        connection removed since (`remove_connection`). `seen_at`: when Pica answered (now by default), for all the
+        rows or, for a sync's batch of pages, one per row: each run of rows seen at one time (a page) is upserted
+        as of then, all in one transaction.
         A few set-based statements whatever the batch size, each given its rows as one JSON document: mark the
         batch's stored rows seen, learning which are new and which changed (by fingerprint); write those; append
         the transitions. A re-sync of an unchanged fleet is the touch alone. The database reads the rows out of
@@ -412,10 +418,29 @@ class Store:
             if sync_progress:  # empty pages (an empty fleet, a list that shrank) are stored pages too
                 self.update_sync(sync_id, **sync_progress)
             return UpsertResult()
+        if seen_at is None or isinstance(seen_at, datetime):
+            pages = [(rows, seen_at or utcnow())]
+        else:
+            pages = [(rows[start:start + n], moment) for moment, start, n in _runs(seen_at)]
+        writes = [self._page_upsert(page, source=source, sync_id=sync_id, now=moment,
+                                    first_seen_since=first_seen_since) for page, moment in pages]
+
+        def write(connection) -> UpsertResult:
+            if locked is not None and locked.pid is not None:
+                _check_lock(connection, locked)
+            done = [page_write(connection) for page_write in writes]
+            if sync_progress:
+                connection.execute(SyncRun.__table__.update().where(SyncRun.id == sync_id).values(**sync_progress))
+            return UpsertResult(*(sum(getattr(r, f) for r in done) for f in ("inserted", "updated", "transitions")))
+
+        return self._transaction(write)
+
+    def _page_upsert(self, rows: Sequence[ConnectionRow], *, source: str, sync_id: int | None, now: datetime,
+                     first_seen_since: datetime | None) -> Callable[[Any], UpsertResult]:
+        """The statements of `upsert_rows` for rows Pica listed at `now`, to run in a transaction."""
         unique = {r["key"]: r for r in rows}  # last one wins if a batch repeats a key
         fingerprints = dict(zip(unique, map(_fingerprint, unique.values())))
         sql = _UPSERT_SQL[self.dialect]
-        now = seen_at or utcnow()
         since = min(first_seen_since or now, now)
         marks = {"now": _sqlite_datetime(now) if self.dialect == "sqlite" else now, "sync_id": sync_id, "source": source,
                  "since": _sqlite_datetime(since) if self.dialect == "sqlite" else since}
@@ -423,8 +448,6 @@ class Store:
 
         def write(connection) -> UpsertResult:
             run = connection.exec_driver_sql
-            if locked is not None and locked.pid is not None:
-                _check_lock(connection, locked)
             if sql.touch_update:
                 # SQLite: the UPDATE first, so the batch holds the write lock before it reads (the driver begins a
                 # transaction only for writes): no other writer can change a state between the read and the write.
@@ -438,11 +461,9 @@ class Store:
                      for key, state in changed if state != _field(unique[key], "state")]
             if moved:
                 run(sql.transitions, {**marks, "rows": to_json(moved).decode()})
-            if sync_progress:
-                connection.execute(SyncRun.__table__.update().where(SyncRun.id == sync_id).values(**sync_progress))
             return UpsertResult(inserted=len(new), updated=len(unique) - len(new), transitions=len(moved))
 
-        return self._transaction(write)
+        return write
 
     def _transaction(self, work: Callable[[Any], Any], attempts: int = 3) -> Any:
         """`work(connection)` in a transaction, run again when PostgreSQL rolled it back to break a deadlock: a
@@ -807,6 +828,17 @@ def _escape_like(value: str) -> str:
 _CONNECTION_DEFAULTS = row_defaults()
 
 
+def _runs(moments: Sequence[datetime]) -> list[tuple[datetime, int, int]]:
+    """(moment, start, length) of each run of equal moments: the pages of a sync's batch, each seen at one time."""
+    runs: list[tuple[datetime, int, int]] = []
+    for index, moment in enumerate(moments):
+        if runs and runs[-1][0] == moment:
+            runs[-1] = (moment, runs[-1][1], runs[-1][2] + 1)
+        else:
+            runs.append((moment, index, 1))
+    return runs
+
+
 def _field(row: ConnectionRow, name: str) -> Any:
     """A field of a row, or Connection's default when Pica left it out."""
     return row.get(name, _CONNECTION_DEFAULTS.get(name))
@@ -894,8 +926,10 @@ _SQLITE_UPSERT = _UpsertSQL(
        json_group_array(p.key) FILTER (WHERE c.id IS NULL AND NOT EXISTS (SELECT 1 FROM removed_connections AS r
                                                                      WHERE r.connection_key = p.key AND r.removed_at >= :now))
 FROM json_each(:pairs) AS p LEFT JOIN user_connections AS c ON c.connection_key = p.key""",
-    touch_update="""UPDATE user_connections SET last_seen_at = :now, last_sync_id = coalesce(:sync_id, last_sync_id)
-WHERE connection_key IN (SELECT key FROM json_each(:pairs)) AND last_seen_at <= :now""",
+    # Seen by this sync even when a lookup saw it later: a resume checks by last_sync_id what its pass stored.
+    touch_update="""UPDATE user_connections SET last_seen_at = max(last_seen_at, :now),
+  last_sync_id = coalesce(:sync_id, last_sync_id)
+WHERE connection_key IN (SELECT key FROM json_each(:pairs))""",
     # Each element's text rendered once: json_each renders it again for every json_extract that reads `value`.
     write=_WRITE.format(**_SQLITE_MARKS, rows=f"""WITH d AS MATERIALIZED (SELECT value FROM json_each(:rows))
 SELECT {_sqlite_row('key')} AS key, {_sqlite_row('id')} AS pica_id,
@@ -916,16 +950,17 @@ FROM d"""),
 
 _POSTGRES_MARKS = {"now": "%(now)s", "source": "%(source)s", "sync_id": "%(sync_id)s::integer", "since": "%(since)s"}
 _POSTGRES_UPSERT = _UpsertSQL(
-    # The new keys are those the touch did not find and that are not stored (a row seen later than this batch is
-    # left as it is: see upsert_rows).
+    # The new keys are those the touch did not find (it finds every stored one) and not removed since.
     touch="""WITH p AS MATERIALIZED (SELECT key, value AS fingerprint FROM json_each_text(%(pairs)s::json)),
+  -- Seen by this sync even when a lookup saw it later (see SQLite's); changed only if this answer is the newer.
   touched AS (UPDATE user_connections AS c
-              SET last_seen_at = %(now)s, last_sync_id = coalesce(%(sync_id)s::integer, c.last_sync_id)
-              FROM p WHERE c.connection_key = p.key AND c.last_seen_at <= %(now)s
-              RETURNING c.connection_key, c.state, c.fingerprint IS DISTINCT FROM p.fingerprint AS changed)
+              SET last_seen_at = greatest(c.last_seen_at, %(now)s),
+                  last_sync_id = coalesce(%(sync_id)s::integer, c.last_sync_id)
+              FROM p WHERE c.connection_key = p.key
+              RETURNING c.connection_key, c.state,
+                        c.last_seen_at <= %(now)s AND c.fingerprint IS DISTINCT FROM p.fingerprint AS changed)
 SELECT (SELECT json_agg(json_build_array(connection_key, state)) FROM touched WHERE changed),
        (SELECT json_agg(p.key) FROM p LEFT JOIN touched AS t ON t.connection_key = p.key WHERE t.connection_key IS NULL
-          AND NOT EXISTS (SELECT 1 FROM user_connections AS c WHERE c.connection_key = p.key)
           AND NOT EXISTS (SELECT 1 FROM removed_connections AS r WHERE r.connection_key = p.key
                                                                    AND r.removed_at >= %(now)s))""",
     touch_update=None,

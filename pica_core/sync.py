@@ -46,9 +46,28 @@ class SyncReport:
     listing_changed: tuple[int, int] | None = None  # (connections when the run began, then)
     pages_done: int | None = None  # pages stored, when fewer than all
     resumed: bool = False  # new and transitions count what this resume stored, not the whole run
-    not_asked: int = 0  # pages left unasked once Pica rate-limited the account (the limit is every caller's)
+    not_asked: int = 0  # pages left unasked once Pica refused the key or rate-limited the account
     key_refused: bool = False  # a page met a 401/403: no resume helps until the key is fixed
+    refused_pages: list[int] = field(default_factory=list)  # those pages
+    rate_limited: bool = False  # a page met a rate limit longer than the client's retry budget
     retry_at: datetime | None = None  # when the rate limit a page met lifts, if Pica said: a resume before meets it
+
+    def met(self, page: int, exc: PicaError, *, doing: str = "") -> None:
+        """Page `page` was not stored (or, `doing` says, not checked) because Pica answered `exc`."""
+        self.errors[page] = f"{doing}: {exc.as_recorded()}" if doing else exc.as_recorded()
+        if isinstance(exc, AuthError):
+            self.key_refused = True
+            self.refused_pages.append(page)
+        if isinstance(exc, RateLimitedError):
+            self.rate_limited = True
+            if exc.retry_at is not None:
+                self.retry_at = max(exc.retry_at, self.retry_at or exc.retry_at)
+
+    @property
+    def stops_asking(self) -> bool:
+        """Whether the pages left are better not asked for: each would meet the refusal or the limit again (and a
+        limit is every caller's, end users' AuthKit tokens too)."""
+        return self.key_refused or self.rate_limited
 
     def summary(self, resume: str | None = None) -> str:
         """What it did, and what is left; `resume` names how to resume it (the command's option by default)."""
@@ -66,15 +85,18 @@ class SyncReport:
             before, after = self.listing_changed
             text += (f"; Pica's list changed while it ran ({before:,} → {after:,} connections), so its pages shifted and a "
                      f"connection may have been missed: {resume} fetches every page again")
-        elif self.failed_pages and self.key_refused:  # a resume with the same key would only be refused again
-            pages = "page {} was" if len(self.failed_pages) == 1 else "pages {} were"
-            text += (f"; Pica refused the key, so {pages.format(page_list(self.failed_pages))} not stored: once what its"
-                     f" answer says is resolved, {resume} fetches them")
         elif self.failed_pages:
-            text += f"; pages that failed: {page_list(self.failed_pages)} ({resume} fetches them again)"
+            refused = sorted(set(self.refused_pages) & set(self.failed_pages))
+            others = [p for p in self.failed_pages if p not in refused]
+            if refused:  # a resume with the same key would only be refused again
+                pages = "page {} was" if len(refused) == 1 else "pages {} were"
+                text += (f"; Pica refused the key, so {pages.format(page_list(refused))} not stored: once what its "
+                         f"answer says is resolved, {resume} fetches {'it' if len(refused) == 1 else 'them'}")
+            if others:
+                text += f"; {'other ' if refused else ''}pages that failed: {page_list(others)} ({resume} fetches them again)"
             if self.not_asked:
-                text += (f"; {count(self.not_asked, 'page was', 'pages were')} not asked for once Pica's rate limit "
-                         "was reached (it is the whole account's)")
+                why = "Pica refused the key" if self.key_refused else "Pica's rate limit was reached (it is the whole account's)"
+                text += f"; {count(self.not_asked, 'page was', 'pages were')} not asked for once {why}"
         return text
 
 
@@ -124,7 +146,6 @@ class _Writer:
         self.rows = run.rows_seen
         self.new = 0
         self.transitions = 0
-        self.rate_limited = False  # a page met a rate limit longer than the client's retry budget
         self.began = utcnow()  # this pass's start: the state_since of what it sees for the first time
 
     def plan(self, first: PageResult, *, since: datetime | None = None) -> None:
@@ -162,10 +183,11 @@ class _Writer:
                     unstored = self.unstored - first_time.keys()
                     done, seen = self.pages_done + len(first_time), self.rows + sum(first_time.values())
                     try:
-                        # Seen when Pica answered, not when written: a lookup stored in between is newer news.
+                        # Each page as seen when Pica answered it, not when written: a lookup stored in between is
+                        # newer news than the pages answered before it, and older than those answered after.
                         result = await loop.run_in_executor(self.pool, functools.partial(
                             self.store.upsert_rows, rows, source="sync", sync_id=self.run_id,
-                            seen_at=min(page.received_at for page, _, _ in batch),
+                            seen_at=[page.received_at for page, _, _ in batch for _ in page.rows],
                             first_seen_since=self.began, locked=self.lock, sync_progress={
                                 "pages_done": done, "rows_seen": seen, "failed_pages": self._to_resume(unstored)}))
                     except BaseException as exc:
@@ -240,19 +262,14 @@ async def _fetch_pages(client: AsyncPicaClient, pages: list[int], page_size: int
     async def one(number: int) -> None:
         async with room:
             async with asking:
-                if writer.rate_limited:  # asking on would only meet the limit again, and spend it for everyone
+                if writer.report.stops_asking:  # asking on would only meet the refusal or the limit again
                     writer.report.not_asked += 1
                     return
                 try:
                     page = await client.fetch_page(op, number, page_size)
                 except PicaError as exc:  # it stays unstored: the run ends partial and a resume fetches it
-                    writer.report.errors[number] = exc.as_recorded()
-                    writer.report.key_refused = writer.report.key_refused or isinstance(exc, AuthError)
-                    # The client waited out every limit its retry budget allowed: this one lasts longer.
-                    if isinstance(exc, RateLimitedError):
-                        writer.rate_limited = True
-                        lifts = [t for t in (writer.report.retry_at, exc.retry_at) if t is not None]
-                        writer.report.retry_at = max(lifts, default=None)
+                    # (a rate limit: the client waited out every one its retry budget allowed, this one lasts longer)
+                    writer.report.met(number, exc)
                     return
             await writer.write(page, number)
 
@@ -293,8 +310,8 @@ async def _new_run(client: AsyncPicaClient, store: Store, lock: HeldLock, page_s
             first = await client.fetch_page(_fleet_operation(client, page_size), 1, page_size)
         except PicaError as exc:  # nothing to page through: a resume starts over
             store.update_sync(run.id, status="failed", error=exc.as_recorded(), finished_at=utcnow(), failed_pages=[1])
-            report.status, report.failed_pages, report.errors = "failed", [1], {1: exc.as_recorded()}
-            report.key_refused = isinstance(exc, AuthError)
+            report.status, report.failed_pages = "failed", [1]
+            report.met(1, exc)
             return report
         writer.plan(first)
         await writer.write(first, 1)
@@ -304,17 +321,23 @@ async def _new_run(client: AsyncPicaClient, store: Store, lock: HeldLock, page_s
     return await _recorded(writer, work)
 
 
+def _second_look(number: int, run: SyncRun) -> int | None:
+    """The stored page `_list_moved` looks at again when page `number` is the first left: page 1, where Pica lists
+    a new connection; with page 1 itself left, the first stored after it, onto which a new one pushes the last of
+    the page before. None when no page was stored in this pass."""
+    if number != 1:
+        return 1
+    return next((p for p in range(2, run.pages_total + 1) if p not in run.failed_pages), None)
+
+
 async def _list_moved(client: AsyncPicaClient, op: Operation, store: Store, run: SyncRun, page: PageResult,
-                      number: int) -> tuple[bool, PageResult | None]:
-    """Whether Pica's list moved under stored run `run`, with its total unchanged, as far as two looks can tell: page
-    `number` (not stored) holds a connection the run's pass already stored on another page, or page 1 (stored)
-    holds one the pass did not store (Pica lists the newest first: a connection made since is there). With page 1
-    itself not stored, the first stored page is the second look: a connection made since pushes onto it the last of
-    the page before. With page 1, when it was fetched for the second look."""
+                      look: int | None) -> tuple[bool, PageResult | None]:
+    """Whether Pica's list moved under stored run `run`, with its total unchanged, as far as two looks can tell:
+    `page` (not stored) holds a connection the run's pass already stored on another page, or page `look` (stored,
+    `_second_look`) holds one the pass did not store. With page 1, when it was fetched for the second look."""
     if store.seen_in_run([row["key"] for row in page.rows], run):
         return True, None
-    look = 1 if number != 1 else next((p for p in range(2, run.pages_total + 1) if p not in run.failed_pages), None)
-    if look is None:  # nothing stored to compare with: every page is fetched anyway
+    if look is None:  # nothing stored to compare with
         return False, None
     second = await client.fetch_page(op, look, run.page_size)
     keys = [row["key"] for row in second.rows]
@@ -361,19 +384,18 @@ async def resume_sync(client: AsyncPicaClient, store: Store, run_id: int, *, env
             op = _fleet_operation(client, run.page_size)
             try:
                 first = await client.fetch_page(op, number, run.page_size)
-            except PicaError as exc:
-                report.errors[number] = exc.as_recorded()
-                report.key_refused = isinstance(exc, AuthError)  # the key was rotated or revoked since the run
+            except PicaError as exc:  # a key rotated or revoked since the run, a limit not lifted yet, …
+                report.met(number, exc)
                 return writer.finish()
             # Pages are offsets into a list: if it changed, since the run began or under it, every page may differ. A
             # total that changed says so; one a new and a deleted connection left as it was does not.
             moved, page_1 = first.total != run.rows_total or len(run.failed_pages) >= run.pages_total, None
             if not moved:
+                look = _second_look(number, run)
                 try:
-                    moved, page_1 = await _list_moved(client, op, store, run, first, number)
+                    moved, page_1 = await _list_moved(client, op, store, run, first, look)
                 except PicaError as exc:  # unchecked, the pages left could be the wrong ones: none is fetched
-                    report.errors[1] = f"looked at again to check that Pica's list had not moved: {exc.as_recorded()}"
-                    report.key_refused = isinstance(exc, AuthError)
+                    report.met(look, exc, doing="looked at again to check that Pica's list had not moved")
                     return writer.finish()
             if moved:
                 writer.plan(first, since=began)

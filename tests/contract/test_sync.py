@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -479,6 +480,71 @@ def test_a_connection_deleted_while_its_page_waited_for_the_writer_is_not_stored
     assert deleted[0]["key"] not in {c.connection_key for c in store.attention("test")}
 
 
+def test_each_page_of_a_batch_is_stored_as_of_its_own_answer(sandbox, store, monkeypatch):
+    """A batch of pages was dated by its first answer: a later page's newer news lost to a lookup in between."""
+    listed = [c for c in map(sandbox.state.connections.get, sandbox.state.order) if c["environment"] == "test"]
+    x = listed[300]  # first on page 4 at 100 a page
+    upsert, fetch = Store.upsert_rows, AsyncPicaClient.fetch_page
+
+    def slow_first_write(self, rows, **options):  # pages 3, 4, … queue behind page 2's write: one batch
+        if options.get("source") == "sync" and options["sync_progress"]["pages_done"] == 2:
+            time.sleep(1.0)
+        return upsert(self, rows, **options)
+
+    async def fetch_page(self, op, page, limit=None):
+        if page == 4 and op.path.endswith("/vault/connections"):
+            await asyncio.sleep(0.3)  # page 3 has answered
+            sandbox.set_state(x["id"], "failed")  # support looks x up while it is failed…
+            with PicaClient(base_url=sandbox.url, secret=Secret(SANDBOX_TEST_KEY)) as client:
+                asked = utcnow()
+                store.upsert_connections(client.connections(keys=[x["key"]]), source="lookup", seen_at=asked)
+            sandbox.set_state(x["id"], "operational")  # …then it recovers, and page 4 says so, later
+        return await fetch(self, op, page, limit)
+
+    monkeypatch.setattr(Store, "upsert_rows", slow_first_write)
+    monkeypatch.setattr(AsyncPicaClient, "fetch_page", fetch_page)
+    assert run(sandbox, store).status == "complete"
+    assert store.stored_connection(x["key"]).state == "operational"  # Pica's latest answer
+
+
+def test_a_lookup_during_a_sync_does_not_make_its_resume_fetch_every_page(sandbox, store, monkeypatch):
+    """A row a lookup stored after its page's answer was not marked seen by the run: its resume took the list for
+    moved, and fetched every page."""
+    upsert, raced = Store.upsert_rows, []
+
+    def upsert_rows(self, rows, **options):
+        if options.get("source") == "sync" and not raced:  # page 1, answered: support looks one of its rows up
+            raced.append(rows[0]["key"])
+            with PicaClient(base_url=sandbox.url, secret=Secret(SANDBOX_TEST_KEY)) as client:
+                asked = utcnow()
+                self.upsert_connections(client.connections(keys=[rows[0]["key"]]), source="lookup", seen_at=asked)
+        return upsert(self, rows, **options)
+
+    monkeypatch.setattr(Store, "upsert_rows", upsert_rows)
+    sandbox.fault("status", status=503, count=50, path="/v1/vault/connections", query="page=5")
+    report = run(sandbox, store)
+    assert raced and report.failed_pages == [5]
+    sandbox.control("DELETE", "faults")
+    sandbox.control("DELETE", "stats")
+    assert run(sandbox, store, resume=report.run_id).status == "complete"
+    assert sandbox.count("vault/connections") == 2  # page 5, and page 1 again to check
+
+
+def test_a_second_look_that_failed_is_said_of_the_page_looked_at(sandbox, store):
+    """With page 1 left, the second look is page 2: its failure was filed as page 1's."""
+    sandbox.fault("status", status=503, count=50, path="/v1/vault/connections", query="page=5")
+    report = run(sandbox, store)
+    sandbox.control("DELETE", "faults")
+    late_connection(sandbox)  # the total changed: the resume passes over every page, and page 1 fails
+    sandbox.fault("status", status=503, count=50, path="/v1/vault/connections", query="page=1")
+    assert run(sandbox, store, resume=report.run_id).failed_pages == [1]
+    sandbox.control("DELETE", "faults")
+    sandbox.fault("status", status=503, count=50, path="/v1/vault/connections", query="page=2")
+    again = run(sandbox, store, resume=report.run_id)
+    assert (again.failed_pages, list(again.errors)) == ([1], [2])
+    assert again.errors[2].startswith("looked at again to check that Pica's list had not moved: ")
+
+
 def test_first_page_failing_fails_the_run_and_resume_starts_over(sandbox, store):
     sandbox.fault("status", status=502, count=50, path="/v1/vault/connections", query="page=1")
     report = run(sandbox, store)
@@ -661,15 +727,29 @@ def test_cli_resume_with_a_key_pica_now_refuses_exits_2_and_says_the_key_first(s
     resumed = cli(sandbox, tmp_path, "--resume", "1")
     assert resumed.returncode == 2, (resumed.stdout, resumed.stderr)
     assert ("Pica refused the key, so page 5 was not stored: once what its answer says is resolved, resume "
-            "(--resume 1) fetches them") in resumed.stdout and "fetches them again" not in resumed.stdout
+            "(--resume 1) fetches it") in resumed.stdout and "fetches them again" not in resumed.stdout
 
 
 def test_a_key_refused_part_way_stops_the_run_saying_so(sandbox, store):
-    """Revoked while a run pages through the list: each page left is refused, and the summary says why."""
-    sandbox.fault("status", status=403, count=50, path="/v1/vault/connections", query="page=4")
+    """Revoked while a run pages through the list: every page left was asked for, and refused."""
+    def revoke(done, total, rows):
+        if done == 1:  # page 1 stored: the key is revoked now
+            sandbox.fault("status", status=401, count=1000, path="/v1/vault/connections")
+
+    report = run(sandbox, store, page_size=50, progress=revoke)  # 15 pages, 3 at a time
+    assert (report.status, report.key_refused) == ("partial", True) and report.not_asked > 0
+    assert sandbox.count("vault/connections") - report.pages_done <= 3  # those already on their way
+    summary = report.summary()
+    assert "Pica refused the key, so pages" in summary and "not asked for once Pica refused the key" in summary
+
+
+def test_a_page_that_failed_otherwise_is_not_said_to_be_refused_for_the_key(sandbox, store):
+    sandbox.fault("status", status=503, count=50, path="/v1/vault/connections", query="page=2")
+    sandbox.fault("status", status=403, count=50, path="/v1/vault/connections", query="page=7")
     report = run(sandbox, store)
-    assert (report.status, report.failed_pages, report.key_refused) == ("partial", [4], True)
-    assert "Pica refused the key, so page 4 was not stored" in report.summary()
+    assert report.failed_pages[:2] == [2, 7] and report.refused_pages == [7]
+    summary = report.summary()
+    assert "Pica refused the key, so page 7 was not stored" in summary and "other pages that failed: 2" in summary
 
 
 @pytest.mark.parametrize("where", ["postgresql", "sqlite under a file"])
