@@ -22,7 +22,6 @@ settings = context.settings()
 store = context.store(settings)
 principal = context.principal(settings)
 query = st.query_params
-drop_unread_params(("identity", "identityType", "connector", "reconnect"), aliases=("identity_type",))
 if arrived():  # what the last visit connected is not news on the next one, and its widget closed with the page
     for shown in ("connect-outcome", "connect-pending", "connect-closed", "authkit-session"):
         st.session_state.pop(shown, None)
@@ -52,6 +51,7 @@ repairing = (opened_session["reconnect"] if opened_session else
 st.title("Reconnect an account" if repairing else "Connect an account")
 st.caption("Opens Pica's AuthKit for an end user; the connection it creates is confirmed with Pica, stored and "
            "audited. In sandbox mode the AuthKit page is the sandbox's own.")
+drop_unread_params(("identity", "identityType", "connector", "reconnect"), aliases=("identity_type",))
 if key_problem:  # a link's fault: nothing to correct here, and Open AuthKit makes a new connection
     st.error(f"The link's connection to reconnect is not usable: {plain(key_problem)} Open AuthKit makes a new "
              "connection instead.", icon=":material/link_off:")

@@ -322,7 +322,8 @@ with bulk_tab:
         if parsed.identities:
             st.session_state[TRIAGE_JOB] = start_triage(settings, parsed.identities)
             st.rerun()  # the button disabled while it runs
-        elif not parsed.problems and upload is not None and not text.strip() and not upload.getvalue().strip():
+        elif (not parsed.problems and upload is not None and not text.strip()  # Excel's empty "CSV UTF-8": a BOM
+              and not upload.getvalue().decode("utf-8-sig", "replace").strip()):
             st.info(plain(f"Nothing to triage: {upload.name} is empty."), icon=":material/info:")
         elif not parsed.problems and (upload is not None or text.strip()):  # a header row, and nothing under it
             where = upload.name if upload is not None and not text.strip() else "the pasted text"

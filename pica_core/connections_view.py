@@ -242,7 +242,7 @@ def no_results_message(lookup: Lookup, *, environment: str, others: Sequence[Con
     platform = names.get(lookup.platform.strip().lower(), lookup.platform) if lookup.platform else ""
     narrowed = lookup.key and (lookup.identity or lookup.identity_type or lookup.platform)
     if lookup.key:
-        message = f"No connection with key {lookup.key}" + (f" among {replace(lookup, key='').describe()}."
+        message = f"No connection with key {lookup.key}" + (f" among {replace(lookup, key='').describe(names)}."
                                                             if narrowed else ".")
     elif lookup.identity:
         message = f"No connections for {lookup.identity} (type {lookup.identity_type or 'any'})"
@@ -321,16 +321,21 @@ def _by_type(connections: Sequence[Connection]) -> str:
 
 
 def likely_meant(lookup: Lookup) -> Lookup | None:
-    """For an identity that found nothing, the lookup it was likely written for: without the quotes a spreadsheet
-    put around it (`"usr_1"`), or split from the type written after it (`ana@acme.io, user`: the form reads a
-    comma and a space as part of a name). None when neither applies."""
+    """For an identity that found nothing, the lookup it was likely written for: split from the type written after
+    it (`ana@acme.io, user`: the form reads a comma and a space as part of a name), or without the quotes a
+    spreadsheet put around it (`"usr_1"`). None when neither applies."""
     identity = lookup.identity.strip()
-    if len(identity) > 2 and identity[0] == identity[-1] and identity[0] in "\"'":
-        return replace(lookup, identity=identity[1:-1].strip(), selected="")
     head, comma, tail = identity.rpartition(",")
     if comma and head.strip() and tail.strip().lower() in IDENTITY_TYPES:
-        return replace(lookup, identity=head.strip(), identity_type=tail.strip().lower(), selected="")
+        return replace(lookup, identity=_unquoted(head), identity_type=tail.strip().lower(), selected="")
+    if _unquoted(identity) != identity:
+        return replace(lookup, identity=_unquoted(identity), selected="")
     return None
+
+
+def _unquoted(text: str) -> str:
+    text = text.strip()
+    return text[1:-1].strip() if len(text) > 2 and text[0] == text[-1] and text[0] in "\"'" else text
 
 
 def in_its_letters(lookup: Lookup, lowered: str, found: Sequence[Connection]) -> Lookup:

@@ -463,6 +463,7 @@ def test_an_identity_that_found_nothing_offers_the_lookup_it_was_likely_written_
     assert likely_meant(Lookup(identity="ana@acme.io, user", identity_type="team")) == Lookup(
         identity="ana@acme.io", identity_type="user")
     assert likely_meant(Lookup(identity='"usr_1"', platform="gmail")) == Lookup(identity="usr_1", platform="gmail")
+    assert likely_meant(Lookup(identity='"ana@acme.io", user')).identity == "ana@acme.io"  # both at once
     assert likely_meant(Lookup(identity="Acme, Inc")) is None and likely_meant(Lookup(identity="usr_1")) is None
 
 
@@ -472,3 +473,5 @@ def test_a_link_s_platform_may_be_its_catalog_name_and_is_described_by_it():
     lookup = Lookup.from_query({"platform": "Google Calendar"}).platform_by_name(names)
     assert lookup.platform == "google-calendar" and lookup.describe(names) == "platform Google Calendar"
     assert Lookup(platform="nope").platform_by_name(names).platform == "nope"  # refused later, as it was
+    by_key = Lookup(key="test::google-calendar::default::" + "a" * 32, platform="google-calendar")
+    assert "among platform Google Calendar." in no_results_message(by_key, environment="test", names=names)[0]
