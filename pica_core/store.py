@@ -38,6 +38,8 @@ except ImportError:  # Windows: syncs exclude each other within one process only
 from collections.abc import Callable, Iterator, Sequence
 
 from sqlalchemy import JSON, Column, Index, and_, case, event, func, or_, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from pydantic_core import from_json, to_json
@@ -479,9 +481,14 @@ class Store:
 
     def remove_connection(self, key: str) -> None:
         """Forget a deleted connection (its transitions stay: they are history), and when (see RemovedConnection)."""
+        # One statement for the marker: two sessions forgetting the same key (a 404 just after a Delete) both
+        # inserted it after merge's read, and on PostgreSQL the second failed, its DELETE with it.
+        insert = (postgresql_insert if self.dialect == "postgresql" else sqlite_insert)(RemovedConnection)
+        now = utcnow()
         with self.session() as session:
             session.execute(UserConnection.__table__.delete().where(UserConnection.connection_key == key))
-            session.merge(RemovedConnection(connection_key=key, removed_at=utcnow()))
+            session.execute(insert.values(connection_key=key, removed_at=now).on_conflict_do_update(
+                index_elements=["connection_key"], set_={"removed_at": now}))
 
     def stored_connection(self, key: str) -> UserConnection | None:
         with self.session() as session:

@@ -211,6 +211,8 @@ def save_tags(conn: Connection, shown: list[str], tags: list[str], *, settings: 
     try:
         updated = client.update_connection_tags(conn.id, merged)
     except PicaError as exc:
+        if isinstance(exc, NotFoundError) and _gone_from_pica(conn, settings, store, display_name):
+            st.rerun()  # deleted between the read and the write
         updated = _read_after_no_answer(exc, lambda: client.connection(conn.id))
         if updated is None or sorted(updated.tags) != sorted(merged):
             _change_failed(exc, "edit_tags", conn, store=store, principal=principal, what="Saving tags",

@@ -279,6 +279,22 @@ def test_a_connection_deleted_elsewhere_is_said_to_be_gone_and_no_longer_counted
 
 
 
+def test_a_connection_deleted_between_the_tag_save_s_read_and_its_write_is_said_to_be_gone(app_env):
+    import threading
+
+    conn = seeded(app_env, platform="hubspot")
+    at = open_page("connections", query={"key": conn["key"], "connection": conn["id"]})
+    app_env.fault("latency", seconds=0.8, count=1, method="PATCH", path=f"/v1/vault/connections/{conn['id']}")
+    deleting = threading.Timer(0.3, delete_in_pica, (app_env, conn))  # while the PATCH waits to be answered
+    next(m for m in at.multiselect if m.label == "Tags").set_value(["escalated"])
+    deleting.start()
+    next(b for b in at.button if b.label == "Save tags").click().run()
+    deleting.join()
+    assert_clean(at)
+    assert any("no longer exists in Pica (deleted elsewhere)" in s.value.replace("\\", "") for s in at.success)
+    assert store_of(app_env).stored_connection(conn["key"]) is None
+
+
 @pytest.mark.parametrize("deleted_by_the_check", [True, False])
 def test_a_delete_pica_did_not_answer_is_checked_not_called_failed(app_env, monkeypatch, deleted_by_the_check):
     """A timed-out DELETE said "failed" and was audited as an error while Pica deleted it; pressed again, it was
