@@ -396,15 +396,13 @@ class Store:
                                 seen_at=seen_at)
 
     def upsert_rows(self, rows: Sequence[ConnectionRow], *, source: str, sync_id: int | None = None,
-                    seen_at: datetime | Sequence[datetime] | None = None, sync_progress: dict[str, Any] | None = None,
+                    seen_at: datetime | None = None, sync_progress: dict[str, Any] | None = None,
                     first_seen_since: datetime | None = None, locked: HeldLock | None = None) -> UpsertResult:
         """Idempotent upsert keyed by connection key; a transition row only when a stored state changes.
 
-        A stored row seen later than `seen_at` (a sync that ran after the lookup whose cached answer this is)
-        is left as it is: older news never overwrites a state or records a transition. Nor does it store again a
-        connection removed since (`remove_connection`). `seen_at`: when Pica answered (now by default), for all the
-        rows or, for a sync's batch of pages, one per row: each run of rows seen at one time (a page) is upserted
-        as of then, all in one transaction.
+        A stored row seen later than `seen_at` (when Pica answered; now by default) is left as it is, though marked
+        seen by sync `sync_id`: older news never overwrites a state or records a transition. Nor does it store
+        again a connection removed since (`remove_connection`).
         A few set-based statements whatever the batch size, each given its rows as one JSON document: mark the
         batch's stored rows seen, learning which are new and which changed (by fingerprint); write those; append
         the transitions. A re-sync of an unchanged fleet is the touch alone. The database reads the rows out of
@@ -420,29 +418,10 @@ class Store:
             if sync_progress:  # empty pages (an empty fleet, a list that shrank) are stored pages too
                 self.update_sync(sync_id, **sync_progress)
             return UpsertResult()
-        if seen_at is None or isinstance(seen_at, datetime):
-            pages = [(rows, seen_at or utcnow())]
-        else:
-            pages = [(rows[start:start + n], moment) for moment, start, n in _runs(seen_at)]
-        writes = [self._page_upsert(page, source=source, sync_id=sync_id, now=moment,
-                                    first_seen_since=first_seen_since) for page, moment in pages]
-
-        def write(connection) -> UpsertResult:
-            if locked is not None and locked.pid is not None:
-                _check_lock(connection, locked)
-            done = [page_write(connection) for page_write in writes]
-            if sync_progress:
-                connection.execute(SyncRun.__table__.update().where(SyncRun.id == sync_id).values(**sync_progress))
-            return UpsertResult(*(sum(getattr(r, f) for r in done) for f in ("inserted", "updated", "transitions")))
-
-        return self._transaction(write)
-
-    def _page_upsert(self, rows: Sequence[ConnectionRow], *, source: str, sync_id: int | None, now: datetime,
-                     first_seen_since: datetime | None) -> Callable[[Any], UpsertResult]:
-        """The statements of `upsert_rows` for rows Pica listed at `now`, to run in a transaction."""
         unique = {r["key"]: r for r in rows}  # last one wins if a batch repeats a key
         fingerprints = dict(zip(unique, map(_fingerprint, unique.values())))
         sql = _UPSERT_SQL[self.dialect]
+        now = seen_at or utcnow()
         since = min(first_seen_since or now, now)
         marks = {"now": _sqlite_datetime(now) if self.dialect == "sqlite" else now, "sync_id": sync_id, "source": source,
                  "since": _sqlite_datetime(since) if self.dialect == "sqlite" else since}
@@ -450,6 +429,8 @@ class Store:
 
         def write(connection) -> UpsertResult:
             run = connection.exec_driver_sql
+            if locked is not None and locked.pid is not None:
+                _check_lock(connection, locked)
             if sql.touch_update:
                 # SQLite: the UPDATE first, so the batch holds the write lock before it reads (the driver begins a
                 # transaction only for writes): no other writer can change a state between the read and the write.
@@ -463,9 +444,11 @@ class Store:
                      for key, state in changed if state != _field(unique[key], "state")]
             if moved:
                 run(sql.transitions, {**marks, "rows": to_json(moved).decode()})
+            if sync_progress:
+                connection.execute(SyncRun.__table__.update().where(SyncRun.id == sync_id).values(**sync_progress))
             return UpsertResult(inserted=len(new), updated=len(unique) - len(new), transitions=len(moved))
 
-        return write
+        return self._transaction(write)
 
     def _transaction(self, work: Callable[[Any], Any], attempts: int = 3) -> Any:
         """`work(connection)` in a transaction, run again when PostgreSQL rolled it back to break a deadlock: a
@@ -833,17 +816,6 @@ def _escape_like(value: str) -> str:
 
 
 _CONNECTION_DEFAULTS = row_defaults()
-
-
-def _runs(moments: Sequence[datetime]) -> list[tuple[datetime, int, int]]:
-    """(moment, start, length) of each run of equal moments: the pages of a sync's batch, each seen at one time."""
-    runs: list[tuple[datetime, int, int]] = []
-    for index, moment in enumerate(moments):
-        if runs and runs[-1][0] == moment:
-            runs[-1] = (moment, runs[-1][1], runs[-1][2] + 1)
-        else:
-            runs.append((moment, index, 1))
-    return runs
 
 
 def _field(row: ConnectionRow, name: str) -> Any:

@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -478,33 +477,6 @@ def test_a_connection_deleted_while_its_page_waited_for_the_writer_is_not_stored
     assert deleted and (report.status, report.new) == ("complete", 0)
     assert store.stored_connection(deleted[0]["key"]) is None
     assert deleted[0]["key"] not in {c.connection_key for c in store.attention("test")}
-
-
-def test_each_page_of_a_batch_is_stored_as_of_its_own_answer(sandbox, store, monkeypatch):
-    """A batch of pages was dated by its first answer: a later page's newer news lost to a lookup in between."""
-    listed = [c for c in map(sandbox.state.connections.get, sandbox.state.order) if c["environment"] == "test"]
-    x = listed[300]  # first on page 4 at 100 a page
-    upsert, fetch = Store.upsert_rows, AsyncPicaClient.fetch_page
-
-    def slow_first_write(self, rows, **options):  # pages 3, 4, … queue behind page 2's write: one batch
-        if options.get("source") == "sync" and options["sync_progress"]["pages_done"] == 2:
-            time.sleep(1.0)
-        return upsert(self, rows, **options)
-
-    async def fetch_page(self, op, page, limit=None):
-        if page == 4 and op.path.endswith("/vault/connections"):
-            await asyncio.sleep(0.3)  # page 3 has answered
-            sandbox.set_state(x["id"], "failed")  # support looks x up while it is failed…
-            with PicaClient(base_url=sandbox.url, secret=Secret(SANDBOX_TEST_KEY)) as client:
-                asked = utcnow()
-                store.upsert_connections(client.connections(keys=[x["key"]]), source="lookup", seen_at=asked)
-            sandbox.set_state(x["id"], "operational")  # …then it recovers, and page 4 says so, later
-        return await fetch(self, op, page, limit)
-
-    monkeypatch.setattr(Store, "upsert_rows", slow_first_write)
-    monkeypatch.setattr(AsyncPicaClient, "fetch_page", fetch_page)
-    assert run(sandbox, store).status == "complete"
-    assert store.stored_connection(x["key"]).state == "operational"  # Pica's latest answer
 
 
 def test_a_lookup_during_a_sync_does_not_make_its_resume_fetch_every_page(sandbox, store, monkeypatch):
