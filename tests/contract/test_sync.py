@@ -262,16 +262,22 @@ def test_a_resume_after_a_pass_over_every_page_fetches_only_what_that_pass_did_n
     assert sandbox.count("vault/connections") == 2  # and page 1 again (page 2 for page 1), to check
 
 
-def test_a_resume_of_page_1_alone_sees_a_new_connection_push_its_last_onto_page_2(sandbox, store):
-    """A new connection (first on page 1) and a deleted one further down, the total as it was: page 1's last moved
-    onto page 2, which the pass had stored. The resume said complete, and Fleet listed it as gone."""
+def page_1_left(sandbox, store) -> SyncReport:
+    """A partial run, then a resume of it that passed over every page (the total had changed) and lost page 1."""
     sandbox.fault("status", status=503, count=50, path="/v1/vault/connections", query="page=5")
     report = run(sandbox, store)
     sandbox.control("DELETE", "faults")
-    late_connection(sandbox)  # the total changed: the resume passes over every page, and page 1 fails
+    late_connection(sandbox)
     sandbox.fault("status", status=503, count=50, path="/v1/vault/connections", query="page=1")
     assert run(sandbox, store, resume=report.run_id).failed_pages == [1]
     sandbox.control("DELETE", "faults")
+    return report
+
+
+def test_a_resume_of_page_1_alone_sees_a_new_connection_push_its_last_onto_page_2(sandbox, store):
+    """A new connection (first on page 1) and a deleted one further down, the total as it was: page 1's last moved
+    onto page 2, which the pass had stored. The resume said complete, and Fleet listed it as gone."""
+    report = page_1_left(sandbox, store)
     listed = [c for c in map(sandbox.state.connections.get, sandbox.state.order) if c["environment"] == "test"]
     late_connection(sandbox)
     sandbox.state.delete_connection(listed[550]["id"])
@@ -504,13 +510,7 @@ def test_a_lookup_during_a_sync_does_not_make_its_resume_fetch_every_page(sandbo
 
 def test_a_second_look_that_failed_is_said_of_the_page_looked_at(sandbox, store):
     """With page 1 left, the second look is page 2: its failure was filed as page 1's."""
-    sandbox.fault("status", status=503, count=50, path="/v1/vault/connections", query="page=5")
-    report = run(sandbox, store)
-    sandbox.control("DELETE", "faults")
-    late_connection(sandbox)  # the total changed: the resume passes over every page, and page 1 fails
-    sandbox.fault("status", status=503, count=50, path="/v1/vault/connections", query="page=1")
-    assert run(sandbox, store, resume=report.run_id).failed_pages == [1]
-    sandbox.control("DELETE", "faults")
+    report = page_1_left(sandbox, store)
     sandbox.fault("status", status=503, count=50, path="/v1/vault/connections", query="page=2")
     again = run(sandbox, store, resume=report.run_id)
     assert (again.failed_pages, list(again.errors)) == ([1], [2])
