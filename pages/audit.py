@@ -7,9 +7,8 @@ import pandas as pd
 import streamlit as st
 
 from pica_core.exports import audit_csv
-from pica_core.text import count
+from pica_core.text import count, plain
 from pica_core.ui import context
-from pica_core.text import plain
 from pica_core.ui.layout import arrived, drop_unread_params, keep_widgets, when_column
 
 settings = context.settings()
