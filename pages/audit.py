@@ -7,9 +7,9 @@ import pandas as pd
 import streamlit as st
 
 from pica_core.exports import audit_csv
-from pica_core.text import count, plain
+from pica_core.text import count
 from pica_core.ui import context
-from pica_core.ui.layout import arrived, drop_unread_params, keep_widgets, when_column
+from pica_core.ui.layout import arrived, drop_unread_params, keep_widgets, say_ignored, when_column
 
 settings = context.settings()
 store = context.store(settings)
@@ -52,17 +52,17 @@ def read_url() -> list[str]:
     return ignored
 
 
-drop_unread_params(list(PARAMS))
+unread = drop_unread_params(list(PARAMS), say=False)
 WRITTEN = "audit-url"  # the filters this session last put in the URL
 in_url = {param: st.query_params[param] for param in PARAMS if param in st.query_params}
 # A link opened (its filters, not the ones this session had), or the browser's Back and Forward between this page's
 # own entries (a URL that is not the one this page last wrote); otherwise the widgets hold the truth.
 if in_url and (arrived() or in_url != st.session_state.get(WRITTEN, in_url)):
     ignored = read_url()
-    if ignored:
-        st.warning(f"Ignored what this log does not know: {plain(', '.join(ignored))}.", icon=":material/link_off:")
 else:
+    ignored = []
     keep_widgets(PARAMS.values())  # back from another page: the filters the reader had
+say_ignored(unread, list(PARAMS), ignored, knows="this log")  # one line for both
 
 filters = st.container(horizontal=True)  # a row that wraps: fixed columns cut "any" and the date at 1024 px
 actor = filters.text_input("Who", placeholder="email", width=220, key=PARAMS["who"])

@@ -179,16 +179,28 @@ def _in_view(container_key: str) -> str:
     return f"{container_key}.in-view"
 
 
-def drop_unread_params(reads: Sequence[str], aliases: Sequence[str] = ()) -> None:
+def drop_unread_params(reads: Sequence[str], aliases: Sequence[str] = (), *, say: bool = True) -> list[str]:
     """Take out of the address, and name, the parameters this page does not read (`reads`, or `aliases` of them): a
-    misspelt filter (`?actor=` for `?who=`) left the page showing everything, with no word that the link meant less."""
+    misspelt filter (`?actor=` for `?who=`) left the page showing everything, with no word that the link meant less.
+    Returns them as `name=value`; `say=False` leaves saying so to the page (`say_ignored`)."""
     unread = [name for name in st.query_params if name not in reads and name not in aliases]
-    if not unread:
-        return
-    named = ", ".join(f"{name}={st.query_params.get(name, '')[:40]}" for name in unread)
+    named = [f"{name}={st.query_params.get(name, '')[:40]}" for name in unread]
     for name in unread:
         del st.query_params[name]
-    st.warning(plain(f"Ignored {named}: this page's links take {', '.join(reads)}."), icon=":material/link_off:")
+    if say:
+        say_ignored(named, reads)
+    return named
+
+
+def say_ignored(unread: Sequence[str], reads: Sequence[str], unknown: Sequence[str] = (), knows: str = "") -> None:
+    """One line for what a link held that the page did not use: parameters it does not read (`unread`; it reads
+    `reads`) and values it does not know (`unknown`, not what `knows` names)."""
+    parts = [f"{', '.join(unread)}: this page's links take {', '.join(reads)}"] if unread else []
+    if unknown:
+        parts.append(f"{', '.join(unknown)}, which {knows} does not know" if parts
+                     else f"what {knows} does not know: {', '.join(unknown)}")
+    if parts:
+        st.warning(plain(f"Ignored {'; and '.join(parts)}."), icon=":material/link_off:")
 
 
 def warn_unknown_identity_type(value: str | None, then: str) -> None:

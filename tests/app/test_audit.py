@@ -91,3 +91,12 @@ def test_a_misspelt_filter_is_named_and_taken_out_of_the_address(app_env):
     assert {k: at.query_params[k] for k in at.query_params} == {"outcome": "error"}
     at.run()
     assert not at.warning  # said once: the address no longer holds it
+
+
+def test_a_link_with_a_misspelt_filter_and_an_unknown_value_gets_one_line_for_both(app_env):
+    """It got two warnings, one from each check, for one link."""
+    at = open_page("audit", query={"actor": "zoë@acme.io", "action": "drop-table"})
+    assert_clean(at)
+    [warning] = [w.value.replace("\\", "") for w in at.warning]
+    assert warning == ("Ignored actor=zoë@acme.io: this page's links take who, action, outcome, since, target; and "
+                       "action=drop-table, which this log does not know.")
