@@ -636,7 +636,9 @@ class Store:
         if environment:
             query = query.where(c.environment == environment)
         with self.engine.connect() as connection:
-            return list(connection.execute(query.order_by(c.user_id, c.platform)))
+            # Connections with no identity last on both databases (SQLite put them first, PostgreSQL last).
+            return list(connection.execute(query.order_by(c.user_id.asc().nulls_last(), c.platform,
+                                                          c.connection_key)))
 
     def fleet_size(self, environment: str | None = None) -> int:
         """How many connections `fleet_export` holds."""

@@ -259,6 +259,13 @@ def test_the_fleet_export_holds_every_stored_connection_of_the_environment(store
     assert rows[conn(2, identity="a,\"b\"\nc").key]["not seen in last sync"] == "True"
 
 
+def test_the_fleet_export_lists_connections_without_an_identity_last_on_both_databases(store):
+    """SQLite listed them first and PostgreSQL last: the same CSV came out in two orders."""
+    store.upsert_connections([conn(1, identity="b-1"), conn(2, identity="a-1"),
+                              conn(3, identity="b-1").model_copy(update={"identity": None})], source="sync")
+    assert [row[Store.EXPORT_COLUMNS.index("identity")] for row in store.fleet_export("test")] == ["a-1", "b-1", None]
+
+
 def test_a_batch_of_empty_pages_still_records_the_run_s_progress(store):
     run = store.start_sync("test", 100)
     store.upsert_rows([], source="sync", sync_id=run.id, sync_progress={"pages_done": 1, "failed_pages": []})
