@@ -13,6 +13,7 @@ from pica_core.connections_view import (
     URL_ALIASES,
     URL_PARAMS,
     alternative_chosen,
+    MAX_BULK_IDENTITIES,
     Lookup,
     apply_filters,
     by_identity,
@@ -37,6 +38,7 @@ from pica_core.ui import context, data
 from pica_core.ui.connections_ui import (
     TRIAGE_FAILURE,
     TRIAGE_JOB,
+    TRIAGE_LATER,
     TRIAGE_RESULTS,
     detail,
     follow_triage,
@@ -318,6 +320,7 @@ with bulk_tab:
         parsed = parse_bulk(text, upload.getvalue() if upload else b"")
         st.session_state["triage-problems"] = parsed.problems
         st.session_state["triage-file"] = upload.name if upload else None
+        st.session_state[TRIAGE_LATER] = parsed
         st.session_state.pop(TRIAGE_RESULTS, None)
         if parsed.identities:
             st.session_state[TRIAGE_JOB] = start_triage(settings, parsed.identities)
@@ -341,6 +344,15 @@ with bulk_tab:
                          "before pressing Triage to look its identities up again."))
     for problem in st.session_state.get("triage-problems", []):
         st.warning(plain(problem), icon=":material/edit_off:")  # it quotes the line as typed
+    if (bulk := st.session_state.get(TRIAGE_LATER)) and bulk.later:  # past the first 500: added on, not retyped
+        st.info(plain(bulk.later_note), icon=":material/pending:")
+        if st.button(f"Triage the next {min(len(bulk.later), MAX_BULK_IDENTITIES):,}", icon=":material/playlist_add:",
+                     key="triage-next", disabled=running, help="A triage is under way." if running else
+                     "Their results are added to those below.") and not running:
+            st.session_state[TRIAGE_LATER] = bulk = bulk.next_batch()
+            st.session_state[TRIAGE_JOB] = start_triage(settings, bulk.identities,
+                                                        into=st.session_state.get(TRIAGE_RESULTS))
+            st.rerun()
     results = st.session_state.get(TRIAGE_RESULTS)
     if results:
         table = triage_rows(results, names)

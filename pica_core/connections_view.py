@@ -370,6 +370,20 @@ class BulkInput:
     identities: list[tuple[str, str | None]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     origins: list[str] = field(default_factory=list)  # where each identity was read ("line 7", "file line 3")
+    later: list[tuple[str, str | None]] = field(default_factory=list)  # past the first MAX_BULK_IDENTITIES
+    later_origins: list[str] = field(default_factory=list)
+
+    def next_batch(self) -> BulkInput:
+        """The identities left for later, the next MAX_BULK_IDENTITIES of them first (each triage costs Pica calls
+        per identity: at most that many at a time)."""
+        return _first_batch(BulkInput(self.later, [], self.later_origins))
+
+    @property
+    def later_note(self) -> str:
+        """What is left for later, and from where."""
+        return (f"{count(len(self.later), 'more identity', 'more identities')}, from {self.later_origins[0]} on, "
+                f"{'is' if len(self.later) == 1 else 'are'} not looked up yet: a triage looks up "
+                f"{MAX_BULK_IDENTITIES} at a time.") if self.later else ""
 
 
 _TYPE_HEADERS = ("identitytype", "identity_type", "identity type", "type")
@@ -395,13 +409,14 @@ def parse_bulk(text: str, upload: bytes = b"") -> BulkInput:
                            "ways or others: correct the lines above, then Triage again."]
     if unreadable:
         result.problems.insert(0, unreadable)
-    if len(result.identities) > MAX_BULK_IDENTITIES:
-        result.problems.append(f"Only the first {MAX_BULK_IDENTITIES} of {len(result.identities):,} identities are "
-                               f"looked up: those from {result.origins[MAX_BULK_IDENTITIES]} on are left out. Triage "
-                               "them next.")
-        result.identities = result.identities[:MAX_BULK_IDENTITIES]
-        result.origins = result.origins[:MAX_BULK_IDENTITIES]
-    return result
+    return _first_batch(result)
+
+
+def _first_batch(bulk: BulkInput) -> BulkInput:
+    """`bulk` with its first MAX_BULK_IDENTITIES identities to triage now, and the rest for later."""
+    bulk.later, bulk.later_origins = bulk.identities[MAX_BULK_IDENTITIES:], bulk.origins[MAX_BULK_IDENTITIES:]
+    bulk.identities, bulk.origins = bulk.identities[:MAX_BULK_IDENTITIES], bulk.origins[:MAX_BULK_IDENTITIES]
+    return bulk
 
 
 def _read_bulk(text: str, where: str, result: BulkInput, seen: set[tuple[str, str | None]]) -> None:

@@ -25,6 +25,7 @@ from .layout import ago, flash, show_error, state_badge, style_states, when_colu
 TRIAGE_JOB = "triage-job"
 TRIAGE_RESULTS = "triage"
 TRIAGE_FAILURE = "triage-failure"  # what stopped the last triage, shown once
+TRIAGE_LATER = "triage-later"  # the pasted identities past the first 500 (a BulkInput), triaged next on request
 
 
 def start_triage(settings: Settings, identities: list[tuple[str, str | None]], *,

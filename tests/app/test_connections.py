@@ -12,7 +12,7 @@ import pytest
 
 from pica_core.config import SANDBOX_TEST_KEY
 from pica_core.store import Store
-from tests.app.conftest import assert_clean, open_page, press_sync, press_triage
+from tests.app.conftest import assert_clean, open_page, press_and_wait, press_sync, press_triage
 
 
 def seeded(sandbox, **match) -> dict:
@@ -577,6 +577,27 @@ def test_bulk_triage(app_env):
     # Its CSV is under the tab it exports (below both, it followed this toggle while By identity showed)
     [every] = [t for t in at.tabs if t.label == "Every connection"]
     assert [d.proto.label for d in every.get("download_button")] == ["Download CSV (those that need attention)"]
+
+
+def test_bulk_triage_past_its_limit_adds_the_next_identities_to_the_results(app_env, monkeypatch):
+    """Past 500 lines it said "Triage them next": the agent had to cut the first 500 out of the text, and the next
+    triage replaced the results it had, so no one table held them all."""
+    monkeypatch.setattr("pica_core.connections_view.MAX_BULK_IDENTITIES", 2)
+    first, second = identity_with_broken_connection(app_env), seeded(app_env, identityType="project")
+    at = open_page("connections")
+    at.text_area[0].set_value(f"{first['identity']}\n{second['identity']}\nnobody-at-all\n")
+    press_triage(at)
+    assert_clean(at)
+    summary = next(df.value for df in at.dataframe if "need attention" in df.value.columns)
+    assert len(summary) == 2
+    assert "1 more identity, from line 3 on, is not looked up yet: a triage looks up 2 at a time." in [
+        i.value.replace("\\", "") for i in at.info]
+    press_and_wait(at, "Triage the next 1", "triage-job")
+    assert_clean(at)
+    summary = next(df.value for df in at.dataframe if "need attention" in df.value.columns)
+    assert set(summary["identity"]) == {first["identity"], second["identity"], "nobody-at-all"}
+    assert not [i for i in at.info if "not looked up yet" in i.value]
+    assert not [b for b in at.button if b.key == "triage-next"]
 
 
 def vault_key(at) -> str:

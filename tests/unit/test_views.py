@@ -161,9 +161,13 @@ def test_parse_bulk_reads_semicolons_and_tabs_as_spreadsheets_write_them():
 def test_parse_bulk_says_where_the_identities_left_out_begin():
     parsed = parse_bulk("\n".join(f"u-{n}" for n in range(MAX_BULK_IDENTITIES + 1)) + "\n",
                         b"identity\nfrom-file\n")
-    assert len(parsed.identities) == MAX_BULK_IDENTITIES
-    assert parsed.problems == [f"Only the first {MAX_BULK_IDENTITIES} of {MAX_BULK_IDENTITIES + 2} identities are "
-                               f"looked up: those from line {MAX_BULK_IDENTITIES + 1} on are left out. Triage them next."]
+    assert len(parsed.identities) == MAX_BULK_IDENTITIES and not parsed.problems
+    assert parsed.later == [(f"u-{MAX_BULK_IDENTITIES}", None), ("from-file", None)]
+    assert parsed.later_note == (f"2 more identities, from line {MAX_BULK_IDENTITIES + 1} on, are not looked up yet: "
+                                 f"a triage looks up {MAX_BULK_IDENTITIES} at a time.")
+    following = parsed.next_batch()
+    assert following.identities == parsed.later and following.origins == ["line 501", "file line 2"]
+    assert not following.later and following.later_note == ""
 
 
 def test_parse_bulk_says_what_it_could_not_read():
