@@ -309,12 +309,13 @@ def prepare(draft: RequestDraft, *, max_body: int = MAX_REQUEST_BODY_BYTES) -> P
     path = validation.passthrough_path(fill_path(draft.path_template or "", draft.path_values))
     query = _pairs(draft.query, "query parameter")
     headers = _unique(_pairs(draft.headers, "header"), "header", case_insensitive=True)
-    for name, value in headers.items():
-        if value == REDACTED:
-            raise InvalidInputError(
-                f"The value of header {name} was redacted in history: enter it again.",
-                hint="Credentials are never stored: type it again in the builder's Headers tab (from History, "
-                     "Load into builder first: Replay sends only what was stored).")
+    for what, tab, pairs in (("header", "Headers", headers.items()), ("query parameter", "Params", query)):
+        for name, value in pairs:
+            if value == REDACTED:
+                raise InvalidInputError(
+                    f"The value of {what} {name} was redacted in history: enter it again.",
+                    hint=f"Credentials are never stored: type it again in the builder's {tab} tab (from History, "
+                         "Load into builder first: Replay sends only what was stored).")
     headers = validation.headers(headers)
 
     kind = draft.body_kind if draft.body_kind in BODY_KINDS else "none"
@@ -500,6 +501,7 @@ def response_view(response: PassthroughResponse, *, display_limit: int, secret: 
 
 # --- redaction and history ------------------------------------------------------------------------------------
 def is_sensitive_header(name: str) -> bool:
+    """Whether a header's value, or a query parameter's (`?access_token=`, `?key=`), is a credential."""
     lowered = name.lower().replace("_", "-")
     if lowered.startswith(PASSTHROUGH_HEADER_PREFIX):
         lowered = lowered[len(PASSTHROUGH_HEADER_PREFIX):]
@@ -604,7 +606,8 @@ def make_record(prepared: PreparedRequest, *, response: PassthroughResponse | No
         connection_key=scrub(prepared.connection_key, secret) or "",  # every field typed by a user is scrubbed
         platform=platform, action_id=scrub(prepared.action_id, secret), action_title=scrub(action_title, secret) or None,
         method=prepared.method, path=scrub(prepared.display_path, secret) or "",
-        query=[[scrub(k, secret) or "", scrub(v, secret) or ""] for k, v in prepared.query],
+        query=[[scrub(k, secret) or "", REDACTED if is_sensitive_header(k) else scrub(v, secret) or ""]
+               for k, v in prepared.query],
         request_headers=redact_headers(prepared.headers, secret), body_kind=prepared.body_kind,
         request_body=request_body, request_truncated=request_cut,
     )
@@ -731,18 +734,37 @@ def replay_request(record: PassthroughCallRecord, *, for_export: bool = False) -
     draft = draft_from_record(record)
     if for_export:  # credentials become environment variables in an export: the stored marker is fine
         draft.headers = [(k, "" if v == REDACTED else v) for k, v in draft.headers]
+        draft.query = [(k, "" if v == REDACTED else v) for k, v in draft.query]
     # Bodies are as sent: no connectionKey injection, no size limit beyond what was sent then.
     return prepare(draft, max_body=max(MAX_REQUEST_BODY_BYTES, len((record.request_body or "").encode())))
 
 
 # --- exports ----------------------------------------------------------------------------------------------------
-def _env_name(header: str) -> str:
-    return "HEADER_" + re.sub(r"[^A-Za-z0-9]+", "_", header).strip("_").upper()
+def _env_name(name: str, what: str = "header") -> str:
+    return ("HEADER_" if what == "header" else "QUERY_") + re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").upper()
+
+
+def _credentials(prepared: PreparedRequest) -> list[tuple[str, str, str]]:
+    """(variable, name, "header" or "query parameter") for each credential an export reads from the environment
+    instead of holding it, once each."""
+    found = [(_env_name(name), name, "header") for name in prepared.headers if is_sensitive_header(name)]
+    found += [(_env_name(name, "query"), name, "query parameter") for name, _ in prepared.query
+              if is_sensitive_header(name)]
+    return list(dict.fromkeys(found))
 
 
 def export_variables(prepared: PreparedRequest) -> list[tuple[str, str]]:
-    """(variable, header) for each credential an export reads from the environment instead of holding it."""
-    return [(_env_name(name), name) for name in prepared.headers if is_sensitive_header(name)]
+    """(variable, header or query parameter) for each credential an export reads from the environment."""
+    return [(variable, name) for variable, name, _ in _credentials(prepared)]
+
+
+def _curl_query(prepared: PreparedRequest, base_url: str) -> tuple[str, list[str]]:
+    """The request's URL for a shell without its credential query parameters, and curl's options that add each,
+    read from its variable and URL-encoded by curl (`--url-query`, curl 7.87 or later): after the others."""
+    url = httpx.URL(prepared.url(base_url)).copy_with(
+        params=[(k, v) for k, v in prepared.query if not is_sensitive_header(k)] or None)
+    return shlex.quote(str(url)), [f'--url-query {shlex.quote(f"{name}=")}"${_env_name(name, "query")}"'
+                                   for name, _ in prepared.query if is_sensitive_header(name)]
 
 
 # A body longer than this goes to curl on its standard input: Linux refuses an argument over 128 KiB ("Argument
@@ -756,9 +778,10 @@ def export_curl(prepared: PreparedRequest, base_url: str, *, secret: str | None 
     empty header's request without it, silently)."""
     # The message is expanded inside double quotes: a header name is named only when nothing in it is shell syntax.
     guard = " ".join(f'"${{{variable}:?set {variable} to the value of the '
-                     f'{name + " " if re.fullmatch(r"[A-Za-z0-9_-]+", name) else ""}header}}"'
-                     for variable, name in export_variables(prepared))
-    lines = [f"curl -sS -X {prepared.method} {shlex.quote(prepared.url(base_url))}",
+                     f'{name + " " if re.fullmatch(r"[A-Za-z0-9_-]+", name) else ""}{what}}}"'
+                     for variable, name, what in _credentials(prepared))
+    url, credentials = _curl_query(prepared, base_url)
+    lines = [f"curl -sS -X {prepared.method} {url}", *credentials,
              f'-H "{SECRET_HEADER}: ${SECRET_ENV}"',
              f"-H {shlex.quote(f'{CONNECTION_HEADER}: {prepared.connection_key}')}",
              f"-H {shlex.quote(f'{ACTION_HEADER}: {prepared.action_id}')}"]
@@ -821,7 +844,9 @@ def export_httpx(prepared: PreparedRequest, base_url: str, *, secret: str | None
     url = f"{base_url.rstrip('/')}/v1/passthrough/{prepared.path}"
     args = [f"    {prepared.method!r},", f"    {url!r},"]
     if prepared.query:
-        args.append(f"    params={list(prepared.query)!r},")
+        params = ", ".join(f'({name!r}, os.environ["{_env_name(name, "query")}"])' if is_sensitive_header(name)
+                           else repr((name, value)) for name, value in prepared.query)
+        args.append(f"    params=[{params}],")
     args += ["    headers={", *headers, "    },"]
     if prepared.body_kind == "json" and prepared.json_body is None:  # httpx reads json=None as no body
         if not prepared.typed:

@@ -571,7 +571,7 @@ def load_into_builder(store: Store, call_id: int) -> None:
     ss["con_raw_custom"] = False  # a stored body already carries its connectionKey
     ss["con_raw_title"] = record.action_title
     ss["con_action_seen"] = record.action_id
-    set_table("con_params", draft.query)
+    set_table("con_params", [(k, "" if v == console.REDACTED else v) for k, v in draft.query])  # typed again
     set_table("con_headers", [(k, v) for k, v in draft.headers if v != console.REDACTED])
     ss["con_authorization"] = ""
     ss["con_body_kind"] = draft.body_kind
@@ -581,7 +581,7 @@ def load_into_builder(store: Store, call_id: int) -> None:
         ss["con_body_raw"] = draft.body_text
     elif draft.body_kind in ("form", "multipart"):
         set_table(f"con_{draft.body_kind}", draft.form)
-    redacted = [k for k, v in draft.headers if v == console.REDACTED]
+    redacted = [k for k, v in [*draft.headers, *draft.query] if v == console.REDACTED]
     note = f"Loaded call #{call_id} into the builder."
     if redacted:
         note += f" Enter {plain(', '.join(redacted))} again: credentials are not stored."

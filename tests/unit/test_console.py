@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from urllib.parse import parse_qsl
 
 import pytest
 
@@ -772,6 +773,35 @@ def test_both_exports_send_what_the_console_sent(sandbox, client, store, tmp_pat
     subprocess.run([sys.executable, "-c", console.export_httpx(prepared, sandbox.url)], capture_output=True, env=env,
                    cwd=tmp_path, timeout=60, check=True)
     assert _as_sent(sandbox.requests(1)[0]) == sent, "python"
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_a_credential_in_the_query_is_kept_out_of_history_and_exports_and_they_still_send_it(sandbox, client, store,
+                                                                                              tmp_path):
+    """`?access_token=` was stored, shown in History and written into both exports as typed, while History said
+    credentials are never stored. (curl adds them after the other parameters, encoded its own way: the same query
+    to the platform.)"""
+    prepared = console.prepare(draft(connection_key=connection(sandbox)["key"],
+                                     query=[("q", "from:ava"), ("access_token", "ya29.QUERY/SECRET"), ("key", "AIza")]))
+    record = run(client, store, prepared).record
+    assert record.query == [["q", "from:ava"], ["access_token", console.REDACTED], ["key", console.REDACTED]]
+    assert "ya29" not in store.call(record.id).model_dump_json()
+    sent = sandbox.requests(1)[0]
+    env = {**os.environ, "PICA_SECRET_KEY": SANDBOX_TEST_KEY}
+    for command in (["bash", "-c", console.export_curl(prepared, sandbox.url)],
+                    [sys.executable, "-c", console.export_httpx(prepared, sandbox.url)]):
+        assert "ya29" not in command[-1] and "AIza" not in command[-1]
+        before = sandbox.count("passthrough")
+        refused = subprocess.run(command, capture_output=True, env=env, cwd=tmp_path, timeout=60)
+        assert refused.returncode != 0 and sandbox.count("passthrough") == before  # not sent without them
+        subprocess.run(command, capture_output=True, env={**env, "QUERY_ACCESS_TOKEN": "ya29.QUERY/SECRET",
+                                                          "QUERY_KEY": "AIza"}, cwd=tmp_path, timeout=60, check=True)
+        assert sorted(parse_qsl(sandbox.requests(1)[0]["query"])) == sorted(parse_qsl(sent["query"])), command[0]
+    assert console.export_variables(prepared) == [("QUERY_ACCESS_TOKEN", "access_token"), ("QUERY_KEY", "key")]
+    # From history: the export reads the variables again; Replay asks for the value, as for a header.
+    assert "QUERY_ACCESS_TOKEN" in console.export_curl(console.replay_request(record, for_export=True), sandbox.url)
+    with pytest.raises(InvalidInputError, match="query parameter access_token was redacted in history"):
+        console.replay_request(record)
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
