@@ -875,32 +875,52 @@ def export_httpx(prepared: PreparedRequest, base_url: str, *, secret: str | None
 class Comparison:
     left: str
     right: str
-    diff: str  # unified diff of the bodies ("" when identical)
+    diff: str  # unified diff of the bodies as history kept them ("" when identical)
     summary: list[dict[str, Any]]  # rows: field, left, right, same
+    cut: bool = False  # history kept only the first part of one body or both
+    sizes: tuple[int | None, int | None] = (None, None)  # the whole bodies' sizes, as received
 
     @property
     def same_body(self) -> bool:
-        return not self.diff
+        """Whether the bodies are known to be the same: both whole in history, and not both missing."""
+        return not self.diff and not self.cut and bool(self.left or self.right)
+
+    @property
+    def verdict(self) -> str:
+        """What can be said of the two bodies, when the diff is empty or says less than the whole."""
+        if not self.left and not self.right:
+            return "Neither call has a response body to compare."
+        if not self.cut:
+            return "" if self.diff else "The response bodies are identical."
+        if not self.diff and self.sizes[0] != self.sizes[1]:
+            return ("The response bodies differ: their sizes do (see above), though the part history keeps of each "
+                    "is the same.")
+        return ("History keeps only the first part of a long body: " + (
+            "they differ already there." if self.diff else
+            "that part is the same in both, and whether they differ after it is unknown."))
 
 
-def _pretty(body: str | None) -> str:
+def pretty_json(body: str | None, *, sort_keys: bool = False) -> str:
+    """A JSON body indented, its keys in the order sent (or sorted: a comparison ignores their order); other text
+    as it is."""
     if not body:
         return ""
     try:
-        return json.dumps(json.loads(body), indent=2, ensure_ascii=False, sort_keys=True)
+        return json.dumps(json.loads(body), indent=2, ensure_ascii=False, sort_keys=sort_keys)
     except (ValueError, RecursionError):
         return body
 
 
 def compare(left: PassthroughCallRecord, right: PassthroughCallRecord) -> Comparison:
     """Two stored calls side by side: a field summary and a unified diff of their (pretty, key-sorted) bodies."""
-    a, b = _pretty(left.response_body), _pretty(right.response_body)
+    a, b = (pretty_json(r.response_body, sort_keys=True) for r in (left, right))
     diff = "\n".join(difflib.unified_diff(a.splitlines(), b.splitlines(), f"#{left.id}", f"#{right.id}", lineterm=""))
     fields = (("status", "status"), ("method", "method"), ("path", "path"), ("action", "action_title"),
               ("connection", "connection_key"), ("size (bytes)", "response_size"), ("elapsed (ms)", "elapsed_ms"))
     summary = [{"field": label, "left": getattr(left, attr), "right": getattr(right, attr),
                 "same": getattr(left, attr) == getattr(right, attr)} for label, attr in fields]
-    return Comparison(a, b, diff, summary)
+    return Comparison(a, b, diff, summary, cut=bool(left.response_truncated or right.response_truncated),
+                      sizes=(left.response_size, right.response_size))
 
 
 # --- history helpers for the page ------------------------------------------------------------------------------

@@ -639,7 +639,7 @@ def history_entry(record: PassthroughCallRecord, settings: Settings, store: Stor
             if record.request_headers:  # as sent, one a line: a caption's markdown collapsed a value's spaces
                 st.code("\n".join(f"{k}: {v}" for k, v in record.request_headers.items()), language="text")
             if record.request_body:
-                st.code(console._pretty(record.request_body) if record.body_kind == "json" else record.request_body,
+                st.code(console.pretty_json(record.request_body) if record.body_kind == "json" else record.request_body,
                         language="json" if record.body_kind == "json" else "text", height=200)
             if record.request_truncated:
                 st.caption(f"Body cut at {console.format_size(settings.history_body_limit)} in history.")
@@ -650,7 +650,7 @@ def history_entry(record: PassthroughCallRecord, settings: Settings, store: Stor
             elif record.error:
                 st.error(plain(record.error))
             if record.response_body:
-                st.code(console._pretty(record.response_body), language="json", height=200)
+                st.code(console.pretty_json(record.response_body), language="json", height=200)
             if record.response_truncated:
                 st.caption(f"{console.format_size(record.response_size)}; history keeps the first "
                            f"{console.format_size(settings.history_body_limit)}.")
@@ -678,8 +678,10 @@ def compare_panel(records: list[PassthroughCallRecord]) -> None:
     result = console.compare(by_id[left_id], by_id[right_id])
     st.dataframe(pd.DataFrame(result.summary).astype({"left": str, "right": str}), hide_index=True, width="stretch")
     if result.same_body:
-        st.success("The response bodies are identical.", icon=":material/difference:")
-    else:
+        st.success(result.verdict, icon=":material/difference:")
+    elif result.verdict:  # no body, or bodies history keeps only the first part of
+        st.info(result.verdict, icon=":material/difference:")
+    if result.diff:
         st.code(result.diff, language="diff", height=240)
     left_col, right_col = st.columns(2)
     left_col.code(result.left or "(empty)", language="json", height=360)

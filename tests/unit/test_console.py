@@ -288,7 +288,7 @@ def test_a_body_nested_too_deeply_to_read_is_shown_as_text():
     deep = b"[" * 100_000 + b"]" * 100_000  # json.loads raises RecursionError, not ValueError
     view = console.response_view(response(body=deep), display_limit=1000, secret="sk_test_x")
     assert view.kind == "text" and view.truncated and view.body == deep
-    assert console._pretty(deep.decode()) == deep.decode()
+    assert console.pretty_json(deep.decode()) == deep.decode()
 
 
 def test_upstream_errors_carry_their_meaning():
@@ -361,7 +361,7 @@ def test_a_record_scrubs_the_secret_from_names_and_from_json_escapes():
     assert record.action_title == "raw ****"
     assert record.query == [["q-****", "1"]] and record.request_headers == {"X-****": "1"}
     assert json.loads(record.response_body) == {"echo": "****", "note": "é"}
-    assert secret not in console._pretty(record.response_body)  # what the History tab shows
+    assert secret not in console.pretty_json(record.response_body)  # what the History tab shows
     assert console.redact_headers(answer.headers, secret) == {"x-pica-passthrough-x-****": "1"}
 
 
@@ -496,6 +496,34 @@ def test_compare_two_calls():
     different = console.compare(rec(1, 200, '{"a": 1}'), rec(2, 429, '{"a": 2}'))
     assert '-  "a": 1' in different.diff and '+  "a": 2' in different.diff
     assert next(r for r in different.summary if r["field"] == "status")["same"] is False
+
+
+def test_history_shows_a_json_body_in_the_order_it_was_sent():
+    """History sorted its keys: Gmail's id, threadId, labelIds read id, labelIds, threadId."""
+    assert console.pretty_json('{"id": "m1", "threadId": "t1", "labelIds": ["SENT"]}').splitlines()[1:4] == [
+        '  "id": "m1",', '  "threadId": "t1",', '  "labelIds": [']
+    assert console.pretty_json("not json {") == "not json {" and console.pretty_json(None) == ""
+
+
+def test_compare_says_identical_only_of_whole_bodies():
+    """Two bodies history had cut at its limit were "identical" when they differed after it; two timeouts, with no
+    body at all, were "identical" too."""
+    def rec(i, body, size, cut=True):
+        return PassthroughCallRecord(id=i, at=None, actor="a", environment="test", connection_key=KEY,
+                                     platform="gmail", action_id=ACTION, method="POST", path="/p", status=200,
+                                     response_body=body, response_size=size, response_truncated=cut)
+
+    kept = '{"aa": "' + "x" * 280
+    same_start = console.compare(rec(1, kept, 320), rec(2, kept, 320))
+    assert not same_start.same_body and not same_start.diff
+    assert same_start.verdict.endswith("that part is the same in both, and whether they differ after it is unknown.")
+    assert "their sizes do" in console.compare(rec(1, kept, 320), rec(2, kept, 330)).verdict
+    differ_early = console.compare(rec(1, kept, 320), rec(2, kept.replace("x", "y", 1), 320))
+    assert differ_early.diff and differ_early.verdict.endswith("they differ already there.")
+    nothing = console.compare(rec(1, None, None, cut=False), rec(2, None, None, cut=False))
+    assert not nothing.same_body and nothing.verdict == "Neither call has a response body to compare."
+    whole = console.compare(rec(1, '{"a": 1}', 8, cut=False), rec(2, '{"a": 1}', 8, cut=False))
+    assert whole.same_body and whole.verdict == "The response bodies are identical."
 
 
 # --- against the sandbox ------------------------------------------------------------------------------------------
