@@ -22,6 +22,7 @@ occurrence of the secret's text in what is stored is replaced by `****`.
 from __future__ import annotations
 
 import difflib
+from decimal import Decimal
 import json
 import logging
 import math
@@ -153,6 +154,26 @@ def _finite_float(text: str) -> float:
     return number
 
 
+def _encodes_as_typed(text: str) -> bool:
+    """Whether JSON `text`, parsed and encoded again (httpx's json=), still says the same to whoever reads it: no key
+    twice (the last would win) and no number a float changes (20 digits; 10.10 and 1e2 are the same numbers)."""
+    def once(pairs: list[tuple[str, Any]]) -> dict:
+        if len({key for key, _ in pairs}) != len(pairs):
+            raise ValueError("a key twice")
+        return dict(pairs)
+
+    def as_written(literal: str) -> float:
+        if Decimal(repr(float(literal))) != Decimal(literal):
+            raise ValueError("a float changes it")
+        return float(literal)
+
+    try:
+        json.loads(text, object_pairs_hook=once, parse_float=as_written)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
 def json_error(text: str) -> InvalidInputError | None:
     """The error `parse_json_body` would raise, or None (for a live check under the editor)."""
     try:
@@ -208,6 +229,7 @@ class PreparedRequest:
     headers: dict[str, str] = field(default_factory=dict)
     body_kind: str = "none"
     json_body: Any = None
+    json_text: str | None = None  # the JSON body as typed, when encoding json_body would change what it says
     form: dict[str, str] | None = None
     files: list[FilePart] = field(default_factory=list)
     content: bytes | None = None
@@ -225,16 +247,19 @@ class PreparedRequest:
         """The user gave the body's Content-Type (else httpx, and so the exports, give their own)."""
         return any(name.lower() == "content-type" for name in self.headers)
 
+    def json_bytes(self) -> bytes:
+        """A JSON body as sent: encoded compact, as httpx's json= encodes it, unless that would change what it says
+        (a key twice, a 20-digit number: the platform's to read as typed)."""
+        return self.json_text.encode("utf-8") if self.json_text is not None else encode_json(self.json_body)
+
     def client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `PicaClient.passthrough(method, path, **kwargs)`."""
         kwargs: dict[str, Any] = dict(connection_key=self.connection_key, action_id=self.action_id,
                                       query=list(self.query), headers=dict(self.headers))
-        if self.body_kind == "json" and self.json_body is None:  # JSON's null is a body; httpx reads json=None as none
-            kwargs["content"] = b"null"
+        if self.body_kind == "json":  # as bytes: httpx re-encodes json=, and reads json=None (JSON's null) as none
+            kwargs["content"] = self.json_bytes()
             if not self.typed:
                 kwargs["headers"]["Content-Type"] = "application/json"
-        elif self.body_kind == "json":
-            kwargs["json"] = self.json_body
         elif self.body_kind == "form":
             kwargs["form"] = dict(self.form or {})
         elif self.body_kind == "multipart":
@@ -247,7 +272,7 @@ class PreparedRequest:
     def body_bytes(self) -> int:
         """The size of the body on the wire (multipart: fields and files, without the boundaries)."""
         if self.body_kind == "json":
-            return len(encode_json(self.json_body))
+            return len(self.json_bytes())
         if self.body_kind == "form":
             return len(urlencode(list((self.form or {}).items())).encode())
         if self.body_kind == "multipart":
@@ -322,6 +347,7 @@ def prepare(draft: RequestDraft, *, max_body: int = MAX_REQUEST_BODY_BYTES) -> P
     prepared = PreparedRequest(method, path, key, action_id, query, headers, kind)
     if kind == "json":
         prepared.json_body = parse_json_body(draft.body_text)
+        prepared.json_text = None if _encodes_as_typed(draft.body_text) else draft.body_text
     elif kind in ("form", "multipart"):
         prepared.form = _unique(_pairs(draft.form, "form field"), "form field")
         if kind == "multipart":
@@ -333,7 +359,7 @@ def prepare(draft: RequestDraft, *, max_body: int = MAX_REQUEST_BODY_BYTES) -> P
     if draft.custom:
         if kind in ("none", "json"):
             prepared.body_kind = "json"
-            prepared.json_body = inject_connection_key(prepared.json_body, key)
+            prepared.json_body, prepared.json_text = inject_connection_key(prepared.json_body, key), None
         elif kind in ("form", "multipart"):
             prepared.form = {**(prepared.form or {}), "connectionKey": key}
         else:
@@ -572,7 +598,7 @@ def request_body_text(prepared: PreparedRequest) -> str | None:
     """The request body as history stores it: what was sent (JSON, urlencoded form), or multipart's fields and
     file names (file contents are not stored)."""
     if prepared.body_kind == "json":
-        return encode_json(prepared.json_body).decode("utf-8")
+        return prepared.json_bytes().decode("utf-8")
     if prepared.body_kind == "form":
         return urlencode(list((prepared.form or {}).items()))
     if prepared.body_kind == "multipart":
@@ -795,7 +821,7 @@ def export_curl(prepared: PreparedRequest, base_url: str, *, secret: str | None 
     data = stdin = None  # the body curl is given as an argument; what it reads on its standard input
     if prepared.body_kind == "json":
         lines += [] if prepared.typed else ["-H 'content-type: application/json'"]
-        data = encode_json(prepared.json_body).decode("utf-8")
+        data = prepared.json_bytes().decode("utf-8")
     elif prepared.body_kind == "form" and prepared.form:  # an empty one sends nothing, as httpx does
         data = urlencode(list(prepared.form.items()))
     elif prepared.body_kind == "multipart":
@@ -848,11 +874,12 @@ def export_httpx(prepared: PreparedRequest, base_url: str, *, secret: str | None
                            else repr((name, value)) for name, value in prepared.query)
         args.append(f"    params=[{params}],")
     args += ["    headers={", *headers, "    },"]
-    if prepared.body_kind == "json" and prepared.json_body is None:  # httpx reads json=None as no body
+    if prepared.body_kind == "json" and (prepared.json_body is None  # httpx reads json=None as no body
+                                         or prepared.json_text is not None):  # json= would change it
         if not prepared.typed:
             args.insert(-1, "        'Content-Type': 'application/json',")  # the last of headers={…}
-        args.append("    content=b'null',")
-    elif prepared.body_kind == "json":
+        args.append(f"    content={prepared.json_bytes()!r},")
+    elif prepared.body_kind == "json":  # json=, as one would write it, when it sends what was typed
         literal = pprint.pformat(prepared.json_body, width=100, sort_dicts=False).replace("\n", "\n    ")
         args.append(f"    json={literal},")
     elif prepared.body_kind == "form" and prepared.form:

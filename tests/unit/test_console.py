@@ -778,6 +778,21 @@ def _as_sent(logged: dict) -> tuple:
     return logged["path"], logged["query"], kind.partition("; boundary")[0] if kind else None, body
 
 
+# Encoded again, a JSON body lost its first "raw" and the number's last digits, silently; the editor said valid JSON.
+AS_TYPED = '{"raw": "first", "raw": "second", "amount": 10.10, "big": 12345678901234567890.12}'
+
+
+def test_a_json_body_is_sent_as_typed_when_encoding_it_again_would_change_it(sandbox, client, store):
+    conn = connection(sandbox)
+    for typed, sent in ((AS_TYPED, AS_TYPED), ('{"amount": 10.10, "n": 1e2}', '{"amount":10.1,"n":100.0}')):
+        prepared = console.prepare(draft(connection_key=conn["key"], action_id=SEND_ACTION, method="POST",
+                                         path_template="/gmail/v1/users/me/messages/send", body_kind="json",
+                                         body_text=typed))
+        record = run(client, store, prepared).record
+        assert sandbox.requests(1)[0]["body"] == sent and record.request_body == sent
+        assert prepared.body_bytes() == len(sent.encode())
+
+
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 @pytest.mark.parametrize("body", [
     dict(body_kind="raw", body_text="@channel"),  # curl's --data-binary read the file named channel
@@ -787,7 +802,9 @@ def _as_sent(logged: dict) -> tuple:
     dict(body_kind="json", body_text='{"a": 1}', headers=[("Content-Type", "application/vnd.api+json")]),
     dict(body_kind="json", body_text="null"),
     dict(body_kind="multipart", form=[("to", "a@b.c"), ('sub"ject', "hi é")]),  # fields alone: multipart still
-], ids=["raw-at", "raw-typed", "form-names", "form-empty", "json-typed", "json-null", "multipart-fields"])
+    dict(body_kind="json", body_text=AS_TYPED),
+], ids=["raw-at", "raw-typed", "form-names", "form-empty", "json-typed", "json-null", "multipart-fields",
+        "json-as-typed"])
 def test_both_exports_send_what_the_console_sent(sandbox, client, store, tmp_path, body):
     (tmp_path / "channel").write_text("LOCAL FILE CONTENTS")
     prepared = console.prepare(draft(connection_key=connection(sandbox)["key"], action_id=SEND_ACTION, method="POST",
