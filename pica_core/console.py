@@ -375,6 +375,18 @@ def prepare(draft: RequestDraft, *, max_body: int = MAX_REQUEST_BODY_BYTES) -> P
     return prepared
 
 
+def preview(prepared: PreparedRequest) -> str:
+    """What Send sends, as an HTTP request's head: the request line, the headers typed (a credential's value hidden;
+    the console's own x-pica-* ones left out) and the body's kind and size. A header shown nowhere but its field
+    went unnoticed when the field had not taken it (Tab to its eye icon leaves a password field unsaved)."""
+    lines = [f"{prepared.method} {prepared.url('')}"]
+    lines += [f"{name}: {'••••••' if is_sensitive_header(name) else value}" for name, value in prepared.headers.items()]
+    if prepared.body_kind != "none":
+        kind = {"json": "JSON", "form": "form-encoded", "multipart": "multipart", "raw": "raw"}[prepared.body_kind]
+        lines += ["", f"({kind} body, {format_size(prepared.body_bytes())})"]
+    return "\n".join(lines)
+
+
 # --- permissions --------------------------------------------------------------------------------------------
 def send_refusal(method: str, connection_key: str, *, can_write: bool, why_not_write: str | None,
                  live_confirmed: bool) -> str | None:

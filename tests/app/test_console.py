@@ -565,6 +565,19 @@ def test_exports_and_stored_history_never_contain_the_secret(app_env):
     assert record.request_headers["Authorization"] == console.REDACTED
 
 
+def test_the_request_preview_shows_the_headers_and_body_send_will_send(app_env):
+    """It showed the method and URL alone: an Authorization its field had not taken (Tab to the field's eye icon
+    leaves it unsaved) went unsent with nothing on the page to tell."""
+    at, _ = console_on(app_env, SEND_MESSAGE)
+    set_rows(at, "con_headers", [{"name": "X-Trace", "value": "t-1"}])
+    at.text_area(key="con_body_json").set_value('{"raw": "SGk="}').run()
+    preview = next(c for c in codes(at) if c.startswith("POST /v1/passthrough/"))
+    assert preview.splitlines()[1:] == ["X-Trace: t-1", "", "(JSON body, 14 B)"]
+    at.text_input(key="con_authorization").set_value("Bearer upstream-token").run()
+    preview = next(c for c in codes(at) if c.startswith("POST /v1/passthrough/"))
+    assert "Authorization: ••••••" in preview.splitlines() and "upstream-token" not in preview
+
+
 def test_the_secret_typed_into_a_path_is_masked_above_the_answer_too(app_env):
     """History and the body masked it, but the line above the answer (and the sending spinner) showed it."""
     at, _ = console_on(app_env, user_id=f"x{SANDBOX_TEST_KEY}x")
