@@ -10,7 +10,7 @@ from pica_core.models import STATES
 from pica_core.sync import SyncBusy
 from pica_core.text import count, plain
 from pica_core.ui import context, data, fleet_ui
-from pica_core.ui.layout import ago, show_error
+from pica_core.ui.layout import ago, show_fetch_problem
 
 settings = context.settings()
 store = context.store(settings)
@@ -27,15 +27,9 @@ with mode, st.container(border=True):
         st.markdown(f":green-badge[:material/cloud: Live] `{settings.api_url}` · {settings.environment} key")
 with reach, st.container(border=True):
     st.markdown("**Pica**")
-    answer, latency, error, asked_at = data.reachability(settings)
-    if error is None:
-        st.markdown(f":green-badge[:material/check_circle: reachable] answered in {latency:.0f} ms")
-    elif answer == "unreachable":
-        st.markdown(":red-badge[:material/cloud_off: unreachable]")
-    else:  # it answered: the key, the rate limit or Pica itself is the problem, not the network
-        st.markdown(f":orange-badge[:material/warning: {answer}] answered in {latency:.0f} ms")
-    if error is not None:  # remembered 30 s: "retry in 40 s" read 25 s later needs its age
-        st.caption(plain(error) + (f" (asked {ago(asked_at)})" if time.time() - asked_at >= 5 else ""))
+    # Filled last: a Pica that hangs kept every number below off the page until its timeout, the database's too.
+    reach_slot = st.empty()
+    reach_slot.caption(":material/pending: Asking Pica…")
 with sync_col, st.container(border=True):
     st.markdown("**Fleet sync**")
     last = store.last_sync(settings.environment)
@@ -56,7 +50,6 @@ if settings.sandbox and store.last_sync(settings.environment) is None:
     except SyncBusy:  # it goes on on its own thread: its connections are there on the next visit
         st.info("The sandbox's connections are loading: reload in a moment.", icon=":material/sync:")
 
-catalog = data.catalog(settings)
 counts = store.state_counts(settings.environment)
 total = sum(counts.values())
 
@@ -64,16 +57,7 @@ st.subheader("Headline numbers")
 # Side by side while they fit, then on a second row: four columns at 1024 px cut every label ("Connectors in the c…").
 row = st.container(horizontal=True, gap="medium")
 c1, c2, c3, c4 = (row.container(width=210) for _ in range(4))
-if catalog.value:
-    connectors, enabled = catalog.value
-    c1.metric("Connectors in the catalog", len(connectors))
-    c2.metric("Enabled in AuthKit", len(enabled), f"{len(enabled) / max(1, len(connectors)):.0%} of the catalog",
-              delta_color="off", delta_arrow="off")  # a share, not a change
-else:
-    c1.metric("Connectors in the catalog", "—")
-    c2.metric("Enabled in AuthKit", "—")
-if catalog.error:
-    show_error(catalog.error, what="Catalog")
+catalog_problem = st.container()  # under the numbers; filled once Pica answered, after the database's numbers
 c3.metric("Connections stored", f"{total:,}", help="In the dashboard's database: what the last complete sync and the "
           "lookups since have seen. Connections that sync no longer found are left out (Fleet health lists them).")
 attention = sum(counts.get(s, 0) for s in NEEDS_ATTENTION)
@@ -99,3 +83,29 @@ links.page_link("pages/fleet.py", label="Fleet health: what is broken, oldest fi
 links.page_link("pages/catalog.py", label="Connector catalog and coverage", icon=":material/apps:")
 if context.principal(settings).sees("console"):
     links.page_link("pages/console.py", label="Test an action in the console", icon=":material/terminal:")
+
+# What needs Pica, last: the catalog's numbers, then whether it answers.
+catalog = data.catalog(settings)
+if catalog.value:
+    connectors, enabled = catalog.value
+    c1.metric("Connectors in the catalog", len(connectors))
+    c2.metric("Enabled in AuthKit", len(enabled), f"{len(enabled) / max(1, len(connectors)):.0%} of the catalog",
+              delta_color="off", delta_arrow="off")  # a share, not a change
+else:
+    c1.metric("Connectors in the catalog", "—")
+    c2.metric("Enabled in AuthKit", "—")
+with catalog_problem:  # with the age of the numbers shown, when they are an earlier answer's
+    show_fetch_problem(catalog, "the catalog")
+answer, latency, error, asked_at = data.reachability(settings)
+with reach_slot.container():
+    if error is None and catalog.error is not None:  # it answers, but the catalog read failed: not all is well
+        st.markdown(f":orange-badge[:material/warning: answering, with failures] answered in {latency:.0f} ms; "
+                    "the catalog read failed (under the numbers)")
+    elif error is None:
+        st.markdown(f":green-badge[:material/check_circle: reachable] answered in {latency:.0f} ms")
+    elif answer == "unreachable":
+        st.markdown(":red-badge[:material/cloud_off: unreachable]")
+    else:  # it answered: the key, the rate limit or Pica itself is the problem, not the network
+        st.markdown(f":orange-badge[:material/warning: {answer}] answered in {latency:.0f} ms")
+    if error is not None:  # remembered 30 s: "retry in 40 s" read 25 s later needs its age
+        st.caption(plain(error) + (f" (asked {ago(asked_at)})" if time.time() - asked_at >= 5 else ""))

@@ -41,6 +41,21 @@ def test_the_overview_tells_a_refusal_from_an_outage(app_env, fault, badge):
     assert any(m.value.startswith(badge) for m in at.markdown), [m.value for m in at.markdown]
 
 
+def test_a_failing_catalog_is_not_called_reachable_and_its_numbers_say_how_old_they_are(app_env):
+    """A green "reachable" sat above "Catalog: 500 … failing", and the catalog's numbers, an earlier answer's, did not
+    say so (the Catalog page did)."""
+    from pica_core.ui import data
+
+    open_page("overview")  # the catalog read once
+    app_env.fault("status", status=500, count=100, path="/v1/available-connectors")
+    data.refresh_catalog()
+    at = open_page("overview")
+    assert_clean(at)
+    assert any(m.value.startswith(":orange-badge[:material/warning: answering, with failures]") for m in at.markdown)
+    assert {m.label: m.value for m in at.metric}["Connectors in the catalog"] == "294"
+    assert any("Pica could not give the catalog just now, so this is what it answered" in w.value for w in at.warning)
+
+
 def test_a_remembered_rate_limit_says_how_old_its_retry_in_is(app_env, monkeypatch):
     """The card's answer is kept 30 s: "retry in 40 s" read 25 s later did not say it was 25 s old."""
     import time
