@@ -33,6 +33,7 @@ if fetched.value is None:
 connectors, enabled = fetched.value
 store = context.store(settings)
 usage = store.usage_by_platform(settings.environment)  # connections per platform: a GROUP BY on the local store
+synced = bool(usage) or store.last_sync(settings.environment, statuses=("complete",)) is not None
 frame = cv.connector_frame(connectors, enabled, usage, image_url=lambda url: public_url(url, settings))
 
 drop_unread_params(cv.PARAMS)
@@ -43,16 +44,16 @@ shown = cv.apply(frame, spec)
 counts, export = st.columns([4, 1], vertical_alignment="center")
 counts.markdown(f"Showing **{len(shown)}** of **{len(frame)}** connectors"
                 + ("" if fetched.stale else f" · fetched {ago(fetched.fetched_at)}"))
-export.download_button("CSV", cv.to_csv(shown), file_name="pica-connectors.csv", mime="text/csv",
+export.download_button("CSV", cv.to_csv(shown, synced=synced), file_name="pica-connectors.csv", mime="text/csv",
                        icon=":material/download:", on_click="ignore", width="stretch", disabled=shown.empty,
                        help="The table as filtered and sorted")
-spec = replace(spec, selected=ui.connector_table(shown, spec.selected))
+spec = replace(spec, selected=ui.connector_table(shown, spec.selected, synced=synced))
 ui.write_url(spec)
 
 by_platform = {c.platform: c for c in connectors}
 if spec.selected in by_platform:
     ui.connector_detail(settings, by_platform[spec.selected], enabled=spec.selected in enabled,
-                        connections=usage.get(spec.selected, 0), can_connect=principal.sees("connect"),
+                        connections=usage.get(spec.selected, 0) if synced else None, can_connect=principal.sees("connect"),
                         can_console=principal.sees("console"))
 elif spec.selected:
     ui.selection_note(spec.selected)
@@ -64,5 +65,5 @@ if shown.empty:  # of nothing: clear the filters above to see it
     st.caption("No connector matches the filters, so there is nothing to count.")
 else:
     ui.coverage_panel(cv.coverage(shown), whole_catalog=not spec.filtered,
-                      synced=bool(usage) or store.last_sync(settings.environment, statuses=("complete",)) is not None,
+                      synced=synced,
                       unknown=cv.unknown_platforms(usage, frame))

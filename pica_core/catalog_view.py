@@ -39,8 +39,9 @@ PARAMS = (PARAM_QUERY, PARAM_CATEGORY, PARAM_STATUS, PARAM_AUTHKIT, PARAM_OAUTH,
 
 _TRUE, _FALSE = {"yes", "true", "1", "on"}, {"no", "false", "0", "off"}
 
-# The table's columns, in order. The CSV export uses the same names.
-COLUMNS = ("logo", "name", "platform", "category", "status", "authkit", "oauth", "actions", "connections",
+# The table's columns, in order. The CSV export uses the same names. What product reads first next to the name (is
+# it in AuthKit, is it used), the platform id last: at 1024 px the table shows about 800 px of it.
+COLUMNS = ("logo", "name", "category", "authkit", "connections", "status", "actions", "oauth", "platform",
            "description")
 
 
@@ -284,8 +285,11 @@ def unknown_platforms(usage: Mapping[str, int], frame: pd.DataFrame) -> dict[str
 
 
 # --- export ---------------------------------------------------------------------------------------------
-def to_csv(frame: pd.DataFrame) -> bytes:
-    """The table as shown (same rows, order and columns) as UTF-8 CSV."""
+def to_csv(frame: pd.DataFrame, *, synced: bool = True) -> bytes:
+    """The table as shown (same rows, order and columns) as UTF-8 CSV; before any fleet sync (`synced`), its
+    connections left empty: nothing is known of them, and 0 says none."""
+    if not synced:
+        frame = frame.assign(connections=None)
     return exports.frame_csv(frame).encode("utf-8")
 
 

@@ -128,7 +128,7 @@ def _column_config(frame: pd.DataFrame) -> dict:
         "actions": st.column_config.NumberColumn("Actions", format="%d", width=64,
                                                  help="Number of actions (Pica's `tools` count)"),
         "connections": st.column_config.ProgressColumn("Connections", format="%d", min_value=0,
-                                                       max_value=max(1, most), width=110,
+                                                       max_value=max(1, most), width=120,
                                                        help="Connections in the stored fleet (last sync)"),
         "description": st.column_config.TextColumn("Description", width="large"),
     }
@@ -139,14 +139,16 @@ def clear_filters() -> None:
     st.session_state.update({K_QUERY: "", K_CATEGORY: [], K_STATUS: [], K_AUTHKIT: None, K_OAUTH: None})
 
 
-def connector_table(shown: pd.DataFrame, selected: str) -> str:
-    """The filtered table. Selecting a row opens its detail; returns the platform id now selected ("" = none)."""
+def connector_table(shown: pd.DataFrame, selected: str, *, synced: bool = True) -> str:
+    """The filtered table. Selecting a row opens its detail; returns the platform id now selected ("" = none).
+    Before any fleet sync (`synced`), without its Connections: a column of zeros read as nothing used."""
     if shown.empty:  # an empty grid says nothing of why
         st.info("No connector matches the search and filters.", icon=":material/search_off:")
         st.button("Clear the search and filters", on_click=clear_filters, icon=":material/filter_alt_off:")
         return selected  # an open detail stays open, as when the filters only hide its row
     selected = selection_table(shown, shown["platform"], selected, name="catalog.table", hide_index=True,
-                               column_config=_column_config(shown), height=_table_height(len(shown), 493),
+                               column_config={**_column_config(shown), **({} if synced else {"connections": None})},
+                               height=_table_height(len(shown), 493),
                                row_height=ROW_HEIGHT)
     st.session_state[K_SELECTED] = selected
     return selected
@@ -162,7 +164,7 @@ def _badges(connector: Connector, enabled: bool) -> str:
     return " ".join(parts)
 
 
-def connector_detail(settings: Settings, connector: Connector, *, enabled: bool, connections: int,
+def connector_detail(settings: Settings, connector: Connector, *, enabled: bool, connections: int | None,
                      can_connect: bool, can_console: bool) -> None:
     with st.container(border=True):
         head, links = st.columns([3, 2], vertical_alignment="top")
@@ -186,7 +188,7 @@ def connector_detail(settings: Settings, connector: Connector, *, enabled: bool,
         for column, (label, value) in zip(facts, (
                 ("Platform id", connector.platform), ("Key", connector.key or "—"),
                 ("Version", connector.version or "—"), ("Platform version", connector.platform_version or "—"),
-                ("Connections", str(connections)))):
+                ("Connections", "— (no fleet sync yet)" if connections is None else str(connections)))):
             column.caption(label)
             column.markdown(f"**{cv.plain(value)}**")
         actions_panel(settings, connector)
@@ -255,10 +257,15 @@ def coverage_panel(coverage: cv.Coverage, *, whole_catalog: bool, synced: bool,
     a.metric("Connectors", coverage.connectors)
     b.metric("AuthKit-enabled", coverage.authkit_enabled, f"{coverage.authkit_share:.0%}", delta_color="off",
              delta_arrow="off")
-    c.metric("In use", coverage.used, count(coverage.connections, "connection"), delta_color="off", delta_arrow="off")
-    d.metric("Without connections", coverage.unused_count)
-    if not synced:
-        st.info("No fleet sync yet, so usage is empty: run one on the Fleet health page.", icon=":material/sync:")
+    if synced:
+        c.metric("In use", coverage.used, count(coverage.connections, "connection"), delta_color="off",
+                 delta_arrow="off")
+        d.metric("Without connections", coverage.unused_count)
+    else:  # nothing known of usage: 0 in use and all without read as a fact
+        c.metric("In use", "—", "no fleet sync yet", delta_color="off", delta_arrow="off")
+        d.metric("Without connections", "—")
+        st.info("Usage comes from the stored fleet, and no fleet sync has run yet.", icon=":material/sync:")
+        st.page_link("pages/fleet.py", label="Sync the fleet on Fleet health", icon=":material/cloud_download:")
     # One under the other: side by side, the table's Share was cut at 1280 px and off the table at 1024.
     chart, usage = st.container(), st.container()
     with chart:

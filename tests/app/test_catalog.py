@@ -4,6 +4,7 @@ CSV export, a connector's detail, request counts, the last-good fallback and API
 from __future__ import annotations
 
 import io
+import json
 import math
 import re
 
@@ -84,6 +85,22 @@ def test_the_page_renders_the_sandbox_catalog_with_usage_and_coverage(app_env, t
     assert int(metrics["In use"]) + int(metrics["Without connections"]) == SANDBOX_CONNECTORS
     assert any("Coverage of the whole catalog" in c.value for c in at.caption)
     assert at.query_params == {}  # the unfiltered view keeps a clean URL
+
+
+def test_before_any_fleet_sync_usage_is_unknown_not_zero(app_env, monkeypatch, downloads):
+    """Every connector showed 0 connections, "In use 0" and "Without connections 294", and the CSV said 0 for each,
+    as facts, with an unlinked hint to sync (live mode syncs only when asked)."""
+    monkeypatch.setenv("PICA_SECRET_KEY", "sk_test_sandbox")
+    monkeypatch.setenv("PICA_API_URL", app_env.url)
+    at = open_page("catalog", query={"selected": "gmail"})
+    assert_clean(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["In use"] == "—" and metrics["Without connections"] == "—"
+    assert json.loads(at.dataframe[0].proto.columns)["connections"]["hidden"] is True
+    assert any(str(link.proto.label) == "Sync the fleet on Fleet health" for link in at.get("page_link"))
+    assert any("no fleet sync yet" in m.value for m in at.markdown), [m.value for m in at.markdown][-12:]
+    [(data, _, _)] = [d for d in downloads if d[1] == "text/csv"]
+    assert set(pd.read_csv(io.BytesIO(data), keep_default_na=False)["connections"]) == {""}
 
 
 # --- search, filters, sorting ------------------------------------------------------------------------------
