@@ -98,7 +98,8 @@ def filter_bar(frame: pd.DataFrame) -> cv.FilterSpec:
                       icon=":material/search:", label_visibility="collapsed")
     sort.selectbox("Sort by", list(cv.SORTS), key=K_SORT, format_func=cv.SORTS.get, label_visibility="collapsed")
     filters = st.container(horizontal=True, vertical_alignment="bottom", gap="medium")
-    filters.multiselect("Category", cv.categories(frame), key=K_CATEGORY, placeholder="Any category", width=240)
+    filters.multiselect("Category", cv.categories(frame), key=K_CATEGORY, placeholder="Any category",
+                        width=340)  # two or three chosen categories in view: 240 px showed one and a sliver
     filters.pills("Status", cv.statuses(frame), key=K_STATUS, selection_mode="multi",
                  format_func=lambda s: cv.STATUS_LABELS.get(s, s))
     filters.segmented_control("AuthKit", list(AUTHKIT_LABELS), key=K_AUTHKIT, format_func=AUTHKIT_LABELS.get,
