@@ -421,6 +421,7 @@ class ResponseView:
     display: str  # pretty JSON or text, cut at the display limit
     records: list[dict] | None = None
     records_key: str | None = None  # where the records were found ("messages", or None for a bare list)
+    around: dict[str, str] = field(default_factory=dict)  # the envelope's other fields (nextPageToken…), as JSON
     truncated: bool = False
     note: str | None = None
     meaning: str | None = None
@@ -472,6 +473,12 @@ def _records(value: Any) -> tuple[list[dict] | None, str | None]:
     return None, None
 
 
+def _short_json(value: Any, limit: int = 120) -> str:
+    """A value as one line of JSON, cut at `limit` characters."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def format_size(size: int) -> str:
     if size < 1024:
         return f"{size} B"
@@ -512,6 +519,8 @@ def response_view(response: PassthroughResponse, *, display_limit: int, secret: 
         if records:
             view.records = records[:MAX_TABLE_ROWS]
             view.records_key = key
+            if key is not None:  # the paging token and counts beside the records: the table alone hid them
+                view.around = {k: _short_json(v) for k, v in parsed.items() if k != key}
             if len(records) > MAX_TABLE_ROWS:
                 view.note = " ".join(filter(None, (view.note, f"The table shows the first {MAX_TABLE_ROWS} of "
                                                               f"{len(records)} records.")))

@@ -521,6 +521,8 @@ def render_call(shown: ShownCall, settings: Settings, *, key: str) -> None:
         if view.kind == "records":
             where = f" under {plain(view.records_key)}" if view.records_key else ""
             st.caption(f"{len(view.records or [])} records{where}")
+            if view.around:  # the page token and counts beside them, one a line: the table would hide them
+                st.code("\n".join(f"{k}: {v}" for k, v in view.around.items()), language="yaml", wrap_lines=True)
             st.dataframe(pd.DataFrame(console.flatten_records(view.records or [])), hide_index=True, width="stretch")
             with st.expander("JSON"):
                 st.code(view.display, language="json")

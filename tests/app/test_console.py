@@ -565,6 +565,12 @@ def test_exports_and_stored_history_never_contain_the_secret(app_env):
     assert record.request_headers["Authorization"] == console.REDACTED
 
 
+def test_a_list_s_paging_fields_show_beside_its_records(app_env):
+    at, _ = console_on(app_env)
+    send(at)
+    assert any(c.startswith("resultSizeEstimate: ") and "\nnextPageToken: " in c for c in codes(at)), codes(at)
+
+
 def test_the_request_preview_shows_the_headers_and_body_send_will_send(app_env):
     """It showed the method and URL alone: an Authorization its field had not taken (Tab to the field's eye icon
     leaves it unsaved) went unsent with nothing on the page to tell."""

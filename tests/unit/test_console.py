@@ -251,6 +251,16 @@ def test_records_inside_an_envelope_are_found():
     assert '"resultSizeEstimate": 2' in view.display  # the pretty JSON is there too
 
 
+def test_the_fields_beside_the_records_are_shown_with_them():
+    """The paging token and counts were only in the collapsed JSON under the records' table."""
+    body = json.dumps({"messages": [{"id": "a"}], "nextPageToken": "p2", "resultSizeEstimate": 201,
+                       "meta": {"note": "x" * 300}}).encode()
+    around = console.response_view(response(body=body), display_limit=10_000).around
+    assert list(around) == ["nextPageToken", "resultSizeEstimate", "meta"]
+    assert (around["nextPageToken"], around["resultSizeEstimate"]) == ('"p2"', "201")
+    assert len(around["meta"]) == 120 and around["meta"].endswith("…")
+
+
 def test_json_text_binary_and_empty_bodies():
     assert console.response_view(response(body=b'{"ok": true}'), display_limit=100).display == '{\n  "ok": true\n}'
     text = console.response_view(response(body=b"plain <b>text</b>", headers={"content-type": "text/html"}),
