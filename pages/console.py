@@ -72,9 +72,11 @@ with builder_tab:
                                 disabled=write_refusal is not None, help=write_refusal)
             if write_refusal and not principal.can("console_write"):
                 st.caption(f":material/lock: {write_refusal}")
+        refused = False
         if clicked:
             if problem is not None:
                 show_error(problem, what="Not sent")
+                refused = True
             else:
                 ui.execute(prepared, settings=settings, client=client, store=store, principal=principal,
                            platform=chosen.platform, action_title=action.title, confirmed=confirmed,
@@ -83,6 +85,9 @@ with builder_tab:
     if (last := ss.get("con_last")) is not None:
         with st.container(border=True):
             st.markdown("##### :material/inbox: Response")
+            if refused:  # under "Not sent", the answer below read as this request's
+                st.caption(":orange[:material/history: The answer to the last call sent, not to the request above: "
+                           "that one was not sent.]")
             ui.render_call(last, settings, key="con_last")
             ui.offer_reconnect(last, chosen, principal, settings)
 
@@ -110,14 +115,26 @@ with history_tab:
                 st.caption(f"Details of the latest {ui.HISTORY_SHOWN}:")
             replay_messages = st.container()  # above the list, where a refused replay is seen
             to_replay = [r for r in shown_records if ui.history_entry(r, settings, store)]
-            if to_replay:
-                record = to_replay[0]
+            if not to_replay:  # a second press counts only as the very next thing done
+                ss.pop("con_replay_armed", None)
+            else:
+                record, prepared = to_replay[0], None
                 with replay_messages:
                     try:
                         prepared = console.replay_request(record)
                     except InvalidInputError as exc:
                         show_error(exc, what=f"Replay of #{record.id}")
                     else:
+                        # A write that may have been carried out already is sent again on a second press only.
+                        unknown = bool(record.error and record.error.endswith(console.OUTCOME_UNKNOWN))
+                        armed, ss["con_replay_armed"] = ss.get("con_replay_armed") == record.id, None
+                        if unknown and not armed:
+                            ss["con_replay_armed"] = record.id
+                            st.warning(f"#{record.id} may have been carried out already: it went out and no answer "
+                                       "came back. Check on the platform; press its Replay again to send it a "
+                                       "second time.", icon=":material/help:")
+                            prepared = None
+                    if prepared is not None:
                         ui.execute(prepared, settings=settings, client=client, store=store, principal=principal,
                                    platform=record.platform, action_title=record.action_title,
                                    confirmed=bool(confirm_replay),

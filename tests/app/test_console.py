@@ -374,6 +374,34 @@ def test_a_write_with_no_answer_is_not_said_to_be_unsent(app_env):
     assert "No answer to the call" in messages(at) and "carried out is unknown" not in messages(at)
 
 
+def test_replaying_a_write_with_an_unknown_outcome_takes_a_second_press(app_env):
+    """Replay re-sent it at once: the e-mail may have gone out the first time."""
+    at, _ = console_on(app_env, SEND_MESSAGE)
+    at.text_area(key="con_body_json").set_value('{"raw": "QQ=="}').run()
+    app_env.fault("drop", path="/v1/passthrough", count=1)
+    send(at)
+    [record] = records()
+    open_history(at)
+    before = passthrough_calls(app_env)
+    replay = f"con_replay_{record.id}"
+    next(b for b in at.button if b.key.startswith(replay)).click().run()
+    assert_clean(at)
+    assert passthrough_calls(app_env) == before
+    assert any(f"#{record.id} may have been carried out already" in w.value for w in at.warning)
+    next(b for b in at.button if b.key.startswith(replay)).click().run()
+    assert_clean(at)
+    assert passthrough_calls(app_env) == before + 1
+
+
+def test_a_refused_send_says_the_response_shown_is_the_last_call_s(app_env):
+    at, _ = console_on(app_env)
+    send(at)
+    at.text_input(key="con_var_userId").set_value("").run()
+    send(at)
+    assert any("Not sent" in e.value for e in at.error)
+    assert any("The answer to the last call sent, not to the request above" in c.value for c in at.caption)
+
+
 def test_a_read_retried_after_pica_s_rate_limit_says_so(app_env):
     """"200 OK · 3005 ms" read as a slow platform: the console had waited out Pica's 429 and asked again."""
     at, _ = console_on(app_env)
