@@ -286,8 +286,10 @@ def unknown_platforms(usage: Mapping[str, int], frame: pd.DataFrame) -> dict[str
 
 # --- export ---------------------------------------------------------------------------------------------
 def to_csv(frame: pd.DataFrame, *, synced: bool = True) -> bytes:
-    """The table as shown (same rows, order and columns) as UTF-8 CSV; before any fleet sync (`synced`), its
-    connections left empty: nothing is known of them, and 0 says none."""
+    """The table as shown (same rows and order; its columns bar the logo's address, this dashboard's, which led
+    every row) as UTF-8 CSV; before any fleet sync (`synced`), its connections left empty: nothing is known of
+    them, and 0 says none."""
+    frame = frame.drop(columns=["logo"])
     if not synced:
         frame = frame.assign(connections=None)
     return exports.frame_csv(frame).encode("utf-8")

@@ -229,7 +229,7 @@ def test_csv_export_is_the_filtered_table(app_env, downloads):
     csvs = [(data, name) for data, mime, name in downloads if mime == "text/csv"]
     assert len(csvs) == 1 and csvs[0][1] == "pica-connectors.csv"
     exported = pd.read_csv(io.BytesIO(csvs[0][0]), keep_default_na=False)
-    shown = table(at)
+    shown = table(at).drop(columns=["logo"])
     assert len(exported) == len(shown) and list(exported.columns) == list(shown.columns)
     for column in shown.columns:
         assert exported[column].tolist() == shown[column].tolist(), column

@@ -181,7 +181,7 @@ def test_connections_on_platforms_missing_from_the_catalog_are_reported(frame):
 def test_csv_is_the_table_as_shown(frame):
     shown = cv.apply(frame, cv.FilterSpec(query="mail", sort="-connections"))
     parsed = pd.read_csv(io.BytesIO(cv.to_csv(shown)), keep_default_na=False)
-    assert list(parsed.columns) == list(cv.COLUMNS)
+    assert list(parsed.columns) == [c for c in cv.COLUMNS if c != "logo"]  # the dashboard's own image addresses
     assert parsed["platform"].tolist() == shown["platform"].tolist()
     assert parsed["connections"].tolist() == shown["connections"].tolist()
     assert parsed["authkit"].tolist() == shown["authkit"].tolist()
