@@ -37,7 +37,7 @@ except ImportError:  # Windows: syncs exclude each other within one process only
     fcntl = None
 from collections.abc import Callable, Iterator, Sequence
 
-from sqlalchemy import JSON, Column, Index, and_, case, event, func, or_, text
+from sqlalchemy import JSON, Column, Index, Text, and_, case, event, func, or_, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
@@ -749,9 +749,12 @@ class Store:
                 # Paths are stored as sent: a variable's value percent-encoded, slashes included ("李 me/x" is there
                 # as %E6%9D%8E%20me%2Fx), the template's slashes as they are (users/李 as users/%E6%9D%8E).
                 encoded = [f"%{_escape_like(quote(text_query, safe=safe))}%" for safe in ("", "/")]
+                # The key holds the identity ("…|usr_42"): support asks about a user's calls by it.
                 query = query.where(or_(*(column.ilike(like, escape="\\") for column in (
                     PassthroughCallRecord.request_body, PassthroughCallRecord.response_body, PassthroughCallRecord.path,
-                    PassthroughCallRecord.error)), *(PassthroughCallRecord.path.ilike(e, escape="\\") for e in encoded)))
+                    PassthroughCallRecord.error, PassthroughCallRecord.connection_key,
+                    func.cast(PassthroughCallRecord.query, Text))),
+                    *(PassthroughCallRecord.path.ilike(e, escape="\\") for e in encoded)))
             return list(session.exec(query.order_by(PassthroughCallRecord.id.desc()).limit(limit)))
 
     def call_platforms(self) -> list[str]:

@@ -293,6 +293,12 @@ def test_history_search_and_audit(store):
         method="GET", path="/gmail/v1/users/%E6%9D%8E%20me%2Fx/messages", status=None, error="Rate limit exceeded"))
     for text in ("李", "me/x", "李 me", "rate LIMIT", "users/李"):  # the path as typed (it is stored encoded), and the error
         assert [c.path for c in store.search_calls(text_query=text)] == ["/gmail/v1/users/%E6%9D%8E%20me%2Fx/messages"]
+    # Its query and its connection key (whose identity support asks by) are searched too: they were not.
+    store.record_call(PassthroughCallRecord(
+        at=utcnow(), actor="a@x.io", environment="test", connection_key=conn(4, identity="usr_ava_77").key,
+        platform="gmail", action_id="x", method="GET", path="/p", query=[["pageToken", "tok-Zeta-9"]], status=200))
+    assert [c.connection_key for c in store.search_calls(text_query="tok-zeta-9")] == [conn(4, identity="usr_ava_77").key]
+    assert [c.query for c in store.search_calls(text_query="USR_AVA_77")] == [[["pageToken", "tok-Zeta-9"]]]
     store.audit(actor="a@x.io", action="delete", target="key-1", outcome="ok", platform="gmail")
     events = store.audit_events(action="delete")
     assert events[0].actor == "a@x.io" and events[0].detail == {"platform": "gmail"}
