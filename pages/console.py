@@ -58,7 +58,7 @@ with builder_tab:
             except InvalidInputError as exc:
                 prepared, problem = None, exc
             if prepared is not None:
-                st.code(scrub(console.preview(prepared), secret), language="http")
+                st.code(scrub(console.preview(prepared), secret), language="http", wrap_lines=True)  # whole at 1024
             else:
                 st.caption(f":orange[:material/pending: Not ready: {plain(problem.message)}]")
             confirmed = False

@@ -614,7 +614,8 @@ def history_filters(store: Store) -> dict:
 def history_table(records: list[PassthroughCallRecord]) -> None:
     frame = pd.DataFrame([{
         "#": r.id, "when": r.at,
-        "status": str(r.status) if r.status else "—",  # none: no answer came (History says why)
+        # Pica's own refusal or failure (its 429, its 502) apart from the platform's answer of the same status
+        "status": (f"{r.status} (Pica)" if r.error else str(r.status)) if r.status else "—",  # —: no answer came
         "method": r.method, "path": r.path, "action": r.action_title or r.action_id,
         "platform": r.platform, "identity": console.identity_of_key(r.connection_key), "ms": r.elapsed_ms,
         "size": r.response_size, "by": r.actor,
@@ -627,9 +628,9 @@ def history_entry(record: PassthroughCallRecord, settings: Settings, store: Stor
     """One call: its request and response, Replay and Load buttons, exports. True when Replay was clicked."""
     icon = ":material/check_circle:" if record.status and record.status < 400 else ":material/error:"
     with st.expander(f"{plain(console.history_label(record))} · {ago(record.at)}", icon=icon):
-        replay_col, load_col, _ = st.columns([1, 1, 3])
-        replay = replay_col.button("Replay", key=send_key(f"con_replay_{record.id}"), icon=":material/replay:")
-        load_col.button("Load into builder", key=f"con_load_{record.id}", icon=":material/edit:",
+        buttons = st.container(horizontal=True)  # each as wide as its label: a fifth of 1024 px read "Load …"
+        replay = buttons.button("Replay", key=send_key(f"con_replay_{record.id}"), icon=":material/replay:")
+        buttons.button("Load into builder", key=f"con_load_{record.id}", icon=":material/edit:",
                         on_click=load_into_builder, args=(store, record.id))
         st.caption(plain(f"{record.environment} · {record.connection_key} · action {record.action_id} · "
                          f"by {record.actor}"))

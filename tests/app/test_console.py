@@ -345,6 +345,13 @@ def test_history_keeps_pica_s_rate_limit_as_a_clock_time(app_env):
     assert record.status == 429
     assert re.search(r"— Pica's rate limit was reached: retry after \d\d:\d\d:\d\d UTC\.$", record.error)
     assert "retry in" not in record.error
+    # Its table tells Pica's 429 from a platform's (the 5xx and 4xx filters hold both).
+    send(at)  # the limit still holds… then an answer
+    app_env.control("DELETE", "faults")
+    send(at)
+    open_history(at)
+    table = next(df.value for df in at.dataframe if "#" in df.value.columns)
+    assert list(table["status"])[:3] == ["200", "429 (Pica)", "429 (Pica)"]
 
 
 def test_a_write_with_no_answer_is_not_said_to_be_unsent(app_env):
