@@ -601,7 +601,7 @@ def history_filters(store: Store) -> dict:
     platform = platform_col.selectbox("Platform", platforms, key="con_h_platform")
     action = action_col.text_input("Action", key="con_h_action", placeholder="title or id")
     status = status_col.text_input("Status", key="con_h_status", placeholder="e.g. 429 or 4xx")
-    text = text_col.text_input("Full text", key="con_h_text", placeholder="bodies, path, query, key or identity, error")
+    text = text_col.text_input("Full text", key="con_h_text", placeholder="identity, query, path, bodies…")
     filters: dict = {"platform": None if platform == "any" else platform, "action": action.strip() or None,
                      "text_query": text.strip() or None, "status": None}
     try:
