@@ -106,15 +106,20 @@ with history_tab:
             more = " (the latest 200: narrow the filters)" if len(records) == 200 else ""
             st.caption(f"{count(len(records), 'call')}{more}. Bodies are kept up to {console.format_size(settings.history_body_limit)}; "
                        "credentials are never stored.")
-            ui.history_table(records)
+            picked = ui.history_table(records)
             shown_records = records[:ui.HISTORY_SHOWN]
+            if picked is not None and picked not in shown_records:  # an older call, opened from the table
+                shown_records = [picked, *shown_records]
             live_writes = any(r.environment == "live" and r.method != "GET" for r in shown_records)
             confirm_replay = live_writes and st.checkbox("I confirm replays of writes on **live** connections.",
                                                           key="con_h_confirm")
             if len(records) > ui.HISTORY_SHOWN:
-                st.caption(f"Details of the latest {ui.HISTORY_SHOWN}:")
+                st.caption(f"Details of the latest {ui.HISTORY_SHOWN} (select an older call in the table to see it "
+                           "here too):")
+            else:
+                st.caption("Select a call in the table to open its details.")
             replay_messages = st.container()  # above the list, where a refused replay is seen
-            to_replay = [r for r in shown_records if ui.history_entry(r, settings, store)]
+            to_replay = [r for r in shown_records if ui.history_entry(r, settings, store, opened=r is picked)]
             if not to_replay:  # a second press counts only as the very next thing done
                 ss.pop("con_replay_armed", None)
             else:

@@ -36,6 +36,7 @@ from .layout import (
     guarded,
     keep_widgets,
     public_url,
+    selection_table,
     show_error,
     show_fetch_problem,
     state_badge,
@@ -611,7 +612,8 @@ def history_filters(store: Store) -> dict:
     return filters
 
 
-def history_table(records: list[PassthroughCallRecord]) -> None:
+def history_table(records: list[PassthroughCallRecord]) -> PassthroughCallRecord | None:
+    """The calls as a table; the one its reader selected (any of them: the details below list the latest few)."""
     frame = pd.DataFrame([{
         "#": r.id, "when": r.at,
         # Pica's own refusal or failure (its 429, its 502) apart from the platform's answer of the same status
@@ -620,14 +622,22 @@ def history_table(records: list[PassthroughCallRecord]) -> None:
         "platform": r.platform, "identity": console.identity_of_key(r.connection_key), "ms": r.elapsed_ms,
         "size": r.response_size, "by": r.actor,
     } for r in records])
-    st.dataframe(frame, hide_index=True, width="stretch", height=min(400, 38 + 35 * len(records)),
-                 column_config={"when": when_column("when"), "ms": st.column_config.NumberColumn(format="%.0f")})
+    ids = [str(r.id) for r in records]
+    picked = selection_table(frame, ids, ss.get(_PICKED_CALL, ""), name="con_h_table", hide_index=True,
+                             width="stretch", height=min(400, 38 + 35 * len(records)),
+                             column_config={"when": when_column("when"),
+                                            "ms": st.column_config.NumberColumn(format="%.0f")})
+    ss[_PICKED_CALL] = picked
+    return records[ids.index(picked)] if picked in ids else None
 
 
-def history_entry(record: PassthroughCallRecord, settings: Settings, store: Store) -> bool:
+_PICKED_CALL = "con_h_picked"  # the id of the call selected in History's table
+
+
+def history_entry(record: PassthroughCallRecord, settings: Settings, store: Store, *, opened: bool = False) -> bool:
     """One call: its request and response, Replay and Load buttons, exports. True when Replay was clicked."""
     icon = ":material/check_circle:" if record.status and record.status < 400 else ":material/error:"
-    with st.expander(f"{plain(console.history_label(record))} · {ago(record.at)}", icon=icon):
+    with st.expander(f"{plain(console.history_label(record))} · {ago(record.at)}", icon=icon, expanded=opened):
         buttons = st.container(horizontal=True)  # each as wide as its label: a fifth of 1024 px read "Load …"
         replay = buttons.button("Replay", key=send_key(f"con_replay_{record.id}"), icon=":material/replay:")
         buttons.button("Load into builder", key=f"con_load_{record.id}", icon=":material/edit:",

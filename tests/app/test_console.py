@@ -400,6 +400,30 @@ def test_replaying_a_write_with_an_unknown_outcome_takes_a_second_press(app_env)
     assert passthrough_calls(app_env) == before + 1
 
 
+def test_any_call_in_history_opens_from_its_table(app_env):
+    """Only the latest 25 could be opened, replayed or loaded: an older row of the table could not be opened."""
+    from pica_core.store import utcnow
+
+    conn = gmail(app_env)
+    calls = store()
+    for n in range(27):
+        calls.record_call(PassthroughCallRecord(
+            at=utcnow(), actor="a@x.io", environment="test", connection_key=conn["key"], platform="gmail",
+            action_id=LIST_MESSAGES, action_title=f"Call {n}", method="GET", path="/gmail/v1/users/me/messages",
+            status=200, response_body='{"n": %d}' % n))
+    calls.engine.dispose()
+    at = open_history(open_page("console"))
+    assert not [label for label in history_labels(at) if "Call 0" in label]  # the oldest: not among the latest 25
+    table = next(d for d in at.dataframe if (d.key or "").startswith("con_h_table."))
+    at.session_state[table.key] = {"selection": {"rows": [26], "columns": []}}
+    at.run()
+    assert_clean(at)
+    [opened] = [e for e in at.expander if "Call 0" in shown(e.label)]
+    assert opened.proto.expanded and any('"n": 0' in c.value for c in opened.code)
+    oldest = min(r.id for r in records())
+    assert any(b.key == f"con_load_{oldest}" for b in opened.button)  # Replay and Load as for the latest
+
+
 def test_a_refused_send_says_the_response_shown_is_the_last_call_s(app_env):
     at, _ = console_on(app_env)
     send(at)
