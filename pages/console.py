@@ -33,7 +33,7 @@ ss.setdefault("con_tab", "Builder")
 builder_tab, history_tab = st.tabs(["Builder", "History"], key="con_tab", on_change="rerun")
 
 with builder_tab:
-    action = None
+    action, refused = None, False  # refused: this run's Send was refused (the response below is an earlier call's)
     with st.container(border=True):
         st.markdown("##### :material/link: Connection")
         chosen = ui.pick_connection(settings)
@@ -72,7 +72,6 @@ with builder_tab:
                                 disabled=write_refusal is not None, help=write_refusal)
             if write_refusal and not principal.can("console_write"):
                 st.caption(f":material/lock: {write_refusal}")
-        refused = False
         if clicked:
             if problem is not None:
                 show_error(problem, what="Not sent")

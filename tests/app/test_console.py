@@ -431,6 +431,11 @@ def test_a_refused_send_says_the_response_shown_is_the_last_call_s(app_env):
     send(at)
     assert any("Not sent" in e.value for e in at.error)
     assert any("The answer to the last call sent, not to the request above" in c.value for c in at.caption)
+    # With no action chosen, the response stays (the page failed: `refused` was set only with an action)
+    at.segmented_control(key="con_action_mode").set_value("Raw").run()
+    assert_clean(at)
+    at.text_input(key="con_key").set_value("").run()
+    assert_clean(at)
 
 
 def test_a_read_retried_after_pica_s_rate_limit_says_so(app_env):
