@@ -359,7 +359,12 @@ def prepare(draft: RequestDraft, *, max_body: int = MAX_REQUEST_BODY_BYTES) -> P
     if draft.custom:
         if kind in ("none", "json"):
             prepared.body_kind = "json"
-            prepared.json_body, prepared.json_text = inject_connection_key(prepared.json_body, key), None
+            if prepared.json_text is not None:  # encoded again with connectionKey, it would say something else
+                raise InvalidInputError(
+                    "This is a Pica custom action: the console adds \"connectionKey\" to its JSON body and sends it "
+                    "encoded again, which would drop a key written twice or change a number longer than a float "
+                    "holds.", hint="Write each key once, and a very long number as a string.")
+            prepared.json_body = inject_connection_key(prepared.json_body, key)
         elif kind in ("form", "multipart"):
             prepared.form = {**(prepared.form or {}), "connectionKey": key}
         else:
@@ -645,7 +650,9 @@ def make_record(prepared: PreparedRequest, *, response: PassthroughResponse | No
                 error: PicaError | None = None, actor: str, platform: str, action_title: str | None = None,
                 secret: str | None, body_limit: int) -> PassthroughCallRecord:
     """A history row for one call: credentials redacted, the secret scrubbed, bodies cut at `body_limit` bytes."""
-    request_body, request_cut = truncate(scrub(request_body_text(prepared), secret), body_limit)
+    sent = request_body_text(prepared)  # the secret masked however spelt: a body kept as typed may escape it
+    request_body, request_cut = truncate(None if sent is None else body_text(scrub_body(sent.encode(), secret)[0]),
+                                         body_limit)
     if prepared.body_kind == "raw" and b"\x00" in (prepared.content or b""):
         request_cut = True  # kept as "[binary, …]": a replay must not send that text as the body
     record = PassthroughCallRecord(
@@ -842,7 +849,7 @@ def export_curl(prepared: PreparedRequest, base_url: str, *, secret: str | None 
     data = stdin = None  # the body curl is given as an argument; what it reads on its standard input
     if prepared.body_kind == "json":
         lines += [] if prepared.typed else ["-H 'content-type: application/json'"]
-        data = prepared.json_bytes().decode("utf-8")
+        data = body_text(scrub_body(prepared.json_bytes(), secret)[0])  # as typed: the key may be escaped
     elif prepared.body_kind == "form" and prepared.form:  # an empty one sends nothing, as httpx does
         data = urlencode(list(prepared.form.items()))
     elif prepared.body_kind == "multipart":
@@ -856,7 +863,7 @@ def export_curl(prepared: PreparedRequest, base_url: str, *, secret: str | None 
                   for f in prepared.files]
     elif prepared.body_kind == "raw":
         lines += [] if prepared.typed else ["-H 'content-type:'"]  # httpx sends raw content with none; curl a form's
-        data = (prepared.content or b"").decode("utf-8", errors="replace")
+        data = scrub_body(prepared.content or b"", secret)[0].decode("utf-8", errors="replace")
     if data is not None and len(data.encode()) > CURL_ARGUMENT_LIMIT:
         stdin, data = data, None
         lines.append("--data-binary @-")
@@ -899,7 +906,7 @@ def export_httpx(prepared: PreparedRequest, base_url: str, *, secret: str | None
                                          or prepared.json_text is not None):  # json= would change it
         if not prepared.typed:
             args.insert(-1, "        'Content-Type': 'application/json',")  # the last of headers={…}
-        args.append(f"    content={prepared.json_bytes()!r},")
+        args.append(f"    content={scrub_body(prepared.json_bytes(), secret)[0]!r},")
     elif prepared.body_kind == "json":  # json=, as one would write it, when it sends what was typed
         literal = pprint.pformat(prepared.json_body, width=100, sort_dicts=False).replace("\n", "\n    ")
         args.append(f"    json={literal},")
@@ -911,7 +918,7 @@ def export_httpx(prepared: PreparedRequest, base_url: str, *, secret: str | None
                   for f in prepared.files]
         args.append(f"    files=[{', '.join(parts)}],")
     elif prepared.body_kind == "raw":
-        args.append(f"    content={(prepared.content or b'')!r},")
+        args.append(f"    content={scrub_body(prepared.content or b'', secret)[0]!r},")
     args.append("    timeout=30.0,")
     code = "\n".join(["import os", "", "import httpx", "", "response = httpx.request(", *args, ")",
                       "print(response.status_code)", "print(response.text)"])
@@ -951,8 +958,8 @@ class Comparison:
 def pretty_json(body: str | None, *, sort_keys: bool = False) -> str:
     """A JSON body indented, its keys in the order sent (or sorted: a comparison ignores their order); other text
     as it is."""
-    if not body:
-        return ""
+    if not body or not _encodes_as_typed(body):  # a key twice, a 20-digit number: shown as sent, not as parsed
+        return body or ""
     try:
         return json.dumps(json.loads(body), indent=2, ensure_ascii=False, sort_keys=sort_keys)
     except (ValueError, RecursionError):

@@ -803,6 +803,25 @@ def test_a_json_body_is_sent_as_typed_when_encoding_it_again_would_change_it(san
         assert prepared.body_bytes() == len(sent.encode())
 
 
+def test_a_body_kept_as_typed_masks_an_escaped_secret_and_shows_as_sent(sandbox, client, store):
+    """Kept as typed, "\\u0073k_test_…" escaped the masking (it looks for the key's plain text) into history, and
+    History's pretty view decoded it; that view also showed the body parsed (one "raw", a float), not as sent."""
+    escaped = "\\u0073" + SANDBOX_TEST_KEY[1:]
+    typed = '{"raw": "a", "raw": "b", "note": "%s"}' % escaped
+    prepared = console.prepare(draft(connection_key=connection(sandbox)["key"], action_id=SEND_ACTION, method="POST",
+                                     path_template="/gmail/v1/users/me/messages/send", body_kind="json",
+                                     body_text=typed))
+    record = run(client, store, prepared).record
+    stored = store.call(record.id)
+    for shown in (stored.request_body, console.pretty_json(stored.request_body),
+                  console.export_curl(prepared, sandbox.url, secret=SANDBOX_TEST_KEY),
+                  console.export_httpx(prepared, sandbox.url, secret=SANDBOX_TEST_KEY)):
+        assert SANDBOX_TEST_KEY not in shown and escaped not in shown and "****" in shown
+    assert console.pretty_json(AS_TYPED) == AS_TYPED  # as sent: both "raw", every digit
+    with pytest.raises(InvalidInputError, match="adds \"connectionKey\""):  # encoded again, it would lose one
+        console.prepare(draft(method="POST", body_kind="json", body_text=AS_TYPED, custom=True))
+
+
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 @pytest.mark.parametrize("body", [
     dict(body_kind="raw", body_text="@channel"),  # curl's --data-binary read the file named channel
