@@ -381,10 +381,12 @@ def prepare(draft: RequestDraft, *, max_body: int = MAX_REQUEST_BODY_BYTES) -> P
 
 
 def preview(prepared: PreparedRequest) -> str:
-    """What Send sends, as an HTTP request's head: the request line, the headers typed (a credential's value hidden;
-    the console's own x-pica-* ones left out) and the body's kind and size. A header shown nowhere but its field
-    went unnoticed when the field had not taken it (Tab to its eye icon leaves a password field unsaved)."""
-    lines = [f"{prepared.method} {prepared.url('')}"]
+    """What Send sends, as an HTTP request's head: the request line and the headers typed, a credential's value
+    hidden (the console adds its own x-pica-* ones), then the body's kind and size. A header shown nowhere but its
+    field went unnoticed when the field had not taken it (Tab to its eye icon leaves a password field unsaved)."""
+    masked = [(k, "MASKEDVALUE" if is_sensitive_query(k) else v) for k, v in prepared.query]
+    url = str(httpx.URL(prepared.url("")).copy_with(params=masked or None)).replace("MASKEDVALUE", "••••••")
+    lines = [f"{prepared.method} {url}"]
     lines += [f"{name}: {'••••••' if is_sensitive_header(name) else value}" for name, value in prepared.headers.items()]
     if prepared.body_kind != "none":
         kind = {"json": "JSON", "form": "form-encoded", "multipart": "multipart", "raw": "raw"}[prepared.body_kind]
@@ -553,7 +555,6 @@ def response_view(response: PassthroughResponse, *, display_limit: int, secret: 
 
 # --- redaction and history ------------------------------------------------------------------------------------
 def is_sensitive_header(name: str) -> bool:
-    """Whether a header's value, or a query parameter's (`?access_token=`, `?key=`), is a credential."""
     lowered = name.lower().replace("_", "-")
     if lowered.startswith(PASSTHROUGH_HEADER_PREFIX):
         lowered = lowered[len(PASSTHROUGH_HEADER_PREFIX):]
@@ -563,6 +564,23 @@ def is_sensitive_header(name: str) -> bool:
             or lowered.endswith("key"))
 
 
+
+
+# Query parameters whose values are credentials where platforms take one in the URL: Google's key, Firebase's auth,
+# Azure's sig and code, OAuth's access_token, HubSpot's hapikey. Compared without case or separators (accessToken,
+# api-key). Paging cursors (pageToken, nextPageToken, syncToken) are not: History must keep them to replay a page.
+_SENSITIVE_QUERY_EXACT = {"key", "token", "auth", "sig", "code", "jwt", "password", "passwd", "secret", "signature",
+                          "apikey", "hapikey", "accesstoken", "idtoken", "refreshtoken", "authtoken", "clientsecret",
+                          "privatekey", "accesskey", "secretkey", "session", "sessionid", "subscriptionkey",
+                          "appsecretproof", "xapikey"}
+_SENSITIVE_QUERY_PARTS = ("secret", "password", "passwd", "apikey", "accesstoken", "authtoken", "refreshtoken",
+                          "privatekey", "accesskey", "signature", "credential")
+
+
+def is_sensitive_query(name: str) -> bool:
+    """Whether a query parameter's value is a credential (`?access_token=`, `?key=`)."""
+    squashed = re.sub(r"[^a-z0-9]", "", name.lower())
+    return squashed in _SENSITIVE_QUERY_EXACT or any(part in squashed for part in _SENSITIVE_QUERY_PARTS)
 
 
 def redact_headers(headers: Mapping[str, str], secret: str | None) -> dict[str, str]:
@@ -660,7 +678,7 @@ def make_record(prepared: PreparedRequest, *, response: PassthroughResponse | No
         connection_key=scrub(prepared.connection_key, secret) or "",  # every field typed by a user is scrubbed
         platform=platform, action_id=scrub(prepared.action_id, secret), action_title=scrub(action_title, secret) or None,
         method=prepared.method, path=scrub(prepared.display_path, secret) or "",
-        query=[[scrub(k, secret) or "", REDACTED if is_sensitive_header(k) else scrub(v, secret) or ""]
+        query=[[scrub(k, secret) or "", REDACTED if is_sensitive_query(k) else scrub(v, secret) or ""]
                for k, v in prepared.query],
         request_headers=redact_headers(prepared.headers, secret), body_kind=prepared.body_kind,
         request_body=request_body, request_truncated=request_cut,
@@ -798,27 +816,43 @@ def _env_name(name: str, what: str = "header") -> str:
     return ("HEADER_" if what == "header" else "QUERY_") + re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").upper()
 
 
-def _credentials(prepared: PreparedRequest) -> list[tuple[str, str, str]]:
-    """(variable, name, "header" or "query parameter") for each credential an export reads from the environment
-    instead of holding it, once each."""
-    found = [(_env_name(name), name, "header") for name in prepared.headers if is_sensitive_header(name)]
-    found += [(_env_name(name, "query"), name, "query parameter") for name, _ in prepared.query
-              if is_sensitive_header(name)]
-    return list(dict.fromkeys(found))
+@dataclass(frozen=True)
+class _Credential:
+    """A credential an export reads from the environment instead of holding it."""
+
+    variable: str
+    name: str
+    what: str  # "header" or "query parameter"
+    position: int | None = None  # a query parameter's, in the query
+
+
+def _credentials(prepared: PreparedRequest) -> list[_Credential]:
+    """Every credential of the request, each with a variable of its own: a name that repeats (two access_token
+    parameters) or two that read alike (api-key and api_key) shared one, and so one value where two were sent."""
+    taken: dict[str, int] = {}
+
+    def variable(base: str) -> str:
+        taken[base] = taken.get(base, 0) + 1
+        return base if taken[base] == 1 else f"{base}_{taken[base]}"
+
+    found = [_Credential(variable(_env_name(name)), name, "header") for name in prepared.headers
+             if is_sensitive_header(name)]
+    return found + [_Credential(variable(_env_name(name, "query")), name, "query parameter", position)
+                    for position, (name, _) in enumerate(prepared.query) if is_sensitive_query(name)]
 
 
 def export_variables(prepared: PreparedRequest) -> list[tuple[str, str]]:
     """(variable, header or query parameter) for each credential an export reads from the environment."""
-    return [(variable, name) for variable, name, _ in _credentials(prepared)]
+    return [(c.variable, c.name) for c in _credentials(prepared)]
 
 
-def _curl_query(prepared: PreparedRequest, base_url: str) -> tuple[str, list[str]]:
+def _curl_query(prepared: PreparedRequest, base_url: str, credentials: list[_Credential]) -> tuple[str, list[str]]:
     """The request's URL for a shell without its credential query parameters, and curl's options that add each,
     read from its variable and URL-encoded by curl (`--url-query`, curl 7.87 or later): after the others."""
     url = httpx.URL(prepared.url(base_url)).copy_with(
-        params=[(k, v) for k, v in prepared.query if not is_sensitive_header(k)] or None)
-    return shlex.quote(str(url)), [f'--url-query {shlex.quote(f"{name}=")}"${_env_name(name, "query")}"'
-                                   for name, _ in prepared.query if is_sensitive_header(name)]
+        params=[(k, v) for k, v in prepared.query if not is_sensitive_query(k)] or None)
+    return shlex.quote(str(url)), [f'--url-query {shlex.quote(f"{c.name}=")}"${c.variable}"' for c in credentials
+                                   if c.position is not None]
 
 
 # A body longer than this goes to curl on its standard input: Linux refuses an argument over 128 KiB ("Argument
@@ -831,17 +865,19 @@ def export_curl(prepared: PreparedRequest, base_url: str, *, secret: str | None 
     appear in the request itself), a credential header's value from its variable, which must be set (curl sent an
     empty header's request without it, silently)."""
     # The message is expanded inside double quotes: a header name is named only when nothing in it is shell syntax.
-    guard = " ".join(f'"${{{variable}:?set {variable} to the value of the '
-                     f'{name + " " if re.fullmatch(r"[A-Za-z0-9_-]+", name) else ""}{what}}}"'
-                     for variable, name, what in _credentials(prepared))
-    url, credentials = _curl_query(prepared, base_url)
-    lines = [f"curl -sS -X {prepared.method} {url}", *credentials,
+    credentials = _credentials(prepared)
+    guard = " ".join(f'"${{{c.variable}:?set {c.variable} to the value of the '
+                     f'{c.name + " " if re.fullmatch(r"[A-Za-z0-9_-]+", c.name) else ""}{c.what}}}"'
+                     for c in credentials)
+    url, url_queries = _curl_query(prepared, base_url, credentials)
+    variables = {c.name: c.variable for c in credentials if c.position is None}
+    lines = [f"curl -sS -X {prepared.method} {url}", *url_queries,
              f'-H "{SECRET_HEADER}: ${SECRET_ENV}"',
              f"-H {shlex.quote(f'{CONNECTION_HEADER}: {prepared.connection_key}')}",
              f"-H {shlex.quote(f'{ACTION_HEADER}: {prepared.action_id}')}"]
     for name, value in prepared.headers.items():
-        if is_sensitive_header(name):
-            lines.append(f'-H {_shell_header_name(name)}${_env_name(name)}"')
+        if name in variables:
+            lines.append(f'-H {_shell_header_name(name)}${variables[name]}"')
         else:
             lines.append(f"-H {shlex.quote(f'{name}: {value}')}")
     # As httpx sends it: its own Content-Type unless one was given (curl would send both); --data-raw, which
@@ -892,14 +928,17 @@ def export_httpx(prepared: PreparedRequest, base_url: str, *, secret: str | None
                f"        {CONNECTION_HEADER!r}: {prepared.connection_key!r}"  # beyond ASCII: as the console, UTF-8
                + ("" if prepared.connection_key.isascii() else ".encode()") + ",",
                f"        {ACTION_HEADER!r}: {prepared.action_id!r},"]
+    credentials = _credentials(prepared)
+    variables = {c.name: c.variable for c in credentials if c.position is None}
+    in_query = {c.position: c.variable for c in credentials if c.position is not None}
     for name, value in prepared.headers.items():
-        shown = f'os.environ["{_env_name(name)}"]' if is_sensitive_header(name) else repr(value)
+        shown = f'os.environ["{variables[name]}"]' if name in variables else repr(value)
         headers.append(f"        {name!r}: {shown},")
     url = f"{base_url.rstrip('/')}/v1/passthrough/{prepared.path}"
     args = [f"    {prepared.method!r},", f"    {url!r},"]
     if prepared.query:
-        params = ", ".join(f'({name!r}, os.environ["{_env_name(name, "query")}"])' if is_sensitive_header(name)
-                           else repr((name, value)) for name, value in prepared.query)
+        params = ", ".join(f'({name!r}, os.environ["{in_query[n]}"])' if n in in_query else repr((name, value))
+                           for n, (name, value) in enumerate(prepared.query))
         args.append(f"    params=[{params}],")
     args += ["    headers={", *headers, "    },"]
     if prepared.body_kind == "json" and (prepared.json_body is None  # httpx reads json=None as no body

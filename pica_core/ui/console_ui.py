@@ -553,8 +553,11 @@ def _exports(prepared: console.PreparedRequest, settings: Settings, *, key: str)
     python_tab.code(console.export_httpx(prepared, base, secret=secret), language="python")
     needed = ["`PICA_SECRET_KEY`", *(f"`{variable}` ({plain(name)}'s value)"
                                        for variable, name in console.export_variables(prepared))]
+    in_query = any(variable.startswith("QUERY_") for variable, _ in console.export_variables(prepared))
     st.caption(f"Set {', '.join(needed[:-1]) + ' and ' + needed[-1] if len(needed) > 1 else needed[0]} in your "
-               "shell first: credentials are never part of an export.")
+               "shell first: credentials are never part of an export."
+               + (" The curl command adds the query's with `--url-query`, which needs curl 7.87 or later."
+                  if in_query else ""))
 
 
 # --- history ----------------------------------------------------------------------------------------------------

@@ -410,7 +410,7 @@ def test_any_call_in_history_opens_from_its_table(app_env):
         calls.record_call(PassthroughCallRecord(
             at=utcnow(), actor="a@x.io", environment="test", connection_key=conn["key"], platform="gmail",
             action_id=LIST_MESSAGES, action_title=f"Call {n}", method="GET", path="/gmail/v1/users/me/messages",
-            status=200, response_body='{"n": %d}' % n))
+            status=200, response_body=json.dumps({"n": n})))
     calls.engine.dispose()
     at = open_history(open_page("console"))
     assert not [label for label in history_labels(at) if "Call 0" in label]  # the oldest: not among the latest 25

@@ -807,7 +807,7 @@ def test_a_body_kept_as_typed_masks_an_escaped_secret_and_shows_as_sent(sandbox,
     """Kept as typed, "\\u0073k_test_…" escaped the masking (it looks for the key's plain text) into history, and
     History's pretty view decoded it; that view also showed the body parsed (one "raw", a float), not as sent."""
     escaped = "\\u0073" + SANDBOX_TEST_KEY[1:]
-    typed = '{"raw": "a", "raw": "b", "note": "%s"}' % escaped
+    typed = '{"raw": "a", "raw": "b", "note": "' + escaped + '"}'
     prepared = console.prepare(draft(connection_key=connection(sandbox)["key"], action_id=SEND_ACTION, method="POST",
                                      path_template="/gmail/v1/users/me/messages/send", body_kind="json",
                                      body_text=typed))
@@ -854,28 +854,48 @@ def test_a_credential_in_the_query_is_kept_out_of_history_and_exports_and_they_s
                                                                                               tmp_path):
     """`?access_token=` was stored, shown in History and written into both exports as typed, while History said
     credentials are never stored. (curl adds them after the other parameters, encoded its own way: the same query
-    to the platform.)"""
-    prepared = console.prepare(draft(connection_key=connection(sandbox)["key"],
-                                     query=[("q", "from:ava"), ("access_token", "ya29.QUERY/SECRET"), ("key", "AIza")]))
+    to the platform.) Two of one name get a variable each: they shared one, and so one value."""
+    prepared = console.prepare(draft(connection_key=connection(sandbox)["key"], query=[
+        ("q", "from:ava"), ("access_token", "ya29.QUERY/SECRET"), ("pageToken", "p-2"), ("access_token", "B+2"),
+        ("key", "AIza")]))
     record = run(client, store, prepared).record
-    assert record.query == [["q", "from:ava"], ["access_token", console.REDACTED], ["key", console.REDACTED]]
+    assert record.query == [["q", "from:ava"], ["access_token", console.REDACTED], ["pageToken", "p-2"],
+                            ["access_token", console.REDACTED], ["key", console.REDACTED]]  # a page cursor is kept
     assert "ya29" not in store.call(record.id).model_dump_json()
+    assert "ya29" not in console.preview(prepared) and "access_token=••••••" in console.preview(prepared)
     sent = sandbox.requests(1)[0]
     env = {**os.environ, "PICA_SECRET_KEY": SANDBOX_TEST_KEY}
+    values = {"QUERY_ACCESS_TOKEN": "ya29.QUERY/SECRET", "QUERY_ACCESS_TOKEN_2": "B+2", "QUERY_KEY": "AIza"}
+    assert console.export_variables(prepared) == [("QUERY_ACCESS_TOKEN", "access_token"),
+                                                  ("QUERY_ACCESS_TOKEN_2", "access_token"), ("QUERY_KEY", "key")]
     for command in (["bash", "-c", console.export_curl(prepared, sandbox.url)],
                     [sys.executable, "-c", console.export_httpx(prepared, sandbox.url)]):
         assert "ya29" not in command[-1] and "AIza" not in command[-1]
         before = sandbox.count("passthrough")
         refused = subprocess.run(command, capture_output=True, env=env, cwd=tmp_path, timeout=60)
         assert refused.returncode != 0 and sandbox.count("passthrough") == before  # not sent without them
-        subprocess.run(command, capture_output=True, env={**env, "QUERY_ACCESS_TOKEN": "ya29.QUERY/SECRET",
-                                                          "QUERY_KEY": "AIza"}, cwd=tmp_path, timeout=60, check=True)
+        subprocess.run(command, capture_output=True, env={**env, **values}, cwd=tmp_path, timeout=60, check=True)
         assert sorted(parse_qsl(sandbox.requests(1)[0]["query"])) == sorted(parse_qsl(sent["query"])), command[0]
-    assert console.export_variables(prepared) == [("QUERY_ACCESS_TOKEN", "access_token"), ("QUERY_KEY", "key")]
     # From history: the export reads the variables again; Replay asks for the value, as for a header.
     assert "QUERY_ACCESS_TOKEN" in console.export_curl(console.replay_request(record, for_export=True), sandbox.url)
     with pytest.raises(InvalidInputError, match="query parameter access_token was redacted in history"):
         console.replay_request(record)
+
+
+def test_credential_query_parameters_are_told_from_paging_cursors():
+    for name in ("access_token", "accessToken", "key", "api-key", "apiKey", "auth", "sig", "code", "jwt",
+                 "client_secret", "hapikey", "X-Api-Key"):
+        assert console.is_sensitive_query(name), name
+    for name in ("pageToken", "nextPageToken", "syncToken", "sortKey", "q", "maxResults", "country_code"):
+        assert not console.is_sensitive_query(name), name
+
+
+def test_two_credential_headers_that_read_alike_get_a_variable_each():
+    prepared = console.PreparedRequest(method="GET", path="gmail/v1/x", connection_key=KEY, action_id=ACTION,
+                                       headers={"api-key": "a", "api_key": "b"})
+    assert console.export_variables(prepared) == [("HEADER_API_KEY", "api-key"), ("HEADER_API_KEY_2", "api_key")]
+    curl = console.export_curl(prepared, "http://p")
+    assert '"api-key: $HEADER_API_KEY"' in curl and '"api_key: $HEADER_API_KEY_2"' in curl
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
