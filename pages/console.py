@@ -119,25 +119,13 @@ with history_tab:
                 st.caption("Select a call in the table to open its details.")
             replay_messages = st.container()  # above the list, where a refused replay is seen
             to_replay = [r for r in shown_records if ui.history_entry(r, settings, store, opened=r is picked)]
-            if not to_replay:  # a second press counts only as the very next thing done
-                ss.pop("con_replay_armed", None)
-            else:
+            if to_replay:
                 record, prepared = to_replay[0], None
                 with replay_messages:
                     try:
                         prepared = console.replay_request(record)
                     except InvalidInputError as exc:
                         show_error(exc, what=f"Replay of #{record.id}")
-                    else:
-                        # A write that may have been carried out already is sent again on a second press only.
-                        unknown = bool(record.error and record.error.endswith(console.OUTCOME_UNKNOWN))
-                        armed, ss["con_replay_armed"] = ss.get("con_replay_armed") == record.id, None
-                        if unknown and not armed:
-                            ss["con_replay_armed"] = record.id
-                            st.warning(f"#{record.id} may have been carried out already: it went out and no answer "
-                                       "came back. Check on the platform; press its Replay again to send it a "
-                                       "second time.", icon=":material/help:")
-                            prepared = None
                     if prepared is not None:
                         ui.execute(prepared, settings=settings, client=client, store=store, principal=principal,
                                    platform=record.platform, action_title=record.action_title,

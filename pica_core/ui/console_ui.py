@@ -641,8 +641,15 @@ def history_entry(record: PassthroughCallRecord, settings: Settings, store: Stor
     """One call: its request and response, Replay and Load buttons, exports. True when Replay was clicked."""
     icon = ":material/check_circle:" if record.status and record.status < 400 else ":material/error:"
     with st.expander(f"{plain(console.history_label(record))} · {ago(record.at)}", icon=icon, expanded=opened):
+        # A write that may have been carried out already is sent again only once the reader says so: a second
+        # press of Replay itself was one double-click away.
+        unsure = bool(record.error and record.error.endswith(console.OUTCOME_UNKNOWN))
+        again = unsure and st.checkbox("I checked on the platform: send it again", key=f"con_again_{record.id}")
         buttons = st.container(horizontal=True)  # each as wide as its label: a fifth of 1024 px read "Load …"
-        replay = buttons.button("Replay", key=send_key(f"con_replay_{record.id}"), icon=":material/replay:")
+        replay = buttons.button("Replay", key=send_key(f"con_replay_{record.id}"), icon=":material/replay:",
+                                disabled=unsure and not again,
+                                help="It may have been carried out already: check, then tick the box above."
+                                if unsure and not again else None) and (again or not unsure)
         buttons.button("Load into builder", key=f"con_load_{record.id}", icon=":material/edit:",
                         on_click=load_into_builder, args=(store, record.id))
         st.caption(plain(f"{record.environment} · {record.connection_key} · action {record.action_id} · "

@@ -381,8 +381,9 @@ def test_a_write_with_no_answer_is_not_said_to_be_unsent(app_env):
     assert "No answer to the call" in messages(at) and "carried out is unknown" not in messages(at)
 
 
-def test_replaying_a_write_with_an_unknown_outcome_takes_a_second_press(app_env):
-    """Replay re-sent it at once: the e-mail may have gone out the first time."""
+def test_replaying_a_write_with_an_unknown_outcome_waits_for_the_reader_to_say_so(app_env):
+    """Replay re-sent it at once: the e-mail may have gone out the first time. (A second press of Replay was one
+    double-click away: a box to tick is not.)"""
     at, _ = console_on(app_env, SEND_MESSAGE)
     at.text_area(key="con_body_json").set_value('{"raw": "QQ=="}').run()
     app_env.fault("drop", path="/v1/passthrough", count=1)
@@ -390,12 +391,10 @@ def test_replaying_a_write_with_an_unknown_outcome_takes_a_second_press(app_env)
     [record] = records()
     open_history(at)
     before = passthrough_calls(app_env)
-    replay = f"con_replay_{record.id}"
-    next(b for b in at.button if b.key.startswith(replay)).click().run()
-    assert_clean(at)
-    assert passthrough_calls(app_env) == before
-    assert any(f"#{record.id} may have been carried out already" in w.value for w in at.warning)
-    next(b for b in at.button if b.key.startswith(replay)).click().run()
+    replay = next(b for b in at.button if b.key.startswith(f"con_replay_{record.id}"))
+    assert replay.disabled and "may have been carried out already" in replay.help
+    at.checkbox(key=f"con_again_{record.id}").check().run()
+    next(b for b in at.button if b.key.startswith(f"con_replay_{record.id}")).click().run()
     assert_clean(at)
     assert passthrough_calls(app_env) == before + 1
 
