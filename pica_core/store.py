@@ -754,6 +754,9 @@ class Store:
                     PassthroughCallRecord.request_body, PassthroughCallRecord.response_body, PassthroughCallRecord.path,
                     PassthroughCallRecord.error, PassthroughCallRecord.connection_key,
                     func.cast(PassthroughCallRecord.query, Text))),
+                    # the query's JSON as stored, non-ASCII and quotes escaped (李 as \u674e)
+                    func.cast(PassthroughCallRecord.query, Text).ilike(
+                        f"%{_escape_like(json.dumps(text_query)[1:-1])}%", escape="\\"),
                     *(PassthroughCallRecord.path.ilike(e, escape="\\") for e in encoded)))
             return list(session.exec(query.order_by(PassthroughCallRecord.id.desc()).limit(limit)))
 

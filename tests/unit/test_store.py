@@ -299,6 +299,11 @@ def test_history_search_and_audit(store):
         platform="gmail", action_id="x", method="GET", path="/p", query=[["pageToken", "tok-Zeta-9"]], status=200))
     assert [c.connection_key for c in store.search_calls(text_query="tok-zeta-9")] == [conn(4, identity="usr_ava_77").key]
     assert [c.query for c in store.search_calls(text_query="USR_AVA_77")] == [[["pageToken", "tok-Zeta-9"]]]
+    store.record_call(PassthroughCallRecord(  # stored as JSON, 李 and quotes escaped: found as typed all the same
+        at=utcnow(), actor="a@x.io", environment="test", connection_key=conn(5).key, platform="gmail", action_id="x",
+        method="GET", path="/p", query=[["q", 'subject:"李 report"']], status=200))
+    for text in ("李", 'subject:"李', '"李 report"'):  # (李 finds the call with it in its path too)
+        assert [["q", 'subject:"李 report"']] in [c.query for c in store.search_calls(text_query=text)], text
     store.audit(actor="a@x.io", action="delete", target="key-1", outcome="ok", platform="gmail")
     events = store.audit_events(action="delete")
     assert events[0].actor == "a@x.io" and events[0].detail == {"platform": "gmail"}
