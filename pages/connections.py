@@ -39,6 +39,7 @@ from pica_core.ui.connections_ui import (
     TRIAGE_FAILURE,
     TRIAGE_JOB,
     TRIAGE_LATER,
+    TRIAGE_LATER_BEFORE,
     TRIAGE_RESULTS,
     detail,
     follow_triage,
@@ -349,6 +350,7 @@ with bulk_tab:
         if st.button(f"Triage the next {min(len(bulk.later), MAX_BULK_IDENTITIES):,}", icon=":material/playlist_add:",
                      key="triage-next", disabled=running, help="A triage is under way." if running else
                      "Their results are added to those below.") and not running:
+            st.session_state[TRIAGE_LATER_BEFORE] = bulk  # back in its place should the batch fail
             st.session_state[TRIAGE_LATER] = bulk = bulk.next_batch()
             st.session_state[TRIAGE_JOB] = start_triage(settings, bulk.identities,
                                                         into=st.session_state.get(TRIAGE_RESULTS))

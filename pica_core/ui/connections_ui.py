@@ -26,6 +26,7 @@ TRIAGE_JOB = "triage-job"
 TRIAGE_RESULTS = "triage"
 TRIAGE_FAILURE = "triage-failure"  # what stopped the last triage, shown once
 TRIAGE_LATER = "triage-later"  # the pasted identities past the first 500 (a BulkInput), triaged next on request
+TRIAGE_LATER_BEFORE = "triage-later-before"  # TRIAGE_LATER before the next batch began: back if that batch fails
 
 
 def start_triage(settings: Settings, identities: list[tuple[str, str | None]], *,
@@ -46,10 +47,17 @@ def start_triage(settings: Settings, identities: list[tuple[str, str | None]], *
 
 
 def _settle_triage(job: jobs.Job) -> None:
+    before = st.session_state.pop(TRIAGE_LATER_BEFORE, None)
     try:
         st.session_state[TRIAGE_RESULTS] = job.outcome()
     except Exception as exc:  # noqa: BLE001 - logged on its thread; the reader gets what happened, not a traceback
-        st.session_state[TRIAGE_FAILURE] = f"The triage stopped: {jobs.failure(exc)}. Press Triage to run it again."
+        if before is not None:  # a next batch: its identities are still to do, and the results so far stay
+            st.session_state[TRIAGE_LATER] = before
+            st.session_state[TRIAGE_FAILURE] = (f"The triage of the next identities stopped: {jobs.failure(exc)}. "
+                                                "Press Triage the next to try them again.")
+        else:
+            st.session_state[TRIAGE_FAILURE] = (f"The triage stopped: {jobs.failure(exc)}. Press Triage to run it "
+                                                "again.")
 
 
 def own_triage() -> jobs.Job | None:

@@ -592,6 +592,18 @@ def test_bulk_triage_past_its_limit_adds_the_next_identities_to_the_results(app_
     assert len(summary) == 2
     assert "1 more identity, from line 3 on, is not looked up yet: a triage looks up 2 at a time." in [
         i.value.replace("\\", "") for i in at.info]
+    # A next batch that fails as a whole keeps its identities to do, and the results so far.
+    import pica_core.ui.connections_ui as connections_ui
+
+    async def broken(*args, **kwargs):
+        raise RuntimeError("the network went away")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(connections_ui, "triage", broken)
+        press_and_wait(at, "Triage the next 1", "triage-job")
+    assert_clean(at)
+    assert any("Press Triage the next to try them again" in w.value for w in at.warning)
+    assert len(next(df.value for df in at.dataframe if "need attention" in df.value.columns)) == 2
     press_and_wait(at, "Triage the next 1", "triage-job")
     assert_clean(at)
     summary = next(df.value for df in at.dataframe if "need attention" in df.value.columns)
