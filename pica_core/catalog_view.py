@@ -39,7 +39,7 @@ PARAMS = (PARAM_QUERY, PARAM_CATEGORY, PARAM_STATUS, PARAM_AUTHKIT, PARAM_OAUTH,
 
 _TRUE, _FALSE = {"yes", "true", "1", "on"}, {"no", "false", "0", "off"}
 
-# The table's columns, in order. The CSV export uses the same names. What product reads first next to the name (is
+# The table's columns, in order; the CSV export's too, bar the logo. What product reads first next to the name (is
 # it in AuthKit, is it used), the platform id last: at 1024 px the table shows about 800 px of it.
 COLUMNS = ("logo", "name", "category", "authkit", "connections", "status", "actions", "oauth", "platform",
            "description")

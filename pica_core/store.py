@@ -636,7 +636,8 @@ class Store:
         if environment:
             query = query.where(c.environment == environment)
         with self.engine.connect() as connection:
-            # Connections with no identity last on both databases (SQLite put them first, PostgreSQL last).
+            # Connections with no identity last on both databases (SQLite put them first, PostgreSQL last); the
+            # identities themselves sort by each database's collation.
             return list(connection.execute(query.order_by(c.user_id.asc().nulls_last(), c.platform,
                                                           c.connection_key)))
 
