@@ -566,21 +566,24 @@ def is_sensitive_header(name: str) -> bool:
 
 
 
-# Query parameters whose values are credentials where platforms take one in the URL: Google's key, Firebase's auth,
-# Azure's sig and code, OAuth's access_token, HubSpot's hapikey. Compared without case or separators (accessToken,
-# api-key). Paging cursors (pageToken, nextPageToken, syncToken) are not: History must keep them to replay a page.
-_SENSITIVE_QUERY_EXACT = {"key", "token", "auth", "sig", "code", "jwt", "password", "passwd", "secret", "signature",
-                          "apikey", "hapikey", "accesstoken", "idtoken", "refreshtoken", "authtoken", "clientsecret",
-                          "privatekey", "accesskey", "secretkey", "session", "sessionid", "subscriptionkey",
-                          "appsecretproof", "xapikey"}
-_SENSITIVE_QUERY_PARTS = ("secret", "password", "passwd", "apikey", "accesstoken", "authtoken", "refreshtoken",
-                          "privatekey", "accesskey", "signature", "credential")
+# Query parameters whose values are credentials: a name that holds one of these words (api_token, private_token,
+# X-Amz-Security-Token, app_key, client_secret, sig…), compared without case or separators, unless it is a paging
+# cursor or a search word, which History must keep to replay a page. A name taken wrongly for a credential only has
+# to be typed again to replay; one missed was stored and exported.
+_CREDENTIAL_WORDS = ("token", "key", "secret", "auth", "password", "passwd", "passphrase", "credential",
+                     "signature", "session", "jwt")
+_CREDENTIAL_NAMES = {"sig", "code", "sas"}
+_NOT_CREDENTIALS = {"pagetoken", "nextpagetoken", "prevpagetoken", "previouspagetoken", "synctoken",
+                    "continuationtoken", "nextsynctoken", "sortkey", "keyword", "keywords", "author", "authors",
+                    "authorid", "authorname"}
 
 
 def is_sensitive_query(name: str) -> bool:
-    """Whether a query parameter's value is a credential (`?access_token=`, `?key=`)."""
+    """Whether a query parameter's value is a credential (`?access_token=`, `?key=`, `?api_token=`)."""
     squashed = re.sub(r"[^a-z0-9]", "", name.lower())
-    return squashed in _SENSITIVE_QUERY_EXACT or any(part in squashed for part in _SENSITIVE_QUERY_PARTS)
+    if squashed in _NOT_CREDENTIALS:
+        return False
+    return squashed in _CREDENTIAL_NAMES or any(word in squashed for word in _CREDENTIAL_WORDS)
 
 
 def redact_headers(headers: Mapping[str, str], secret: str | None) -> dict[str, str]:
@@ -832,8 +835,12 @@ def _credentials(prepared: PreparedRequest) -> list[_Credential]:
     taken: dict[str, int] = {}
 
     def variable(base: str) -> str:
-        taken[base] = taken.get(base, 0) + 1
-        return base if taken[base] == 1 else f"{base}_{taken[base]}"
+        name, n = base, 1
+        while name in taken:  # api_key, api-key and api_key_2 would make QUERY_API_KEY_2 twice
+            n += 1
+            name = f"{base}_{n}"
+        taken[name] = n
+        return name
 
     found = [_Credential(variable(_env_name(name)), name, "header") for name in prepared.headers
              if is_sensitive_header(name)]
@@ -851,8 +858,10 @@ def _curl_query(prepared: PreparedRequest, base_url: str, credentials: list[_Cre
     read from its variable and URL-encoded by curl (`--url-query`, curl 7.87 or later): after the others."""
     url = httpx.URL(prepared.url(base_url)).copy_with(
         params=[(k, v) for k, v in prepared.query if not is_sensitive_query(k)] or None)
-    return shlex.quote(str(url)), [f'--url-query {shlex.quote(f"{c.name}=")}"${c.variable}"' for c in credentials
-                                   if c.position is not None]
+    # The name encoded here: curl encodes only the value ("client secret" made a URL it refused, and a name
+    # starting with + switched it to sending the value unencoded).
+    return shlex.quote(str(url)), [f'--url-query {shlex.quote(quote(c.name, safe="") + "=")}"${c.variable}"'
+                                   for c in credentials if c.position is not None]
 
 
 # A body longer than this goes to curl on its standard input: Linux refuses an argument over 128 KiB ("Argument

@@ -884,9 +884,11 @@ def test_a_credential_in_the_query_is_kept_out_of_history_and_exports_and_they_s
 
 def test_credential_query_parameters_are_told_from_paging_cursors():
     for name in ("access_token", "accessToken", "key", "api-key", "apiKey", "auth", "sig", "code", "jwt",
-                 "client_secret", "hapikey", "X-Api-Key"):
+                 "client_secret", "hapikey", "X-Api-Key", "api_token", "private_token", "X-Amz-Security-Token",
+                 "circle-token", "application_key", "app_key", "sessionToken", "authKey", "user_key"):
         assert console.is_sensitive_query(name), name
-    for name in ("pageToken", "nextPageToken", "syncToken", "sortKey", "q", "maxResults", "country_code"):
+    for name in ("pageToken", "nextPageToken", "syncToken", "sortKey", "q", "maxResults", "country_code",
+                 "keyword", "author"):
         assert not console.is_sensitive_query(name), name
 
 
@@ -896,6 +898,21 @@ def test_two_credential_headers_that_read_alike_get_a_variable_each():
     assert console.export_variables(prepared) == [("HEADER_API_KEY", "api-key"), ("HEADER_API_KEY_2", "api_key")]
     curl = console.export_curl(prepared, "http://p")
     assert '"api-key: $HEADER_API_KEY"' in curl and '"api_key: $HEADER_API_KEY_2"' in curl
+    tricky = console.PreparedRequest(method="GET", path="gmail/v1/x", connection_key=KEY, action_id=ACTION,
+                                     query=[("api_key", "a"), ("api-key", "b"), ("api_key_2", "c")])
+    variables = [v for v, _ in console.export_variables(tricky)]
+    assert len(set(variables)) == 3, variables  # api_key_2's own name was taken by api-key's
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_sends_a_credential_query_parameter_whose_name_needs_encoding(sandbox, tmp_path):
+    """curl encodes only the value: "client secret" made a URL it refused, and "+apikey" sent the value raw."""
+    prepared = console.prepare(draft(connection_key=connection(sandbox)["key"],
+                                     query=[("client secret", "a b"), ("+apikey", "v+1")]))
+    env = {**os.environ, "PICA_SECRET_KEY": SANDBOX_TEST_KEY, "QUERY_CLIENT_SECRET": "a b", "QUERY_APIKEY": "v+1"}
+    subprocess.run(["bash", "-c", console.export_curl(prepared, sandbox.url)], capture_output=True, env=env,
+                   cwd=tmp_path, timeout=30, check=True)
+    assert sorted(parse_qsl(sandbox.requests(1)[0]["query"])) == [("+apikey", "v+1"), ("client secret", "a b")]
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
