@@ -609,26 +609,27 @@ def scrub_body(body: bytes, secret: str | None) -> tuple[bytes, bool]:
         text, found = scrub(text, secret) or "", True
         body = text.encode(encoding)
     if "\\" in text:  # any JSON escape may spell a character of the key (\u0073, \/, \" or \\ in it)
-        try:
-            masked, hit = _masked(json.loads(text), secret)
-        except (ValueError, RecursionError):
-            return body, found
-        if hit:
-            return json.dumps(masked, ensure_ascii=False).encode("utf-8"), True
+        hits = []
+
+        def masked(match: re.Match) -> str:
+            """One JSON string, written again only if it spells the key: a key written twice, a long number and
+            the text around JSON (NDJSON, server-sent events) stay as they were."""
+            try:
+                value = json.loads(match.group())
+            except ValueError:
+                return match.group()
+            if secret not in value:
+                return match.group()
+            hits.append(True)
+            return json.dumps(scrub(value, secret), ensure_ascii=False)
+
+        text = _JSON_STRING.sub(masked, text)
+        if hits:
+            return text.encode(encoding, errors="replace"), True
     return body, found
 
 
-def _masked(value: Any, secret: str) -> tuple[Any, bool]:
-    """Parsed JSON with the secret masked in every string, keys too; and whether it was there."""
-    if isinstance(value, str):
-        return (scrub(value, secret), True) if secret in value else (value, False)
-    if isinstance(value, list):
-        pairs = [_masked(item, secret) for item in value]
-        return [item for item, _ in pairs], any(hit for _, hit in pairs)
-    if isinstance(value, dict):
-        pairs = [(_masked(k, secret), _masked(v, secret)) for k, v in value.items()]
-        return {k: v for (k, _), (v, _) in pairs}, any(a or b for (_, a), (_, b) in pairs)
-    return value, False
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 
 def truncate(text: str | None, limit: int) -> tuple[str | None, bool]:

@@ -977,6 +977,23 @@ def test_the_console_refuses_before_the_client_would_send(sandbox, client):
 
 
 
+def test_an_escaped_secret_is_masked_in_each_json_string_and_the_rest_stays_as_it_was():
+    """The escape check parsed the whole body: a key written twice kept its first (escaped) copy, NDJSON and
+    server-sent events did not parse at all, and a body it did mask came out rewritten (0.10000000000000000001
+    as 0.1)."""
+    key = "sk_test_0123456789abcdef"
+    escaped = "\\u0073" + key[1:]
+    for template, expected in (
+        ('{"note": "SECRET", "note": "x"}', '{"note": "****", "note": "x"}'),
+        ('{"n": 1}\n{"t": "a SECRET b"}\n', '{"n": 1}\n{"t": "a **** b"}\n'),
+        ('data: {"k": "SECRET"}\n\n', 'data: {"k": "****"}\n\n'),
+        ('{"n": 0.10000000000000000001, "s": "SECRET"}', '{"n": 0.10000000000000000001, "s": "****"}'),
+    ):
+        masked, found = console.scrub_body(template.replace("SECRET", escaped).encode(), key)
+        assert found and masked.decode() == expected, template
+    assert console.scrub_body(b'{"a": "\\u00e9"}', key) == (b'{"a": "\\u00e9"}', False)  # untouched
+
+
 def test_the_secret_is_masked_in_responses_and_exports():
     secret = "sk_test_0123456789abcdef"
     view = console.response_view(response(body=json.dumps({"echo": secret}).encode()), display_limit=1000,
