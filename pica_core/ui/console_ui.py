@@ -643,13 +643,19 @@ def history_entry(record: PassthroughCallRecord, settings: Settings, store: Stor
     with st.expander(f"{plain(console.history_label(record))} · {ago(record.at)}", icon=icon, expanded=opened):
         # A write that may have been carried out already is sent again only once the reader says so: a second
         # press of Replay itself was one double-click away.
+        # The tick serves one replay: the press untick it (a second press sent it a third time).
         unsure = bool(record.error and record.error.endswith(console.OUTCOME_UNKNOWN))
+        approved = unsure and ss.get(_APPROVED_REPLAY) == record.id
+        if approved:
+            del ss[_APPROVED_REPLAY]
         again = unsure and st.checkbox("I checked on the platform: send it again", key=f"con_again_{record.id}")
         buttons = st.container(horizontal=True)  # each as wide as its label: a fifth of 1024 px read "Load …"
         replay = buttons.button("Replay", key=send_key(f"con_replay_{record.id}"), icon=":material/replay:",
-                                disabled=unsure and not again,
+                                disabled=unsure and not (again or approved),
                                 help="It may have been carried out already: check, then tick the box above."
-                                if unsure and not again else None) and (again or not unsure)
+                                if unsure and not again else None,
+                                on_click=_approve_replay if unsure else None, args=(record.id,) if unsure else None,
+                                ) and (approved or not unsure)
         buttons.button("Load into builder", key=f"con_load_{record.id}", icon=":material/edit:",
                         on_click=load_into_builder, args=(store, record.id))
         st.caption(plain(f"{record.environment} · {record.connection_key} · action {record.action_id} · "
@@ -684,6 +690,16 @@ def history_entry(record: PassthroughCallRecord, settings: Settings, store: Stor
         else:
             _exports(prepared, settings, key=f"con_export_{record.id}")
     return replay
+
+
+_APPROVED_REPLAY = "con_replay_approved"  # the call whose Replay was pressed with its box ticked
+
+
+def _approve_replay(record_id: int) -> None:
+    """on_click of a Replay that waits for a tick: this press is approved, and the box unticked for the next."""
+    if ss.get(f"con_again_{record_id}"):
+        ss[_APPROVED_REPLAY] = record_id
+    ss[f"con_again_{record_id}"] = False
 
 
 def compare_panel(records: list[PassthroughCallRecord]) -> None:

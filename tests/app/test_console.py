@@ -397,6 +397,9 @@ def test_replaying_a_write_with_an_unknown_outcome_waits_for_the_reader_to_say_s
     next(b for b in at.button if b.key.startswith(f"con_replay_{record.id}")).click().run()
     assert_clean(at)
     assert passthrough_calls(app_env) == before + 1
+    # The tick served that replay alone: the box is clear again and Replay waits for it.
+    assert not at.checkbox(key=f"con_again_{record.id}").value
+    assert next(b for b in at.button if b.key.startswith(f"con_replay_{record.id}")).disabled
 
 
 def test_any_call_in_history_opens_from_its_table(app_env):
