@@ -55,8 +55,9 @@ with builder_tab:
             draft = ui.request_editor(chosen, action, path_values)
             try:
                 prepared, problem = console.prepare(draft), None
-            except InvalidInputError as exc:
-                prepared, problem = None, exc
+            except InvalidInputError as exc:  # it may quote what was typed: a header name holding the secret
+                prepared, problem = None, InvalidInputError(scrub(exc.message, secret) or "",
+                                                            hint=scrub(exc.hint, secret))
             if prepared is not None:
                 st.code(scrub(console.preview(prepared), secret), language="http", wrap_lines=True)  # whole at 1024
             else:

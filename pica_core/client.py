@@ -65,6 +65,9 @@ from .models import (
 )
 
 log = logging.getLogger("pica_core.client")
+# httpx logs each request's URL whole at INFO: a platform's credential in a console call's query, a secret typed
+# into its path. Its warnings still show.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 AUTHKIT_PAGE_SIZE = 100  # what the official token generator asks for
 FLAGS_TTL_SECONDS = 60.0
@@ -358,7 +361,9 @@ class _Core:
             return None, error
         delay = self.retry_policy.delay(attempt, wait, started)
         if delay is not None:
-            log.info("retrying %s %s in %.2fs after %s", op.method, op.path, delay, error)
+            secret = self._secret.reveal()  # a path the console sends may hold it (typed into a variable)
+            log.info("retrying %s %s in %.2fs after %s", op.method, scrub(op.path, secret), delay,
+                     scrub(str(error), secret))
             if self.on_retry is not None:
                 self.on_retry(delay, error)
         elif attempt:

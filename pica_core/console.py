@@ -32,9 +32,9 @@ import re
 import shlex
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 import httpx
 
@@ -44,7 +44,7 @@ from .config import ACTION_HEADER, CONNECTION_HEADER, PASSTHROUGH_HEADER_PREFIX,
 from .errors import InvalidInputError, PicaError
 from .models import PassthroughResponse
 from .store import PassthroughCallRecord, utcnow
-from .text import SECRET_MASK, scrub
+from .text import SECRET_MASK, scrub, scrub_spelt
 
 if TYPE_CHECKING:  # only for annotations: the console works with any client and store of these shapes
     from .client import PicaClient
@@ -668,6 +668,14 @@ def body_text(body: bytes) -> str:
     return body.decode("utf-8", errors="replace")
 
 
+def _without_spelt_secret(prepared: PreparedRequest, secret: str | None) -> PreparedRequest:
+    """`prepared` for an export: its path decoded and masked when its percent-escapes spell the secret (scrubbing
+    the export's text finds it only as typed)."""
+    if secret and secret in unquote(prepared.path):
+        return replace(prepared, path=scrub_spelt(prepared.path, secret) or "")
+    return prepared
+
+
 def make_record(prepared: PreparedRequest, *, response: PassthroughResponse | None = None,
                 error: PicaError | None = None, actor: str, platform: str, action_title: str | None = None,
                 secret: str | None, body_limit: int) -> PassthroughCallRecord:
@@ -681,7 +689,7 @@ def make_record(prepared: PreparedRequest, *, response: PassthroughResponse | No
         at=utcnow(), actor=actor, environment=prepared.environment,
         connection_key=scrub(prepared.connection_key, secret) or "",  # every field typed by a user is scrubbed
         platform=platform, action_id=scrub(prepared.action_id, secret), action_title=scrub(action_title, secret) or None,
-        method=prepared.method, path=scrub(prepared.display_path, secret) or "",
+        method=prepared.method, path=scrub_spelt(prepared.display_path, secret) or "",
         query=[[scrub(k, secret) or "", REDACTED if is_sensitive_query(k) else scrub(v, secret) or ""]
                for k, v in prepared.query],
         request_headers=redact_headers(prepared.headers, secret), body_kind=prepared.body_kind,
@@ -697,9 +705,9 @@ def make_record(prepared: PreparedRequest, *, response: PassthroughResponse | No
         record.elapsed_ms = round(response.elapsed_ms, 2)
     if error is not None:
         record.status = error.status
-        record.error = scrub(error.as_recorded(), secret)  # read later: a rate limit's wait as a clock time
+        record.error = scrub_spelt(error.as_recorded(), secret)  # read later: a rate limit's wait as a clock time
         if outcome_unknown(prepared.method, error):  # its own hint said "retry": a second send may do it twice
-            record.error = scrub(f"{error} — {OUTCOME_UNKNOWN}", secret)
+            record.error = scrub_spelt(f"{error} — {OUTCOME_UNKNOWN}", secret)
     return record
 
 
@@ -830,9 +838,10 @@ class _Credential:
     position: int | None = None  # a query parameter's, in the query
 
 
-def _credentials(prepared: PreparedRequest) -> list[_Credential]:
+def _credentials(prepared: PreparedRequest, secret: str | None = None) -> list[_Credential]:
     """Every credential of the request, each with a variable of its own: a name that repeats (two access_token
-    parameters) or two that read alike (api-key and api_key) shared one, and so one value where two were sent."""
+    parameters) or two that read alike (api-key and api_key) shared one, and so one value where two were sent.
+    Names and variables say the secret masked, should a name hold it."""
     taken: dict[str, int] = {}
 
     def variable(base: str) -> str:
@@ -843,15 +852,18 @@ def _credentials(prepared: PreparedRequest) -> list[_Credential]:
         taken[name] = n
         return name
 
-    found = [_Credential(variable(_env_name(name)), name, "header") for name in prepared.headers
+    def shown(name: str) -> str:
+        return scrub(name, secret) or ""
+
+    found = [_Credential(variable(_env_name(shown(name))), name, "header") for name in prepared.headers
              if is_sensitive_header(name)]
-    return found + [_Credential(variable(_env_name(name, "query")), name, "query parameter", position)
+    return found + [_Credential(variable(_env_name(shown(name), "query")), name, "query parameter", position)
                     for position, (name, _) in enumerate(prepared.query) if is_sensitive_query(name)]
 
 
-def export_variables(prepared: PreparedRequest) -> list[tuple[str, str]]:
+def export_variables(prepared: PreparedRequest, secret: str | None = None) -> list[tuple[str, str]]:
     """(variable, header or query parameter) for each credential an export reads from the environment."""
-    return [(c.variable, c.name) for c in _credentials(prepared)]
+    return [(c.variable, scrub(c.name, secret) or "") for c in _credentials(prepared, secret)]
 
 
 def _curl_query(prepared: PreparedRequest, base_url: str, credentials: list[_Credential]) -> tuple[str, list[str]]:
@@ -875,7 +887,8 @@ def export_curl(prepared: PreparedRequest, base_url: str, *, secret: str | None 
     appear in the request itself), a credential header's value from its variable, which must be set (curl sent an
     empty header's request without it, silently)."""
     # The message is expanded inside double quotes: a header name is named only when nothing in it is shell syntax.
-    credentials = _credentials(prepared)
+    prepared = _without_spelt_secret(prepared, secret)
+    credentials = _credentials(prepared, secret)
     guard = " ".join(f'"${{{c.variable}:?set {c.variable} to the value of the '
                      f'{c.name + " " if re.fullmatch(r"[A-Za-z0-9_-]+", c.name) else ""}{c.what}}}"'
                      for c in credentials)
@@ -934,11 +947,12 @@ def _curl_quoted(value: str) -> str:
 
 def export_httpx(prepared: PreparedRequest, base_url: str, *, secret: str | None = None) -> str:
     """Python (httpx) code that sends this request; the secret is read from the PICA_SECRET_KEY variable."""
+    prepared = _without_spelt_secret(prepared, secret)
     headers = [f'        "{SECRET_HEADER}": os.environ["{SECRET_ENV}"],  # ${SECRET_ENV}',
                f"        {CONNECTION_HEADER!r}: {prepared.connection_key!r}"  # beyond ASCII: as the console, UTF-8
                + ("" if prepared.connection_key.isascii() else ".encode()") + ",",
                f"        {ACTION_HEADER!r}: {prepared.action_id!r},"]
-    credentials = _credentials(prepared)
+    credentials = _credentials(prepared, secret)
     variables = {c.name: c.variable for c in credentials if c.position is None}
     in_query = {c.position: c.variable for c in credentials if c.position is not None}
     for name, value in prepared.headers.items():

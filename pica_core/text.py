@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
 
 _MARKDOWN_SPECIALS = set("\\`*_{}[]()<>#+-.!|:$~=&^\"'")
 
@@ -35,6 +36,14 @@ def scrub(text: str | None, secret: str | None) -> str | None:
     if text is None or not secret:
         return text
     return text.replace(secret, SECRET_MASK)
+
+
+def scrub_spelt(text: str | None, secret: str | None) -> str | None:
+    """`scrub`, and where percent-escapes spell the secret (a path typed as %73k_test_…, which reaches Pica as the
+    key), the text decoded and masked. For a path or a message, never for code: decoding can unquote a shell's."""
+    if text and secret and "%" in text and secret in unquote(text):
+        text = unquote(text)
+    return scrub(text, secret)
 
 
 def count(number: int, noun: str, plural: str | None = None) -> str:

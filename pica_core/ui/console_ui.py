@@ -26,7 +26,7 @@ from ..errors import InvalidInputError, PicaError
 from ..health import NEEDS_ATTENTION
 from ..models import IDENTITY_TYPES, ActionHit, Connection
 from ..store import PassthroughCallRecord, Store
-from ..text import plain, scrub
+from ..text import plain, scrub, scrub_spelt
 from . import data
 from .connections_ui import reconnect_link, what_to_do
 from .layout import (
@@ -480,7 +480,7 @@ def render_call(shown: ShownCall, settings: Settings, *, key: str) -> None:
     """Status, time, size, the passthrough headers and the body; upstream errors as sent, with their meaning."""
     outcome, view = shown.outcome, shown.view
     record_id = outcome.record.id if outcome.record else None
-    path = scrub(outcome.prepared.display_path, settings.effective_secret().reveal())  # as History keeps it
+    path = scrub_spelt(outcome.prepared.display_path, settings.effective_secret().reveal())  # as History keeps it
     st.caption(f"{outcome.prepared.method} {plain(path)}"
                + (f" · history #{record_id}" if record_id else ""))
     if outcome.not_recorded:
@@ -489,7 +489,7 @@ def render_call(shown: ShownCall, settings: Settings, *, key: str) -> None:
     secret = settings.effective_secret().reveal()
     if outcome.error is not None:
         error = copy.copy(outcome.error)  # its path may hold the secret typed into a field: masked as above
-        error.message, error.path = scrub(error.message, secret), scrub(error.path, secret)
+        error.message, error.path = scrub_spelt(error.message, secret), scrub_spelt(error.path, secret)
         if not error.maybe_delivered:
             show_error(error, what="Pica did not forward the call")
         elif not console.outcome_unknown(outcome.prepared.method, error):
@@ -552,8 +552,8 @@ def _exports(prepared: console.PreparedRequest, settings: Settings, *, key: str)
     curl_tab.code(console.export_curl(prepared, base, secret=secret), language="bash")
     python_tab.code(console.export_httpx(prepared, base, secret=secret), language="python")
     needed = ["`PICA_SECRET_KEY`", *(f"`{variable}` ({plain(name)}'s value)"
-                                       for variable, name in console.export_variables(prepared))]
-    in_query = any(variable.startswith("QUERY_") for variable, _ in console.export_variables(prepared))
+                                       for variable, name in console.export_variables(prepared, secret))]
+    in_query = any(variable.startswith("QUERY_") for variable, _ in console.export_variables(prepared, secret))
     st.caption(f"Set {', '.join(needed[:-1]) + ' and ' + needed[-1] if len(needed) > 1 else needed[0]} in your "
                "shell first: credentials are never part of an export."
                + (" The curl command adds the query's with `--url-query`, which needs curl 7.87 or later."
@@ -766,7 +766,7 @@ def execute(prepared: console.PreparedRequest, *, settings: Settings, client: Pi
         st.warning(f"Not sent: {refusal}", icon=":material/lock:")
         return
     last = st.session_state.get(_LAST_CALL)
-    shown_path = scrub(prepared.display_path, settings.effective_secret().reveal())  # the secret typed in a field
+    shown_path = scrub_spelt(prepared.display_path, settings.effective_secret().reveal())  # the secret typed in a field
     call = CallInFlight(number=(last.number if last else 0) + 1, label=f"{prepared.method} {shown_path}", keep=keep)
     st.session_state[_LAST_CALL] = call  # one write: Streamlit may stop this run at any session-state access
     with st.spinner(f"{plain(call.label)}…"):

@@ -650,6 +650,15 @@ def test_the_request_preview_shows_the_headers_and_body_send_will_send(app_env):
     assert "Authorization: ••••••" in preview.splitlines() and "upstream-token" not in preview
 
 
+def test_a_refused_request_s_message_masks_the_secret_it_quotes(app_env):
+    """"Not ready: Header name 'sk_test_… x' is not valid" quoted it, beside a preview that masked it."""
+    at, _ = console_on(app_env)
+    set_rows(at, "con_headers", [{"name": f"{SANDBOX_TEST_KEY} x", "value": "1"}])
+    send(at)
+    said = "\n".join([*(shown(c.value) for c in at.caption), messages(at)])
+    assert "Not ready" in said and "Not sent" in said and SANDBOX_TEST_KEY not in said
+
+
 def test_the_secret_typed_into_a_path_is_masked_above_the_answer_too(app_env):
     """History and the body masked it, but the line above the answer (and the sending spinner) showed it."""
     at, _ = console_on(app_env, user_id=f"x{SANDBOX_TEST_KEY}x")

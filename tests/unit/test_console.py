@@ -994,6 +994,37 @@ def test_an_escaped_secret_is_masked_in_each_json_string_and_the_rest_stays_as_i
     assert console.scrub_body(b'{"a": "\\u00e9"}', key) == (b'{"a": "\\u00e9"}', False)  # untouched
 
 
+def test_the_secret_spelt_in_a_path_s_escapes_or_a_credential_s_name_is_masked(sandbox, client, store, caplog):
+    """%73k_test_… in a path reached History and the audit log as typed (the platform got the key); a credential
+    header named with the key named it, in capitals too, in the export's variables; a retry's log line and httpx's
+    own INFO line wrote the path whole."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    sandbox.fault("status", status=503, path="/v1/passthrough", count=1)
+    escaped = "%73" + SANDBOX_TEST_KEY[1:]
+    prepared = console.prepare(draft(connection_key=connection(sandbox)["key"], action_id=SEND_ACTION,
+                                     method="POST", path_template=f"/gmail/v1/users/{escaped}/messages/send",
+                                     body_kind="json", body_text="{}",
+                                     headers=[(f"x-{SANDBOX_TEST_KEY}-key", "v")]))
+    record = run(client, store, prepared).record
+    [event] = store.audit_events(action="console_call")
+    logged = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("uvicorn"))  # not the sandbox's
+    for shown in (store.call(record.id).path, event.detail["path"], logged,
+                  *(f"{v} {n}" for v, n in console.export_variables(prepared, SANDBOX_TEST_KEY)),
+                  console.export_curl(prepared, sandbox.url, secret=SANDBOX_TEST_KEY),
+                  console.export_httpx(prepared, sandbox.url, secret=SANDBOX_TEST_KEY)):
+        assert SANDBOX_TEST_KEY not in shown and escaped not in shown
+        assert SANDBOX_TEST_KEY.upper().replace("_", "") not in shown.upper().replace("_", "")
+    assert "/users/****/messages" in store.call(record.id).path
+    sandbox.fault("status", status=503, path="/v1/passthrough", count=1)  # a read is retried, and says so
+    run(client, store, console.prepare(draft(connection_key=connection(sandbox)["key"],
+                                             path_template=f"/gmail/v1/users/x{SANDBOX_TEST_KEY}x/messages")))
+    logged = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("uvicorn"))
+    assert "retrying GET" in logged and SANDBOX_TEST_KEY not in logged
+    assert "HTTP Request:" not in logged  # httpx's own line, with the whole URL
+
+
 def test_the_secret_is_masked_in_responses_and_exports():
     secret = "sk_test_0123456789abcdef"
     view = console.response_view(response(body=json.dumps({"echo": secret}).encode()), display_limit=1000,
