@@ -22,7 +22,6 @@ occurrence of the secret's text in what is stored is replaced by `****`.
 from __future__ import annotations
 
 import difflib
-from decimal import Decimal
 import json
 import logging
 import math
@@ -33,6 +32,7 @@ import shlex
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
