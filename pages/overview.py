@@ -58,10 +58,14 @@ st.subheader("Headline numbers")
 row = st.container(horizontal=True, gap="medium")
 c1, c2, c3, c4 = (row.container(width=210) for _ in range(4))
 catalog_problem = st.container()  # under the numbers; filled once Pica answered, after the database's numbers
-c3.metric("Connections stored", f"{total:,}", help="In the dashboard's database: what the last complete sync and the "
-          "lookups since have seen. Connections that sync no longer found are left out (Fleet health lists them).")
+complete = store.last_sync(settings.environment, statuses=("complete",))
+# Beside the sync card's "it saw N": lookups and Connect since make the two differ, which read as a mismatch.
+found = store.found_since(complete.finished_at, settings.environment) if complete and complete.finished_at else 0
+c3.metric("Connections stored", f"{total:,}", f"{found:,} found since the last sync" if found else None,
+          delta_color="off", delta_arrow="off", help="In the dashboard's database: what the last complete sync and "
+          "the lookups since have seen. Connections that sync no longer found are left out (Fleet health lists them).")
 attention = sum(counts.get(s, 0) for s in NEEDS_ATTENTION)
-if total or store.last_sync(settings.environment, statuses=("complete",)):  # an account with no connections: 0
+if total or complete:  # an account with no connections: 0
     c4.metric("Need attention", f"{attention:,}", f"{attention / max(1, total):.0%} failed or degraded",
               delta_color="off", delta_arrow="off")
 else:  # nothing known is not "0 need attention": that reads as all healthy

@@ -580,6 +580,12 @@ class Store:
             query = select(col, state, func.count()).group_by(col, state).order_by(col)
             return [tuple(r) for r in session.execute(self._current(query, environment)).all()]
 
+    def found_since(self, since: datetime, environment: str | None = None) -> int:
+        """How many of the connections `state_counts` counts were first seen after `since` (a lookup, a Connect)."""
+        with self.session() as session:
+            query = select(func.count()).select_from(UserConnection).where(UserConnection.first_seen_at > since)
+            return session.execute(self._current(query, environment)).scalar_one()
+
     def usage_by_platform(self, environment: str | None = None) -> dict[str, int]:
         with self.session() as session:
             query = select(UserConnection.platform, func.count()).group_by(UserConnection.platform)

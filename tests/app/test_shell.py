@@ -41,6 +41,22 @@ def test_the_overview_tells_a_refusal_from_an_outage(app_env, fault, badge):
     assert any(m.value.startswith(badge) for m in at.markdown), [m.value for m in at.markdown]
 
 
+def test_connections_found_since_the_last_sync_are_said_beside_the_stored_count(app_env):
+    """"it saw 720" sat beside "722 stored" after two connects, which read as a mismatch."""
+    from pica_core.models import Connection
+
+    open_page("overview")  # the sandbox's first sync
+    store = Store.from_url(os.environ["DATABASE_URL"])
+    store.upsert_connections([Connection(id="new-1", key="test::gmail::default::" + "e" * 32 + "|usr_new",
+                                         platform="gmail", identity="usr_new", identity_type="user")],
+                             source="connect")
+    store.engine.dispose()
+    at = open_page("overview")
+    assert_clean(at)
+    stored = next(m for m in at.metric if m.label == "Connections stored")
+    assert (stored.value, stored.proto.delta) == ("721", "1 found since the last sync")
+
+
 def test_a_failing_catalog_is_not_called_reachable_and_its_numbers_say_how_old_they_are(app_env):
     """A green "reachable" sat above "Catalog: 500 … failing", and the catalog's numbers, an earlier answer's, did not
     say so (the Catalog page did)."""

@@ -266,6 +266,16 @@ def test_the_fleet_export_lists_connections_without_an_identity_last_on_both_dat
     assert [row[Store.EXPORT_COLUMNS.index("identity")] for row in store.fleet_export("test")] == ["a-1", "b-1", None]
 
 
+def test_found_since_counts_the_current_connections_first_seen_after_a_time(store):
+    run = store.start_sync("test", 300)
+    store.upsert_connections([conn(1), conn(2)], source="sync", sync_id=run.id)
+    store.update_sync(run.id, status="complete", finished_at=utcnow())
+    ended = store.last_sync("test", statuses=("complete",)).finished_at
+    store.upsert_connections([conn(3)], source="lookup")
+    assert store.found_since(ended, "test") == 1 and store.found_since(ended, "live") == 0
+    assert sum(store.state_counts("test").values()) == 3
+
+
 def test_a_batch_of_empty_pages_still_records_the_run_s_progress(store):
     run = store.start_sync("test", 100)
     store.upsert_rows([], source="sync", sync_id=run.id, sync_progress={"pages_done": 1, "failed_pages": []})
