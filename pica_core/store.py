@@ -756,14 +756,14 @@ class Store:
                 # Paths are stored as sent: a variable's value percent-encoded, slashes included ("李 me/x" is there
                 # as %E6%9D%8E%20me%2Fx), the template's slashes as they are (users/李 as users/%E6%9D%8E).
                 encoded = [f"%{_escape_like(quote(text_query, safe=safe))}%" for safe in ("", "/")]
+                # The query's JSON as stored: non-ASCII and quotes escaped (李 as \u674e), so both spellings.
+                stored_query = func.cast(PassthroughCallRecord.query, Text)
+                escaped = f"%{_escape_like(json.dumps(text_query)[1:-1])}%"
                 # The key holds the identity ("…|usr_42"): support asks about a user's calls by it.
                 query = query.where(or_(*(column.ilike(like, escape="\\") for column in (
                     PassthroughCallRecord.request_body, PassthroughCallRecord.response_body, PassthroughCallRecord.path,
-                    PassthroughCallRecord.error, PassthroughCallRecord.connection_key,
-                    func.cast(PassthroughCallRecord.query, Text))),
-                    # the query's JSON as stored, non-ASCII and quotes escaped (李 as \u674e)
-                    func.cast(PassthroughCallRecord.query, Text).ilike(
-                        f"%{_escape_like(json.dumps(text_query)[1:-1])}%", escape="\\"),
+                    PassthroughCallRecord.error, PassthroughCallRecord.connection_key, stored_query)),
+                    stored_query.ilike(escaped, escape="\\"),
                     *(PassthroughCallRecord.path.ilike(e, escape="\\") for e in encoded)))
             return list(session.exec(query.order_by(PassthroughCallRecord.id.desc()).limit(limit)))
 
