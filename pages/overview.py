@@ -41,7 +41,7 @@ with sync_col, st.container(border=True):
                      help="What the sync missed, and Resume.")
 
 # Sandbox mode shows data on first visit; live mode syncs when someone asks (it costs Pica calls).
-if settings.sandbox and store.last_sync(settings.environment) is None:
+if settings.sandbox and last is None:  # the run read just above
     try:
         if store.sync_in_progress(settings.environment):  # started by a visit here that moved on, or elsewhere
             raise SyncBusy
