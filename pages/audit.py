@@ -9,7 +9,7 @@ import streamlit as st
 from pica_core.exports import audit_csv
 from pica_core.text import count
 from pica_core.ui import context
-from pica_core.ui.layout import arrived, drop_unread_params, keep_widgets, say_ignored, when_column
+from pica_core.ui.layout import arrived, csv_download, drop_unread_params, keep_widgets, say_ignored, when_column
 
 settings = context.settings()
 store = context.store(settings)
@@ -100,6 +100,5 @@ else:
         "detail": st.column_config.JsonColumn("detail", width="large"),
     })
     # Every match, read when clicked (the table's newest 1,000 were all the CSV held, and it did not say)
-    st.download_button("Download CSV" + (" (every match)" if cut else ""),
-                       lambda: audit_csv(matching(limit=None)), file_name="audit-log.csv", mime="text/csv",
-                       icon=":material/download:")
+    csv_download("Download CSV" + (" (every match)" if cut else ""), lambda: audit_csv(matching(limit=None)),
+                 "audit-log.csv")

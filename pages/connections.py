@@ -53,6 +53,7 @@ from pica_core.ui.layout import (
     arrived,
     bring_into_view,
     chosen_in_place,
+    csv_download,
     drop_unread_params,
     keep_widgets,
     public_url,
@@ -284,9 +285,8 @@ with lookup_tab:
                             st.query_params.pop("connection", None)
                         st.rerun()
                     # Built when clicked (docs/streamlit-traps.md): a platform's thousands of rows took a second a run.
-                    st.download_button("Download CSV", functools.partial(connections_csv, table, shown, stored),
-                                       file_name=lookup.file_name, mime="text/csv", icon=":material/download:",
-                                       on_click="ignore")
+                    csv_download("Download CSV", functools.partial(connections_csv, table, shown, stored),
+                                 lookup.file_name)
 
                 if gone:
                     with st.expander(f"{count(len(gone), 'connection')} Pica no longer lists",
@@ -398,6 +398,5 @@ with bulk_tab:
             st.dataframe(style_states(shown_rows), hide_index=True, width="stretch", column_order=TRIAGE_SHOWN,
                          column_config={"note": st.column_config.TextColumn("note", width="large")})
             # What this tab shows, under it: below both tabs, it followed this tab's toggle while the other showed.
-            st.download_button("Download CSV" + (" (those that need attention)" if broken_only else ""),
-                               functools.partial(triage_csv, shown_rows), file_name="triage.csv", mime="text/csv",
-                               icon=":material/download:", key="triage-csv")
+            csv_download("Download CSV" + (" (those that need attention)" if broken_only else ""),
+                         functools.partial(triage_csv, shown_rows), "triage.csv", key="triage-csv")

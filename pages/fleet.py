@@ -14,6 +14,7 @@ from pica_core.ui import context, data, fleet_ui
 from pica_core.ui.layout import (
     ago,
     app_base,
+    csv_download,
     keep_widgets,
     public_url,
     safe_fragment,
@@ -199,8 +200,7 @@ with missing_tab:
         st.caption("Every stored connection was seen in the last complete sync or since.")
 with export_tab:
     # Built when clicked, not on every run of the page: 50,000 connections take about a second.
-    st.download_button(f"Download every stored connection ({store.fleet_size(env):,}, CSV)",
-                       lambda: fleet_csv(store.fleet_export(env), names), file_name="fleet.csv", mime="text/csv",
-                       icon=":material/download:", on_click="ignore")
+    csv_download(f"Download every stored connection ({store.fleet_size(env):,}, CSV)",
+                 lambda: fleet_csv(store.fleet_export(env), names), "fleet.csv")
     if totals["not_seen"]:
         st.caption(f"With the {totals['not_seen']:,} not seen in the last sync, which the counts above leave out.")

@@ -292,7 +292,7 @@ def to_csv(frame: pd.DataFrame, *, synced: bool = True) -> bytes:
     frame = frame.drop(columns=["logo"])
     if not synced:
         frame = frame.assign(connections=None)
-    return exports.frame_csv(frame).encode("utf-8")
+    return exports.csv_file(exports.frame_csv(frame))
 
 
 # --- actions ---------------------------------------------------------------------------------------------

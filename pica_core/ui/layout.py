@@ -16,6 +16,7 @@ import streamlit as st
 from ..access import Principal
 from ..caching import Fetched
 from ..config import Settings
+from ..exports import csv_file
 from ..errors import InvalidInputError, PicaError, RateLimitedError
 from ..health import STATE_COLOR, STATE_HEX, state_label  # noqa: F401  (pages use it from here)
 from ..models import IDENTITY_TYPES
@@ -208,6 +209,13 @@ def warn_unknown_identity_type(value: str | None, then: str) -> None:
     if value and value.strip().lower() not in (*IDENTITY_TYPES, "any"):
         st.warning(f"The link's identity type {plain(value)} is not one of {', '.join(IDENTITY_TYPES)}: {then}.",
                    icon=":material/link_off:")
+
+
+def csv_download(label: str, make_csv: Callable[[], str], file_name: str, **options) -> None:
+    """A CSV download, built when clicked (`make_csv`: a large one took a second on every run of its page), as the
+    file Excel reads right (`csv_file`)."""
+    st.download_button(label, lambda: csv_file(make_csv()), file_name=file_name, mime="text/csv",
+                       icon=":material/download:", on_click="ignore", **options)
 
 
 def when_column(label: str, *, seconds: bool = True):

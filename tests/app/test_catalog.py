@@ -227,7 +227,7 @@ def test_csv_export_is_the_filtered_table(app_env, downloads):
     at.run()
     assert_clean(at)
     csvs = [(data, name) for data, mime, name in downloads if mime == "text/csv"]
-    assert len(csvs) == 1 and csvs[0][1] == "pica-connectors.csv"
+    assert len(csvs) == 1 and csvs[0][1] == "pica-connectors.csv" and csvs[0][0].startswith(b"\xef\xbb\xbf")
     exported = pd.read_csv(io.BytesIO(csvs[0][0]), keep_default_na=False)
     shown = table(at).drop(columns=["logo"])
     assert len(exported) == len(shown) and list(exported.columns) == list(shown.columns)

@@ -44,7 +44,7 @@ def test_a_lookup_s_csv_is_built_when_clicked_and_holds_its_connections(dashboar
     open_path(page, dashboard, f"connections?{urlencode({'identity': identity})}")
     with page.expect_download() as download:
         page.get_by_role("button", name="Download CSV").click()
-    with open(download.value.path(), newline="", encoding="utf-8") as handle:
+    with open(download.value.path(), newline="", encoding="utf-8-sig") as handle:
         assert {r["key"] for r in csv.DictReader(handle)} == mine
     assert page.locator("[data-testid='stException']").count() == 0
 

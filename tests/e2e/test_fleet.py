@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -151,8 +152,10 @@ def test_the_fleet_csv_is_built_when_clicked_and_holds_every_stored_connection(d
     assert download.value.suggested_filename == "fleet.csv"
     import csv
 
-    with open(download.value.path(), newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+    with open(download.value.path(), "rb") as handle:
+        data = handle.read()
+    assert data.startswith(b"\xef\xbb\xbf")  # for Excel (exports.csv_file)
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline="")))
     assert sorted((r["key"], r["state"], r["identity"]) for r in rows) == sorted(stored)
     assert page.locator("[data-testid='stException']").count() == 0
 

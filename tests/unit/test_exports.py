@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from pica_core.connections_view import connection_rows, connections_csv, fleet_csv, parse_bulk
-from pica_core.exports import audit_csv, frame_csv, rows_csv, safe_cell, unguard
+from pica_core.exports import audit_csv, csv_file, frame_csv, rows_csv, safe_cell, unguard
 from pica_core.models import Connection
 from pica_core.store import Store
 
@@ -46,12 +46,20 @@ def test_the_vault_and_fleet_exports_are_guarded_and_triage_reads_them_back():
     row = next(csv.DictReader(io.StringIO(vault)))
     assert row["identity"] == "'+4412345" and row["tags"] == "'=cmd,eu"
     assert parse_bulk("", vault.encode()).identities == [("+4412345", "user")]
+    assert parse_bulk("", csv_file(vault)).identities == [("+4412345", "user")]  # the file downloaded
 
     tags = Store.EXPORT_COLUMNS.index("tags")
     fleet_row = ["-x"] * len(Store.EXPORT_COLUMNS)
     fleet_row[tags] = ["@a"]
     exported = next(csv.DictReader(io.StringIO(fleet_csv([fleet_row]))))
     assert set(exported.values()) == {"'-x", "'@a"}
+
+
+def test_a_downloaded_csv_starts_with_the_byte_order_mark_excel_needs_to_read_utf_8():
+    """Without it Excel opened the file in the system's code page: Zoë became ZoÃ«."""
+    data = csv_file("identity\nZoë\n")
+    assert data.startswith(b"\xef\xbb\xbf") and data.decode("utf-8-sig") == "identity\nZoë\n"
+    assert pd.read_csv(io.BytesIO(data))["identity"].tolist() == ["Zoë"]  # readers of CSV skip it
 
 
 def test_the_audit_csv_writes_letters_as_they_are_and_times_as_the_page_shows_them(tmp_path):
