@@ -742,29 +742,26 @@ class Store:
             query = select(PassthroughCallRecord)
             if platform:
                 query = query.where(PassthroughCallRecord.platform == platform)
-            if action:
-                like = f"%{_escape_like(action)}%"
-                query = query.where(or_(PassthroughCallRecord.action_title.ilike(like, escape="\\"),
-                                        PassthroughCallRecord.action_id.ilike(like, escape="\\")))
+            if action:  # in any letter case, beyond ASCII too (`_holds`), as every text search here
+                query = query.where(or_(self._holds(PassthroughCallRecord.action_title, action),
+                                        self._holds(PassthroughCallRecord.action_id, action)))
             if status is not None:  # one status, or the lowest and highest of a range (4xx)
                 low, high = (status, status) if isinstance(status, int) else status
                 query = query.where(PassthroughCallRecord.status.between(low, high))
             if connection_key:
                 query = query.where(PassthroughCallRecord.connection_key == connection_key)
             if text_query:
-                like = f"%{_escape_like(text_query)}%"
                 # Paths are stored as sent: a variable's value percent-encoded, slashes included ("李 me/x" is there
                 # as %E6%9D%8E%20me%2Fx), the template's slashes as they are (users/李 as users/%E6%9D%8E).
-                encoded = [f"%{_escape_like(quote(text_query, safe=safe))}%" for safe in ("", "/")]
+                encoded = [quote(text_query, safe=safe) for safe in ("", "/")]
                 # The query's JSON as stored: non-ASCII and quotes escaped (李 as \u674e), so both spellings.
                 stored_query = func.cast(PassthroughCallRecord.query, Text)
-                escaped = f"%{_escape_like(json.dumps(text_query)[1:-1])}%"
                 # The key holds the identity ("…|usr_42"): support asks about a user's calls by it.
-                query = query.where(or_(*(column.ilike(like, escape="\\") for column in (
+                query = query.where(or_(*(self._holds(column, text_query) for column in (
                     PassthroughCallRecord.request_body, PassthroughCallRecord.response_body, PassthroughCallRecord.path,
                     PassthroughCallRecord.error, PassthroughCallRecord.connection_key, stored_query)),
-                    stored_query.ilike(escaped, escape="\\"),
-                    *(PassthroughCallRecord.path.ilike(e, escape="\\") for e in encoded)))
+                    self._holds(stored_query, json.dumps(text_query)[1:-1]),
+                    *(self._holds(PassthroughCallRecord.path, e) for e in encoded)))
             return list(session.exec(query.order_by(PassthroughCallRecord.id.desc()).limit(limit)))
 
     def call_platforms(self) -> list[str]:

@@ -314,6 +314,13 @@ def test_history_search_and_audit(store):
         method="GET", path="/p", query=[["q", 'subject:"李 report"']], status=200))
     for text in ("李", 'subject:"李', '"李 report"'):  # (李 finds the call with it in its path too)
         assert [["q", 'subject:"李 report"']] in [c.query for c in store.search_calls(text_query=text)], text
+    # In any letter case beyond ASCII, on SQLite too (its LIKE folds ASCII only): "ZOË" found nothing of zoë's
+    store.record_call(PassthroughCallRecord(
+        at=utcnow(), actor="a@x.io", environment="test", connection_key=conn(6, identity="zoë").key,
+        platform="gmail", action_id="x", action_title="Envoyer un e-mail à Zoë", method="GET", path="/p", status=200))
+    for text in ("ZOË", "zoë"):
+        assert [c.connection_key for c in store.search_calls(text_query=text)] == [conn(6, identity="zoë").key], text
+    assert [c.action_title for c in store.search_calls(action="À ZOË")] == ["Envoyer un e-mail à Zoë"]
     store.audit(actor="a@x.io", action="delete", target="key-1", outcome="ok", platform="gmail")
     events = store.audit_events(action="delete")
     assert events[0].actor == "a@x.io" and events[0].detail == {"platform": "gmail"}
