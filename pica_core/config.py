@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
@@ -218,6 +219,17 @@ def _role_map(raw: Mapping[str, Any]) -> dict[str, str]:
     return result
 
 
+def _http_url(url: str) -> bool:
+    """Whether `url` is an http(s) URL that can be called: with a host and, if any, a port that exists (port 99999
+    or an unclosed [ passed a prefix check, then failed every call with a traceback)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and port != 0
+
+
 def load_settings(
     env: Mapping[str, str] | None = None,
     secrets: Mapping[str, Any] | None = None,
@@ -245,10 +257,12 @@ def load_settings(
         )
     api_url = str(raw.get("PICA_API_URL") or "").strip().rstrip("/") or None
     authkit_url = str(raw.get("PICA_AUTHKIT_URL") or "").strip() or None
-    if api_url and not api_url.startswith(("http://", "https://")):  # the server calls it: no page to be relative to
-        raise ConfigError(f"PICA_API_URL={api_url!r} must be an http(s) URL, such as {LIVE_API_URL}.")
-    if authkit_url and not authkit_url.startswith(("http://", "https://", "/")):
-        raise ConfigError(f"PICA_AUTHKIT_URL={authkit_url!r} must be an http(s) URL (or a path on this dashboard).")
+    if api_url and not _http_url(api_url):  # the server calls it: no page to be relative to
+        raise ConfigError(f"PICA_API_URL={api_url!r} must be an http(s) URL with a host (and a port from 1 to "
+                          f"65535, if any), such as {LIVE_API_URL}.")
+    if authkit_url and not (authkit_url.startswith("/") or _http_url(authkit_url)):
+        raise ConfigError(f"PICA_AUTHKIT_URL={authkit_url!r} must be an http(s) URL with a host (and a port from 1 "
+                          "to 65535, if any), or a path on this dashboard.")
     if key:
         api_url = api_url or LIVE_API_URL
         authkit_url = authkit_url or LIVE_AUTHKIT_URL

@@ -28,7 +28,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, UTC
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote
 
 try:
@@ -262,7 +262,7 @@ def _sync_lock(engine: Engine, environment: str) -> Iterator[int | None]:
         return
     database = engine.url.database
     if database and database != ":memory:" and fcntl is not None:
-        with open(f"{database}-sync-{environment}.lock", "a") as handle:  # closing it (or dying) releases it
+        with _lock_file(f"{database}-sync-{environment}") as handle:  # closing it (or dying) releases it
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -279,6 +279,16 @@ def _sync_lock(engine: Engine, environment: str) -> Iterator[int | None]:
         lock.release()
 
 
+def _lock_file(name: str) -> IO:
+    """The lock file `name`.lock beside a SQLite database, opened; ConfigError when it cannot be (a read-only
+    folder, no permission), which failed the page and the sync command with a traceback."""
+    try:
+        return open(f"{name}.lock", "a")
+    except OSError as exc:
+        raise ConfigError(f"Cannot write {name}.lock beside the database ({exc.strerror or exc}): the dashboard needs "
+                          "to write in the database's folder; set DATABASE_URL to a place it may write.") from None
+
+
 @contextmanager
 def _schema_lock(engine: Engine) -> Iterator[Any]:
     """A transaction that only one process at a time holds: under PostgreSQL's transaction advisory lock (per
@@ -291,7 +301,7 @@ def _schema_lock(engine: Engine) -> Iterator[Any]:
     database = engine.url.database
     with ExitStack() as stack:
         if database and database != ":memory:" and fcntl is not None:
-            handle = stack.enter_context(open(f"{database}-schema.lock", "a"))
+            handle = stack.enter_context(_lock_file(f"{database}-schema"))
             fcntl.flock(handle, fcntl.LOCK_EX)  # waits for the other process; closing the file releases it
         yield stack.enter_context(engine.begin())
 

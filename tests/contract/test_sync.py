@@ -576,6 +576,15 @@ def test_cli_sync_and_resume(sandbox, tmp_path):
     assert "sk_test_sandbox" not in failed.stdout + failed.stderr + resumed.stdout + resumed.stderr
 
 
+def test_cli_says_in_one_line_when_it_cannot_write_beside_the_database(sandbox, tmp_path):
+    """A read-only folder: the lock file's OSError was a traceback and exit 1, where a database that cannot be opened
+    is a configuration error (2). A folder in the lock file's place fails the same way on any machine."""
+    (tmp_path / "cli.db-schema.lock").mkdir()
+    done = cli(sandbox, tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "Configuration error: Cannot write" in done.stderr and "set DATABASE_URL to a place it may write" in done.stderr
+
+
 def test_cli_refuses_to_run_beside_another_sync(sandbox, tmp_path):
     holder = Store.from_url(f"sqlite:///{tmp_path / 'cli.db'}")
     with holder.sync_lock("test"):

@@ -100,6 +100,11 @@ def test_postgres_url_gets_the_installed_driver():
     ({"PICA_MAX_RETRIES": "-1"}, "at least"),
     ({"PICA_API_URL": "ftp://x"}, "http(s) URL"),
     ({"PICA_API_URL": "/v1"}, "PICA_API_URL='/v1' must be an http(s) URL"),  # the server has no page to resolve it on
+    # Past the prefix check, these failed every call with a traceback (OverflowError, "Invalid IPv6 URL")
+    ({"PICA_API_URL": "http://127.0.0.1:99999"}, "a port from 1 to 65535"),
+    ({"PICA_API_URL": "http://[::1"}, "must be an http(s) URL with a host"),
+    ({"PICA_API_URL": "https://"}, "must be an http(s) URL with a host"),
+    ({"PICA_AUTHKIT_URL": "https://authkit.example:0"}, "PICA_AUTHKIT_URL='https://authkit.example:0' must be"),
     ({"PICA_TIMEOUT_SECONDS": "nan"}, "is not a finite number"),  # nan passed "at least 0.1" and timed out everything
     ({"PICA_RETRY_DEADLINE_SECONDS": "inf"}, "is not a finite number"),
     ({"AUTHKIT_GRANT_TTL_SECONDS": "999999999"}, "at most 3600"),
