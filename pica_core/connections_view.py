@@ -14,7 +14,7 @@ import pandas as pd
 
 from . import exports, validation
 from .errors import InvalidInputError
-from .health import NEEDS_ATTENTION, state_label
+from .health import NEEDS_ATTENTION, counted_state, state_label
 from .models import IDENTITY_TYPES, STATES, Connection
 from .store import Store, UserConnection
 from .text import count
@@ -159,7 +159,7 @@ def sort_for_attention(connections: Iterable[Connection]) -> list[Connection]:
 
 def apply_filters(connections: Sequence[Connection], lookup: Lookup) -> list[Connection]:
     return [c for c in connections
-            if (not lookup.states or c.state in lookup.states)
+            if (not lookup.states or counted_state(c.state) in lookup.states)  # as the counts above it count
             and (not lookup.platforms or c.platform in lookup.platforms)
             and (not lookup.environments or c.environment in lookup.environments)]
 

@@ -49,10 +49,15 @@ def meaning(state: str | None) -> tuple[str, str]:
     return MEANING.get(state or "unknown", MEANING["unknown"])
 
 
+def counted_state(state: str | None) -> str:
+    """The state a connection is counted and filtered under: a state Pica adds after the contract is unknown here."""
+    return state if state in STATES else "unknown"
+
+
 def state_counts(states: Iterable[str | None]) -> dict[str, int]:
     counts = dict.fromkeys(STATES, 0)
     for state in states:
-        counts[state if state in counts else "unknown"] += 1
+        counts[counted_state(state)] += 1
     return counts
 
 

@@ -17,6 +17,7 @@ from pica_core.connections_view import (
     Lookup,
     TriageResult,
     alternative_chosen,
+    apply_filters,
     by_identity,
     connection_rows,
     connections_csv,
@@ -479,3 +480,12 @@ def test_a_link_s_platform_may_be_its_catalog_name_and_is_described_by_it():
     assert Lookup(platform="nope").platform_by_name(names).platform == "nope"  # refused later, as it was
     by_key = Lookup(key="test::google-calendar::default::" + "a" * 32, platform="google-calendar")
     assert "among platform Google Calendar." in no_results_message(by_key, environment="test", names=names)[0]
+
+
+def test_the_unknown_filter_shows_what_the_unknown_count_counts():
+    """A state Pica added after the contract (paused) was counted as unknown, and the unknown filter hid it."""
+    paused, failed = (Connection(id=s, key=f"test::gmail::default::{'0' * 32}|{s}", platform="gmail", state=s)
+                      for s in ("paused", "failed"))
+    assert state_counts([paused.state, failed.state])["unknown"] == 1
+    assert apply_filters([paused, failed], Lookup(identity="u", states=("unknown",))) == [paused]
+    assert apply_filters([paused, failed], Lookup(identity="u", states=("failed",))) == [failed]
