@@ -82,10 +82,12 @@ refresh()
 def overview() -> None:
     counts = store.state_counts(env)
     total = sum(counts.values())
-    if not total:
-        st.info("Nothing synced yet.", icon=":material/cloud_download:")
-        return
     complete = store.last_sync(env, statuses=("complete",))
+    if not total:  # an account with none, or whose every connection was deleted: not "nothing synced"
+        st.info(f"No connections in the {env} environment, as the last complete sync (#{complete.id}, "
+                f"{ago(complete.finished_at or complete.started_at)}) found it." if complete else "Nothing synced yet.",
+                icon=":material/cloud_download:")
+        return
     # A later sync that did not complete stored what it read all the same: its changes are in the counts too.
     later = store.last_sync(env, statuses=("partial", "failed", "interrupted", "running"), stored_rows=True)
     later = later if complete and later and later.id > complete.id else None

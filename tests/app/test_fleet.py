@@ -300,3 +300,15 @@ def test_auto_refresh_stays_on_after_a_look_at_another_page(app_env):
         at.switch_page(f"pages/{page}.py")
         at.run()
     assert at.toggle(key="auto-refresh").value is False
+
+
+def test_a_complete_sync_of_an_empty_account_is_not_nothing_synced_yet(app_env):
+    """Every connection deleted at Pica, then synced: the page said "Nothing synced yet." under the complete sync."""
+    for connection in list(app_env.state.connections.values()):
+        if connection["environment"] == "test":
+            app_env.state.delete_connection(connection["id"])
+    at = click(open_page("fleet"), "Sync now")
+    infos = [i.value for i in at.info]
+    assert not any("Nothing synced yet" in i for i in infos), infos
+    assert any(re.match(r"No connections in the test environment, as the last complete sync \(#\d+, ", i)
+               for i in infos), infos
