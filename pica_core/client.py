@@ -459,10 +459,12 @@ class _Endpoints:
         return self._run(Operation("GET", "/v1/vault/connections", params={"key": key, "limit": 1},
                                    parse=lambda data: _first_row(data, Connection)))
 
-    def update_connection_tags(self, connection_id: str, tags: Sequence[str]) -> Connection:
+    def update_connection_tags(self, connection_id: str, tags: Sequence[str], *,
+                               existing: Sequence[str] = ()) -> Connection:
+        """`existing`: the connection's tags at Pica, which pass as they are (`validation.tags`)."""
         return self._run(Operation("PATCH", f"/v1/vault/connections/{_segment(connection_id)}",
-                                   json_body={"tags": validation.tags(list(tags))}, parse=Connection.model_validate,
-                                   retry=False))
+                                   json_body={"tags": validation.tags(list(tags), existing=existing)},
+                                   parse=Connection.model_validate, retry=False))
 
     def delete_connection(self, connection_id: str) -> None:
         return self._run(Operation("DELETE", f"/v1/vault/connections/{_segment(connection_id)}",

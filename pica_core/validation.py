@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from urllib.parse import unquote
 
 from .config import ACTION_HEADER, CONNECTION_HEADER, SECRET_HEADER
@@ -83,19 +84,22 @@ def platform_id(value: str) -> str:
 MAX_TAG, MAX_TAGS = 64, 50
 
 
-def tags(values: list[str]) -> list[str]:
+def tags(values: list[str], *, existing: Sequence[str] = ()) -> list[str]:
     """Tags as Pica keeps them: each once, non-empty, at most 64 characters, at most 50; no commas (Pica filters
-    connections by tags as a comma-separated list, so a tag holding one could never be found by it)."""
+    connections by tags as a comma-separated list, so a tag holding one could never be found by it). Tags in
+    `existing` (the connection's at Pica) pass as they are: Pica took them, from another client, and refusing them
+    refused every later change to the connection's tags."""
     kept = list(dict.fromkeys(v.strip() for v in values if v and v.strip()))
+    had = {tag.strip() for tag in existing}
     problems = []  # every one at once: fixing them one save at a time is slow
-    for tag in kept:
+    for tag in (tag for tag in kept if tag not in had):
         if len(tag) > MAX_TAG:
             problems.append(f"The tag “{tag[:24]}…” is {len(tag)} characters long; tags are at most {MAX_TAG}.")
         if "," in tag:
             problems.append(f"The tag “{tag}” holds a comma: Pica reads commas between tags when it filters.")
         if has_control(tag):
             problems.append("A tag contains control characters (a line break or tab?).")
-    if len(kept) > MAX_TAGS:
+    if len(kept) > max(MAX_TAGS, len(had)):
         problems.append(f"That is {len(kept)} tags; a connection carries at most {MAX_TAGS}.")
     if problems:
         raise InvalidInputError(" ".join(dict.fromkeys(problems)),

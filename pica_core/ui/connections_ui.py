@@ -203,9 +203,9 @@ def save_tags(conn: Connection, shown: list[str], tags: list[str], *, settings: 
         return
     client = context.client(settings)
     try:
-        tags = validation.tags(tags)
+        tags = validation.tags(tags, existing=shown)
         current = client.connection(conn.id).tags
-        merged = validation.tags(merge_tags(shown, tags, current))
+        merged = validation.tags(merge_tags(shown, tags, current), existing=[*shown, *current])
     except InvalidInputError as exc:
         show_error(exc, what="Tags not saved")
         return
@@ -218,7 +218,7 @@ def save_tags(conn: Connection, shown: list[str], tags: list[str], *, settings: 
         show_error(exc, what="Saving tags")
         return
     try:
-        updated = client.update_connection_tags(conn.id, merged)
+        updated = client.update_connection_tags(conn.id, merged, existing=[*shown, *current])
     except PicaError as exc:
         if isinstance(exc, NotFoundError) and _gone_from_pica(conn, settings, store, display_name):
             st.rerun()  # deleted between the read and the write

@@ -198,6 +198,26 @@ def test_a_tag_edit_keeps_what_someone_else_changed_meanwhile_and_says_so(app_en
     assert next(m for m in at.multiselect if m.label == "Tags").value == [*shown, "beta", "from-api"]
 
 
+@pytest.mark.parametrize("when", ["before the page", "meanwhile"])
+def test_a_comma_tag_pica_took_from_elsewhere_does_not_block_the_reader_s_change(app_env, when):
+    """Pica takes "eu,us" from other clients; the dashboard refused every save of the connection's tags after."""
+    conn = seeded(app_env, platform="notion")
+    set_elsewhere = lambda tags: httpx.patch(  # noqa: E731
+        f"{app_env.url}/v1/vault/connections/{conn['id']}", json={"tags": tags},
+        headers={"x-pica-secret": SANDBOX_TEST_KEY}, timeout=10).raise_for_status()
+    if when == "before the page":
+        set_elsewhere(["eu,us"])
+    at = open_page("connections", query={"key": conn["key"], "connection": conn["id"]})
+    shown = list(app_env.state.connections[conn["id"]]["tags"])
+    next(m for m in at.multiselect if m.label == "Tags").set_value([*shown, "vip"])
+    if when == "meanwhile":
+        set_elsewhere([*shown, "eu,us"])
+    next(b for b in at.button if b.label == "Save tags").click().run()
+    assert_clean(at)
+    assert not at.error, [e.value for e in at.error]
+    assert sorted(app_env.state.connections[conn["id"]]["tags"]) == sorted({*shown, "eu,us", "vip"})
+
+
 def test_filters_that_hide_every_row_say_so_and_clear_in_one_click(app_env):
     """An empty grid under "Showing 0 of 16 · select a row", with a CSV of nothing, and no way back but by hand."""
     conn = seeded(app_env, state="operational")
