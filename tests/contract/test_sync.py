@@ -783,3 +783,16 @@ def test_a_rate_limit_past_any_clock_keeps_its_words_and_the_run_its_pages(sandb
     assert report.status == "partial" and report.failed_pages[0] == 2  # and those not asked for after it
     assert "429" in report.errors[2] and "retry after" not in report.errors[2]
 
+
+
+def test_a_nul_character_pica_sends_does_not_stop_the_sync_for_good(sandbox, store):
+    """PostgreSQL's text cannot hold NUL and SQLite's JSON functions end a string at it: the connection's batch
+    failed, and every resume of it. It is stored with U+FFFD in its place, and found so by a lookup."""
+    added = sandbox.state.add_connection(platform="gmail", environment="test", identity="ana\x00bel",
+                                         identity_type="user")
+    report = run(sandbox, store)
+    assert report.status == "complete" and report.rows == 721, report.summary()
+    [stored] = [row for row in store.stored_matching(environment="test", identity="ana\ufffdbel")]
+    assert stored.connection_key == added["key"].replace("\x00", "\ufffd") and stored.pica_id == added["id"]
+    with PicaClient(base_url=sandbox.url, secret=Secret(SANDBOX_TEST_KEY)) as client:
+        assert [c.identity for c in client.connections(platform="gmail") if c.id == added["id"]] == ["ana\ufffdbel"]
