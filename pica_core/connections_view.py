@@ -64,8 +64,9 @@ class Lookup:
     def opening(cls, key: str, *, identity: str | None = None, identity_type: str | None = None,
                 connection_id: str | None = None) -> Lookup:
         """The lookup that opens one connection: among its identity's connections, or by its key when it has no
-        identity (a lookup of the id alone finds nothing)."""
-        if identity:
+        identity (a lookup of the id alone finds nothing), or one a lookup cannot ask for as it is (Pica matches
+        identities exactly, and a lookup strips "Acme Corp " and refuses a control character)."""
+        if identity and _askable(identity):
             return cls(identity=identity, identity_type=identity_type or "", selected=connection_id or "")
         return cls(key=key, selected=connection_id or "")
 
@@ -149,6 +150,14 @@ class Lookup:
             return self
         named = next((pid for pid, name in names.items() if name.lower() == self.platform.lower()), None)
         return replace(self, platform=named) if named else self
+
+
+def _askable(identity: str) -> bool:
+    """Whether a lookup asks Pica for exactly this identity."""
+    try:
+        return validation.identity(identity) == identity
+    except InvalidInputError:
+        return False
 
 
 def sort_for_attention(connections: Iterable[Connection]) -> list[Connection]:

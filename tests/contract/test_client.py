@@ -148,6 +148,23 @@ def test_a_key_holding_a_comma_is_found_though_pica_splits_the_key_filter_on_com
     assert client.connection_by_key(made["key"].replace("|", "|z")) is None
 
 
+@pytest.mark.parametrize("identity", ["Acme Corp ", " ana"])
+def test_fleet_s_link_opens_a_connection_whose_identity_a_lookup_cannot_ask_for_as_it_is(sandbox, client, identity):
+    """Pica matches identities exactly; a lookup strips "Acme Corp ", so the link from Fleet said
+    "No connections". It asks by key instead, which finds it."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from pica_core.connections_view import Lookup
+
+    made = sandbox.state.add_connection(platform="gmail", environment="test", identity=identity,
+                                        identity_type="organization")
+    link = Lookup.opening(made["key"], identity=identity, identity_type="organization", connection_id=made["id"]).link()
+    lookup = Lookup.from_query(parse_qs(urlsplit(link).query))
+    assert lookup.key == made["key"] and lookup.selected == made["id"]
+    assert [c.id for c in client.connections(**lookup.filters())] == [made["id"]]
+    assert Lookup.opening(made["key"], identity="ana", identity_type="user").identity == "ana"  # as before
+
+
 def test_user_flags_and_authkit_token_merge_pages(sandbox, client):
     assert client.user_flags().completed_quickstart is True
     sandbox.control("DELETE", "stats")
