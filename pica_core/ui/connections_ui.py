@@ -232,7 +232,7 @@ def save_tags(conn: Connection, shown: list[str], tags: list[str], *, settings: 
                 after=updated.tags)
     data.refresh_connections()
     redraw_tags(conn)
-    if current != shown:
+    if set(current) != set(shown):  # the same tags in another order are no change
         flash(plain(f"Tags saved. They had changed since this page showed them (now {', '.join(current) or 'none'}): "
                     f"your change was made on top, giving {', '.join(updated.tags) or 'none'}."))
     else:

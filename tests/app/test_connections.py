@@ -218,6 +218,21 @@ def test_a_comma_tag_pica_took_from_elsewhere_does_not_block_the_reader_s_change
     assert sorted(app_env.state.connections[conn["id"]]["tags"]) == sorted({*shown, "eu,us", "vip"})
 
 
+def test_the_same_tags_in_another_order_are_not_said_to_have_changed(app_env):
+    conn = seeded(app_env, platform="notion")
+    patch = lambda tags: httpx.patch(  # noqa: E731
+        f"{app_env.url}/v1/vault/connections/{conn['id']}", json={"tags": tags},
+        headers={"x-pica-secret": SANDBOX_TEST_KEY}, timeout=10).raise_for_status()
+    patch(["eu", "beta"])
+    at = open_page("connections", query={"key": conn["key"], "connection": conn["id"]})
+    next(m for m in at.multiselect if m.label == "Tags").set_value(["eu", "beta", "vip"])
+    patch(["beta", "eu"])
+    next(b for b in at.button if b.label == "Save tags").click().run()
+    assert_clean(at)
+    assert [t.value for t in at.toast] == ["Tags saved"]
+    assert sorted(app_env.state.connections[conn["id"]]["tags"]) == ["beta", "eu", "vip"]
+
+
 def test_filters_that_hide_every_row_say_so_and_clear_in_one_click(app_env):
     """An empty grid under "Showing 0 of 16 · select a row", with a CSV of nothing, and no way back but by hand."""
     conn = seeded(app_env, state="operational")
