@@ -145,6 +145,8 @@ def _number(raw: Mapping[str, Any], name: str, default: float, *, integer: bool 
     if value in (None, ""):
         return default
     kind = "a whole number" if integer else "a number"
+    if isinstance(value, bool):  # TOML's `true` is an int to Python: PICA_PAGE_SIZE = true paged one by one
+        raise ConfigError(f"{name}={value!r} is not {kind}: set it to {kind} such as {default}.")
     try:
         number = int(value) if integer else float(value)
     except OverflowError:  # int(float("inf")), from a TOML inf: refused as not finite, below
@@ -164,7 +166,13 @@ def _flag(raw: Mapping[str, Any], name: str) -> bool:
     value = raw.get(name)
     if isinstance(value, bool):
         return value
-    return str(value or "").strip().lower() in {"1", "true", "yes", "on"}
+    text = str(value if value is not None else "").strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"", "0", "false", "no", "off"}:
+        return False
+    # "maybe" or "ture" was read as false without a word, which for a safety switch hides a typo until it matters
+    raise ConfigError(f"{name}={value!r} is neither true nor false: set it to true or false (or 1/0, yes/no, on/off).")
 
 
 def _database_url(raw: Mapping[str, Any], data_dir: Path) -> str:
@@ -190,10 +198,16 @@ def _database_url(raw: Mapping[str, Any], data_dir: Path) -> str:
         # own empty database.
         raise ConfigError("DATABASE_URL names an in-memory SQLite database, which the dashboard's threads cannot "
                           "share: name a file (sqlite:///data/pica.db), or leave DATABASE_URL unset for the default.")
-    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+    if parsed.drivername not in _INSTALLED_DRIVERS:  # psycopg2's was a traceback (ModuleNotFoundError) on every page
+        raise ConfigError(f"DATABASE_URL names the driver {parsed.drivername!r}, which the dashboard does not install: "
+                          "use postgresql+psycopg:// (or postgresql://) or sqlite:///.")
+    if parsed.drivername == "postgresql":
         # psycopg 3 is what requirements.txt installs; psycopg2 is not.
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
     return url
+
+
+_INSTALLED_DRIVERS = {"sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg"}
 
 
 def _role_map(raw: Mapping[str, Any]) -> dict[str, str]:
@@ -217,6 +231,19 @@ def _role_map(raw: Mapping[str, Any]) -> dict[str, str]:
             raise ConfigError(f"ROLE_MAP maps {group!r} to {role!r}: roles are {', '.join(sorted(roles))}.")
         result[str(group).strip()] = role
     return result
+
+
+def _no_secret_in(url: str, name: str) -> None:
+    """Refuse, without quoting it, a URL holding a user name, a password or a query: the dashboard shows and records
+    Pica's URL (Overview, Settings, "Could not reach Pica at …" in a sync's error), and Pica takes the key in a
+    header (PICA_SECRET_KEY), not in its URL."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return  # not a URL at all: `_http_url` says so
+    if "@" in parts.netloc or parts.query or parts.fragment:
+        raise ConfigError(f"{name} holds a user name, a password or a query, which the dashboard would show on its "
+                          "pages and in its records: name the host alone (Pica takes the key as PICA_SECRET_KEY).")
 
 
 def _http_url(url: str) -> bool:
@@ -257,9 +284,16 @@ def load_settings(
         )
     api_url = str(raw.get("PICA_API_URL") or "").strip().rstrip("/") or None
     authkit_url = str(raw.get("PICA_AUTHKIT_URL") or "").strip() or None
+    if api_url:
+        _no_secret_in(api_url, "PICA_API_URL")
     if api_url and not _http_url(api_url):  # the server calls it: no page to be relative to
         raise ConfigError(f"PICA_API_URL={api_url!r} must be an http(s) URL with a host (and a port from 1 to "
                           f"65535, if any), such as {LIVE_API_URL}.")
+    if api_url and urlsplit(api_url).path.endswith("/v1"):  # every call then went to /v1/v1/…: 404s, "check the id"
+        raise ConfigError(f"PICA_API_URL={api_url!r} ends in /v1, which the dashboard adds to every call itself: "
+                          f"name the host alone, such as {LIVE_API_URL}.")
+    if authkit_url:
+        _no_secret_in(authkit_url, "PICA_AUTHKIT_URL")  # the browser loads it
     if authkit_url and not (authkit_url.startswith("/") or _http_url(authkit_url)):
         raise ConfigError(f"PICA_AUTHKIT_URL={authkit_url!r} must be an http(s) URL with a host (and a port from 1 "
                           "to 65535, if any), or a path on this dashboard.")

@@ -105,6 +105,9 @@ def test_postgres_url_gets_the_installed_driver():
     ({"PICA_API_URL": "http://[::1"}, "must be an http(s) URL with a host"),
     ({"PICA_API_URL": "https://"}, "must be an http(s) URL with a host"),
     ({"PICA_AUTHKIT_URL": "https://authkit.example:0"}, "PICA_AUTHKIT_URL='https://authkit.example:0' must be"),
+    ({"PICA_API_URL": "http://127.0.0.1:8600/v1/"}, "ends in /v1, which the dashboard adds to every call itself"),
+    ({"DATABASE_URL": "postgresql+psycopg2://u@h/db"}, "names the driver 'postgresql+psycopg2', which the dashboard"),
+    ({"ALLOW_LIVE_WRITES": "maybe"}, "ALLOW_LIVE_WRITES='maybe' is neither true nor false"),
     ({"PICA_TIMEOUT_SECONDS": "nan"}, "is not a finite number"),  # nan passed "at least 0.1" and timed out everything
     ({"PICA_RETRY_DEADLINE_SECONDS": "inf"}, "is not a finite number"),
     ({"AUTHKIT_GRANT_TTL_SECONDS": "999999999"}, "at most 3600"),
@@ -120,6 +123,23 @@ def test_invalid_settings_give_one_clear_line(env, fragment):
         settings(**env)
     message = str(raised.value)
     assert fragment in message and "\n" not in message
+
+
+@pytest.mark.parametrize("name, url", [("PICA_API_URL", "http://admin:s3cr3tpw@127.0.0.1:8600"),
+                                       ("PICA_API_URL", "https://api.example?token=s3cr3tpw"),
+                                       ("PICA_AUTHKIT_URL", "https://admin:s3cr3tpw@authkit.example")])
+def test_a_pica_url_holding_a_password_or_a_query_is_refused_without_quoting_it(name, url):
+    """It was printed and recorded in "Could not reach Pica at http://admin:s3cr3tpw@…", and shown on pages."""
+    with pytest.raises(ConfigError) as raised:
+        settings(**{name: url})
+    assert "s3cr3tpw" not in str(raised.value) and f"{name} holds a user name, a password or a query" in str(raised.value)
+
+
+def test_a_toml_true_is_not_a_number_and_a_flag_takes_its_usual_spellings(tmp_path):
+    with pytest.raises(ConfigError, match="PICA_PAGE_SIZE=True is not a whole number"):
+        load_settings({}, secrets={"PICA_PAGE_SIZE": True}, data_dir=tmp_path)  # it paged one connection at a time
+    for text, meant in [("on", True), ("1", True), ("No", False), ("0", False), ("", False)]:
+        assert settings(ALLOW_LIVE_WRITES=text).allow_live_writes is meant, text
 
 
 @pytest.mark.parametrize("key", ["sk_live_0123456789abcdef\r\nx-injected: 1", "sk_live_0123456789abcdef\u200b",
