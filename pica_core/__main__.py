@@ -23,7 +23,12 @@ from .sync import CannotResume, SyncBusy, SyncLockLost, page_list, resume_sync, 
 
 
 def _progress(done: int, total: int, rows: int) -> None:
-    print(f"\r  {done}/{total} pages, {rows} connections", end="", file=sys.stderr, flush=True)
+    """One line redrawn on a terminal; in a log (cron, systemd), a line at each tenth of the pages and the last: a
+    redrawn line was one line thousands of characters long there."""
+    if sys.stderr.isatty():
+        print(f"\r  {done}/{total} pages, {rows} connections", end="", file=sys.stderr, flush=True)
+    elif done == total or done * 10 // max(total, 1) != (done - 1) * 10 // max(total, 1):
+        print(f"  {done}/{total} pages, {rows} connections", file=sys.stderr, flush=True)
 
 
 async def _sync(args: argparse.Namespace) -> int:
@@ -46,13 +51,19 @@ async def _sync(args: argparse.Namespace) -> int:
         else:
             report = await sync_fleet(client, store, environment=settings.environment, page_size=args.page_size,
                                       progress=_progress)
-    print(file=sys.stderr)
+    _end_progress()
     print(report.summary())
     for page, error in sorted(report.errors.items()):
         print(f"  page {page}: {error}", file=sys.stderr)
     if report.key_refused:
         return 2
     return 0 if report.status == "complete" else 1
+
+
+def _end_progress() -> None:
+    """End the redrawn progress line, so that what follows starts a line of its own."""
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
 
 
 def _interrupted() -> None:
@@ -99,17 +110,19 @@ def main(argv: list[str] | None = None) -> int:
         print(str(exc), file=sys.stderr)
         return 2
     except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, or SIGTERM (see _sync)
-        print(file=sys.stderr)
+        _end_progress()
         _interrupted()
         return 1
     except SyncBusy as exc:  # a schedule overlapping itself: not a failure of this run, which did nothing
         print(str(exc), file=sys.stderr)
         return 3
     except SyncLockLost as exc:
+        _end_progress()
         print(str(exc), file=sys.stderr)
         _interrupted()
         return 1
     except SQLAlchemyError as exc:  # part-way: each batch recorded with what it stored, so the run's row is exact
+        _end_progress()
         print(f"The database failed during the sync: {failure_line(exc)}", file=sys.stderr)
         _interrupted()
         return 1

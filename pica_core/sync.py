@@ -46,7 +46,7 @@ class SyncReport:
     listing_changed: tuple[int, int] | None = None  # (connections when the run began, then)
     pages_done: int | None = None  # pages stored, when fewer than all
     resumed: bool = False  # new and transitions count what this resume stored, not the whole run
-    not_asked: int = 0  # pages left unasked once Pica refused the key or rate-limited the account
+    not_asked_pages: list[int] = field(default_factory=list)  # left unasked once Pica refused the key or rate-limited
     key_refused: bool = False  # a page met a 401/403: no resume helps until the key is fixed
     refused_pages: list[int] = field(default_factory=list)  # those pages
     rate_limited: bool = False  # a page met a rate limit longer than the client's retry budget
@@ -62,6 +62,10 @@ class SyncReport:
             self.rate_limited = True
             if exc.retry_at is not None:
                 self.retry_at = max(exc.retry_at, self.retry_at or exc.retry_at)
+
+    @property
+    def not_asked(self) -> int:
+        return len(self.not_asked_pages)
 
     @property
     def stops_asking(self) -> bool:
@@ -87,7 +91,8 @@ class SyncReport:
                      f"connection may have been missed: {resume} fetches every page again")
         elif self.failed_pages:
             refused = sorted(set(self.refused_pages) & set(self.failed_pages))
-            others = [p for p in self.failed_pages if p not in refused]
+            # Pages never asked for did not fail: they are said below ("8" was in both)
+            others = [p for p in self.failed_pages if p not in refused and p not in self.not_asked_pages]
             if refused:  # a resume with the same key would only be refused again
                 pages = "page {} was" if len(refused) == 1 else "pages {} were"
                 text += (f"; Pica refused the key, so {pages.format(page_list(refused))} not stored: once what its "
@@ -96,7 +101,8 @@ class SyncReport:
                 text += f"; {'other ' if refused else ''}pages that failed: {page_list(others)} ({resume} fetches them again)"
             if self.not_asked:
                 why = "Pica refused the key" if self.key_refused else "Pica's rate limit was reached (it is the whole account's)"
-                text += f"; {count(self.not_asked, 'page was', 'pages were')} not asked for once {why}"
+                text += (f"; {count(self.not_asked, 'page was', 'pages were')} not asked for once {why}"
+                         + ("" if self.key_refused else f": {resume} fetches {'it' if self.not_asked == 1 else 'them'}"))
         return text
 
 
@@ -264,7 +270,7 @@ async def _fetch_pages(client: AsyncPicaClient, pages: list[int], page_size: int
         async with room:
             async with asking:
                 if writer.report.stops_asking:  # asking on would only meet the refusal or the limit again
-                    writer.report.not_asked += 1
+                    writer.report.not_asked_pages.append(number)
                     return
                 try:
                     page = await client.fetch_page(op, number, page_size)

@@ -552,7 +552,10 @@ def test_a_rate_limit_stops_the_sync_asking_for_more_pages(sandbox, store):
     report = asyncio.run(go())
     assert (report.status, report.failed_pages, report.not_asked) == ("partial", [2, 3, 4, 5, 6, 7, 8], 6)
     assert sandbox.count("vault/connections") == 2  # page 1, and page 2's 429
-    assert "6 pages were not asked for once Pica's rate limit was reached" in report.summary()
+    summary = report.summary()  # the pages not asked for are not also said to have failed
+    assert f"pages that failed: 2 (resume (--resume {report.run_id}) fetches them again)" in summary, summary
+    assert (f"6 pages were not asked for once Pica's rate limit was reached (it is the whole account's): resume "
+            f"(--resume {report.run_id}) fetches them") in summary, summary
     sandbox.control("DELETE", "faults")
     assert run(sandbox, store, resume=report.run_id).status == "complete"
 
@@ -574,6 +577,9 @@ def test_cli_sync_and_resume(sandbox, tmp_path):
     resumed = cli(sandbox, tmp_path, "--resume", "1")
     assert resumed.returncode == 0 and "sync #1: complete, 720 connections" in resumed.stdout
     assert "sk_test_sandbox" not in failed.stdout + failed.stderr + resumed.stdout + resumed.stderr
+    # Not a terminal (cron's log): progress lines, not one line redrawn with carriage returns
+    progress = [line for line in failed.stderr.splitlines() if "pages," in line]
+    assert "\r" not in failed.stderr and progress[-1] == "  7/8 pages, 620 connections", failed.stderr
 
 
 def test_cli_says_in_one_line_when_it_cannot_write_beside_the_database(sandbox, tmp_path):
