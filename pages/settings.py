@@ -46,6 +46,8 @@ try:
     secrets_file = read_secrets_file(DEFAULT_SECRETS_PATH)
 except ConfigError:
     secrets_file = {}
+for note in settings.ignored:  # set, and not read: a misspelt name, a setting under a [table]
+    st.warning(plain(note), icon=":material/warning:")
 # The values are what is read here (URLs, paths): they get the width, the names as wide as the longest.
 st.dataframe(pd.DataFrame(configuration_rows(settings, os.environ, secrets_file)), hide_index=True, width="stretch",
              column_config={"setting": st.column_config.TextColumn("setting", width=235),

@@ -37,6 +37,8 @@ async def _sync(args: argparse.Namespace) -> int:
     # caller's (ignored under `sync &` in a script, so that a Ctrl-C to the script leaves the job be).
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
     settings = load_settings()
+    for note in settings.ignored:
+        print(f"Warning: {note}", file=sys.stderr)
     if not settings.api_url:
         raise ConfigError("No Pica to sync from: set PICA_SECRET_KEY (live), or PICA_API_URL to a running sandbox "
                           "(python -m pica_core.sandbox --port 8600 → PICA_API_URL=http://127.0.0.1:8600).")

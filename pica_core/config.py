@@ -7,6 +7,7 @@ mode: the built-in emulator answers instead of Pica.
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
@@ -103,6 +104,7 @@ class Settings:
     roles_claim: str = "groups"
     role_map: Mapping[str, str] = field(default_factory=dict)
     sandbox_mounted: bool = False  # api_url is the sandbox this process serves (browsers reach it on their origin)
+    ignored: tuple[str, ...] = ()  # what was set and not read, each said in a line (`_ignored`)
 
     @property
     def sandbox(self) -> bool:
@@ -126,6 +128,41 @@ class Settings:
         base = f"http://{f'[{host}]' if ':' in host else host}:{port}{SANDBOX_MOUNT}"
         return replace(self, api_url=base, authkit_url=self.authkit_url or f"{SANDBOX_MOUNT}/authkit",
                        sandbox_mounted=True)
+
+
+# Every setting by name (the Settings field it fills, for the Settings page), and other names the dashboard reads.
+SETTING_FIELDS = {
+    "PICA_SECRET_KEY": "secret_key", "PICA_API_URL": "api_url", "PICA_AUTHKIT_URL": "authkit_url",
+    "DATABASE_URL": "database_url", "PICA_TIMEOUT_SECONDS": "timeout_seconds",
+    "PICA_CONNECT_TIMEOUT_SECONDS": "connect_timeout_seconds", "PICA_MAX_RETRIES": "max_retries",
+    "PICA_RETRY_DEADLINE_SECONDS": "retry_deadline_seconds", "PICA_PAGE_SIZE": "page_size",
+    "PICA_MAX_CONCURRENCY": "max_concurrency", "CATALOG_CACHE_TTL": "catalog_ttl_seconds",
+    "CONNECTIONS_CACHE_TTL": "connections_ttl_seconds", "AUTHKIT_ALLOWED_ORIGIN": "authkit_allowed_origin",
+    "AUTHKIT_GRANT_SECRET": "grant_secret", "AUTHKIT_GRANT_TTL_SECONDS": "grant_ttl_seconds",
+    "ALLOW_LIVE_WRITES": "allow_live_writes", "HISTORY_BODY_LIMIT": "history_body_limit",
+    "DISPLAY_BODY_LIMIT": "display_body_limit", "ROLES_CLAIM": "roles_claim", "ROLE_MAP": "role_map",
+}
+_OTHER_NAMES = {"PICA_SECRETS_FILE"}
+_OURS = ("PICA_", "AUTHKIT_")  # environment variables of this dashboard: any other is some other program's
+
+
+def _ignored(env: Mapping[str, str], secrets: Mapping[str, Any]) -> tuple[str, ...]:
+    """What was set and will not be read, which nothing said: a misspelt name (PICA_PAGESIZE) in the environment or
+    the secrets file, and a setting under a table of the file, of which only the root keys are read."""
+    notes = []
+    names = [*(name for name in env if name.startswith(_OURS)),
+             *(name for name, value in secrets.items() if not isinstance(value, Mapping))]
+    for name in dict.fromkeys(names):
+        if name in SETTING_FIELDS or name in _OTHER_NAMES:
+            continue
+        close = difflib.get_close_matches(name.upper(), SETTING_FIELDS, n=1, cutoff=0.8)
+        if close or name.startswith(_OURS):
+            notes.append(f"{name} is not a setting" + (f": did you mean {close[0]}?" if close else "."))
+    for table, values in secrets.items():
+        if isinstance(values, Mapping) and table not in ("auth", "ROLE_MAP"):
+            notes += [f"{name} under [{table}] in the secrets file is not read: settings are its root keys, above "
+                      "every [table]." for name in values if name in SETTING_FIELDS]
+    return tuple(notes)
 
 
 def read_secrets_file(path: Path = DEFAULT_SECRETS_PATH) -> dict[str, Any]:
@@ -334,4 +371,5 @@ def load_settings(
         display_body_limit=_number(raw, "DISPLAY_BODY_LIMIT", 200_000, integer=True, minimum=1024),
         roles_claim=str(raw.get("ROLES_CLAIM") or "groups").strip(),
         role_map=_role_map(raw),
+        ignored=_ignored(env, secrets),
     )

@@ -5,31 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .config import Settings
+from .config import SETTING_FIELDS, Settings
 
+_SECRET = {"PICA_SECRET_KEY", "DATABASE_URL", "AUTHKIT_GRANT_SECRET"}  # masked (a URL's password)
 # (setting name, Settings attribute, is secret)
-SHOWN = (
-    ("PICA_SECRET_KEY", "secret_key", True),
-    ("PICA_API_URL", "api_url", False),
-    ("PICA_AUTHKIT_URL", "authkit_url", False),
-    ("DATABASE_URL", "database_url", True),
-    ("PICA_TIMEOUT_SECONDS", "timeout_seconds", False),
-    ("PICA_CONNECT_TIMEOUT_SECONDS", "connect_timeout_seconds", False),
-    ("PICA_MAX_RETRIES", "max_retries", False),
-    ("PICA_RETRY_DEADLINE_SECONDS", "retry_deadline_seconds", False),
-    ("PICA_PAGE_SIZE", "page_size", False),
-    ("PICA_MAX_CONCURRENCY", "max_concurrency", False),
-    ("CATALOG_CACHE_TTL", "catalog_ttl_seconds", False),
-    ("CONNECTIONS_CACHE_TTL", "connections_ttl_seconds", False),
-    ("AUTHKIT_ALLOWED_ORIGIN", "authkit_allowed_origin", False),
-    ("AUTHKIT_GRANT_SECRET", "grant_secret", True),
-    ("AUTHKIT_GRANT_TTL_SECONDS", "grant_ttl_seconds", False),
-    ("ALLOW_LIVE_WRITES", "allow_live_writes", False),
-    ("HISTORY_BODY_LIMIT", "history_body_limit", False),
-    ("DISPLAY_BODY_LIMIT", "display_body_limit", False),
-    ("ROLES_CLAIM", "roles_claim", False),
-    ("ROLE_MAP", "role_map", False),
-)
+SHOWN = tuple((name, attribute, name in _SECRET) for name, attribute in SETTING_FIELDS.items())
 
 
 def mask(name: str, value: Any) -> str:

@@ -150,6 +150,13 @@ def test_settings_injects_every_sandbox_fault_with_its_seconds(app_env):
     assert any(c.value.startswith("Injected, still to fire: latency on /v1/ × 1") for c in at.caption)
 
 
+def test_settings_names_a_setting_that_was_set_and_is_not_read(app_env, monkeypatch):
+    monkeypatch.setenv("PICA_PAGESIZE", "50")
+    at = open_page("settings")
+    assert_clean(at)
+    assert [w.value.replace("\\", "") for w in at.warning] == ["PICA_PAGESIZE is not a setting: did you mean PICA_PAGE_SIZE?"]
+
+
 def test_settings_refuses_a_fault_path_that_would_never_fire_and_says_why(app_env):
     """`v1/vault` (no leading slash) was injected, "done", and never fired."""
     at = open_page("settings")

@@ -591,12 +591,14 @@ def test_cli_says_in_one_line_when_it_cannot_write_beside_the_database(sandbox, 
     assert "Configuration error: Cannot write" in done.stderr and "set DATABASE_URL to a place it may write" in done.stderr
 
 
-def test_cli_refuses_to_run_beside_another_sync(sandbox, tmp_path):
+def test_cli_refuses_to_run_beside_another_sync(sandbox, tmp_path, monkeypatch):
+    monkeypatch.setenv("PICA_PAGESIZE", "5")  # and says first what it did not read
     holder = Store.from_url(f"sqlite:///{tmp_path / 'cli.db'}")
     with holder.sync_lock("test"):
         busy = cli(sandbox, tmp_path)
     holder.engine.dispose()
     assert busy.returncode == 3 and "Another fleet sync of the test environment is running" in busy.stderr
+    assert busy.stderr.startswith("Warning: PICA_PAGESIZE is not a setting: did you mean PICA_PAGE_SIZE?\n")
 
 
 def slow_cli_sync(sandbox, tmp_path, **popen) -> tuple[subprocess.Popen, dict]:

@@ -177,3 +177,17 @@ def test_secret_never_shows_in_repr():
     s = settings(PICA_SECRET_KEY="sk_live_supersecretvalue")
     assert "supersecret" not in repr(s) and "supersecret" not in str(s.secret_key)
     assert s.effective_secret().reveal() == "sk_live_supersecretvalue"
+
+
+def test_a_setting_set_and_not_read_is_named(tmp_path):
+    """A misspelt name, or a setting under a [table] of secrets.toml, was dropped without a word."""
+    loaded = load_settings({"PICA_PAGESIZE": "5", "PICA_SECRETS_FILE": "x", "HOME": "/root", "AUTHKIT_ORIGIN": "*"},
+                           secrets={"pica": {"PICA_API_URL": "http://x"}, "auth": {"client_id": "y"},
+                                    "DATABSE_URL": "sqlite:///x.db", "ROLE_MAP": {"ops": "admin"}},
+                           data_dir=tmp_path)
+    assert loaded.ignored == (
+        "PICA_PAGESIZE is not a setting: did you mean PICA_PAGE_SIZE?",
+        "AUTHKIT_ORIGIN is not a setting.",
+        "DATABSE_URL is not a setting: did you mean DATABASE_URL?",
+        "PICA_API_URL under [pica] in the secrets file is not read: settings are its root keys, above every [table].")
+    assert load_settings({"PICA_PAGE_SIZE": "5"}, secrets={}, data_dir=tmp_path).ignored == ()
