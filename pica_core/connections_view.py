@@ -278,7 +278,9 @@ def no_results_message(lookup: Lookup, *, environment: str, others: Sequence[Con
         hints.append(f"It has {count(len(elsewhere), 'connection')} on other platforms"
                      + (f" ({broken:,} need attention)" if broken else "") + f": {listed}.")
     other_env = "live" if environment == "test" else "test"
-    if lookup.key and lookup.key.startswith(f"{environment}::"):  # of this key's environment: not the reason
+    if narrowed:  # the key alone may well be listed: nothing says it is gone
+        pass
+    elif lookup.key and lookup.key.startswith(f"{environment}::"):  # of this key's environment: not the reason
         hints.append("Pica does not list it: deleted (by the end user or elsewhere), or the key was cut or changed "
                      "when copied.")
     else:
@@ -330,9 +332,12 @@ def _by_type(connections: Sequence[Connection]) -> str:
 
 
 def likely_meant(lookup: Lookup) -> Lookup | None:
-    """For an identity that found nothing, the lookup it was likely written for: split from the type written after
-    it (`ana@acme.io, user`: the form reads a comma and a space as part of a name), or without the quotes a
-    spreadsheet put around it (`"usr_1"`). None when neither applies."""
+    """For a lookup that found nothing, the lookup it was likely written for: a key's alone, when other fields
+    narrowed it; an identity split from the type written after it (`ana@acme.io, user`: the form reads a comma and
+    a space as part of a name), or without the quotes a spreadsheet or a chat put around it (`"usr_1"`,
+    `“usr_1”`). None when none applies."""
+    if lookup.key:
+        return Lookup(key=lookup.key) if lookup.identity or lookup.identity_type or lookup.platform else None
     identity = lookup.identity.strip()
     head, comma, tail = identity.rpartition(",")
     if comma and head.strip() and tail.strip().lower() in IDENTITY_TYPES:
@@ -342,9 +347,13 @@ def likely_meant(lookup: Lookup) -> Lookup | None:
     return None
 
 
+_QUOTES = {'"': '"', "'": "'", "“": "”", "‘": "’", "„": "“", "«": "»", "「": "」"}  # opening: closing
+
+
 def _unquoted(text: str) -> str:
+    """`text` without the quotes around it, straight or as a word processor or chat writes them."""
     text = text.strip()
-    return text[1:-1].strip() if len(text) > 2 and text[0] == text[-1] and text[0] in "\"'" else text
+    return text[1:-1].strip() if len(text) > 2 and _QUOTES.get(text[0]) == text[-1] else text
 
 
 def in_its_letters(lookup: Lookup, lowered: str, found: Sequence[Connection]) -> Lookup:

@@ -98,6 +98,17 @@ def test_an_identity_written_with_its_type_after_a_comma_and_a_space_offers_that
     assert parse_qs(link.proto.query_string) == {"identity": [conn["identity"]], "identityType": [conn["identityType"]]}
 
 
+def test_a_key_narrowed_by_another_identity_offers_the_key_alone_and_is_not_called_deleted(app_env):
+    conn, other = seeded(app_env, platform="slack"), seeded(app_env, platform="gmail")
+    assert conn["identity"] != other["identity"]
+    at = open_page("connections", query={"identity": other["identity"], "key": conn["key"]})
+    assert_clean(at)
+    assert not any("does not list it" in c.value for c in at.caption)
+    [link] = [p for p in at.get("page_link") if p.proto.label.startswith("Look up ")]
+    assert link.proto.label.replace("\\", "") == f"Look up key {conn['key']}"
+    assert parse_qs(link.proto.query_string) == {"key": [conn["key"]]}
+
+
 def test_a_link_may_name_its_platform_as_the_catalog_does(app_env):
     conn = seeded(app_env, platform="google-calendar")
     at = open_page("connections", query={"platform": "Google Calendar"})

@@ -197,8 +197,11 @@ def test_a_key_looked_up_with_an_identity_says_the_identity_narrowed_it():
     message, hint = no_results_message(lookup, environment="test")
     assert message == f"No connection with key {key} among vik@umbrella.io (type any)."
     assert hint.startswith("The other fields narrow a key's lookup: look the key up alone.")
+    assert "does not list it" not in hint  # it said "deleted" of a key listed all along, under another identity
+    assert likely_meant(lookup) == Lookup(key=key)  # the page's "Look up key …" link
     message, hint = no_results_message(Lookup(key=key), environment="test")
-    assert message == f"No connection with key {key}." and "narrow" not in hint
+    assert message == f"No connection with key {key}." and "narrow" not in hint and "does not list it" in hint
+    assert likely_meant(Lookup(key=key)) is None
 
 
 def test_no_results_message_says_a_word_after_a_comma_is_not_a_type():
@@ -470,6 +473,9 @@ def test_an_identity_that_found_nothing_offers_the_lookup_it_was_likely_written_
     assert likely_meant(Lookup(identity='"usr_1"', platform="gmail")) == Lookup(identity="usr_1", platform="gmail")
     assert likely_meant(Lookup(identity='"ana@acme.io", user')).identity == "ana@acme.io"  # both at once
     assert likely_meant(Lookup(identity="Acme, Inc")) is None and likely_meant(Lookup(identity="usr_1")) is None
+    for quoted in ("“usr_1”", "‘usr_1’", "«usr_1»"):  # as Slack, Word or a French keyboard write them
+        assert likely_meant(Lookup(identity=quoted)) == Lookup(identity="usr_1"), quoted
+    assert likely_meant(Lookup(identity="“usr_1“")) is None  # not a pair
 
 
 def test_a_link_s_platform_may_be_its_catalog_name_and_is_described_by_it():
