@@ -27,6 +27,7 @@ from pica_core.connections_view import (
     pasted_identity,
     sort_for_attention,
     triage_csv,
+    triage_failures,
     triage_rows,
     triage_summary,
 )
@@ -345,17 +346,23 @@ with bulk_tab:
                          "before pressing Triage to look its identities up again."))
     for problem in st.session_state.get("triage-problems", []):
         st.warning(plain(problem), icon=":material/edit_off:")  # it quotes the line as typed
+    results = st.session_state.get(TRIAGE_RESULTS)
+    # When the rate limit the last triage met lifts: asking before then meets it again, for any identities.
+    lifts = max((r.retry_at for r in results or [] if r.error and r.retry_at), default=None)
+    soon = lifts is not None and lifts > datetime.now(UTC)
+    wait = f" (after {lifts:%H:%M:%S} UTC)" if soon else ""
     if (bulk := st.session_state.get(TRIAGE_LATER)) and bulk.later:  # past the first 500: added on, not retyped
         st.info(plain(bulk.later_note), icon=":material/pending:")
-        if st.button(f"Triage the next {min(len(bulk.later), MAX_BULK_IDENTITIES):,}", icon=":material/playlist_add:",
-                     key="triage-next", disabled=running, help="A triage is under way." if running else
+        if st.button(f"Triage the next {min(len(bulk.later), MAX_BULK_IDENTITIES):,}{wait}",
+                     icon=":material/playlist_add:", key="triage-next", disabled=running,
+                     type="tertiary" if soon else "secondary", help="A triage is under way." if running else
+                     "Pica's rate limit lifts then: asking sooner meets it again." if soon else
                      "Their results are added to those below.") and not running:
             st.session_state[TRIAGE_LATER_BEFORE] = bulk  # back in its place should the batch fail
             st.session_state[TRIAGE_LATER] = bulk = bulk.next_batch()
             st.session_state[TRIAGE_JOB] = start_triage(settings, bulk.identities,
                                                         into=st.session_state.get(TRIAGE_RESULTS))
             st.rerun()
-    results = st.session_state.get(TRIAGE_RESULTS)
     if results:
         table = triage_rows(results, names)
         states = state_counts(s for s, key in zip(table["state"], table["key"]) if key)  # its connections' rows
@@ -365,14 +372,10 @@ with bulk_tab:
                     f"{sum(1 for r in identities if not r.connections and not r.error):,} with none · "
                     f"{len(failed):,} failed to load")
         if failed:
-            said = next((r.error for r in failed if not r.error.startswith("not looked up")), failed[0].error)
-            st.warning(plain(f"{count(len(failed), 'identity', 'identities')} could not be looked up; Pica said: "
-                             f"{said}"), icon=":material/cloud_off:")
+            st.warning(plain(triage_failures(failed)), icon=":material/cloud_off:")
             again = [(r.identity, r.identity_type) for r in results if r.error]  # as asked, not as merged
-            lifts = max((r.retry_at for r in results if r.error and r.retry_at), default=None)
-            soon = lifts is not None and lifts > datetime.now(UTC)  # asking before then meets the limit again
-            if st.button(f"Look up the {count(len(again), 'identity', 'identities')} that failed again"
-                         + (f" (after {lifts:%H:%M:%S} UTC)" if soon else ""), icon=":material/replay:",
+            if st.button(f"Look up the {count(len(again), 'identity', 'identities')} that failed again{wait}",
+                         icon=":material/replay:",
                          key="triage-again", type="tertiary" if soon else "secondary", disabled=running,
                          help="A triage is under way." if running else
                          "Pica's rate limit lifts then: asking sooner meets it again." if soon else None) \

@@ -517,6 +517,9 @@ def _delimiter(text: str) -> str:
     return ";" if ";" in first else "\t" if "\t" in first else ","
 
 
+NOT_ASKED = "not looked up"  # a triage result's error when it was not asked (a limit or a refusal met before)
+
+
 @dataclass
 class TriageResult:
     identity: str
@@ -538,15 +541,16 @@ async def triage(client, identities: Sequence[tuple[str, str | None]],
                  progress: Callable[[int, int], None] | None = None) -> list[TriageResult]:
     """Every identity's connections, concurrently (as many at a time as the client allows); errors per identity.
     An identity with none is asked again as a lookup would be (without its type, then in lower case) to say where
-    its connections may be. Once Pica rate-limits the account, the identities not asked yet are not asked: the
-    limit is every dashboard user's, and going on only meets it again. `progress(done, total)` after each one."""
+    its connections may be. Once Pica rate-limits the account or refuses the key, the identities not asked yet are
+    not asked: the limit is every dashboard user's, and going on only meets it, or the refusal, again (a refused
+    key asked 500 times in a row). `progress(done, total)` after each one."""
     import asyncio
 
-    from .errors import PicaError, RateLimitedError
+    from .errors import AuthError, PicaError, RateLimitedError
 
     done = 0
     slots = asyncio.Semaphore(client.max_concurrency)
-    limited: list[RateLimitedError] = []  # the first rate limit met
+    limited: list[RateLimitedError | AuthError] = []  # the first rate limit or refusal met: no more asking
 
     async def where_else(identity: str, identity_type: str | None) -> str:
         if limited:
@@ -557,7 +561,7 @@ async def triage(client, identities: Sequence[tuple[str, str | None]],
             if not others and identity.lower() != identity:  # of every type: the hint says which
                 found = await client.connections(identity=identity.lower())
                 same_letters = (identity.lower(), found) if found else None
-        except RateLimitedError as exc:  # the limit is met all the same: stop asking
+        except (RateLimitedError, AuthError) as exc:  # met all the same: stop asking
             limited.append(exc)
             return ""
         except PicaError:  # only a hint: Pica's answer, no connections, stands
@@ -568,17 +572,20 @@ async def triage(client, identities: Sequence[tuple[str, str | None]],
         nonlocal done
         async with slots:
             if limited:
-                result = TriageResult(identity, identity_type, error=f"not looked up — {limited[0].lasting_hint()}",
-                                      retry_at=limited[0].retry_at)
+                stop = limited[0]
+                why = stop.lasting_hint() if isinstance(stop, RateLimitedError) else f"Pica refused the key ({stop})"
+                result = TriageResult(identity, identity_type, error=f"{NOT_ASKED} — {why}",
+                                      retry_at=getattr(stop, "retry_at", None))
             else:
                 try:
                     found = await client.connections(identity=identity, identity_type=identity_type)
                     result = TriageResult(identity, identity_type, sort_for_attention(found))
                     if not found:
                         result.hint = await where_else(identity, identity_type)
-                except RateLimitedError as exc:
+                except (RateLimitedError, AuthError) as exc:
                     limited.append(exc)
-                    result = TriageResult(identity, identity_type, error=exc.as_recorded(), retry_at=exc.retry_at)
+                    result = TriageResult(identity, identity_type, error=exc.as_recorded(),
+                                          retry_at=getattr(exc, "retry_at", None))
                 except PicaError as exc:
                     result = TriageResult(identity, identity_type, error=exc.as_recorded())
         done += 1
@@ -587,6 +594,21 @@ async def triage(client, identities: Sequence[tuple[str, str | None]],
         return result
 
     return list(await asyncio.gather(*(one(i, t) for i, t in identities)))
+
+
+def triage_failures(failed: Sequence[TriageResult]) -> str:
+    """What the identities that could not be looked up met, each cause once with how many met it: what stopped the
+    asking (a rate limit, whose time says when to ask again, or a refused key) first. One error quoted for all hid
+    the rate limit behind a 500 met first."""
+    met = Counter(r.error for r in failed if r.error and not r.error.startswith(NOT_ASKED))
+    stopping = {r.error for r in failed if r.retry_at or (r.error or "").startswith(("401", "403", "429"))}
+    causes = sorted(met.items(), key=lambda item: item[0] not in stopping)  # stable: otherwise as met
+    said = "; ".join(f"{error} ({count(n, 'identity', 'identities')})" for error, n in causes[:3])
+    if len(causes) > 3:
+        said += f"; and {count(sum(n for _, n in causes[3:]), 'other')}"
+    unasked = len(failed) - sum(met.values())
+    text = f"{count(len(failed), 'identity', 'identities')} could not be looked up. Pica said: {said}"
+    return text + (f"; {unasked:,} {'was' if unasked == 1 else 'were'} not asked after that." if unasked else ".")
 
 
 def triage_rows(results: Sequence[TriageResult], names: Mapping[str, str] | None = None) -> pd.DataFrame:

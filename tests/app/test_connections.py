@@ -597,6 +597,19 @@ def test_a_page_reports_a_long_rate_limit_at_once_and_a_short_one_after_its_trie
     assert app_env.count() - before == 4
 
 
+def test_triage_the_next_waits_for_the_rate_limit_the_first_batch_met(app_env, monkeypatch):
+    """It stayed an inviting button while the limit lasted: pressed, all its identities failed in 2 s."""
+    monkeypatch.setattr("pica_core.connections_view.MAX_BULK_IDENTITIES", 2)
+    app_env.fault("rate_limit", count=100, path="/v1/vault", seconds=60)
+    at = open_page("connections")
+    at.text_area[0].set_value("someone-1\nsomeone-2\nsomeone-3\n")
+    press_triage(at)
+    assert_clean(at)
+    [later] = [b for b in at.button if b.key == "triage-next"]
+    assert re.fullmatch(r"Triage the next 1 \(after \d\d:\d\d:\d\d UTC\)", later.label), later.label
+    assert later.proto.type == "tertiary" and "rate limit lifts then" in later.proto.help
+
+
 def test_bulk_triage(app_env):
     first = identity_with_broken_connection(app_env)
     second = seeded(app_env, identityType="project")
@@ -902,7 +915,8 @@ def test_bulk_triage_says_when_there_is_nothing_to_do_and_when_pica_refused(app_
     assert app_env.count() - before <= 4  # the first ones, asked side by side
     assert any(m.value.startswith("**40 identities** · ") and "40 failed to load" in m.value for m in at.markdown)
     banner = [w.value.replace("\\", "") for w in at.warning if "could not be looked up" in w.value]
-    assert banner and banner[0].startswith("40 identities could not be looked up; Pica said: 429")
+    assert banner and banner[0].startswith("40 identities could not be looked up. Pica said: 429")
+    assert re.search(r"\(\d identit(y|ies)\); 3\d were not asked after that\.$", banner[0]), banner[0]
     assert re.search(r"retry after \d\d:\d\d:\d\d UTC", banner[0])  # a clock time: the results stay on screen
     notes = next(df.value for df in at.dataframe if "need attention" in df.value.columns)["note"]
     assert sum(n.startswith("not looked up — Pica's rate limit was reached") for n in notes) >= 36

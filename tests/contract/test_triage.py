@@ -34,3 +34,13 @@ def test_without_a_rate_limit_every_identity_is_asked_once_and_hinted_where_it_m
     results = run(sandbox, [("Nobody-Y", "team"), ("someone-1", None)], concurrency=4)
     # Nobody-Y as team, then of any type, then in lower case; someone-1 once.
     assert sandbox.count() - before == 4 and not any(r.error for r in results)
+
+
+def test_a_refused_key_stops_the_asking_as_a_rate_limit_does(sandbox):
+    """Each of 40 identities met the same 401, each asked for: a refused key answers every one alike."""
+    sandbox.fault("status", status=401, count=100, path="/v1/vault/connections")
+    before = sandbox.count()
+    results = run(sandbox, [(f"someone-{n}", None) for n in range(40)])
+    assert sandbox.count() - before == 1
+    assert results[0].error.startswith("401") and "Check PICA_SECRET_KEY" in results[0].error
+    assert all(r.error.startswith("not looked up — Pica refused the key (401") for r in results[1:]), results[1].error

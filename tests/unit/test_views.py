@@ -29,6 +29,7 @@ from pica_core.connections_view import (
     parse_bulk,
     sort_for_attention,
     triage_csv,
+    triage_failures,
     triage_rows,
     triage_summary,
 )
@@ -495,3 +496,17 @@ def test_the_unknown_filter_shows_what_the_unknown_count_counts():
     assert state_counts([paused.state, failed.state])["unknown"] == 1
     assert apply_filters([paused, failed], Lookup(identity="u", states=("unknown",))) == [paused]
     assert apply_filters([paused, failed], Lookup(identity="u", states=("failed",))) == [failed]
+
+
+def test_triage_failures_say_each_cause_once_what_stopped_the_asking_first():
+    """Only the first error was quoted: a 500 met first hid the rate limit that decides when to ask again."""
+    later = datetime.now(UTC) + timedelta(minutes=2)
+    failed = [TriageResult("a", None, error="500 Internal error — retry in a moment"),
+              TriageResult("b", None, error="429 Rate limit exceeded — retry after 10:02:00 UTC", retry_at=later),
+              TriageResult("c", None, error="500 Internal error — retry in a moment"),
+              TriageResult("d", None, error="not looked up — Pica's rate limit was reached", retry_at=later)]
+    assert triage_failures(failed) == (
+        "4 identities could not be looked up. Pica said: 429 Rate limit exceeded — retry after 10:02:00 UTC "
+        "(1 identity); 500 Internal error — retry in a moment (2 identities); 1 was not asked after that.")
+    assert triage_failures(failed[:1]) == ("1 identity could not be looked up. Pica said: 500 Internal error — retry "
+                                           "in a moment (1 identity).")
