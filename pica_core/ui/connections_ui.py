@@ -156,7 +156,8 @@ def actions(conn: Connection, *, settings: Settings, store: Store, principal: Pr
     with links_col:
         if st.button("Refresh from Pica", icon=":material/refresh:", key="refresh-connection"):
             try:
-                fresh = context.client(settings).connection(conn.id)
+                with st.spinner("Asking Pica…", show_time=True):  # the page only faded for up to 15 s
+                    fresh = context.client(settings).connection(conn.id)
             except NotFoundError as exc:
                 if _gone_from_pica(conn, settings, store, display_name):
                     st.rerun()
@@ -204,7 +205,8 @@ def save_tags(conn: Connection, shown: list[str], tags: list[str], *, settings: 
     client = context.client(settings)
     try:
         tags = validation.tags(tags, existing=shown)
-        current = client.connection(conn.id).tags
+        with st.spinner("Reading the tags Pica has…", show_time=True):
+            current = client.connection(conn.id).tags
         merged = validation.tags(merge_tags(shown, tags, current), existing=[*shown, *current])
     except InvalidInputError as exc:
         show_error(exc, what="Tags not saved")
@@ -218,7 +220,8 @@ def save_tags(conn: Connection, shown: list[str], tags: list[str], *, settings: 
         show_error(exc, what="Saving tags")
         return
     try:
-        updated = client.update_connection_tags(conn.id, merged, existing=[*shown, *current])
+        with st.spinner("Saving at Pica…", show_time=True):
+            updated = client.update_connection_tags(conn.id, merged, existing=[*shown, *current])
     except PicaError as exc:
         if isinstance(exc, NotFoundError) and _gone_from_pica(conn, settings, store, display_name):
             st.rerun()  # deleted between the read and the write
@@ -305,7 +308,8 @@ def delete(conn: Connection, *, settings: Settings, store: Store, principal: Pri
             st.error(f"Type {plain(conn.platform)} exactly to confirm: nothing was deleted.", icon=":material/edit_off:")
         elif clicked and principal.can("delete"):
             try:
-                context.client(settings).delete_connection(conn.id)
+                with st.spinner("Deleting at Pica…", show_time=True):
+                    context.client(settings).delete_connection(conn.id)
             except NotFoundError as exc:  # deleted elsewhere meanwhile: what was asked for is done
                 if not _gone_from_pica(conn, settings, store, display_name):
                     _change_failed(exc, "delete", conn, store=store, principal=principal, what="Delete",

@@ -35,6 +35,19 @@ def test_deep_link_to_a_failed_connection_shows_what_to_do(dashboard, page):
     assert page.get_by_label("Identity").first.input_value() == failed["identity"]
 
 
+def test_refresh_says_it_is_asking_pica_while_pica_is_slow(dashboard, page):
+    """The page only faded, with no word at the button, for up to 15 s while Pica hung."""
+    row = next(r for r in dashboard.pica("/v1/vault/connections", limit=300)["rows"]
+               if not r["identity"].startswith(("e2e-", "npm-")))
+    open_path(page, dashboard, f"connections?{urlencode({'key': row['key'], 'connection': row['id']})}")
+    dashboard.control("POST", "faults", json={"kind": "latency", "seconds": 3, "count": 1,
+                                              "path": f"/v1/vault/connections/{row['id']}"})
+    page.get_by_role("button", name="Refresh from Pica").click()
+    expect(page.get_by_text("Asking Pica…")).to_be_visible(timeout=2500)
+    expect(page.get_by_text(re.compile(r"Refreshed: "))).to_be_visible(timeout=15000)
+    assert page.locator("[data-testid='stException']").count() == 0
+
+
 def test_a_lookup_s_csv_is_built_when_clicked_and_holds_its_connections(dashboard, page):
     import csv
 
