@@ -96,8 +96,10 @@ class Lookup:
 
         def many(name: str) -> tuple[str, ...]:
             allowed = _CHOSEN_FROM[name][0] if name in _CHOSEN_FROM else None
-            # Lower case, as every state, environment and platform id is: ?state=DEGRADED means degraded.
-            return tuple(v.lower() for v in _query_items(params, name) if allowed is None or v.lower() in allowed)
+            # Lower case, as every state, environment and platform id is: ?state=DEGRADED means degraded. Each once:
+            # ?state=failed,FAILED drew two chips.
+            return tuple(dict.fromkeys(v.lower() for v in _query_items(params, name)
+                                       if allowed is None or v.lower() in allowed))
 
         return cls(
             identity=one("identity"),

@@ -47,6 +47,8 @@ def test_lookup_round_trips_through_the_query_string():
     assert Lookup.from_query(lookup.to_query()) == lookup
     assert Lookup.from_query({"identity": "a", "identityType": "robot", "state": "failed,nope"}) == Lookup(
         identity="a", states=("failed",))
+    assert Lookup.from_query({"identity": "a", "state": "failed,FAILED,degraded,failed", "platforms": "slack,Slack"}) \
+        == Lookup(identity="a", states=("failed", "degraded"), platforms=("slack",))  # each once: a chip each
 
 
 def test_a_key_or_an_identity_typed_over_the_other_is_looked_up_alone():
