@@ -809,6 +809,13 @@ class Store:
             query = query.order_by(AuditEvent.id.desc())
             return list(session.exec(query if limit is None else query.limit(limit)))
 
+    def deletion(self, key: str) -> AuditEvent | None:
+        """The last delete of connection `key` made from this dashboard, if any: "not found" is then no mystery."""
+        with self.session() as session:
+            return session.exec(select(AuditEvent).where(AuditEvent.action == "delete", AuditEvent.outcome == "ok",
+                                                         AuditEvent.target == key)
+                                .order_by(AuditEvent.id.desc()).limit(1)).first()
+
     def _holds(self, column: Any, text: str) -> Any:
         """`column` contains `text`, in any letter case, beyond ASCII too."""
         if self.engine.dialect.name == "sqlite":

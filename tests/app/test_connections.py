@@ -290,8 +290,12 @@ def test_delete_needs_the_typed_confirmation_then_round_trips(app_env):
     store = store_of(app_env)
     assert store.stored_connection(conn["key"]) is None
     assert store.audit_events(action="delete")[0].outcome == "ok"
-
-
+    # Opened again by its key (Fleet's changes link to it): not a mystery "not found", but who deleted it and when
+    again = open_page("connections", query={"key": conn["key"]})
+    assert_clean(again)
+    [said] = [i.value.replace("\\", "") for i in again.info if "deleted from this dashboard" in i.value]
+    assert re.fullmatch(r"It was deleted from this dashboard by local-admin on \d{4}-\d\d-\d\d at \d\d:\d\d UTC "
+                        r"\(the Audit log has it\)\.", said), said
 
 def delete_in_pica(sandbox, conn) -> None:
     """As the end user or another agent would, outside this session."""
