@@ -49,7 +49,7 @@ from .errors import ConfigError
 from .health import first_sighting_may_be_late
 from .models import STATES, Connection, ConnectionRow, connection_row, row_defaults
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 _ROOM_FOR_UPDATES = 50  # PostgreSQL fillfactor of user_connections (see UserConnection)
 
 # What brings a database from version N-1 to N (create_all makes new tables, never changes existing ones). A
@@ -83,6 +83,10 @@ MIGRATIONS: dict[int, tuple[str | tuple[str, str], ...]] = {
         # now. Its fingerprint leaves the environment out, so no later sync would have mended it.
         *(f"UPDATE user_connections SET environment = '{env}' WHERE substr(connection_key, 1, 6) = '{env}::' "
           f"AND environment <> '{env}'" for env in ("live", "test"))),
+    # When the rate limit a run met lifts, for whoever reads the run: only the session that ran it knew, so a
+    # colleague's Resume (or the same reader's after a reload) looked ready while the limit still held.
+    6: (("sqlite", "ALTER TABLE sync_runs ADD COLUMN retry_at DATETIME"),
+        ("postgresql", "ALTER TABLE sync_runs ADD COLUMN retry_at TIMESTAMP WITH TIME ZONE")),
 }
 
 
@@ -175,6 +179,7 @@ class SyncRun(SQLModel, table=True):
     failed_pages: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, default=list))
     error: str | None = None
     resumed_from: int | None = None
+    retry_at: datetime | None = None  # when the rate limit the run met lifts, if Pica said: a resume before meets it
 
 
 class PassthroughCallRecord(SQLModel, table=True):

@@ -227,6 +227,7 @@ class _Writer:
         else:
             error = "; ".join(f"page {p}: {e}" for p, e in sorted(report.errors.items())[:5]) or None
         self.store.update_sync(self.run_id, status=report.status, pages_done=self.pages_done, rows_seen=self.rows,
+                               retry_at=report.retry_at if report.rate_limited else None,
                                failed_pages=report.failed_pages, error=error, finished_at=utcnow())
         return report
 
@@ -383,7 +384,7 @@ async def resume_sync(client: AsyncPicaClient, store: Store, run_id: int, *, env
             return SyncReport(run.id, "complete", run.pages_total, run.rows_seen)
         report = SyncReport(run.id, "running", run.pages_total, run.rows_seen, resumed=True)
         writer = _Writer(store, run, report, progress, lock)
-        store.update_sync(run.id, status="running", error=None, finished_at=None)
+        store.update_sync(run.id, status="running", error=None, finished_at=None, retry_at=None)
 
         async def work() -> SyncReport:
             number = min(run.failed_pages)  # first alone: it says how many connections Pica lists now

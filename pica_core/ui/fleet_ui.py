@@ -19,7 +19,6 @@ from . import jobs
 from .layout import ago, safe_fragment
 
 _OUTCOME = "sync-outcome"
-_LIFTS = "sync-rate-limit-lifts"  # (run id, when) of the rate limit this session's last sync met
 _JOB = "sync-job"
 SYNCING = "Syncing the fleet…"
 
@@ -100,18 +99,13 @@ RUN_STATUSES = ("running", "complete", "partial", "failed", "interrupted")
 
 
 def pop_outcome() -> SyncReport | str | None:
-    """What this session's last click on Sync now or Resume did (shown once; when a rate limit it met lifts, kept
-    for `resume_waits`)."""
-    outcome = st.session_state.pop(_OUTCOME, None)
-    if isinstance(outcome, SyncReport):
-        st.session_state[_LIFTS] = (outcome.run_id, outcome.retry_at)
-    return outcome
+    """What this session's last click on Sync now or Resume did (shown once)."""
+    return st.session_state.pop(_OUTCOME, None)
 
 
 def resume_waits(run: SyncRun) -> datetime | None:
-    """Until when a Resume of `run` would meet the rate limit its sync met here (None: it need not wait)."""
-    run_id, lifts = st.session_state.get(_LIFTS, (None, None))
-    return lifts if run_id == run.id and lifts is not None and lifts > datetime.now(UTC) else None
+    """Until when a Resume of `run` would meet the rate limit it met (None: it need not wait)."""
+    return run.retry_at if run.retry_at is not None and run.retry_at > datetime.now(UTC) else None
 
 
 def show_outcome(outcome: SyncReport | str | None) -> None:

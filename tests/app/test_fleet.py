@@ -146,6 +146,8 @@ def test_resume_after_a_rate_limit_says_when_it_is_worth_pressing(app_env):
     assert 60 <= wait.total_seconds() % 86400 <= 91
     at.run()
     assert [b.label for b in at.button if b.label.startswith("Resume")] == [resume.label]  # on the next runs too
+    other = open_page("fleet")  # a colleague, or the same reader after a reload: only this session knew
+    assert [b.label for b in other.button if b.label.startswith("Resume")] == [resume.label]
     press_sync(at, resume.label)  # pressed anyway (toned down, not disabled): its first page meets the limit again
     assert_clean(at)
     [again] = [b for b in at.button if b.label.startswith("Resume")]

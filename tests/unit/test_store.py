@@ -360,6 +360,7 @@ def _as_version_1(store: Store) -> None:
     with store.session() as session:
         sql = session.connection().exec_driver_sql
         sql("ALTER TABLE sync_runs DROP COLUMN rows_total")
+        sql("ALTER TABLE sync_runs DROP COLUMN retry_at")
         sql("CREATE INDEX ix_user_connections_state ON user_connections (state)")
         sql("CREATE INDEX ix_user_connections_user_id ON user_connections (user_id)")
         sql("ALTER TABLE user_connections DROP COLUMN first_seen_by")
@@ -402,6 +403,7 @@ def test_a_version_4_database_stores_what_pica_sends_at_any_length(store):
                 "VARCHAR(128); ALTER TABLE connection_transitions ALTER COLUMN to_state TYPE VARCHAR(16)")
         # Filed as test by version 4 (Pica left its environment out); no later sync mended it
         session.connection().exec_driver_sql("UPDATE user_connections SET environment = 'test'")
+        session.connection().exec_driver_sql("ALTER TABLE sync_runs DROP COLUMN retry_at")
         session.get(SchemaInfo, 1).version = 4
     store.create_schema()
     assert store.stored_connection(live.key).environment == "live"
