@@ -47,6 +47,7 @@ from pica_core.ui.connections_ui import (
     own_triage,
     show_stored,
     start_triage,
+    take_up_triage,
 )
 from pica_core.ui.layout import (
     ago,
@@ -94,6 +95,9 @@ if st.query_params.to_dict():
     st.session_state[KEPT] = st.query_params.to_dict()
 elif st.session_state.get(KEPT):
     st.query_params.from_dict(st.session_state[KEPT])
+
+if take_up_triage(settings):  # started before a reload, or in another tab: its tab, where it shows
+    st.session_state[TAB] = "bulk"
 
 # Tabs kept in the browser (a tab change that reran the page would stop a triage under way); `default` counts only
 # when the page opens.

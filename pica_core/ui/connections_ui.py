@@ -43,7 +43,16 @@ def start_triage(settings: Settings, identities: list[tuple[str, str | None]], *
         asked = set(identities)
         return [r for r in into or [] if (r.identity, r.identity_type) not in asked] + found
 
-    return jobs.start("Triage", work)
+    return jobs.start("Triage", work, owner=_triage_owner(settings))
+
+
+def _triage_owner(settings: Settings) -> str | None:
+    """Whose triage it is, across sessions: a signed-in user, or sandbox mode's one local admin, of this Pica and
+    database. Not anonymous live viewers, who are all one name and may be anyone."""
+    principal = context.principal(settings)
+    if principal is None or not (principal.signed_in or settings.sandbox):
+        return None
+    return repr(("triage", principal.name, settings.api_url, settings.database_url))
 
 
 def _settle_triage(job: jobs.Job) -> None:
@@ -58,6 +67,17 @@ def _settle_triage(job: jobs.Job) -> None:
         else:
             st.session_state[TRIAGE_FAILURE] = (f"The triage stopped: {jobs.failure(exc)}. Press Triage to run it "
                                                 "again.")
+
+
+def take_up_triage(settings: Settings) -> bool:
+    """Whether this session, with no triage of its own, took up its reader's last one (running, or ended in the last
+    half hour): started before a reload, or in another tab. A reload lost it while it went on asking Pica."""
+    if TRIAGE_JOB in st.session_state or TRIAGE_RESULTS in st.session_state:
+        return False
+    job = jobs.latest(_triage_owner(settings))
+    if job is not None:
+        st.session_state[TRIAGE_JOB] = job
+    return job is not None
 
 
 def own_triage() -> jobs.Job | None:

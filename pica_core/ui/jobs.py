@@ -33,6 +33,7 @@ class Job:
     pause: tuple[float, str, float] | None = None  # seconds, why, since (monotonic): a rate limit's wait
     result: Any = None
     error: BaseException | None = None
+    ended_at: float | None = None  # monotonic
 
     def progress(self, fraction: float, text: str) -> None:
         self.fraction, self.text = min(1.0, max(0.0, fraction)), text
@@ -55,9 +56,18 @@ class Job:
         return self.fraction, text
 
 
-def start(label: str, work: Callable[[Job], Any], *, expected: tuple[type[BaseException], ...] = ()) -> Job:
-    """Run `work(job)` on a daemon thread; its result or error lands on the job (`expected` errors are not logged)."""
+_LATEST: dict[str, Job] = {}  # the last job each owner started (`latest`)
+_LATEST_GUARD = threading.Lock()
+
+
+def start(label: str, work: Callable[[Job], Any], *, expected: tuple[type[BaseException], ...] = (),
+          owner: str | None = None) -> Job:
+    """Run `work(job)` on a daemon thread; its result or error lands on the job (`expected` errors are not logged).
+    `owner`: who started it and what it is, for `latest`."""
     job = Job(label)
+    if owner:
+        with _LATEST_GUARD:
+            _LATEST[owner] = job
 
     def run() -> None:
         try:
@@ -68,9 +78,20 @@ def start(label: str, work: Callable[[Job], Any], *, expected: tuple[type[BaseEx
             # As an Exception: a CancelledError or SystemExit raised again on the page would pass its handlers
             job.error = exc if isinstance(exc, Exception) else RuntimeError(f"{type(exc).__name__}: {exc}")
         finally:
+            job.ended_at = time.monotonic()
             job.done.set()
 
     threading.Thread(target=run, name=label, daemon=True).start()
+    return job
+
+
+def latest(owner: str | None, *, ended_within: float = 1800) -> Job | None:
+    """The last job `owner` started, while it runs or for `ended_within` seconds after: a session's own jobs end with
+    the session, and a reload (a new session) lost a triage that went on asking Pica all the same."""
+    with _LATEST_GUARD:
+        job = _LATEST.get(owner or "")
+    if job is None or (job.ended_at is not None and time.monotonic() - job.ended_at > ended_within):
+        return None
     return job
 
 
