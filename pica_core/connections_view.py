@@ -406,6 +406,9 @@ class BulkInput:
                 f"{MAX_BULK_IDENTITIES} at a time.") if self.later else ""
 
 
+# What a one-column export names its column of identities, when not `identity`: "email" was looked up as one.
+_IDENTITY_HEADERS = {"identities", "email", "emails", "e-mail", "user", "users", "user id", "user_id", "userid",
+                     "id", "ids", "customer", "customer id", "customer_id", "account", "account id", "account_id"}
 _TYPE_HEADERS = ("identitytype", "identity_type", "identity type", "type")
 
 
@@ -468,6 +471,10 @@ def _read_bulk(text: str, where: str, result: BulkInput, seen: set[tuple[str, st
             if "identity" in names:
                 identity_column = names.index("identity")
                 type_column = next((names.index(n) for n in _TYPE_HEADERS if n in names), None)
+                continue
+            if len(names) == 1 and names[0] in _IDENTITY_HEADERS:  # a column's name, not an end user's id
+                result.problems.append(f"{where} {number}, “{row[0].strip()}”, was read as the column's header, not "
+                                       "looked up (a column named identity is read as such without a word).")
                 continue
             if len(names) > 1 and names[1] in _TYPE_HEADERS:
                 result.problems.append(f"{where} {number} is a header without an “identity” column: name the column "

@@ -120,6 +120,15 @@ def test_parse_bulk_says_when_a_header_has_no_identity_column():
                                "identities identity; the lines under it were read as identity, type."]
 
 
+def test_parse_bulk_reads_a_one_column_file_s_usual_header_as_a_header():
+    """A column named email was looked up as an end user called "email"."""
+    parsed = parse_bulk("", b"\xef\xbb\xbfEmail\nana@acme.io\nbo@acme.io\n")
+    assert parsed.identities == [("ana@acme.io", None), ("bo@acme.io", None)]
+    assert parsed.problems == ["File line 1, “Email”, was read as the column's header, not looked up (a column named "
+                               "identity is read as such without a word)."]
+    assert parse_bulk("usr_1\nemail\n").identities == [("usr_1", None), ("email", None)]  # only a first line
+
+
 def test_parse_bulk_names_twenty_problems_and_counts_the_rest():
     """A file of 3,000 lines under an unknown header drew 3,001 warnings and slowed every later run of the page."""
     parsed = parse_bulk("", ("email,name\n" + "".join(f"a{n}@x.io,Ana {n}\n" for n in range(3000))).encode())
