@@ -69,15 +69,15 @@ def _settle_triage(job: jobs.Job) -> None:
                                                 "again.")
 
 
-def take_up_triage(settings: Settings) -> bool:
-    """Whether this session, with no triage of its own, took up its reader's last one (running, or ended in the last
-    half hour): started before a reload, or in another tab. A reload lost it while it went on asking Pica."""
+def take_up_triage(settings: Settings) -> jobs.Job | None:
+    """The reader's last triage (running, or ended in the last half hour), when this session, with none of its own,
+    took it up: started before a reload, or in another tab. A reload lost it while it went on asking Pica."""
     if TRIAGE_JOB in st.session_state or TRIAGE_RESULTS in st.session_state:
-        return False
+        return None
     job = jobs.latest(_triage_owner(settings))
     if job is not None:
         st.session_state[TRIAGE_JOB] = job
-    return job is not None
+    return job
 
 
 def own_triage() -> jobs.Job | None:

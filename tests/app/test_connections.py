@@ -624,6 +624,7 @@ def test_a_reload_during_a_triage_takes_it_up_where_it_was_lost(app_env):
     assert not job.done.is_set()
     after = open_page("connections")  # the reload
     assert_clean(after)
+    assert after.session_state["connections-tab"] == "bulk"  # where it shows
     assert after.session_state["triage-job"] is job  # the same one: not a second triage asking again
     assert next(b for b in after.button if b.label == "Triage").disabled  # one at a time
     assert job.done.wait(60)
@@ -631,6 +632,7 @@ def test_a_reload_during_a_triage_takes_it_up_where_it_was_lost(app_env):
     assert any(m.value.startswith("**8 identities** · ") for m in after.markdown)
     again = open_page("connections")  # its results, once more, for the half hour after it ended
     assert any(m.value.startswith("**8 identities** · ") for m in again.markdown)
+    assert "connections-tab" not in again.session_state  # under its tab, not opened: a new tab is for a lookup
 
 
 def test_bulk_triage(app_env):
