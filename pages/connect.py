@@ -114,11 +114,11 @@ if opened and not blocked:
         }
         for shown in ("connect-outcome", "connect-pending"):
             st.session_state.pop(shown, None)
-        st.query_params.update({"identity": identity.strip(), "identityType": identity_type})
-        if connector_name:
-            st.query_params["connector"] = connector_name
-        else:  # "let the user choose" drops the link's connector: a reload must not bring it back
-            st.query_params.pop("connector", None)
+        # In one change: each change of the URL is an entry in the browser's history (three Backs to leave).
+        # "Let the user choose" drops the link's connector: a reload must not bring it back.
+        st.query_params.from_dict({**{k: v for k, v in st.query_params.to_dict().items() if k != "connector"},
+                                   "identity": identity.strip(), "identityType": identity_type,
+                                   **({"connector": connector_name} if connector_name else {})})
         st.rerun()  # the title and what is repaired follow the session just opened
 
 session = st.session_state.get("authkit-session")
@@ -149,6 +149,8 @@ if session:
             st.session_state.pop("authkit-session", None)
             if not session.get("stored"):
                 st.session_state["connect-closed"] = session.get("error") or "closed"
+                st.session_state["connect-closed-for"] = {"identity": session["identity"],
+                                                          "identityType": session["identity_type"]}
             st.rerun()
     if session.get("error") and not session.get("stored"):
         st.error(f"AuthKit: {plain(session['error'])}", icon=":material/error:")
@@ -186,8 +188,15 @@ if outcome is not None:
                 data.refresh_connections()
                 st.rerun()
 closed = st.session_state.pop("connect-closed", None)
+last_lookup = st.session_state.pop("connect-closed-for", None) or {}
+last_identity = last_lookup.get("identity", "the user")
 if closed and outcome is None:
     if closed == "closed":
-        st.info("The widget was closed before a connection was made.", icon=":material/close:")
+        # Closed while a connection was being made (the OAuth window finishing), it may exist all the same.
+        st.info(f"The widget was closed before it reported a connection. If {plain(last_identity)} authorised one "
+                "just before, it may exist all the same: look them up before opening AuthKit again, which would make "
+                "a second one.", icon=":material/close:")
+        st.page_link("pages/connections.py", label="Look them up", icon=":material/person_search:",
+                     query_params=last_lookup)
     else:
         st.error(f"AuthKit closed after an error: {plain(closed)}", icon=":material/error:")

@@ -78,26 +78,30 @@ def confirm_and_store(client, store: Store, record: Any, *, identity: str, ident
         connection = client.connection_by_key(key, identity=identity)
     except InvalidInputError as exc:
         _audit_once(store, session, actor=actor, action=action, target=key, outcome="error", error=str(exc), **who)
-        return ConnectOutcome(False, f"Could not confirm the new connection with Pica: {exc}. {exc.hint}", key=key)
+        return ConnectOutcome(False, f"The widget reported a connection key the dashboard cannot ask Pica about: "
+                                     f"{str(exc).rstrip('.')}. {exc.hint}", key=key)
     except PicaError as exc:
         _audit_once(store, session, actor=actor, action=action, target=key, outcome="error", error=str(exc), **who)
         return ConnectOutcome(False, f"Could not confirm the new connection with Pica: {exc}. AuthKit may well have "
                                      "made it: confirm it again once Pica answers, rather than opening AuthKit again, "
                                      "which would make a second one.", key=key, unconfirmed=True)
     if connection is None:
-        store.audit(actor=actor, action=action, target=key, outcome="refused", reason="unknown to Pica")
+        store.audit(actor=actor, action=action, target=key, outcome="refused", reason="unknown to Pica", session=session,
+                    **who)
         return ConnectOutcome(False, "Pica does not know the connection the widget reported; nothing was stored.")
     if connection.identity != identity:
         store.audit(actor=actor, action=action, target=key, outcome="refused", reason="identity mismatch",
-                    expected=identity, actual=connection.identity)
+                    expected=identity, actual=connection.identity, session=session, identity_type=identity_type)
         return ConnectOutcome(False, f"The reported connection belongs to {connection.identity!r}, not {identity!r}; "
                                      "nothing was stored.")
     if identity_type and connection.identity_type and connection.identity_type != identity_type:
         # Identity type is part of the identity: a team's connection is not the user's of the same name.
         store.audit(actor=actor, action=action, target=key, outcome="refused", reason="identity type mismatch",
-                    expected=identity_type, actual=connection.identity_type)
+                    expected=identity_type, actual=connection.identity_type, session=session, identity=identity)
         return ConnectOutcome(False, f"The reported connection belongs to {identity!r} as a {connection.identity_type}, "
-                                     f"not as a {identity_type}; nothing was stored.")
+                                     f"not as a {identity_type}, so the dashboard did not store it: choose "
+                                     f"{connection.identity_type} as the identity type and open AuthKit again (Pica "
+                                     "may have changed that connection already: Connections shows what it has).")
     if reconnect_key and not reconnect_applies(reconnect_key, identity, connection.platform):
         action, reconnect_key = "connect", None  # another connector chosen in the widget: a connection beside it
     note = None

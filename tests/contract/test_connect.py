@@ -166,11 +166,13 @@ def test_success_for_the_same_identity_of_another_type_is_refused(sandbox, clien
     """Identity type is part of the identity: a team's connection was stored and audited as the user's."""
     record = authkit_connect(sandbox, "design", "team", "gmail")
     outcome = confirm_and_store(client, store, record, identity="design", identity_type="user", actor="a")
-    assert not outcome.ok and outcome.message == ("The reported connection belongs to 'design' as a team, not as a "
-                                                  "user; nothing was stored.")
+    assert not outcome.ok and outcome.message.startswith(
+        "The reported connection belongs to 'design' as a team, not as a user, so the dashboard did not store it: "
+        "choose team as the identity type and open AuthKit again")  # what to do next; it said only "nothing stored"
     assert store.stored_connection(record["key"]) is None
     [event] = store.audit_events()
     assert (event.outcome, event.detail["reason"]) == ("refused", "identity type mismatch")
+    assert event.detail["identity"] == "design"  # as every other connect row has it
 
 
 def test_success_without_key(client, store):

@@ -50,12 +50,29 @@ def test_connect_gmail_end_to_end(dashboard, page):
     screenshot(page, "connect-result")
 
 
+def test_opening_authkit_is_one_entry_in_the_browser_s_history(dashboard, page):
+    """The identity and the connector went into the URL one change at a time: three Backs to leave the page."""
+    open_path(page, dashboard, "connect")
+    page.get_by_label("Identity", exact=True).fill("e2e-history")
+    connector = page.get_by_role("combobox", name="Connector (optional)")
+    connector.fill("Gmail")
+    connector.press("Enter")
+    before = page.evaluate("history.length")
+    page.get_by_role("button", name="Open AuthKit").click()
+    page.wait_for_selector(f"{OVERLAY}[style*='visible']")
+    wait_idle(page)
+    assert "connector=Gmail" in page.url and page.evaluate("history.length") - before == 1
+
+
 def test_closing_the_widget_stores_nothing(dashboard, page):
     frame = open_widget(page, dashboard, "e2e-closer")
     frame.get_by_role("button", name="Close").click()
     page.wait_for_selector(OVERLAY, state="detached")
     wait_idle(page)
-    expect(page.get_by_text("The widget was closed before a connection was made.")).to_be_visible()
+    # Closed while the OAuth window finished, a connection may exist all the same: said, with the lookup to check
+    expect(page.get_by_text("The widget was closed before it reported a connection.")).to_be_visible()
+    link = page.get_by_role("link", name="Look them up")
+    assert "identity=e2e-closer" in link.get_attribute("href")
     assert connections_of(dashboard, "e2e-closer") == []
 
 
