@@ -6,6 +6,7 @@
 // overwrite it), trigger "event" ({nonce, type: "error"|"close", message}) otherwise.
 
 const OVERLAY_ID = "pica-authkit-overlay";
+const CLOSE_ID = "pica-authkit-close";
 const handled = (window.__picaAuthkitHandled = window.__picaAuthkitHandled || new Set());
 
 // JSON with every non-ASCII character escaped (\uXXXX): base64 of it is safe for btoa, and any
@@ -38,6 +39,7 @@ export default function ({ data, setStateValue, setTriggerValue }) {
   Object.keys(config).forEach((k) => config[k] === undefined && delete config[k]);
 
   document.getElementById(OVERLAY_ID)?.remove();
+  document.getElementById(CLOSE_ID)?.remove();
   const iframe = document.createElement("iframe");
   iframe.id = OVERLAY_ID;
   iframe.title = "Connect an integration";
@@ -48,11 +50,32 @@ export default function ({ data, setStateValue, setTriggerValue }) {
   });
   iframe.src = `${baseUrl}?data=${encodeURIComponent(encodeConfig(config))}`;
 
+  // The dashboard's own way out, above the page: an AuthKit page that failed to load (its host down, a proxy's
+  // error page) covered the whole window with nothing that could close it.
+  const closeButton = document.createElement("button");
+  closeButton.id = CLOSE_ID;
+  closeButton.type = "button";
+  closeButton.textContent = "\u00d7";
+  closeButton.title = "Close AuthKit";
+  closeButton.setAttribute("aria-label", "Close AuthKit");
+  Object.assign(closeButton.style, {
+    position: "fixed", top: "12px", right: "12px", zIndex: "2147483001", width: "36px", height: "36px",
+    borderRadius: "18px", border: "0", background: "rgba(0, 0, 0, 0.55)", color: "#fff", fontSize: "22px",
+    lineHeight: "36px", cursor: "pointer", visibility: "hidden",
+  });
+
   let visible = false;
+  let closed = false;
   const close = () => {
+    closed = true;
     window.removeEventListener("message", onMessage);
+    closeButton.remove();
     setTimeout(() => iframe.remove(), 200);
   };
+  closeButton.addEventListener("click", () => {
+    setTriggerValue("event", { nonce: data.nonce, type: "close" });
+    close();
+  });
   const onMessage = (event) => {
     // Only our own iframe may speak, and only from the AuthKit page's origin: a forged
     // LINK_SUCCESS from any other frame or window is ignored.
@@ -69,14 +92,31 @@ export default function ({ data, setStateValue, setTriggerValue }) {
     }
   };
   iframe.addEventListener("load", () => {
-    setTimeout(() => { iframe.style.visibility = "visible"; visible = true; }, 100);
+    setTimeout(() => {
+      if (closed) return;
+      iframe.style.visibility = closeButton.style.visibility = "visible";
+      visible = true;
+    }, 100);
     iframe.contentWindow?.postMessage(config, pageOrigin);
   });
   window.addEventListener("message", onMessage);
   document.body.appendChild(iframe);
+  document.body.appendChild(closeButton);
+  // A page that cannot be reached at all (nothing listening, no such host) says so, and no overlay shows: the
+  // frame's load event fires for the browser's own error page too. Asked beside the frame, so it costs no wait.
+  fetch(baseUrl, { mode: "no-cors", cache: "no-store" }).catch(() => {
+    if (closed) return;
+    setTriggerValue("event", {
+      nonce: data.nonce, type: "error",
+      message: `The AuthKit page at ${pageOrigin} could not be reached: check PICA_AUTHKIT_URL and the network, then open AuthKit again.`,
+    });
+    close();
+  });
   // Unmounted (the user left the page): take the overlay with it.
   return () => {
+    closed = true;
     window.removeEventListener("message", onMessage);
     iframe.remove();
+    closeButton.remove();
   };
 }

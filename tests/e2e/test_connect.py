@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlencode
 
 import pytest
@@ -74,6 +75,28 @@ def test_closing_the_widget_stores_nothing(dashboard, page):
     link = page.get_by_role("link", name="Look them up")
     assert "identity=e2e-closer" in link.get_attribute("href")
     assert connections_of(dashboard, "e2e-closer") == []
+
+
+def test_the_dashboard_s_own_close_button_closes_the_widget(dashboard, page):
+    open_widget(page, dashboard, "e2e-closer-2")
+    page.get_by_role("button", name="Close AuthKit").click()
+    page.wait_for_selector(OVERLAY, state="detached")
+    wait_idle(page)
+    expect(page.get_by_text("The widget was closed before it reported a connection.")).to_be_visible()
+    assert page.get_by_role("button", name="Close AuthKit").count() == 0
+
+
+def test_an_authkit_page_that_cannot_be_reached_says_so_and_covers_nothing(dashboard, page):
+    """Its host down: the browser's error page covered the whole window, and nothing could close it."""
+    page.route("**/sandbox/authkit**", lambda route: route.abort("connectionrefused"))
+    query = urlencode({"identity": "e2e-unreachable", "identityType": "user", "connector": "gmail"})
+    open_path(page, dashboard, f"connect?{query}")
+    page.get_by_role("button", name="Open AuthKit").click()
+    expect(page.get_by_text(re.compile(r"The AuthKit page at http\S+ could not be reached: check PICA_AUTHKIT_URL"))
+           ).to_be_visible(timeout=15000)
+    page.wait_for_selector(OVERLAY, state="detached")
+    page.get_by_role("button", name="Open AuthKit").click(timeout=5000)  # the page under it is usable
+    page.unroute("**/sandbox/authkit**")
 
 
 def test_token_route_failure_shows_a_clear_error(dashboard, page):
