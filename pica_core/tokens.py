@@ -229,7 +229,11 @@ class TokenRoute:
         except UpstreamUnavailableError as exc:
             return error(502, f"Pica is unavailable ({exc.status or 'no answer'}): retry in a moment.")
         except InvalidInputError as exc:
-            return error(400, exc.message)
+            if exc.status is None:  # refused here, before asking Pica: the grant's identity
+                return error(400, exc.message)
+            # Pica's own 400/409/422 to the dashboard's request: not the widget's, whose request was right
+            return error(502, f"Pica refused the token request ({exc.status}): {exc.message}. Retry; if it keeps "
+                              "failing, an admin must check Pica's status and the dashboard's log.")
         except InvalidResponseError:  # the contract's words mean nothing to whoever waits in the widget
             return error(502, "Pica's answer to the token request was not understood: retry; if it keeps failing, "
                               "an admin must check that PICA_API_URL points at Pica.")

@@ -150,6 +150,16 @@ def test_any_other_pica_error_is_502_not_passed_on_as_the_widget_s_own(client, a
     assert_cors(response)
 
 
+@pytest.mark.parametrize("status", [409, 422])
+def test_pica_refusing_the_dashboard_s_request_is_502_not_the_widget_s_400(client, app_env, status):
+    """The widget showed "The token endpoint answered 400" for a request it had made right."""
+    app_env.fault("status", status=status, count=50, path="/v1/authkit")
+    response = client.post(URL, headers=grant(), content=b"{}")
+    assert response.status_code == 502, response.text
+    assert response.json()["error"].startswith(f"Pica refused the token request ({status}): ")
+    assert_cors(response)
+
+
 def test_pica_rate_limit_is_429_with_retry_after(client, app_env):
     app_env.fault("rate_limit", count=50, path="/v1/authkit", seconds=120)
     response = client.post(URL, headers=grant(), content=b"{}")
