@@ -93,3 +93,22 @@ def test_a_reconnect_link_for_another_identity_says_so_before_and_after_authkit_
     assert_clean(at)
     assert at.title[0].value == "Connect an account" and not any("Reconnecting" in i.value for i in at.info)
     assert at.session_state["authkit-session"]["reconnect"] is None
+
+
+def test_a_reconnect_link_to_a_connection_last_seen_operational_says_so_first(app_env):
+    """Kept or used twice, the link offered to reconnect a repaired connection, and AuthKit made a second one."""
+    import os
+
+    from pica_core.models import Connection
+    from pica_core.store import Store
+
+    working = next(c for c in app_env.state.connections.values()
+                   if c["environment"] == "test" and c["state"] == "operational")
+    store = Store.from_url(os.environ["DATABASE_URL"])
+    store.upsert_connections([Connection.model_validate(working)], source="lookup")
+    at = open_page("connect", query={"identity": working["identity"], "identityType": working["identityType"],
+                                     "reconnect": working["key"]})
+    assert_clean(at)
+    assert any(w.value.startswith("It was operational when the dashboard last saw it (") for w in at.warning)
+    assert [p.proto.query_string for p in at.get("page_link") if p.proto.label == "Look it up"]
+    store.engine.dispose()

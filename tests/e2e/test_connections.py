@@ -33,6 +33,16 @@ def test_deep_link_to_a_failed_connection_shows_what_to_do(dashboard, page):
     wait_idle(page)
     expect(page.get_by_role("heading", name="Reconnect an account")).to_be_visible()
     assert page.get_by_label("Identity").first.input_value() == failed["identity"]
+    # Repaired: the outcome says so, and "Reconnecting …: authorise again" is no longer above it
+    page.get_by_role("button", name="Open AuthKit").click()
+    page.wait_for_selector("#pica-authkit-overlay[style*='visible']")
+    widget = page.frame_locator("#pica-authkit-overlay")
+    widget.get_by_role("button", name="Authorize").click()
+    widget.get_by_role("button", name="Done").click()
+    page.wait_for_selector("#pica-authkit-overlay", state="detached")
+    wait_idle(page)
+    expect(page.get_by_text(re.compile(r" is connected for ")).first).to_be_visible()
+    assert page.get_by_text("authorise the same connector again").count() == 0
 
 
 def test_refresh_says_it_is_asking_pica_while_pica_is_slow(dashboard, page):
