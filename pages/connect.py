@@ -92,6 +92,15 @@ if preselected is not None and preselected.platform not in enabled:
 
 linked_type = query.get("identityType") or query.get("identity_type")
 warn_unknown_identity_type(linked_type, "choose the right one below")
+if linked_type and linked_type.strip().lower() == "any":  # a Connections link: a connection has one type
+    st.warning("The link's identity type is any, and a connection is made for one type: choose it below.",
+               icon=":material/link_off:")
+if query.get("identity") and not (opened_session or st.session_state.get("connect-outcome")):
+    try:  # said when the page opens, not only once Open AuthKit is pressed (a line break shows as nothing)
+        validation.identity(query.get("identity"))
+    except InvalidInputError as exc:
+        st.warning(f"The link's identity cannot be used: {plain(exc.message)} Correct it below.",
+                   icon=":material/link_off:")
 
 with st.form("connect"):
     c1, c2, c3 = st.columns([3, 2, 3])  # at 1024 px 1.4 cut "organization" to "organiz"

@@ -112,3 +112,15 @@ def test_a_reconnect_link_to_a_connection_last_seen_operational_says_so_first(ap
     assert any(w.value.startswith("It was operational when the dashboard last saw it (") for w in at.warning)
     assert [p.proto.query_string for p in at.get("page_link") if p.proto.label == "Look it up"]
     store.engine.dispose()
+
+
+@pytest.mark.parametrize("identity, said", [("a\nb", "control characters"), ("x" * 129, "129 characters long")])
+def test_a_link_s_identity_that_cannot_be_used_is_said_when_the_page_opens(app_env, identity, said):
+    at = open_page("connect", query={"identity": identity, "identityType": "user"})
+    assert_clean(at)
+    assert any(w.value.startswith("The link's identity cannot be used: ") and said in w.value for w in at.warning)
+
+
+def test_a_link_s_identity_type_any_is_said_to_need_a_choice(app_env):
+    at = open_page("connect", query={"identity": "rev-any", "identityType": "any"})
+    assert any("The link's identity type is any" in w.value for w in at.warning)
