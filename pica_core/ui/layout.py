@@ -55,11 +55,11 @@ def safe_fragment(run_every: float | None = None) -> Callable[[Callable], Callab
 def banner(settings: Settings, principal: Principal) -> None:
     """The line every page starts with: which Pica this is, and what this session may do."""
     if settings.sandbox:
-        st.info(
-            "**Sandbox mode**: this dashboard talks to the built-in Pica emulator with demo data, not to Pica. "
-            "Set `PICA_SECRET_KEY` to use your Pica account.",
-            icon=":material/science:",
-        )
+        # The mounted emulator, or the one PICA_API_URL names (a standalone sandbox): not Pica either way.
+        where = ("the built-in Pica emulator" if settings.sandbox_mounted or not settings.api_url
+                 else f"the sandbox at `{plain(settings.api_url)}`")
+        st.info(f"**Sandbox mode**: this dashboard talks to {where} with demo data, not to Pica. "
+                "Set `PICA_SECRET_KEY` to use your Pica account.", icon=":material/science:")
     if principal.read_only_reason:
         st.warning(principal.read_only_reason, icon=":material/lock:")
     elif not principal.signed_in and settings.sandbox:

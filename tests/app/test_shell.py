@@ -150,6 +150,13 @@ def test_settings_injects_every_sandbox_fault_with_its_seconds(app_env):
     assert any(c.value.startswith("Injected, still to fire: latency on /v1/ × 1") for c in at.caption)
 
 
+def test_the_banner_names_the_standalone_sandbox_it_talks_to(app_env):
+    """It said "the built-in Pica emulator" of whatever PICA_API_URL named, a dead address included."""
+    at = open_page("overview")
+    [banner] = [i.value for i in at.info if i.value.startswith("**Sandbox mode**")]
+    assert f"talks to the sandbox at `{app_env.url}` with demo data" in banner.replace("\\", "")
+
+
 def test_settings_names_a_setting_that_was_set_and_is_not_read(app_env, monkeypatch):
     monkeypatch.setenv("PICA_PAGESIZE", "50")
     at = open_page("settings")
