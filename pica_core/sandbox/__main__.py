@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
 
 import uvicorn
 
 from . import SandboxConfig, create_app
+
+
+def _port_free(parser: argparse.ArgumentParser, host: str, port: int) -> None:
+    """Stop with one line when the port is taken: the banner said "point the dashboard at it" of another server's
+    port, and uvicorn's error came after it."""
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        parser.exit(3, f"Cannot listen on {host}:{port} ({exc.strerror or exc}): another server has it; choose "
+                       "another port with --port.\n")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,6 +40,7 @@ def main(argv: list[str] | None = None) -> None:
 
     config = SandboxConfig(test_key=args.test_key, live_key=args.live_key, throughput=args.throughput,
                            connections=args.connections, live_connections=args.live_connections, seed=args.seed)
+    _port_free(parser, args.host, args.port)
     app = create_app(config)
     url = f"http://{args.host}:{args.port}"
     print(f"Pica sandbox on {url}  (API {url}/v1, AuthKit page {url}/authkit, controls {url}/control)", flush=True)

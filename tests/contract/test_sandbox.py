@@ -418,3 +418,18 @@ def test_latency_hang_malformed_and_drop_faults(sandbox):
 def test_controls_need_a_sandbox_key(sandbox):
     assert httpx.post(f"{sandbox.url}/control/reset").status_code == 401
     assert httpx.post(f"{sandbox.url}/control/faults", headers=TEST, json={"kind": "explode"}).status_code == 400
+
+
+def test_the_sandbox_command_says_in_one_line_that_its_port_is_taken(sandbox):
+    """It printed "point the dashboard at it: PICA_API_URL=…" of the other server's port, then uvicorn's error."""
+    import subprocess
+    import sys
+    from urllib.parse import urlsplit
+
+    from tests.conftest import ROOT
+
+    port = urlsplit(sandbox.url).port
+    done = subprocess.run([sys.executable, "-m", "pica_core.sandbox", "--port", str(port)], capture_output=True,
+                          text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 3 and "point the dashboard at it" not in done.stdout, (done.stdout, done.stderr)
+    assert done.stderr.startswith(f"Cannot listen on 127.0.0.1:{port} (") and "choose another port" in done.stderr
