@@ -55,17 +55,17 @@ drop_unread_params(("identity", "identityType", "connector", "reconnect"), alias
 if key_problem:  # a link's fault: nothing to correct here, and Open AuthKit makes a new connection
     st.error(f"The link's connection to reconnect is not usable: {plain(key_problem)} Open AuthKit makes a new "
              "connection instead.", icon=":material/link_off:")
-connected = getattr(st.session_state.get("connect-outcome"), "ok", False)
-if repairing and not connected:  # once done, the outcome below says what happened
-    st.info(f"Reconnecting {plain(repairing)}: authorise the same connector again for this identity.",
-            icon=":material/link:")
-    seen = store.stored_connection(repairing)
-    if seen is not None and seen.state == "operational" and not opened_session:  # a link kept, or used twice
-        st.warning(f"It was operational when the dashboard last saw it ({ago(seen.last_seen_at)}): it may need no "
-                   "reconnect, and AuthKit may make a second connection beside it. Look it up first.",
-                   icon=":material/check_circle:")
-        st.page_link("pages/connections.py", label="Look it up", icon=":material/person_search:",
-                     query_params={"key": repairing})
+if repairing:
+    if not getattr(st.session_state.get("connect-outcome"), "ok", False):  # once done, the outcome says what
+        st.info(f"Reconnecting {plain(repairing)}: authorise the same connector again for this identity.",
+                icon=":material/link:")
+        seen = store.stored_connection(repairing)
+        if seen is not None and seen.state == "operational" and not opened_session:  # a link kept, or used twice
+            st.warning(f"It was operational when the dashboard last saw it ({ago(seen.last_seen_at)}): it may need "
+                       "no reconnect, and AuthKit may make a second connection beside it. Look it up first.",
+                       icon=":material/check_circle:")
+            st.page_link("pages/connections.py", label="Look it up", icon=":material/person_search:",
+                         query_params={"key": repairing})
 elif reconnect_key:
     st.warning(f"The link reconnects {plain(reconnect_key)}, a connection of another identity: AuthKit makes a new "
                "connection for the identity below, and leaves that one as it is.", icon=":material/person_alert:")

@@ -96,8 +96,10 @@ if st.query_params.to_dict():
 elif st.session_state.get(KEPT):
     st.query_params.from_dict(st.session_state[KEPT])
 
-if (taken := take_up_triage(settings)) and not taken.done.is_set():  # running, from before a reload: its tab
-    st.session_state[TAB] = "bulk"  # (one that has ended waits there: a new tab is most often for a lookup)
+taken = take_up_triage(settings)
+if taken and not taken.done.is_set() and not (arrived() and st.query_params.to_dict()):  # running: its tab
+    st.session_state[TAB] = "bulk"  # (not over a link's lookup; one that has ended waits there: a new tab is
+    # most often for a lookup)
 
 # Tabs kept in the browser (a tab change that reran the page would stop a triage under way); `default` counts only
 # when the page opens.

@@ -58,6 +58,10 @@ class Principal:
     role: str
     signed_in: bool
     read_only_reason: str | None = None  # set when writes are refused whatever the role
+    # Who they are to the dashboard's own state across sessions (their last triage): unique, unlike a name or an
+    # unverified email. The identity provider's issuer and subject; sandbox mode's one local admin; None for
+    # visitors who share a name and may be anyone.
+    account: str | None = None
 
     def can(self, action: str) -> bool:
         return self.why_not(action) is None
@@ -110,8 +114,11 @@ def principal_for(*, auth_configured: bool, claims: Mapping[str, Any] | None, sa
         if not claims or not claims.get("is_logged_in"):
             return None
         name = str(claims.get("email") or claims.get("name") or claims.get("sub") or "signed-in user")
-        return Principal(name, role_from_claims(claims, claim, role_map), True)
-    if sandbox or allow_live_writes:
+        account = f"{claims.get('iss') or ''}|{claims['sub']}" if claims.get("sub") else None
+        return Principal(name, role_from_claims(claims, claim, role_map), True, account=account)
+    if sandbox:
+        return Principal("local-admin", "admin", False, account="local-admin")
+    if allow_live_writes:  # everyone who reaches it is this one name: no state of theirs is shared across sessions
         return Principal("local-admin", "admin", False)
     # Everything visible, nothing writable: reads stay useful, writes need a named person.
     return Principal("anonymous", "admin", False, read_only_reason=LIVE_READ_ONLY)

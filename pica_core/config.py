@@ -274,11 +274,7 @@ def _no_secret_in(url: str, name: str) -> None:
     """Refuse, without quoting it, a URL holding a user name, a password or a query: the dashboard shows and records
     Pica's URL (Overview, Settings, "Could not reach Pica at …" in a sync's error), and Pica takes the key in a
     header (PICA_SECRET_KEY), not in its URL."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return  # not a URL at all: `_http_url` says so
-    if "@" in parts.netloc or parts.query or parts.fragment:
+    if "@" in url or "?" in url or "#" in url:  # anywhere: a malformed one ("host:pw@…" with no scheme) was quoted
         raise ConfigError(f"{name} holds a user name, a password or a query, which the dashboard would show on its "
                           "pages and in its records: name the host alone (Pica takes the key as PICA_SECRET_KEY).")
 
@@ -326,7 +322,8 @@ def load_settings(
     if api_url and not _http_url(api_url):  # the server calls it: no page to be relative to
         raise ConfigError(f"PICA_API_URL={api_url!r} must be an http(s) URL with a host (and a port from 1 to "
                           f"65535, if any), such as {LIVE_API_URL}.")
-    if api_url and urlsplit(api_url).path.endswith("/v1"):  # every call then went to /v1/v1/…: 404s, "check the id"
+    if api_url and urlsplit(api_url).path.rstrip("/") == "/v1":  # every call went to /v1/v1/…: 404s, "check the id"
+        # (a gateway's /pica/v1 may well strip its prefix)
         raise ConfigError(f"PICA_API_URL={api_url!r} ends in /v1, which the dashboard adds to every call itself: "
                           f"name the host alone, such as {LIVE_API_URL}.")
     if authkit_url:

@@ -616,6 +616,9 @@ def triage_failures(failed: Sequence[TriageResult]) -> str:
     if len(causes) > 3:
         said += f"; and {count(sum(n for _, n in causes[3:]), 'other')}"
     unasked = len(failed) - sum(met.values())
+    if not met:  # what stopped the asking was met by a hint's question, which keeps no error: the unasked say it
+        return (f"{count(len(failed), 'identity', 'identities')} could not be looked up: "
+                f"{next(r.error for r in failed if r.error)}.")
     text = f"{count(len(failed), 'identity', 'identities')} could not be looked up. Pica said: {said}"
     return text + (f"; {unasked:,} {'was' if unasked == 1 else 'were'} not asked after that." if unasked else ".")
 

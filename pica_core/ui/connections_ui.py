@@ -26,6 +26,7 @@ TRIAGE_JOB = "triage-job"
 TRIAGE_RESULTS = "triage"
 TRIAGE_FAILURE = "triage-failure"  # what stopped the last triage, shown once
 TRIAGE_LATER = "triage-later"  # the pasted identities past the first 500 (a BulkInput), triaged next on request
+_HAD_TRIAGE = "triage-had"  # this session has had a triage (its own, or one taken up): `take_up_triage` is done
 TRIAGE_LATER_BEFORE = "triage-later-before"  # TRIAGE_LATER before the next batch began: back if that batch fails
 
 
@@ -47,12 +48,12 @@ def start_triage(settings: Settings, identities: list[tuple[str, str | None]], *
 
 
 def _triage_owner(settings: Settings) -> str | None:
-    """Whose triage it is, across sessions: a signed-in user, or sandbox mode's one local admin, of this Pica and
-    database. Not anonymous live viewers, who are all one name and may be anyone."""
+    """Whose triage it is, across sessions (`Principal.account`), of this Pica and database; None for visitors who
+    share a name and may be anyone."""
     principal = context.principal(settings)
-    if principal is None or not (principal.signed_in or settings.sandbox):
+    if principal is None or principal.account is None:
         return None
-    return repr(("triage", principal.name, settings.api_url, settings.database_url))
+    return repr(("triage", principal.account, settings.api_url, settings.database_url))
 
 
 def _settle_triage(job: jobs.Job) -> None:
@@ -70,10 +71,12 @@ def _settle_triage(job: jobs.Job) -> None:
 
 
 def take_up_triage(settings: Settings) -> jobs.Job | None:
-    """The reader's last triage (running, or ended in the last half hour), when this session, with none of its own,
-    took it up: started before a reload, or in another tab. A reload lost it while it went on asking Pica."""
-    if TRIAGE_JOB in st.session_state or TRIAGE_RESULTS in st.session_state:
+    """The reader's last triage (running, or ended in the last half hour), when this session, which never had one,
+    took it up: started before a reload, or in another tab. A reload lost it while it went on asking Pica. Once a
+    session has had a triage it keeps to its own: results it cleared, or a failure it showed, came back."""
+    if st.session_state.get(_HAD_TRIAGE):
         return None
+    st.session_state[_HAD_TRIAGE] = True  # asked once: a session that found none starts its own
     job = jobs.latest(_triage_owner(settings))
     if job is not None:
         st.session_state[TRIAGE_JOB] = job

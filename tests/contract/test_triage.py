@@ -6,7 +6,7 @@ import asyncio
 
 from pica_core.client import AsyncPicaClient
 from pica_core.config import SANDBOX_TEST_KEY, Secret
-from pica_core.connections_view import triage
+from pica_core.connections_view import triage, triage_failures
 
 
 def run(sandbox, identities, concurrency: int = 1):
@@ -27,6 +27,9 @@ def test_a_rate_limit_met_by_a_hint_stops_the_asking_too(sandbox):
     assert sandbox.count() - before == 2  # Nobody-X, then nobody-x
     assert results[0].error is None and results[0].hint == ""  # no connections stands; only its hint is missing
     assert all(r.error.startswith("not looked up — Pica's rate limit was reached") for r in results[1:])
+    # The page's warning names the limit though no identity's own lookup met it (it said "Pica said: ;")
+    said = triage_failures([r for r in results if r.error])
+    assert said.startswith("30 identities could not be looked up: not looked up — Pica's rate limit was reached"), said
 
 
 def test_without_a_rate_limit_every_identity_is_asked_once_and_hinted_where_it_may_help(sandbox):

@@ -127,7 +127,11 @@ def test_invalid_settings_give_one_clear_line(env, fragment):
 
 @pytest.mark.parametrize("name, url", [("PICA_API_URL", "http://admin:s3cr3tpw@127.0.0.1:8600"),
                                        ("PICA_API_URL", "https://api.example?token=s3cr3tpw"),
-                                       ("PICA_AUTHKIT_URL", "https://admin:s3cr3tpw@authkit.example")])
+                                       ("PICA_AUTHKIT_URL", "https://admin:s3cr3tpw@authkit.example"),
+                                       # malformed too: the refusal of a bad URL quoted it whole
+                                       ("PICA_API_URL", "ops:s3cr3tpw@pica.internal:8600"),
+                                       ("PICA_API_URL", "https//ops:s3cr3tpw@pica.internal"),
+                                       ("PICA_AUTHKIT_URL", "http://ops:s3cr3tpw@[::1")])
 def test_a_pica_url_holding_a_password_or_a_query_is_refused_without_quoting_it(name, url):
     """It was printed and recorded in "Could not reach Pica at http://admin:s3cr3tpw@…", and shown on pages."""
     with pytest.raises(ConfigError) as raised:
@@ -191,3 +195,10 @@ def test_a_setting_set_and_not_read_is_named(tmp_path):
         "DATABSE_URL is not a setting: did you mean DATABASE_URL?",
         "PICA_API_URL under [pica] in the secrets file is not read: settings are its root keys, above every [table].")
     assert load_settings({"PICA_PAGE_SIZE": "5"}, secrets={}, data_dir=tmp_path).ignored == ()
+
+
+def test_only_pica_s_own_v1_is_refused_at_the_end_of_pica_api_url():
+    """A gateway's base (its prefix, then /v1) may strip its prefix: only the host followed by /v1 is a mistake."""
+    assert settings(PICA_API_URL="https://gw.corp/pica/v1").api_url == "https://gw.corp/pica/v1"
+    with pytest.raises(ConfigError, match="ends in /v1"):
+        settings(PICA_API_URL="https://api.picaos.com/v1")
