@@ -124,3 +124,27 @@ def test_a_link_s_identity_that_cannot_be_used_is_said_when_the_page_opens(app_e
 def test_a_link_s_identity_type_any_is_said_to_need_a_choice(app_env):
     at = open_page("connect", query={"identity": "rev-any", "identityType": "any"})
     assert any("The link's identity type is any" in w.value for w in at.warning)
+
+
+def test_a_reconnect_done_is_not_said_to_be_of_another_identity(app_env):
+    from pica_core.connect import ConnectOutcome
+    from pica_core.models import Connection
+
+    conn = next(c for c in app_env.state.connections.values()
+                if c["environment"] == "test" and c["state"] == "failed" and c.get("identity"))
+    at = open_page("connect", query={"identity": conn["identity"], "identityType": conn["identityType"],
+                                     "reconnect": conn["key"]})
+    assert any("Reconnecting" in i.value for i in at.info)
+    assert not any("a connection of another identity" in w.value for w in at.warning)
+    next(b for b in at.button if b.label == "Open AuthKit").click().run()
+    session = dict(at.session_state["authkit-session"])
+    assert session["reconnect"] == conn["key"]
+    # The widget reported the connection, and Pica confirmed it (as confirm_and_store leaves the session)
+    session["stored"] = True
+    at.session_state["authkit-session"] = session
+    at.session_state["connect-outcome"] = ConnectOutcome(True, "ok", Connection.model_validate(conn), None, conn["key"])
+    at.run()
+    assert_clean(at)
+    assert any("is connected for" in s.value for s in at.success)
+    wrong = [w.value for w in at.warning if "a connection of another identity" in w.value]
+    assert not wrong, wrong

@@ -614,27 +614,6 @@ def test_triage_the_next_waits_for_the_rate_limit_the_first_batch_met(app_env, m
     assert later.proto.type == "tertiary" and "rate limit lifts then" in later.proto.help
 
 
-def test_a_reload_during_a_triage_takes_it_up_where_it_was_lost(app_env):
-    """A reload (a new session) showed no progress and no results, while the triage went on asking Pica."""
-    app_env.fault("latency", seconds=0.3, count=100, path="/v1/vault/connections")
-    before = open_page("connections")
-    before.text_area[0].set_value("\n".join(f"someone-{n}" for n in range(8)))
-    next(b for b in before.button if b.label == "Triage").click().run()
-    job = before.session_state["triage-job"]
-    assert not job.done.is_set()
-    after = open_page("connections")  # the reload
-    assert_clean(after)
-    assert after.session_state["connections-tab"] == "bulk"  # where it shows
-    assert after.session_state["triage-job"] is job  # the same one: not a second triage asking again
-    assert next(b for b in after.button if b.label == "Triage").disabled  # one at a time
-    assert job.done.wait(60)
-    after.run()
-    assert any(m.value.startswith("**8 identities** · ") for m in after.markdown)
-    again = open_page("connections")  # its results, once more, for the half hour after it ended
-    assert any(m.value.startswith("**8 identities** · ") for m in again.markdown)
-    assert "connections-tab" not in again.session_state  # under its tab, not opened: a new tab is for a lookup
-
-
 def test_bulk_triage(app_env):
     first = identity_with_broken_connection(app_env)
     second = seeded(app_env, identityType="project")

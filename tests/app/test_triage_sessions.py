@@ -1,10 +1,78 @@
-"""Bulk triage taken up across sessions, and the Connect page after a reconnect (from the session's last review)."""
+"""Bulk triage across sessions: a reload takes up the reader's triage, and nobody else's; a session that had one
+keeps to its own."""
 
 from __future__ import annotations
 
 import pytest
+from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import assert_clean, open_page, press_triage
+from tests.app.conftest import ENTRY, assert_clean, open_page, press_triage
+
+
+def slow_triage(sandbox, at: AppTest):
+    """Triage 8 identities in `at`'s session, each lookup 0.3 s away: its job, under way."""
+    sandbox.fault("latency", seconds=0.3, count=100, path="/v1/vault/connections")
+    at.text_area[0].set_value("\n".join(f"someone-{n}" for n in range(8)))
+    next(b for b in at.button if b.label == "Triage").click().run()
+    job = at.session_state["triage-job"]
+    assert not job.done.is_set()
+    return job
+
+
+def signed_in(user: dict) -> AppTest:
+    """Connections, as `user` (OIDC claims) signed in."""
+    at = AppTest.from_file(ENTRY, default_timeout=60)
+    at.secrets["auth"] = {"client_id": "dashboard", "client_secret": "x", "redirect_uri": "http://localhost/cb",
+                          "cookie_secret": "y", "server_metadata_url": "https://idp.example/.well-known"}
+    at.user = {"is_logged_in": True, **user}
+    at.run()
+    at.switch_page("pages/connections.py")
+    return at.run()
+
+
+def test_a_reload_during_a_triage_takes_it_up_where_it_was_lost(app_env):
+    """A reload (a new session) showed no progress and no results, while the triage went on asking Pica."""
+    job = slow_triage(app_env, open_page("connections"))
+    after = open_page("connections")  # the reload
+    assert_clean(after)
+    assert after.session_state["connections-tab"] == "bulk"  # where it shows
+    assert after.session_state["triage-job"] is job  # the same one: not a second triage asking again
+    assert next(b for b in after.button if b.label == "Triage").disabled  # one at a time
+    assert job.done.wait(60)
+    after.run()
+    assert any(m.value.startswith("**8 identities** · ") for m in after.markdown)
+    again = open_page("connections")  # its results, once more, for the half hour after it ended
+    assert any(m.value.startswith("**8 identities** · ") for m in again.markdown)
+    assert "connections-tab" not in again.session_state  # under its tab, not opened: a new tab is for a lookup
+
+
+def test_a_link_opened_while_a_triage_runs_opens_its_lookup(app_env):
+    job = slow_triage(app_env, open_page("connections"))
+    link = open_page("connections", query={"identity": "someone-1"})  # Fleet's link, in a new tab
+    assert_clean(link)
+    try:
+        assert link.session_state["connections-tab"] == "lookup", "the link's lookup opened under Bulk triage"
+    finally:
+        job.done.wait(60)
+
+
+@pytest.mark.parametrize("other", [
+    {"email": "ana@acme.io", "email_verified": False, "sub": "mallory", "name": "Mallory", "groups": ["support"]},
+    {"sub": "alex-2", "name": "Alex Smith", "groups": ["support"]},  # no email claim: the display name alone
+])
+def test_another_user_never_takes_up_a_user_s_triage(app_env, monkeypatch, other):
+    monkeypatch.setenv("ROLE_MAP", "support=viewer,ops=operator")
+    owner = {"email": "ana@acme.io", "sub": "ana", "name": "Ana", "groups": ["ops"]} if "email" in other else \
+        {"sub": "alex-1", "name": "Alex Smith", "groups": ["ops"]}
+    job = slow_triage(app_env, signed_in(owner))
+    try:
+        them = signed_in(other)
+        assert_clean(them)
+        assert "triage-job" not in them.session_state, "another user's triage was taken up"
+        same = signed_in(owner)  # the owner, in another tab: theirs
+        assert same.session_state["triage-job"] is job
+    finally:
+        job.done.wait(60)
 
 
 def test_a_cleared_triage_does_not_come_back_on_the_next_run(app_env):
@@ -20,79 +88,6 @@ def test_a_cleared_triage_does_not_come_back_on_the_next_run(app_env):
     at.run()  # any next interaction
     assert not any(m.value.startswith("**2 identities** · ") for m in at.markdown), \
         "the earlier triage, dropped by the new Triage, came back"
-
-
-def test_a_reconnect_done_is_not_said_to_be_of_another_identity(app_env):
-    from pica_core.connect import ConnectOutcome
-    from pica_core.models import Connection
-
-    conn = next(c for c in app_env.state.connections.values()
-                if c["environment"] == "test" and c["state"] == "failed" and c.get("identity"))
-    at = open_page("connect", query={"identity": conn["identity"], "identityType": conn["identityType"],
-                                     "reconnect": conn["key"]})
-    assert any("Reconnecting" in i.value for i in at.info)
-    assert not any("a connection of another identity" in w.value for w in at.warning)
-    next(b for b in at.button if b.label == "Open AuthKit").click().run()
-    session = dict(at.session_state["authkit-session"])
-    assert session["reconnect"] == conn["key"]
-    # The widget reported the connection, and Pica confirmed it (as confirm_and_store leaves the session)
-    session["stored"] = True
-    at.session_state["authkit-session"] = session
-    at.session_state["connect-outcome"] = ConnectOutcome(True, "ok", Connection.model_validate(conn), None, conn["key"])
-    at.run()
-    assert_clean(at)
-    assert any("is connected for" in s.value for s in at.success)
-    wrong = [w.value for w in at.warning if "a connection of another identity" in w.value]
-    assert not wrong, wrong
-
-
-def test_a_link_opened_while_a_triage_runs_opens_its_lookup(app_env):
-    app_env.fault("latency", seconds=0.3, count=100, path="/v1/vault/connections")
-    first = open_page("connections")
-    first.text_area[0].set_value("\n".join(f"someone-{n}" for n in range(8)))
-    next(b for b in first.button if b.label == "Triage").click().run()
-    job = first.session_state["triage-job"]
-    assert not job.done.is_set()
-    link = open_page("connections", query={"identity": "someone-1"})  # Fleet's link, in a new tab
-    assert_clean(link)
-    try:
-        assert link.session_state["connections-tab"] == "lookup", "the link's lookup opened under Bulk triage"
-    finally:
-        job.done.wait(60)
-
-
-def _as(user: dict):
-    from streamlit.testing.v1 import AppTest
-    from tests.app.conftest import ENTRY
-    at = AppTest.from_file(ENTRY, default_timeout=60)
-    at.secrets["auth"] = {"client_id": "dashboard", "client_secret": "x", "redirect_uri": "http://localhost/cb",
-                          "cookie_secret": "y", "server_metadata_url": "https://idp.example/.well-known"}
-    at.user = {"is_logged_in": True, **user}
-    at.run()
-    at.switch_page("pages/connections.py")
-    return at.run()
-
-
-
-@pytest.mark.parametrize("other", [
-    {"email": "ana@acme.io", "email_verified": False, "sub": "mallory", "name": "Mallory", "groups": ["support"]},
-    {"sub": "alex-2", "name": "Alex Smith", "groups": ["support"]},  # no email claim: the display name alone
-])
-def test_another_user_never_takes_up_a_user_s_triage(app_env, monkeypatch, other):
-    monkeypatch.setenv("ROLE_MAP", "support=viewer,ops=operator")
-    app_env.fault("latency", seconds=0.3, count=100, path="/v1/vault/connections")
-    owner = {"email": "ana@acme.io", "sub": "ana", "name": "Ana", "groups": ["ops"]} if "email" in other else \
-        {"sub": "alex-1", "name": "Alex Smith", "groups": ["ops"]}
-    ana = _as(owner)
-    ana.text_area[0].set_value("\n".join(f"someone-{n}" for n in range(8)))
-    next(b for b in ana.button if b.label == "Triage").click().run()
-    job = ana.session_state["triage-job"]
-    try:
-        them = _as(other)
-        assert_clean(them)
-        assert "triage-job" not in them.session_state, "another user's triage was taken up"
-    finally:
-        job.done.wait(60)
 
 
 def test_what_stopped_a_triage_is_said_once(app_env, monkeypatch):
