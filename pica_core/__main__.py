@@ -12,13 +12,14 @@ import argparse
 import asyncio
 import signal
 import sys
+from datetime import UTC
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from .client import AsyncPicaClient
 from .config import MAX_PAGE_SIZE, load_settings
 from .errors import ConfigError
-from .store import Store, failure_line, unopenable
+from .store import Store, failure_line, unopenable, utcnow
 from .sync import CannotResume, SyncBusy, SyncLockLost, page_list, resume_sync, sync_fleet
 
 
@@ -46,6 +47,10 @@ async def _sync(args: argparse.Namespace) -> int:
         store = Store.from_url(settings.database_url)
     except SQLAlchemyError as exc:
         raise ConfigError(f"{unopenable(settings.database_url, exc)}.") from None
+    if args.resume is not None and (run := store.sync_run(args.resume)) is not None and run.retry_at is not None \
+            and run.retry_at > utcnow():  # said, not refused: Pica may have lifted it, and a schedule runs on anyway
+        print(f"Warning: the rate limit sync #{run.id} met lifts at {run.retry_at.astimezone(UTC):%H:%M:%S} UTC: "
+              "a resume before then is likely to meet it again.", file=sys.stderr)
     async with AsyncPicaClient.from_settings(settings) as client:
         if args.resume is not None:
             report = await resume_sync(client, store, args.resume, environment=settings.environment,

@@ -591,6 +591,22 @@ def test_cli_says_in_one_line_when_it_cannot_write_beside_the_database(sandbox, 
     assert "Configuration error: Cannot write" in done.stderr and "set DATABASE_URL to a place it may write" in done.stderr
 
 
+def test_cli_resume_says_when_the_rate_limit_its_run_met_lifts(sandbox, tmp_path):
+    from datetime import timedelta
+
+    from pica_core.store import utcnow
+
+    store = Store.from_url(f"sqlite:///{tmp_path / 'cli.db'}")
+    run_ = store.start_sync("test", 100)
+    lifts = utcnow() + timedelta(minutes=5)
+    store.update_sync(run_.id, status="partial", pages_total=8, failed_pages=list(range(1, 9)), retry_at=lifts)
+    store.engine.dispose()
+    resumed = cli(sandbox, tmp_path, "--resume", str(run_.id))
+    assert resumed.stderr.startswith(f"Warning: the rate limit sync #{run_.id} met lifts at {lifts:%H:%M:%S} UTC: "
+                                     "a resume before then is likely to meet it again."), resumed.stderr
+    assert resumed.returncode == 0  # said, not refused: here the limit had gone
+
+
 def test_cli_refuses_to_run_beside_another_sync(sandbox, tmp_path, monkeypatch):
     monkeypatch.setenv("PICA_PAGESIZE", "5")  # and says first what it did not read
     holder = Store.from_url(f"sqlite:///{tmp_path / 'cli.db'}")
