@@ -202,7 +202,7 @@ with lookup_tab:
                 message, hint = no_results_message(lookup, environment=settings.environment, others=others,
                                                    names=names, same_letters=same_letters)
                 st.warning(plain(message), icon=":material/search_off:")
-                if lookup.key and not likely_meant(lookup) and (deleted := store.deletion(lookup.key)):
+                if lookup.key and not lookup.narrowed_key and (deleted := store.deletion(lookup.key)):
                     st.info(plain(f"It was deleted from this dashboard by {deleted.actor} on "
                                   f"{deleted.at.astimezone(UTC):%Y-%m-%d at %H:%M} UTC (the Audit log has it)."),
                             icon=":material/delete:")

@@ -60,6 +60,11 @@ class Lookup:
     def empty(self) -> bool:
         return not (self.identity or self.key or self.platform)
 
+    @property
+    def narrowed_key(self) -> bool:
+        """A key looked up with other fields, which narrow it: the key alone may well be listed."""
+        return bool(self.key and (self.identity or self.identity_type or self.platform))
+
     @classmethod
     def opening(cls, key: str, *, identity: str | None = None, identity_type: str | None = None,
                 connection_id: str | None = None) -> Lookup:
@@ -251,7 +256,7 @@ def no_results_message(lookup: Lookup, *, environment: str, others: Sequence[Con
     and platform (Pica matches identities exactly); the environment of the key."""
     names = names or {}
     platform = names.get(lookup.platform.strip().lower(), lookup.platform) if lookup.platform else ""
-    narrowed = lookup.key and (lookup.identity or lookup.identity_type or lookup.platform)
+    narrowed = lookup.narrowed_key
     if lookup.key:
         message = f"No connection with key {lookup.key}" + (f" among {replace(lookup, key='').describe(names)}."
                                                             if narrowed else ".")
@@ -280,12 +285,11 @@ def no_results_message(lookup: Lookup, *, environment: str, others: Sequence[Con
         hints.append(f"It has {count(len(elsewhere), 'connection')} on other platforms"
                      + (f" ({broken:,} need attention)" if broken else "") + f": {listed}.")
     other_env = "live" if environment == "test" else "test"
-    if narrowed:  # the key alone may well be listed: nothing says it is gone
-        pass
-    elif lookup.key and lookup.key.startswith(f"{environment}::"):  # of this key's environment: not the reason
+    # A narrowed key may well be listed alone: nothing says it is gone, or of the other environment.
+    if lookup.key and not narrowed and lookup.key.startswith(f"{environment}::"):  # of this key's environment
         hints.append("Pica does not list it: deleted (by the end user or elsewhere), or the key was cut or changed "
                      "when copied.")
-    else:
+    elif not narrowed:
         hints.append(f"The dashboard's key is a {environment} key: connections made in the {other_env} environment "
                      f"are not visible with it.")
     if lookup.key and not lookup.key.startswith(f"{environment}::"):
@@ -339,7 +343,7 @@ def likely_meant(lookup: Lookup) -> Lookup | None:
     a space as part of a name), or without the quotes a spreadsheet or a chat put around it (`"usr_1"`,
     `“usr_1”`). None when none applies."""
     if lookup.key:
-        return Lookup(key=lookup.key) if lookup.identity or lookup.identity_type or lookup.platform else None
+        return Lookup(key=lookup.key) if lookup.narrowed_key else None
     identity = lookup.identity.strip()
     head, comma, tail = identity.rpartition(",")
     if comma and head.strip() and tail.strip().lower() in IDENTITY_TYPES:
@@ -537,6 +541,7 @@ class TriageResult:
     error: str | None = None
     hint: str = ""  # none found: where its connections may be instead (another identity type, lower case)
     retry_at: datetime | None = None  # not looked up for Pica's rate limit: when it lifts, if Pica said
+    stopped_asking: bool = False  # its error (a rate limit, a refused key) stopped the asking for those after it
 
     @property
     def note(self) -> str:
@@ -594,7 +599,7 @@ async def triage(client, identities: Sequence[tuple[str, str | None]],
                 except (RateLimitedError, AuthError) as exc:
                     limited.append(exc)
                     result = TriageResult(identity, identity_type, error=exc.as_recorded(),
-                                          retry_at=getattr(exc, "retry_at", None))
+                                          retry_at=getattr(exc, "retry_at", None), stopped_asking=True)
                 except PicaError as exc:
                     result = TriageResult(identity, identity_type, error=exc.as_recorded())
         done += 1
@@ -610,7 +615,7 @@ def triage_failures(failed: Sequence[TriageResult]) -> str:
     asking (a rate limit, whose time says when to ask again, or a refused key) first. One error quoted for all hid
     the rate limit behind a 500 met first."""
     met = Counter(r.error for r in failed if r.error and not r.error.startswith(NOT_ASKED))
-    stopping = {r.error for r in failed if r.retry_at or (r.error or "").startswith(("401", "403", "429"))}
+    stopping = {r.error for r in failed if r.stopped_asking}
     causes = sorted(met.items(), key=lambda item: item[0] not in stopping)  # stable: otherwise as met
     said = "; ".join(f"{error} ({count(n, 'identity', 'identities')})" for error, n in causes[:3])
     if len(causes) > 3:

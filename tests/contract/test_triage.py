@@ -46,4 +46,5 @@ def test_a_refused_key_stops_the_asking_as_a_rate_limit_does(sandbox):
     results = run(sandbox, [(f"someone-{n}", None) for n in range(40)])
     assert sandbox.count() - before == 1
     assert results[0].error.startswith("401") and "Check PICA_SECRET_KEY" in results[0].error
+    assert results[0].stopped_asking and not any(r.stopped_asking for r in results[1:])
     assert all(r.error.startswith("not looked up — Pica refused the key (401") for r in results[1:]), results[1].error

@@ -513,7 +513,8 @@ def test_triage_failures_say_each_cause_once_what_stopped_the_asking_first():
     """Only the first error was quoted: a 500 met first hid the rate limit that decides when to ask again."""
     later = datetime.now(UTC) + timedelta(minutes=2)
     failed = [TriageResult("a", None, error="500 Internal error — retry in a moment"),
-              TriageResult("b", None, error="429 Rate limit exceeded — retry after 10:02:00 UTC", retry_at=later),
+              TriageResult("b", None, error="429 Rate limit exceeded — retry after 10:02:00 UTC", retry_at=later,
+                           stopped_asking=True),  # as triage marks the error that stopped it
               TriageResult("c", None, error="500 Internal error — retry in a moment"),
               TriageResult("d", None, error="not looked up — Pica's rate limit was reached", retry_at=later)]
     assert triage_failures(failed) == (
